@@ -1,0 +1,1 @@
+"""aigc-jax: generative models in JAX/Flax."""

@@ -1,0 +1,220 @@
+"""The input pipeline: tfds array_record data source -> grain -> numpy batches laid out for devices.
+
+`create_iterator` is the one entry point. Every batch it yields is a dict of numpy arrays:
+
+  image: [num_local_devices, per_device, H, W, C] float32 in [0, 1]
+  label: [num_local_devices, per_device] int32 in [0, num_classes)
+  mask:  [num_local_devices, per_device] float32, 1 for a real example, 0 for padding
+
+with `per_device = global_batch_size // (process_count * num_local_devices)`. Each host
+process reads its own contiguous shard of the split. No TensorFlow is needed to read.
+"""
+import contextlib
+import importlib.util
+import os
+import shutil
+from typing import Any
+from unittest import mock
+
+import grain
+import numpy as np
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core.download import downloader
+
+from aigc_jax.data.registry import get_dataset_spec
+from aigc_jax.errors import ConfigError, UserError
+
+
+class DatasetUnavailableError(UserError, RuntimeError):
+  """A catalog dataset is neither prepared in the data_dir nor preparable here."""
+
+
+def default_data_dir() -> str:
+  """$TFDS_DATA_DIR if set, else ~/tensorflow_datasets (tfds's own default)."""
+  return os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
+
+
+@contextlib.contextmanager
+def _remove_leftovers_on_failure(data_dir: str, dataset_name: str):
+  """Removes what a failed `download_and_prepare` created (it leaves partial folders behind)."""
+  dataset_dir = os.path.join(data_dir, dataset_name)
+  downloads = os.path.join(data_dir, "downloads")
+  candidates = (data_dir, dataset_dir, downloads, os.path.join(downloads, dataset_name))
+  created = [p for p in candidates if not os.path.exists(p)]
+  try:
+    yield
+  except BaseException:
+    for path in created:
+      shutil.rmtree(path, ignore_errors=True)
+    if os.path.isdir(dataset_dir):  # Dataset folder existed: drop only incomplete versions.
+      for entry in os.listdir(dataset_dir):
+        if entry.startswith("incomplete."):  # tfds names them incomplete.<random>_<version>.
+          shutil.rmtree(os.path.join(dataset_dir, entry), ignore_errors=True)
+    raise
+
+
+def _prepare_catalog(builder, name: str, data_dir: str) -> None:
+  """Downloads and prepares a tfds catalog dataset, or raises DatasetUnavailableError."""
+  try:
+    # Offline, the default 10 retries with backoff take minutes; fail at once instead.
+    with mock.patch.object(downloader, "MAX_RETRIES", 0), \
+         _remove_leftovers_on_failure(data_dir, builder.name):
+      builder.download_and_prepare(file_format="array_record")
+  except Exception as e:
+    extra = ("" if importlib.util.find_spec("tensorflow")
+             else " (preparing it needs TensorFlow: pip install 'aigc-jax[catalog]')")
+    raise DatasetUnavailableError(
+        f"Dataset {name!r} is not prepared in {data_dir} and could not be prepared here "
+        f"({type(e).__name__}); prepare it with `tfds build {builder.name} "
+        f"--file_format=array_record --data_dir=DIR`{extra}, then pass that directory as "
+        f"--data_dir or --config.data_dir.") from e
+
+
+def _prepare_offline(builder, tfds_name: str, data_dir: str) -> None:
+  """Prepares a dataset that needs no download (digits); safe if several processes race."""
+  try:
+    builder.download_and_prepare(file_format="array_record")
+  except Exception:
+    # tfds writes into a private *.incomplete* folder and renames it at the end; a process
+    # that loses the race fails on the rename, but then the dataset is there.
+    if not tfds.builder(tfds_name, data_dir=data_dir).is_prepared():
+      raise
+
+
+def load_data_source(name: str, split: str, data_dir: str | None = None):
+  """Returns the tfds array_record data source of a project dataset split.
+
+  Digits datasets are prepared on first use; catalog datasets are read if prepared, else
+  downloaded and prepared, else DatasetUnavailableError. Records are dicts of numpy arrays
+  (`image` [H, W, C] uint8, `label` int).
+  """
+  spec = get_dataset_spec(name)
+  data_dir = os.path.expanduser(os.fspath(data_dir or default_data_dir()))
+  builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
+  if not builder.is_prepared():
+    # Under tfds.testing.mock_data, download_and_prepare is a no-op and as_data_source fakes.
+    if spec.prepared_offline:
+      _prepare_offline(builder, spec.tfds_name, data_dir)
+    else:
+      _prepare_catalog(builder, name, data_dir)
+  return builder.as_data_source(split=split)
+
+
+def num_examples(name: str, split: str, data_dir: str | None = None) -> int:
+  """Number of examples in a split (all hosts together), preparing digits if needed."""
+  return len(load_data_source(name, split, data_dir))
+
+
+class _MaskedSource:
+  """Keeps `image` and `label` of each record, adds `mask` 1; indices past the end are zeros."""
+
+  def __init__(self, source, length: int, image_shape: tuple[int, int, int], description: str):
+    self._source = source
+    self._length = length
+    self._image_shape = image_shape
+    self._description = description
+
+  def __repr__(self) -> str:  # Recorded in grain checkpoints: keep it free of addresses.
+    return (f"_MaskedSource({self._description}, records={len(self._source)}, "
+            f"length={self._length})")
+
+  def __len__(self) -> int:
+    return self._length
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    if index < len(self._source):
+      record = self._source[index]
+      return {"image": np.asarray(record["image"], np.uint8).reshape(self._image_shape),
+              "label": np.int32(record["label"]), "mask": np.float32(1.0)}
+    return {"image": np.zeros(self._image_shape, np.uint8), "label": np.int32(0),
+            "mask": np.float32(0.0)}
+
+
+class _ToDeviceLayout(grain.transforms.Map):
+  """[B, ...] uint8 batch -> [num_local_devices, B // num_local_devices, ...], image in [0, 1]."""
+
+  def __init__(self, num_local_devices: int):
+    self._num_local_devices = num_local_devices
+
+  def map(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def split(x):
+      return x.reshape((self._num_local_devices, -1) + x.shape[1:])
+    return {"image": split(batch["image"].astype(np.float32) / np.float32(255.0)),
+            "label": split(batch["label"].astype(np.int32)),
+            "mask": split(batch["mask"].astype(np.float32))}
+
+
+def create_iterator(
+    name: str,
+    split: str,
+    *,
+    global_batch_size: int,
+    num_local_devices: int,
+    seed: int,
+    train: bool,
+    data_dir: str | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    num_epochs: int | None = None,
+    worker_count: int = 0,
+) -> Any:
+  """Returns a grain DataLoader iterator (with get_state/set_state) of device-laid-out batches.
+
+  Args:
+    name: project dataset name (see `registry.DATASETS`).
+    split: tfds split name, e.g. `spec.train_split`.
+    global_batch_size: examples per step over all hosts; must be divisible by
+      process_count * num_local_devices.
+    num_local_devices: devices of this host; leading axis of every array.
+    seed: shuffle seed in [0, 2**32); used only when train.
+    train: True: shuffled (a new order each epoch, fixed by seed), repeated num_epochs times
+      (None: forever), incomplete last batch dropped, mask all ones. False: file order, one
+      pass, the end padded with zero examples of mask 0 so that every example of the split
+      is yielded exactly once and every host yields the same number of batches.
+    data_dir: tfds data_dir; default `default_data_dir()`.
+    process_index, process_count: this host's shard; default jax.process_index() /
+      jax.process_count().
+    num_epochs: passes over the data when train (None: forever); ignored for eval.
+    worker_count: grain worker processes (0: read in this process). Each worker batches its
+      own records, so batches depend on worker_count (deterministic for a fixed count; restore
+      a checkpointed state with the same count). Workers need absl flags parsed and a
+      `__main__` guard in the entry point.
+
+  Returns:
+    Iterator of dicts: image [D, b, H, W, C] float32 in [0, 1], label [D, b] int32,
+    mask [D, b] float32, with D = num_local_devices, b = per-device batch size.
+  """
+  spec = get_dataset_spec(name)
+  if process_index is None or process_count is None:
+    import jax  # Only to find this host's shard; the pipeline itself never touches devices.
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+  if global_batch_size <= 0 or global_batch_size % (process_count * num_local_devices):
+    raise ConfigError(
+        f"global_batch_size {global_batch_size} must be a positive multiple of "
+        f"process_count * num_local_devices = {process_count} * {num_local_devices}.")
+  host_batch_size = global_batch_size // process_count
+
+  source = load_data_source(name, split, data_dir)
+  size = len(source)
+  if train:
+    length = size
+  else:
+    # Pad so that every host, and each of its grain workers (which batch every
+    # worker_count-th record of the host's shard), gets the same number of full batches.
+    multiple = global_batch_size * max(worker_count, 1)
+    length = -(-size // multiple) * multiple
+  sampler = grain.samplers.IndexSampler(
+      num_records=length,
+      shard_options=grain.sharding.ShardOptions(
+          shard_index=process_index, shard_count=process_count, drop_remainder=train),
+      shuffle=train,
+      num_epochs=num_epochs if train else 1,
+      seed=seed if train else None)
+  loader = grain.DataLoader(
+      data_source=_MaskedSource(source, length, spec.image_shape, f"{name}:{split}"),
+      sampler=sampler,
+      operations=[grain.transforms.Batch(host_batch_size, drop_remainder=train),
+                  _ToDeviceLayout(num_local_devices)],
+      worker_count=worker_count)
+  return iter(loader)
