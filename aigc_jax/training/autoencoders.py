@@ -1,0 +1,115 @@
+"""The autoencoder and VAE families: losses, steps, reconstruction and sampling.
+
+VAE loss (per example, nats): -ELBO = -log p(x | z) + beta * KL(q(z | x) || N(0, I)), with
+KL = 0.5 * sum(mean^2 + exp(logvar) - 1 - logvar). AE loss: -log p(x | dec(enc(x))) under the
+same likelihood. Losses are averaged over the global batch.
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from aigc_jax.models.autoencoder import Autoencoder
+from aigc_jax.models.likelihoods import get_likelihood
+from aigc_jax.models.networks import build_decoder, build_encoder
+from aigc_jax.models.vae import VAE
+from aigc_jax.training import noise
+from aigc_jax.training.family import FAMILIES, Family
+from aigc_jax.training.optimizers import build_optimizer
+from aigc_jax.training.state import TrainState
+
+
+def gaussian_kl(mean, logvar):
+  """KL(N(mean, exp(logvar)) || N(0, I)) per example, `[B, L] -> [B]` nats."""
+  return 0.5 * jnp.sum(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar, axis=-1)
+
+
+def _per_example_terms(model_cfg, likelihood, variational, state, params, images, key, train):
+  """Per-example loss terms `{name: [B]}` and the updated batch_stats."""
+  latent_dim = model_cfg.latent_dim
+  if variational:
+    indices = noise.global_example_indices(images.shape[0])
+    eps = noise.per_example_normal(key, indices, (latent_dim,))
+    if train:
+      (outputs, mean, logvar), batch_stats = state.apply_train(params, images, eps)
+    else:
+      outputs, mean, logvar = state.apply_fn(state.variables(), images, eps)
+      batch_stats = state.batch_stats
+    reconstruction = likelihood.nll(outputs, images)
+    kl = gaussian_kl(mean, logvar)
+    terms = {"loss": reconstruction + model_cfg.beta * kl,
+             "reconstruction_nll": reconstruction, "kl": kl}
+  else:
+    if train:
+      outputs, batch_stats = state.apply_train(params, images)
+    else:
+      outputs, batch_stats = state.apply_fn(state.variables(), images), state.batch_stats
+    terms = {"loss": likelihood.nll(outputs, images)}
+  mean_image = likelihood.mean(outputs)
+  terms["mse"] = jnp.mean(jnp.square(mean_image - images), axis=(1, 2, 3))
+  return terms, batch_stats
+
+
+def _train_step(state, batch, key, *, terms_fn):
+  step_key = jax.random.fold_in(key, state.step)
+
+  def loss_fn(params):
+    terms, batch_stats = terms_fn(state, params, batch["image"], step_key, True)
+    means = jax.tree.map(jnp.mean, terms)
+    return means["loss"], (means, batch_stats)
+
+  grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+  grads = jax.lax.pmean(grads, noise.BATCH_AXIS)
+  state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  return state, jax.lax.pmean(metrics, noise.BATCH_AXIS)
+
+
+def _eval_step(state, batch, key, *, terms_fn):
+  terms, _ = terms_fn(state, state.params, batch["image"], key, False)
+  mask = batch["mask"]
+  sums = {name: jnp.sum(value * mask) for name, value in terms.items()}
+  sums["weight"] = jnp.sum(mask)
+  return jax.lax.psum(sums, noise.BATCH_AXIS)
+
+
+def _make_family(config: ml_collections.ConfigDict, image_shape, variational: bool) -> Family:
+  model_cfg = config.model
+  likelihood = get_likelihood(model_cfg.likelihood, model_cfg.likelihood_scale)
+  code_size = 2 * model_cfg.latent_dim if variational else model_cfg.latent_dim
+  encoder = build_encoder(model_cfg.encoder, code_size, noise.BATCH_AXIS)
+  decoder = build_decoder(model_cfg.decoder, image_shape, noise.BATCH_AXIS)
+  model = (VAE if variational else Autoencoder)(encoder=encoder, decoder=decoder)
+  optimizer = build_optimizer(config.optimizer, config.train.num_steps)
+  terms_fn = functools.partial(_per_example_terms, model_cfg, likelihood, variational)
+
+  def init(key):
+    images = jnp.zeros((1,) + image_shape, jnp.float32)
+    args = (images, jnp.zeros((1, model_cfg.latent_dim))) if variational else (images,)
+    variables = model.init(key, *args, train=False)
+    return TrainState.create(apply_fn=model.apply, params=variables["params"],
+                             batch_stats=variables.get("batch_stats", {}), tx=optimizer)
+
+  def reconstruct(state, images, key):
+    if variational:  # The posterior mean: reconstructions shown and scored are deterministic.
+      mean, _ = model.apply(state.variables(), images, method=VAE.encode)
+      outputs = model.apply(state.variables(), mean, method=VAE.decode)
+    else:
+      outputs = state.apply_fn(state.variables(), images)
+    del key
+    return likelihood.mean(outputs)
+
+  def generate(state, key, num):
+    z = jax.random.normal(key, (num, model_cfg.latent_dim))
+    return likelihood.mean(model.apply(state.variables(), z, method=VAE.decode))
+
+  return Family(
+      init=init,
+      train_step=functools.partial(_train_step, terms_fn=terms_fn),
+      eval_step=functools.partial(_eval_step, terms_fn=terms_fn),
+      generate=jax.jit(generate, static_argnums=2) if variational else None,
+      reconstruct=jax.jit(reconstruct))
+
+
+FAMILIES.register("ae")(functools.partial(_make_family, variational=False))
+FAMILIES.register("vae")(functools.partial(_make_family, variational=True))

@@ -1,0 +1,52 @@
+"""What a model family gives the one training loop: init, per-device steps, sampling.
+
+Families differ in their networks, losses and states, not in how they train: the loop in
+`training.loop` drives any `Family`. A step is written for ONE device and averages with
+`jax.lax.pmean` over `noise.BATCH_AXIS`; `training.parallel` maps it over devices.
+
+Batches are dicts: `image [per_device, H, W, C]` float32 in [0, 1], `label [per_device]`
+int32, `mask [per_device]` float32 (1 real example, 0 padding; only eval batches pad).
+"""
+import dataclasses
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import jax
+import ml_collections
+
+from aigc_jax.registry import Registry
+
+State = Any
+Batch = Dict[str, jax.Array]
+Metrics = Dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  """The functions of one model family.
+
+  Attributes:
+    init: `(key) -> state` on the host, before replication.
+    train_step: `(state, batch, key) -> (state, metrics)`; per device, pure. `key` is the
+      run's training key; the step folds in `state.step` itself. Metrics are means over the
+      global batch (already `pmean`-ed).
+    eval_step: `(state, batch, key) -> sums`; per device. Returns `psum`-ed sums over real
+      examples of each metric, plus `"weight"`, the number of real examples.
+    generate: `(state, key, num) -> images [num, H, W, C]` in [0, 1], single device;
+      None for families that cannot sample (the plain autoencoder).
+    reconstruct: `(state, images, key) -> images`, both `[N, H, W, C]` in [0, 1], single
+      device; None for families without an encoder (the GAN).
+  """
+  init: Callable[[jax.Array], State]
+  train_step: Callable[[State, Batch, jax.Array], Tuple[State, Metrics]]
+  eval_step: Callable[[State, Batch, jax.Array], Metrics]
+  generate: Optional[Callable[[State, jax.Array, int], jax.Array]]
+  reconstruct: Optional[Callable[[State, jax.Array, jax.Array], jax.Array]]
+
+
+FamilyFactory = Callable[[ml_collections.ConfigDict, Tuple[int, int, int]], Family]
+FAMILIES = Registry[FamilyFactory]("model family")
+
+
+def get_family(config: ml_collections.ConfigDict, image_shape: Tuple[int, int, int]) -> Family:
+  """The family named by `config.model.family`, built for images of `image_shape` (H, W, C)."""
+  return FAMILIES.get(config.model.family)(config, tuple(image_shape))

@@ -1,0 +1,36 @@
+"""Train states: flax's TrainState plus BatchNorm statistics, and a GAN state holding two."""
+from typing import Any
+
+import flax
+import jax
+from flax.training import train_state
+
+
+class TrainState(train_state.TrainState):
+  """One network and its optimiser. `batch_stats` is `{}` for networks without BatchNorm."""
+  batch_stats: Any = flax.struct.field(default_factory=dict)
+
+  def variables(self, params=None) -> dict:
+    """The variable dict for `apply_fn`, with `params` substituted when given."""
+    variables = {"params": self.params if params is None else params}
+    if self.batch_stats:
+      variables["batch_stats"] = self.batch_stats
+    return variables
+
+  def apply_train(self, params, *args):
+    """Applies the network in training mode; returns (outputs, updated batch_stats)."""
+    if not self.batch_stats:
+      return self.apply_fn(self.variables(params), *args, train=True), self.batch_stats
+    outputs, updates = self.apply_fn(self.variables(params), *args, train=True,
+                                     mutable=["batch_stats"])
+    return outputs, updates["batch_stats"]
+
+
+class GANState(flax.struct.PyTreeNode):
+  """Generator and discriminator states; both advance by one step per train step."""
+  generator: TrainState
+  discriminator: TrainState
+
+  @property
+  def step(self) -> jax.Array:
+    return self.generator.step

@@ -1,0 +1,55 @@
+"""Defaults shared by every experiment config; each config file changes what it needs.
+
+Every knob the library reads lives here, with what it means. Override any from the command
+line: `--config.train.num_steps=500 --config.optimizer.learning_rate=3e-4`.
+"""
+import ml_collections
+
+
+def body(name: str, widths, activation: str, norm: str = "none") -> ml_collections.ConfigDict:
+  """An encoder or decoder body: "mlp" (Dense widths) or "conv" (4x4 stride-2 conv widths)."""
+  return ml_collections.ConfigDict(
+      dict(body=name, widths=tuple(widths), activation=activation, norm=norm))
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # Seeds initialisation, data order and all noise.
+
+  config.dataset = ml_collections.ConfigDict()
+  config.dataset.name = "digits28"  # digits, digits28, mnist, fashion_mnist, cifar10.
+  # Where tfds datasets live; empty = tfds's default (~/tensorflow_datasets or $TFDS_DATA_DIR).
+  config.dataset.data_dir = ""
+
+  config.model = ml_collections.ConfigDict()
+  config.model.family = "vae"  # ae, vae or gan.
+  config.model.latent_dim = 20
+  config.model.likelihood = "bernoulli"  # AE/VAE observation model: bernoulli or gaussian.
+  config.model.likelihood_scale = 0.1  # Fixed std of the gaussian likelihood, in [0, 1] pixels.
+  config.model.beta = 1.0  # Weight of the VAE's KL term (beta-VAE, Higgins et al. 2017).
+  # Encoder: AE/VAE encoder or GAN discriminator. Decoder: AE/VAE decoder or GAN generator.
+  config.model.encoder = body("mlp", (400,), "relu")
+  config.model.decoder = body("mlp", (400,), "relu")
+
+  config.optimizer = ml_collections.ConfigDict()  # Used for both GAN networks too.
+  config.optimizer.name = "adam"  # adam, adamw or sgd.
+  config.optimizer.learning_rate = 1e-3
+  config.optimizer.schedule = "constant"  # constant or warmup_cosine.
+  config.optimizer.warmup_steps = 0  # warmup_cosine only.
+  config.optimizer.b1 = 0.9
+  config.optimizer.b2 = 0.999
+  config.optimizer.eps = 1e-8
+  config.optimizer.weight_decay = 0.0  # adamw only.
+  config.optimizer.momentum = 0.0  # sgd only; 0 = plain SGD.
+  config.optimizer.grad_clip_norm = 0.0  # > 0 clips the global gradient norm first.
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 128  # Global batch, split over all devices of all hosts.
+  config.train.num_steps = 1000
+  config.train.parallel = "pmap"  # pmap or shard_map: same numbers, two implementations.
+  config.train.log_every = 50  # Steps between scalar logs (the only host syncs of training).
+  config.train.eval_every = 500  # Steps between test-split evaluations (and at the end).
+  config.train.eval_batch_size = 256  # Global batch of the evaluation pass.
+  config.train.sample_every = 500  # Steps between PNG grids of samples / reconstructions.
+  config.train.num_samples = 64  # Images per grid.
+  return config
