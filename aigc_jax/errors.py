@@ -18,3 +18,7 @@ class UnknownNameError(ConfigError):
 
 class NonFiniteLossError(UserError, FloatingPointError):
   """A loss became NaN or Inf; the message names the step and the loss."""
+
+
+class WorkdirError(UserError):
+  """The workdir cannot be written (read-only, disk full, not a directory)."""

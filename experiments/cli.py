@@ -57,10 +57,16 @@ def config_value(config_flag):
   return config
 
 
-def run_reporting_user_errors(fn, *args):
-  """Runs `fn(*args)`; a `UserError` becomes one line on stderr and exit code 2."""
-  from aigc_jax.errors import UserError  # Late import: jax must start after flags are parsed.
+def run_reporting_user_errors(fn, *args, **kwargs):
+  """Runs `fn(...)`: a `UserError` becomes one line on stderr and exit code 2; an interrupted
+  run (SIGTERM/SIGINT, checkpoint saved) one line and `EXIT_CODE_INTERRUPTED` (75)."""
+  # Late imports: jax must start after the flags are parsed.
+  from aigc_jax.errors import UserError
+  from aigc_jax.training.interrupts import EXIT_CODE_INTERRUPTED, TrainingInterrupted
   try:
-    return fn(*args)
+    return fn(*args, **kwargs)
   except UserError as e:
     _fail(str(e))
+  except TrainingInterrupted as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(EXIT_CODE_INTERRUPTED)

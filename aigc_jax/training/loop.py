@@ -1,26 +1,30 @@
 """The one training loop, for every model family: `train_and_evaluate(config, workdir)`.
 
 Data walks one way: host batches -> devices -> compiled step -> metrics kept on the device ->
-(every `log_every` steps) host -> writers. The only host syncs are the periodic ones:
-logging, evaluation and image grids, all in `_periodic_work`, the single place where the
-loop stops to look at its state.
+host -> writers and checkpoints. The only host syncs are the periodic ones (NaN check,
+logging, saving, evaluation, image grids), all in `periodic_work`, the single place where
+the loop stops to look at its state.
 """
 import json
 import os
 import time
 from typing import Any, Dict, List
 
+import flax
 import jax
+from absl import logging
 import ml_collections
 import numpy as np
 import tqdm
 
-from aigc_jax import data
-from aigc_jax.errors import NonFiniteLossError
+from aigc_jax import checkpointing, data
+from aigc_jax.errors import NonFiniteLossError, UnknownNameError
 from aigc_jax.image_grid import interleave_pairs, save_image_grid
 from aigc_jax.training.family import Family, get_family
+from aigc_jax.training.interrupts import TrainingInterrupted, termination_signals
+from aigc_jax.training.noise import BATCH_AXIS
 from aigc_jax.training.parallel import DataParallel, get_data_parallel
-from aigc_jax.training.writers import MetricWriter
+from aigc_jax.training.writers import MetricWriter, ensure_writable
 
 
 def _split_keys(seed: int) -> Dict[str, jax.Array]:
@@ -85,12 +89,68 @@ def _is_due(step: int, every: int, num_steps: int) -> bool:
   return step == num_steps or (every > 0 and step % every == 0)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+def _truncate_metrics(workdir: str, last_step: int) -> None:
+  """Drops `metrics.jsonl` rows after `last_step`: the lost work of an interrupted run."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return
+  with open(path, encoding="utf-8") as f:
+    rows = [line for line in f if line.strip() and json.loads(line)["step"] <= last_step]
+  with open(path, "w", encoding="utf-8") as f:
+    f.writelines(rows)
+
+
+def _eval_metric_names(family: Family, abstract_state, image_shape) -> List[str]:
+  """Names of the family's evaluation metrics, found by tracing (no computation)."""
+  batch = {"image": jax.ShapeDtypeStruct((1, 1) + tuple(image_shape), np.float32),
+           "label": jax.ShapeDtypeStruct((1, 1), np.int32),
+           "mask": jax.ShapeDtypeStruct((1, 1), np.float32)}
+  traced = jax.eval_shape(
+      jax.vmap(family.eval_step, in_axes=(None, 0, None), axis_name=BATCH_AXIS),
+      abstract_state, batch, jax.ShapeDtypeStruct((2,), np.uint32))
+  return sorted(name for name in traced if name != "weight")
+
+
+def _make_checkpointer(config, workdir, family, abstract_state, image_shape):
+  ckpt = config.checkpoint
+  if ckpt.keep_best > 0:
+    names = _eval_metric_names(family, abstract_state, image_shape)
+    if ckpt.best_metric not in names:
+      raise UnknownNameError(
+          f"checkpoint.best_metric {ckpt.best_metric!r} is not an evaluation metric of family "
+          f"{config.model.family!r}; valid choices are: {', '.join(names)} (or set "
+          "checkpoint.keep_best=0).")
+  return checkpointing.Checkpointer(
+      workdir, keep_last=ckpt.keep_last, keep_best=ckpt.keep_best,
+      best_metric=ckpt.best_metric, best_mode=ckpt.best_mode, async_save=ckpt.async_save)
+
+
+def _close_all(closers, quietly: bool) -> None:
+  """Calls every closer; with `quietly`, a failing one is logged instead of raised."""
+  for close in closers:
+    try:
+      close()
+    except Exception as e:  # pylint: disable=broad-except
+      if not quietly:
+        raise
+      logging.warning("While stopping after an error, %s also failed: %s",
+                      getattr(close, "__qualname__", close), e)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       fresh: bool = False) -> Dict[str, Any]:
   """Trains `config.model.family` on `config.dataset.name`; writes everything under `workdir`.
 
-  Writes `config.json`, `metrics.jsonl`, `tensorboard/` and `images/*.png`. Returns the last
-  logged training metrics and the last evaluation metrics, `{"train": {...}, "eval": {...}}`.
-  Raises NonFiniteLossError if a loss becomes NaN or Inf.
+  Resumes from the newest readable checkpoint in `workdir` unless `fresh`, which first moves
+  an earlier run's checkpoints and logs into `workdir/discarded/`. Writes `config.json`,
+  `metrics.jsonl`, `tensorboard/`, `images/*.png` and `checkpoints/`.
+
+  Returns:
+    `{"train": last logged training metrics, "eval": last evaluation metrics, "state": the
+    final state (one copy), "step": the final step}`.
+  Raises:
+    NonFiniteLossError if a loss becomes NaN or Inf (nothing saved before is touched);
+    TrainingInterrupted after SIGTERM/SIGINT, once a checkpoint of the current step is saved.
   """
   spec = data.get_dataset_spec(config.dataset.name)
   family = get_family(config, spec.image_shape)
@@ -100,11 +160,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   num_steps = train_cfg.num_steps
   is_chief = jax.process_index() == 0
 
+  ensure_writable(workdir)
+  if fresh and is_chief:
+    moved = checkpointing.set_aside_previous_run(workdir)
+    if moved:
+      print(f"Starting fresh: the previous run's checkpoints and logs are in {moved}.")
+  abstract_state = jax.eval_shape(family.init, keys["init"])
+  checkpointer = _make_checkpointer(config, workdir, family, abstract_state, spec.image_shape)
   train_iter = data.create_iterator(
       config.dataset.name, spec.train_split, global_batch_size=train_cfg.batch_size,
       num_local_devices=parallel.num_local_devices, seed=config.seed, train=True,
       data_dir=config.dataset.data_dir or None)
-  state = parallel.put_state(family.init(keys["init"]))
+  restored = checkpointer.restore_latest(
+      checkpointing.abstract_state_tree(abstract_state, keys["train"],
+                                        parallel.replicated_sharding), train_iter)
+  if restored is None:
+    state = parallel.put_state(family.init(keys["init"]))
+    train_key, initial_step = keys["train"], 0
+  else:
+    state = parallel.from_replicated(
+        flax.serialization.from_state_dict(abstract_state, restored.train_state))
+    train_key, initial_step = restored.rng, restored.step
+    if is_chief:
+      _truncate_metrics(workdir, initial_step)
+      print(f"Resuming from step {initial_step} of {checkpointer.directory}.")
+  train_key = jax.device_put(train_key, parallel.replicated_sharding)
   train_step = parallel.compile_train_step(family.train_step)
   eval_step = parallel.compile_eval_step(family.eval_step)
   fixed_test_images = next(iter(data.create_iterator(
@@ -112,56 +192,70 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
       num_local_devices=parallel.num_local_devices, seed=config.seed, train=False,
       data_dir=config.dataset.data_dir or None)))["image"].reshape((-1,) + spec.image_shape)
 
-  os.makedirs(workdir, exist_ok=True)
-  writer = MetricWriter(workdir) if is_chief else None
+  writer = MetricWriter(workdir, purge_step=initial_step + 1) if is_chief else None
   if is_chief:
     write_config(config, workdir)
-  initial_step = int(jax.device_get(parallel.get_state(state).step))
   pending: List[Dict[str, jax.Array]] = []  # Per-step metrics still on the device.
+  fetched: List[Dict[str, np.ndarray]] = []  # Checked on the host, not yet logged.
   results: Dict[str, Any] = {"train": {}, "eval": {}}
   progress = tqdm.tqdm(total=num_steps, initial=initial_step, disable=not is_chief,
                        desc=f"{config.model.family} on {config.dataset.name}", unit="step")
   timer = {"time": time.perf_counter(), "step": initial_step}
 
-  def periodic_work(step: int) -> None:
-    """Logging, evaluation and image grids: the one place the loop syncs with the devices."""
-    nonlocal pending
-    if pending and _is_due(step, train_cfg.log_every, num_steps):
-      fetched = jax.device_get(pending)
-      _check_finite(fetched, step - len(fetched) + 1)
+  def periodic_work(step: int, interrupted_by) -> None:
+    """Checks, logs, saves, evaluates, draws: the one place the loop syncs with the devices."""
+    nonlocal pending, fetched
+    log_due = _is_due(step, train_cfg.log_every, num_steps)
+    save_due = _is_due(step, config.checkpoint.save_every, num_steps) or interrupted_by
+    eval_due = _is_due(step, train_cfg.eval_every, num_steps)
+    if pending and (log_due or save_due or eval_due):
+      new = jax.device_get(pending)
+      _check_finite(new, step - len(new) + 1)  # Before anything is saved.
+      fetched, pending = fetched + new, []
+    if fetched and log_due:
       means = {name: float(np.mean([m[name] for m in fetched])) for name in fetched[0]}
       now = time.perf_counter()
       means["samples_per_second"] = (
           (step - timer["step"]) * train_cfg.batch_size / max(now - timer["time"], 1e-9))
       timer.update(time=now, step=step)
-      pending = []
+      fetched = []
       results["train"] = means
       if is_chief:
         writer.write_scalars(step, "train", means)
         progress.set_postfix({k: f"{v:.4g}" for k, v in means.items()})
-    if _is_due(step, train_cfg.eval_every, num_steps):
+    if save_due:
+      checkpointer.save(step, parallel.get_state(state), train_key, train_iter, config,
+                        metrics=results["train"])
+    if eval_due:
       results["eval"] = evaluate(family, parallel, eval_step, state, config,
                                  jax.random.fold_in(keys["eval"], step))
       if is_chief:
         writer.write_scalars(step, "eval", results["eval"])
+      checkpointer.save_best(step, parallel.get_state(state), train_key, config, results["eval"])
     if is_chief and _is_due(step, train_cfg.sample_every, num_steps):
       write_image_grids(family, parallel.get_state(state), fixed_test_images,
                         keys["sample"], os.path.join(workdir, "images"), step,
                         train_cfg.num_samples)
+    if interrupted_by:
+      checkpointer.wait()
+      raise TrainingInterrupted(interrupted_by, step, checkpointer.directory)
 
+  closers = [progress.close, checkpointer.close] + ([writer.close] if writer else [])
   try:
-    for step in range(initial_step + 1, num_steps + 1):
-      batch = parallel.put_batch(next(train_iter))
-      state, metrics = train_step(state, batch, keys["train"])
-      pending.append(parallel.first_copy(metrics))
-      progress.update(1)
-      periodic_work(step)
-  finally:
-    progress.close()
-    if writer is not None:
-      writer.close()
+    with termination_signals() as signals:
+      for step in range(initial_step + 1, num_steps + 1):
+        batch = parallel.put_batch(next(train_iter))
+        state, metrics = train_step(state, batch, train_key)
+        pending.append(parallel.first_copy(metrics))
+        progress.update(1)
+        periodic_work(step, signals.signal_name)
+  except BaseException:
+    _close_all(closers, quietly=True)  # The first error is the one to report.
+    raise
+  _close_all(closers, quietly=False)
   if is_chief:
     print(f"Outputs in {os.path.abspath(workdir)}: metrics.jsonl, tensorboard/, images/, "
-          "config.json")
+          f"{checkpointing.LATEST_DIR}/, config.json")
   results["state"] = parallel.get_state(state)
+  results["step"] = num_steps
   return results

@@ -29,9 +29,21 @@ class DataParallel(abc.ABC):
   def num_local_devices(self) -> int:
     """The leading axis of the host batches this mode takes."""
 
+  @property
   @abc.abstractmethod
+  def replicated_sharding(self) -> jax.sharding.Sharding:
+    """Sharding of one logical copy replicated on every device of this mode.
+
+    Checkpoints restore straight into it; `from_replicated` then gives the step's layout.
+    """
+
+  @abc.abstractmethod
+  def from_replicated(self, state: Any) -> Any:
+    """State with `replicated_sharding` -> the device layout of this mode, on the devices."""
+
   def put_state(self, state: Any) -> Any:
     """Host state (one copy) -> the device layout of this mode."""
+    return self.from_replicated(jax.device_put(state, self.replicated_sharding))
 
   @abc.abstractmethod
   def get_state(self, state: Any) -> Any:
@@ -64,19 +76,25 @@ class PmapParallel(DataParallel):
     self._devices = list(devices) if devices is not None else jax.local_devices()
     # pmap returns arrays sharded like this; inputs laid out the same way hit the same
     # compiled step (flax.jax_utils.replicate's layout differs and costs a second compile).
-    self.sharding = NamedSharding(Mesh(np.asarray(self._devices), (BATCH_AXIS,)), P(BATCH_AXIS))
+    mesh = Mesh(np.asarray(self._devices), (BATCH_AXIS,))
+    self.sharding = NamedSharding(mesh, P(BATCH_AXIS))
+    self._replicated = NamedSharding(mesh, P())
 
   @property
   def num_local_devices(self) -> int:
     return len(self._devices)
 
-  def put_state(self, state):
-    def replicate(x):
-      x = jax.numpy.asarray(x)
-      shards = [jax.device_put(x[None], device) for device in self._devices]
+  @property
+  def replicated_sharding(self):
+    return self._replicated
+
+  def from_replicated(self, state):
+    def stack_copies(x):  # Each device's copy gains a leading axis of 1, on that device.
+      by_device = {shard.device: shard.data for shard in x.addressable_shards}
+      copies = [by_device[device][None] for device in self._devices]
       return jax.make_array_from_single_device_arrays(
-          (len(self._devices),) + x.shape, self.sharding, shards)
-    return jax.tree.map(replicate, state)
+          (len(self._devices),) + x.shape, self.sharding, copies)
+    return jax.tree.map(stack_copies, state)
 
   def get_state(self, state):
     return jax.tree.map(lambda x: x[0], state)
@@ -110,8 +128,12 @@ class ShardMapParallel(DataParallel):
   def num_local_devices(self) -> int:
     return len(self.mesh.local_devices)
 
-  def put_state(self, state):
-    return jax.device_put(state, self._replicated)
+  @property
+  def replicated_sharding(self):
+    return self._replicated
+
+  def from_replicated(self, state):
+    return state
 
   def get_state(self, state):
     return state

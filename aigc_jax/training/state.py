@@ -3,12 +3,19 @@ from typing import Any
 
 import flax
 import jax
+import jax.numpy as jnp
 from flax.training import train_state
 
 
 class TrainState(train_state.TrainState):
   """One network and its optimiser. `batch_stats` is `{}` for networks without BatchNorm."""
   batch_stats: Any = flax.struct.field(default_factory=dict)
+
+  @classmethod
+  def create(cls, *, apply_fn, params, tx, **kwargs):
+    """As flax's, with `step` an int32 array, so the first step's input matches its output."""
+    state = super().create(apply_fn=apply_fn, params=params, tx=tx, **kwargs)
+    return state.replace(step=jnp.zeros((), jnp.int32))
 
   def variables(self, params=None) -> dict:
     """The variable dict for `apply_fn`, with `params` substituted when given."""

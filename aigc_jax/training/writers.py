@@ -1,10 +1,25 @@
 """Scalar writers: TensorBoard (tensorboardX) and `metrics.jsonl`, written by the loop only."""
 import json
 import os
+import tempfile
 from typing import Mapping
 
 import numpy as np
 from tensorboardX import SummaryWriter
+
+from aigc_jax.errors import WorkdirError
+
+
+def ensure_writable(workdir: str) -> None:
+  """Creates `workdir` and proves it writable, or raises WorkdirError in one sentence."""
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write-test-"):
+      pass
+  except OSError as e:
+    raise WorkdirError(
+        f"Cannot write to the workdir {os.path.abspath(workdir)} ({e.strerror or e}); choose a "
+        "writable --workdir with free space.") from e
 
 
 class MetricWriter:
@@ -13,8 +28,10 @@ class MetricWriter:
   `metrics.jsonl` holds one JSON object per call: `{"step": s, "split": p, name: value...}`.
   """
 
-  def __init__(self, workdir: str):
-    self._summary = SummaryWriter(os.path.join(workdir, "tensorboard"))
+  def __init__(self, workdir: str, purge_step: int = 0):
+    # purge_step: a resumed run hides TensorBoard events of the lost steps >= purge_step.
+    self._summary = SummaryWriter(os.path.join(workdir, "tensorboard"),
+                                  purge_step=purge_step or None)
     self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
 
   def write_scalars(self, step: int, split: str, scalars: Mapping[str, float]) -> None:
@@ -23,8 +40,13 @@ class MetricWriter:
       value = float(np.asarray(value))
       record[name] = value
       self._summary.add_scalar(f"{split}/{name}", value, int(step))
-    self._jsonl.write(json.dumps(record) + "\n")
-    self._jsonl.flush()
+    try:
+      self._jsonl.write(json.dumps(record) + "\n")
+      self._jsonl.flush()
+    except OSError as e:
+      raise WorkdirError(
+          f"Cannot write {self._jsonl.name} ({e.strerror or e}); free disk space or make the "
+          "workdir writable. Earlier checkpoints are untouched.") from e
 
   def close(self) -> None:
     self._summary.close()

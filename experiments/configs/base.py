@@ -52,4 +52,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train.eval_batch_size = 256  # Global batch of the evaluation pass.
   config.train.sample_every = 500  # Steps between PNG grids of samples / reconstructions.
   config.train.num_samples = 64  # Images per grid.
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.save_every = 500  # Steps between saves (and one at the end); 0 = end only.
+  config.checkpoint.keep_last = 3  # Newest checkpoints kept for resuming.
+  config.checkpoint.keep_best = 1  # Best-by-metric checkpoints kept apart (0 = none).
+  config.checkpoint.best_metric = "loss"  # An evaluation metric of the family.
+  config.checkpoint.best_mode = "min"  # min or max.
+  config.checkpoint.async_save = True  # Write in the background; training waits only for the copy.
   return config

@@ -22,4 +22,5 @@ def get_config():
   config.train.num_steps = 20_000
   config.train.eval_every = 5_000
   config.train.sample_every = 1_000
+  config.checkpoint.keep_best = 0  # GAN losses do not rank generators; keep the latest only.
   return config
