@@ -254,14 +254,3 @@ def test_catalog_dataset_read_through_tfds_mock(tmp_path):
   assert train_batch["image"].shape == (D, 2, 28, 28, 1)
   assert 0 <= train_batch["label"].min() and train_batch["label"].max() < 10
   assert not list(tmp_path.iterdir())  # Mocked: nothing downloaded or prepared.
-
-
-def test_eval_with_grain_workers_still_sees_every_example_once(data_dir):
-  from absl import flags
-  flags.FLAGS.mark_as_parsed()  # grain workers read absl flags.
-  kwargs = dict(data_dir=data_dir, train=False, process_count=2, worker_count=2)
-  shards = [list(_iterator(process_index=i, **kwargs)) for i in range(2)]
-  assert len(shards[0]) == len(shards[1])
-  assert {b["image"].shape for s in shards for b in s} == {(D, 4, 8, 8, 1)}
-  assert _examples(shards[0]) + _examples(shards[1]) == _split_examples("digits", "test",
-                                                                        data_dir)
