@@ -124,6 +124,13 @@ def load_split_arrays(name: str, split: str,
   return images, labels
 
 
+def load_split_images(name: str, split: str,
+                      data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """A whole split for evaluation: images `[N, H, W, C]` float32 in [0, 1], labels `[N]`."""
+  images, labels = load_split_arrays(name, split, data_dir)
+  return images.astype(np.float32) / np.float32(255.0), labels
+
+
 class _GatherBatch(grain.transforms.Map):
   """Global batch of indices -> this host's part, laid out `[num_local_devices, b, ...]`.
 

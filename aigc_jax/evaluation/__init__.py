@@ -1,4 +1,5 @@
-"""Evaluation: per-image fidelity, feature-distribution metrics and hallucination rates."""
+"""Evaluation: per-image fidelity, feature extractors, feature-distribution metrics and
+hallucination rates."""
 from aigc_jax.evaluation.distribution import density_coverage
 from aigc_jax.evaluation.distribution import frechet_distance
 from aigc_jax.evaluation.distribution import frechet_distance_from_statistics
@@ -9,6 +10,8 @@ from aigc_jax.evaluation.distribution import knn_radii
 from aigc_jax.evaluation.distribution import manifold_membership
 from aigc_jax.evaluation.distribution import precision_recall
 from aigc_jax.evaluation.distribution import realism_score
+from aigc_jax.evaluation.features import ClassifierFeatureExtractor
+from aigc_jax.evaluation.features import FeatureExtractor
 from aigc_jax.evaluation.fidelity import ms_ssim
 from aigc_jax.evaluation.fidelity import ms_ssim_min_size
 from aigc_jax.evaluation.fidelity import ms_ssim_weights

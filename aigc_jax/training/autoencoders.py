@@ -14,7 +14,7 @@ from aigc_jax.models.autoencoder import Autoencoder
 from aigc_jax.models.likelihoods import get_likelihood
 from aigc_jax.models.networks import build_decoder, build_encoder
 from aigc_jax.models.vae import VAE
-from aigc_jax.training import noise
+from aigc_jax.training import noise, steps
 from aigc_jax.training.family import FAMILIES, Family
 from aigc_jax.training.optimizers import build_optimizer
 from aigc_jax.training.state import TrainState
@@ -25,9 +25,10 @@ def gaussian_kl(mean, logvar):
   return 0.5 * jnp.sum(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar, axis=-1)
 
 
-def _per_example_terms(model_cfg, likelihood, variational, state, params, images, key, train):
+def _per_example_terms(model_cfg, likelihood, variational, state, params, batch, key, train):
   """Per-example loss terms `{name: [B]}` and the updated batch_stats."""
   latent_dim = model_cfg.latent_dim
+  images = batch["image"]
   if variational:
     indices = noise.global_example_indices(images.shape[0])
     eps = noise.per_example_normal(key, indices, (latent_dim,))
@@ -49,28 +50,6 @@ def _per_example_terms(model_cfg, likelihood, variational, state, params, images
   mean_image = likelihood.mean(outputs)
   terms["mse"] = jnp.mean(jnp.square(mean_image - images), axis=(1, 2, 3))
   return terms, batch_stats
-
-
-def _train_step(state, batch, key, *, terms_fn):
-  step_key = jax.random.fold_in(key, state.step)
-
-  def loss_fn(params):
-    terms, batch_stats = terms_fn(state, params, batch["image"], step_key, True)
-    means = jax.tree.map(jnp.mean, terms)
-    return means["loss"], (means, batch_stats)
-
-  grads, (metrics, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
-  grads = jax.lax.pmean(grads, noise.BATCH_AXIS)
-  state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  return state, jax.lax.pmean(metrics, noise.BATCH_AXIS)
-
-
-def _eval_step(state, batch, key, *, terms_fn):
-  terms, _ = terms_fn(state, state.params, batch["image"], key, False)
-  mask = batch["mask"]
-  sums = {name: jnp.sum(value * mask) for name, value in terms.items()}
-  sums["weight"] = jnp.sum(mask)
-  return jax.lax.psum(sums, noise.BATCH_AXIS)
 
 
 def _make_family(config: ml_collections.ConfigDict, image_shape, variational: bool) -> Family:
@@ -105,8 +84,8 @@ def _make_family(config: ml_collections.ConfigDict, image_shape, variational: bo
 
   return Family(
       init=init,
-      train_step=functools.partial(_train_step, terms_fn=terms_fn),
-      eval_step=functools.partial(_eval_step, terms_fn=terms_fn),
+      train_step=functools.partial(steps.mean_loss_train_step, terms_fn=terms_fn),
+      eval_step=functools.partial(steps.masked_eval_step, terms_fn=terms_fn),
       generate=jax.jit(generate, static_argnums=2) if variational else None,
       reconstruct=jax.jit(reconstruct))
 

@@ -254,8 +254,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     raise
   _close_all(closers, quietly=False)
   if is_chief:
-    print(f"Outputs in {os.path.abspath(workdir)}: metrics.jsonl, tensorboard/, images/, "
-          f"{checkpointing.LATEST_DIR}/, config.json")
+    outputs = [n for n in ("metrics.jsonl", "tensorboard/", "images/", "checkpoints/",
+                           "checkpoints_best/", "config.json")
+               if os.path.exists(os.path.join(workdir, n))]
+    print(f"Outputs in {os.path.abspath(workdir)}: {', '.join(outputs)}")
   results["state"] = parallel.get_state(state)
   results["step"] = num_steps
   return results

@@ -1,0 +1,127 @@
+"""Feature extractors: images -> feature vectors (for the distribution metrics and the manifold
+hallucination rate) and, when the network has a class head, class probabilities (the oracle of
+the class-based hallucination rates).
+
+`FeatureExtractor` is the interface. A subclass implements the per-batch functions
+`_features_batch(variables, images)` (and `_probabilities_batch` if it has a head) on a
+fixed batch of `batch_size` images; the base class jits them, pads the last batch with zeros
+so that every call has the same shape (one compilation), and cuts the padding off again.
+
+`ClassifierFeatureExtractor` wraps the in-domain classifier (`models.classifier.Classifier`,
+trained by the "classifier" family): features are its penultimate activations, probabilities
+the softmax of its logits. An Inception-v3 extractor loaded from a local weights file fits the
+same interface: resize and rescale inside `_features_batch`, and `num_classes = None` when
+only the pool features are wanted.
+"""
+import abc
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+from aigc_jax.errors import ConfigError
+
+DEFAULT_BATCH_SIZE = 256
+
+
+class FeatureExtractor(abc.ABC):
+  """images `[N, H, W, C]` float in [0, 1] -> features `[N, D]` (and probabilities `[N, K]`).
+
+  Attributes:
+    variables: the network's weights, a pytree passed to the per-batch functions as an
+      argument (not baked into the compiled function as constants).
+    batch_size: images per compiled call; the last batch is zero-padded to this size.
+    num_classes: K, or None for an extractor without a class head.
+  """
+
+  def __init__(self, variables: Any, batch_size: int = DEFAULT_BATCH_SIZE,
+               num_classes: Optional[int] = None):
+    if batch_size <= 0:
+      raise ValueError(f"batch_size must be positive, got {batch_size}")
+    self.variables = variables
+    self.batch_size = batch_size
+    self.num_classes = num_classes
+    self._jitted_features = jax.jit(self._features_batch)
+    self._jitted_probabilities = jax.jit(self._probabilities_batch)
+
+  @abc.abstractmethod
+  def _features_batch(self, variables: Any, images: jax.Array) -> jax.Array:
+    """`[batch_size, H, W, C]` in [0, 1] -> `[batch_size, D]` float32; jittable."""
+
+  def _probabilities_batch(self, variables: Any, images: jax.Array) -> jax.Array:
+    """`[batch_size, H, W, C]` in [0, 1] -> `[batch_size, K]` float32, rows sum to 1."""
+    raise NotImplementedError(f"{type(self).__name__} has no class head (num_classes=None).")
+
+  @property
+  def has_class_oracle(self) -> bool:
+    """Whether `probabilities` is available."""
+    return self.num_classes is not None
+
+  def features(self, images) -> jax.Array:
+    """Feature vectors `[N, D]` float32 of images `[N, H, W, C]` float in [0, 1]."""
+    return self._map_batches(self._jitted_features, images)
+
+  def probabilities(self, images) -> jax.Array:
+    """Class probabilities `[N, K]` float32 (the class oracle) of images `[N, H, W, C]`."""
+    if not self.has_class_oracle:
+      raise NotImplementedError(
+          f"{type(self).__name__} has no class head, so it cannot be a class oracle; use an "
+          "extractor with num_classes set (e.g. ClassifierFeatureExtractor).")
+    return self._map_batches(self._jitted_probabilities, images)
+
+  def _map_batches(self, batch_fn: Callable[[Any, jax.Array], jax.Array], images) -> jax.Array:
+    images = jnp.asarray(images, jnp.float32)
+    if images.ndim != 4:
+      raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
+    num_images = images.shape[0]
+    num_batches = max(-(-num_images // self.batch_size), 1)  # N = 0 still gives the width.
+    padded = jnp.pad(images, [(0, num_batches * self.batch_size - num_images)] + [(0, 0)] * 3)
+    outputs = [batch_fn(self.variables, padded[i * self.batch_size:(i + 1) * self.batch_size])
+               for i in range(num_batches)]
+    return jnp.concatenate(outputs, axis=0)[:num_images].astype(jnp.float32)
+
+
+class ClassifierFeatureExtractor(FeatureExtractor):
+  """Penultimate features and softmax probabilities of a trained `Classifier`.
+
+  Args:
+    apply_fn: the classifier's flax `Module.apply` (a train state's `apply_fn`).
+    variables: its variables, `{"params": ..., "batch_stats": ...}` (one copy, not replicated).
+    num_classes: K, the width of the logits.
+    batch_size: images per compiled call.
+  """
+
+  def __init__(self, apply_fn: Callable[..., Any], variables: dict, num_classes: int,
+               batch_size: int = DEFAULT_BATCH_SIZE):
+    self._apply_fn = apply_fn
+    super().__init__(variables, batch_size=batch_size, num_classes=num_classes)
+
+  @classmethod
+  def from_state(cls, state, batch_size: int = DEFAULT_BATCH_SIZE
+                 ) -> "ClassifierFeatureExtractor":
+    """From a classifier train state on the host (one copy): `results["state"]` of
+    `train_and_evaluate`, or a state loaded from a checkpoint."""
+    variables = {"params": state.params}
+    if state.batch_stats:
+      variables["batch_stats"] = state.batch_stats
+    num_classes = state.params["head"]["kernel"].shape[-1]
+    return cls(state.apply_fn, variables, num_classes, batch_size)
+
+  @classmethod
+  def from_workdir(cls, workdir: str, step: Optional[int] = None,
+                   batch_size: int = DEFAULT_BATCH_SIZE) -> "ClassifierFeatureExtractor":
+    """From the checkpoint of a classifier run in `workdir` (the latest, or `step`)."""
+    # Imported here: checkpointing (orbax) is only needed to read a workdir.
+    from aigc_jax import checkpointing  # pylint: disable=import-outside-toplevel
+    config, _, state, _ = checkpointing.load_for_inference(workdir, step=step)
+    if config.model.family != "classifier":
+      raise ConfigError(
+          f"{workdir} holds a {config.model.family!r} run, not a 'classifier' run; point the "
+          "feature extractor at a workdir trained with a classifier config.")
+    return cls.from_state(state, batch_size)
+
+  def _features_batch(self, variables, images):
+    return self._apply_fn(variables, images, method="features").astype(jnp.float32)
+
+  def _probabilities_batch(self, variables, images):
+    return jax.nn.softmax(self._apply_fn(variables, images).astype(jnp.float32), axis=-1)
