@@ -24,14 +24,32 @@ def make_grid(images, num_columns: int = 0, padding: int = 1) -> np.ndarray:
   return np.round(grid * 255).astype(np.uint8)
 
 
+def _write_png(path: str, picture: np.ndarray, upscale: int) -> str:
+  """uint8 `[H, W, C]` -> PNG at `path`, each pixel repeated `upscale` times."""
+  if upscale > 1:
+    picture = picture.repeat(upscale, axis=0).repeat(upscale, axis=1)
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(path)
+  return path
+
+
 def save_image_grid(path: str, images, num_columns: int = 0, upscale: int = 1) -> str:
   """Writes `make_grid(images)` to `path` as PNG, each pixel repeated `upscale` times."""
-  grid = make_grid(images, num_columns)
-  if upscale > 1:
-    grid = grid.repeat(upscale, axis=0).repeat(upscale, axis=1)
-  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(path)
-  return path
+  return _write_png(path, make_grid(images, num_columns), upscale)
+
+
+def save_side_by_side(path: str, image_sets, upscale: int = 1, gap: int = 4) -> str:
+  """Writes one PNG of several grids (one per `[N_i, H, W, C]` set) side by side.
+
+  Each grid uses the same number of columns, so equal-size sets line up; a white gap of
+  `gap` pixels separates them.
+  """
+  columns = int(math.ceil(math.sqrt(max(len(s) for s in image_sets))))
+  grids = [make_grid(s, columns) for s in image_sets]
+  height = max(g.shape[0] for g in grids)
+  padded = [np.pad(g, ((0, height - g.shape[0]), (0, gap), (0, 0)), constant_values=255)
+            for g in grids]
+  return _write_png(path, np.concatenate(padded, axis=1)[:, :-gap], upscale)
 
 
 def interleave_pairs(inputs, outputs) -> np.ndarray:
