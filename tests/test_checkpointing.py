@@ -158,6 +158,21 @@ def test_termination_signal_saves_and_exits_75(tmp_path, signum):
   assert int(_read_state(workdir, step)["train_state"]["step"]) == step
 
 
+@pytest.mark.parametrize("parallel", ["pmap", "shard_map"])
+def test_resume_restores_into_the_run_layout_and_continues_exactly(tmp_path, data_dir,
+                                                                  parallel):
+  def config(num_steps):
+    c = _short(num_steps, 10)
+    c.train.parallel = parallel
+    return c
+  _train(config(10), tmp_path / "resumed", data_dir)
+  resumed = _train(config(20), tmp_path / "resumed", data_dir)
+  reference = _train(config(20), tmp_path / "reference", data_dir)
+  _assert_bitwise_equal(jax.device_get(resumed["state"]), jax.device_get(reference["state"]))
+  _assert_bitwise_equal(_read_state(tmp_path / "resumed", 20),
+                        _read_state(tmp_path / "reference", 20))
+
+
 # ------------------------------------------------------------ damaged checkpoints
 
 def _damage(step_dir, how):

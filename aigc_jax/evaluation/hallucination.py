@@ -147,6 +147,14 @@ def _check_probs(probs, labels=None):
     raise ValueError(f"labels must be [N] = [{probs.shape[0]}], got shape {labels.shape}")
 
 
+def _class_mismatch_rate(probs, labels) -> tuple[RateEstimate, jax.Array]:
+  """Rate of argmax_c probs[i, c] != labels[i], with the per-sample flags."""
+  probs, labels = jnp.asarray(probs), jnp.asarray(labels)
+  _check_probs(probs, labels)
+  flags = jnp.argmax(probs, axis=-1) != labels
+  return rate_from_flags(flags), flags
+
+
 def reconstruction_class_flip_rate(oracle_probs_recon: jax.Array, labels: jax.Array
                                    ) -> tuple[RateEstimate, jax.Array]:
   """Fraction of reconstructions that a class oracle assigns to another class than the input.
@@ -162,10 +170,7 @@ def reconstruction_class_flip_rate(oracle_probs_recon: jax.Array, labels: jax.Ar
   Returns:
     (estimate over N, [N] bool, True = class flipped).
   """
-  probs, labels = jnp.asarray(oracle_probs_recon), jnp.asarray(labels)
-  _check_probs(probs, labels)
-  flags = jnp.argmax(probs, axis=-1) != labels
-  return rate_from_flags(flags), flags
+  return _class_mismatch_rate(oracle_probs_recon, labels)
 
 
 def unrecognisable_rate(oracle_probs: jax.Array, threshold: float = 0.5
@@ -204,7 +209,4 @@ def control_error_rate(oracle_probs: jax.Array, requested_labels: jax.Array
   Returns:
     (estimate over N, [N] bool, True = wrong class).
   """
-  probs, requested = jnp.asarray(oracle_probs), jnp.asarray(requested_labels)
-  _check_probs(probs, requested)
-  flags = jnp.argmax(probs, axis=-1) != requested
-  return rate_from_flags(flags), flags
+  return _class_mismatch_rate(oracle_probs, requested_labels)

@@ -41,6 +41,14 @@ class _Norm(nn.Module):
     raise UnknownNameError(unknown_name_message("norm", self.kind, NORMS))
 
 
+def _dense_layers(body: nn.Module, x, train: bool):
+  """[Dense(h) -> norm -> act] for each h in `body.widths`; call inside `body`'s compact method."""
+  act = ACTIVATIONS.get(body.activation)
+  for width in body.widths:
+    x = act(_Norm(body.norm, body.batch_axis_name)(nn.Dense(width)(x), train))
+  return x
+
+
 class MLPEncoder(nn.Module):
   """Flatten -> [Dense(h) -> norm -> act] * len(widths) -> Dense(out_features)."""
   out_features: int
@@ -51,10 +59,7 @@ class MLPEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    act = ACTIVATIONS.get(self.activation)
-    x = x.reshape((x.shape[0], -1))
-    for width in self.widths:
-      x = act(_Norm(self.norm, self.batch_axis_name)(nn.Dense(width)(x), train))
+    x = _dense_layers(self, x.reshape((x.shape[0], -1)), train)
     return nn.Dense(self.out_features)(x)
 
 
@@ -68,10 +73,7 @@ class MLPDecoder(nn.Module):
 
   @nn.compact
   def __call__(self, z, train: bool = False):
-    act = ACTIVATIONS.get(self.activation)
-    x = z
-    for width in self.widths:
-      x = act(_Norm(self.norm, self.batch_axis_name)(nn.Dense(width)(x), train))
+    x = _dense_layers(self, z, train)  # Created first: the hidden layers are Dense_0...
     x = nn.Dense(math.prod(self.output_shape))(x)
     return x.reshape((z.shape[0],) + tuple(self.output_shape))
 
