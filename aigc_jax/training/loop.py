@@ -187,15 +187,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   train_key = jax.device_put(train_key, parallel.replicated_sharding)
   train_step = parallel.compile_train_step(family.train_step)
   eval_step = parallel.compile_eval_step(family.eval_step)
-  fixed_test_images = next(iter(data.create_iterator(
-      config.dataset.name, spec.test_split, global_batch_size=train_cfg.eval_batch_size,
-      num_local_devices=parallel.num_local_devices, seed=config.seed, train=False,
-      data_dir=config.dataset.data_dir or None)))["image"].reshape((-1,) + spec.image_shape)
+  fixed_test_images = data.load_split_images(  # Reconstructed in every image grid.
+      config.dataset.name, spec.test_split, config.dataset.data_dir or None)[0][
+          :max(train_cfg.num_samples // 2, 1)]
 
   writer = MetricWriter(workdir, purge_step=initial_step + 1) if is_chief else None
   if is_chief:
     write_config(config, workdir)
-  pending: List[Dict[str, jax.Array]] = []  # Per-step metrics still on the device.
+  pending: List[Dict[str, jax.Array]] = []  # Per-step metrics (all copies), on the device.
   fetched: List[Dict[str, np.ndarray]] = []  # Checked on the host, not yet logged.
   results: Dict[str, Any] = {"train": {}, "eval": {}}
   progress = tqdm.tqdm(total=num_steps, initial=initial_step, disable=not is_chief,
@@ -209,7 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     save_due = _is_due(step, config.checkpoint.save_every, num_steps) or interrupted_by
     eval_due = _is_due(step, train_cfg.eval_every, num_steps)
     if pending and (log_due or save_due or eval_due):
-      new = jax.device_get(pending)
+      new = [parallel.first_copy(m) for m in jax.device_get(pending)]
       _check_finite(new, step - len(new) + 1)  # Before anything is saved.
       fetched, pending = fetched + new, []
     if fetched and log_due:
@@ -246,7 +245,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       for step in range(initial_step + 1, num_steps + 1):
         batch = parallel.put_batch(next(train_iter))
         state, metrics = train_step(state, batch, train_key)
-        pending.append(parallel.first_copy(metrics))
+        pending.append(metrics)
         progress.update(1)
         periodic_work(step, signals.signal_name)
   except BaseException:

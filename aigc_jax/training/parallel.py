@@ -65,7 +65,7 @@ class DataParallel(abc.ABC):
     """`step(state, batch, key) -> sums` per device (psum-ed) -> the compiled global step."""
 
   def first_copy(self, tree: Any) -> Any:
-    """Metrics (or any replicated output) -> one copy, still on the device."""
+    """Metrics (or any replicated output, on the device or fetched) -> one copy."""
     return tree
 
 
