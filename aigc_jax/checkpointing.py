@@ -20,6 +20,7 @@ each one it skips.
 """
 import dataclasses
 import datetime
+import json
 import os
 import re
 import shutil
@@ -133,7 +134,6 @@ def _open_manager(directory: str, options) -> ocp.CheckpointManager:
 
 
 def _config_json(config: ml_collections.ConfigDict) -> Dict[str, Any]:
-  import json
   return json.loads(config.to_json_best_effort())
 
 

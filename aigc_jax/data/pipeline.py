@@ -172,6 +172,7 @@ def create_iterator(
     process_index: int | None = None,
     process_count: int | None = None,
     num_epochs: int | None = None,
+    arrays: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Any:
   """Returns a grain dataset iterator (with get_state/set_state) of device-laid-out batches.
 
@@ -194,6 +195,8 @@ def create_iterator(
       jax.process_count(). Host p reads the p-th slice of every global batch, so the hosts
       step in lockstep and their batches together are exactly the global batch.
     num_epochs: passes over the data when train (None: forever); ignored for eval.
+    arrays: the split as `load_split_arrays` returns it, when the caller already holds it
+      (the training loop evaluates many times on one test split); None reads it.
 
   Returns:
     Iterator of dicts: image [D, b, H, W, C] float32 in [0, 1], label [D, b] int32,
@@ -210,7 +213,7 @@ def create_iterator(
         f"process_count * num_local_devices = {process_count} * {num_local_devices}.")
   host_batch_size = global_batch_size // process_count
 
-  images, labels = load_split_arrays(name, split, data_dir)
+  images, labels = arrays if arrays is not None else load_split_arrays(name, split, data_dir)
   size = len(labels)
   if train:
     indices = grain.MapDataset.range(size).shuffle(seed=seed).repeat(num_epochs)

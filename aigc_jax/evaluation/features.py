@@ -109,8 +109,12 @@ class ClassifierFeatureExtractor(FeatureExtractor):
 
   @classmethod
   def from_workdir(cls, workdir: str, step: Optional[int] = None,
-                   batch_size: int = DEFAULT_BATCH_SIZE) -> "ClassifierFeatureExtractor":
-    """From the checkpoint of a classifier run in `workdir` (the latest, or `step`)."""
+                   batch_size: int = DEFAULT_BATCH_SIZE,
+                   dataset: Optional[str] = None) -> "ClassifierFeatureExtractor":
+    """From the checkpoint of a classifier run in `workdir` (the latest, or `step`).
+
+    `dataset`, when given, must be the dataset the classifier was trained on.
+    """
     # Imported here: checkpointing (orbax) is only needed to read a workdir.
     from aigc_jax import checkpointing  # pylint: disable=import-outside-toplevel
     config, _, state, _ = checkpointing.load_for_inference(workdir, step=step)
@@ -118,6 +122,10 @@ class ClassifierFeatureExtractor(FeatureExtractor):
       raise ConfigError(
           f"{workdir} holds a {config.model.family!r} run, not a 'classifier' run; point the "
           "feature extractor at a workdir trained with a classifier config.")
+    if dataset is not None and config.dataset.name != dataset:
+      raise ConfigError(
+          f"The classifier in {workdir} was trained on {config.dataset.name!r}, not "
+          f"{dataset!r}; train a classifier on {dataset!r}.")
     return cls.from_state(state, batch_size)
 
   def _features_batch(self, variables, images):

@@ -162,13 +162,8 @@ def evaluate_run(workdir: str, *, classifier_workdir: Optional[str] = None, num_
         "classifier first: python -m experiments.train --config "
         f"experiments/configs/classifier_<dataset>.py --config.dataset.name="
         f"{config.dataset.name} --workdir {classifier_workdir}")
-  classifier_config, _, _, _ = checkpointing.load_for_inference(classifier_workdir)
-  if classifier_config.dataset.name != config.dataset.name:
-    raise ConfigError(
-        f"The classifier in {classifier_workdir} was trained on "
-        f"{classifier_config.dataset.name!r} but the run in {workdir} on "
-        f"{config.dataset.name!r}; train a classifier on {config.dataset.name!r}.")
-  extractor: FeatureExtractor = ClassifierFeatureExtractor.from_workdir(classifier_workdir)
+  extractor: FeatureExtractor = ClassifierFeatureExtractor.from_workdir(
+      classifier_workdir, dataset=config.dataset.name)
   progress.update(1)
   data_dir = data_dir or config.dataset.get("data_dir") or None
   images, labels = data.load_split_images(

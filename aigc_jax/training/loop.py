@@ -50,13 +50,17 @@ def _check_finite(step_metrics: List[Dict[str, np.ndarray]], first_step: int) ->
             "optimizer.grad_clip_norm).")
 
 
-def evaluate(family: Family, parallel: DataParallel, eval_step, state, config, key) -> Dict:
-  """Means of the family's eval metrics over the whole test split (padding masked out)."""
+def evaluate(family: Family, parallel: DataParallel, eval_step, state, config, key,
+             test_arrays) -> Dict:
+  """Means of the family's eval metrics over the whole test split (padding masked out).
+
+  `test_arrays`: the test split as `data.load_split_arrays` returns it.
+  """
   spec = data.get_dataset_spec(config.dataset.name)
   iterator = data.create_iterator(
       config.dataset.name, spec.test_split, global_batch_size=config.train.eval_batch_size,
       num_local_devices=parallel.num_local_devices, seed=config.seed, train=False,
-      data_dir=config.dataset.data_dir or None)
+      arrays=test_arrays)
   totals = None
   for index, batch in enumerate(iterator):
     sums = parallel.first_copy(
@@ -187,9 +191,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   train_key = jax.device_put(train_key, parallel.replicated_sharding)
   train_step = parallel.compile_train_step(family.train_step)
   eval_step = parallel.compile_eval_step(family.eval_step)
-  fixed_test_images = data.load_split_images(  # Reconstructed in every image grid.
-      config.dataset.name, spec.test_split, config.dataset.data_dir or None)[0][
-          :max(train_cfg.num_samples // 2, 1)]
+  test_arrays = data.load_split_arrays(  # Read once; every evaluation uses it.
+      config.dataset.name, spec.test_split, config.dataset.data_dir or None)
+  grid_inputs = test_arrays[0][:max(train_cfg.num_samples // 2, 1)]  # Reconstructed per grid.
+  grid_inputs = grid_inputs.astype(np.float32) / np.float32(255.0)
 
   writer = MetricWriter(workdir, purge_step=initial_step + 1) if is_chief else None
   if is_chief:
@@ -222,19 +227,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       if is_chief:
         writer.write_scalars(step, "train", means)
         progress.set_postfix({k: f"{v:.4g}" for k, v in means.items()})
+    sample_due = is_chief and _is_due(step, train_cfg.sample_every, num_steps)
+    if save_due or eval_due or sample_due:
+      one_copy = parallel.get_state(state)
     if save_due:
-      checkpointer.save(step, parallel.get_state(state), train_key, train_iter, config,
-                        metrics=results["train"])
+      checkpointer.save(step, one_copy, train_key, train_iter, config, metrics=results["train"])
     if eval_due:
       results["eval"] = evaluate(family, parallel, eval_step, state, config,
-                                 jax.random.fold_in(keys["eval"], step))
+                                 jax.random.fold_in(keys["eval"], step), test_arrays)
       if is_chief:
         writer.write_scalars(step, "eval", results["eval"])
-      checkpointer.save_best(step, parallel.get_state(state), train_key, config, results["eval"])
-    if is_chief and _is_due(step, train_cfg.sample_every, num_steps):
-      write_image_grids(family, parallel.get_state(state), fixed_test_images,
-                        keys["sample"], os.path.join(workdir, "images"), step,
-                        train_cfg.num_samples)
+      checkpointer.save_best(step, one_copy, train_key, config, results["eval"])
+    if sample_due:
+      write_image_grids(family, one_copy, grid_inputs, keys["sample"],
+                        os.path.join(workdir, "images"), step, train_cfg.num_samples)
     if interrupted_by:
       checkpointer.wait()
       raise TrainingInterrupted(interrupted_by, step, checkpointer.directory)
