@@ -69,7 +69,8 @@ def _make_family(config: ml_collections.ConfigDict, image_shape, variational: bo
     return TrainState.create(apply_fn=model.apply, params=variables["params"],
                              batch_stats=variables.get("batch_stats", {}), tx=optimizer)
 
-  def reconstruct(state, images, key):
+  def reconstruct(state, images, key, labels=None):
+    del labels  # Unconditional.
     if variational:  # The posterior mean: reconstructions shown and scored are deterministic.
       mean, _ = model.apply(state.variables(), images, method=VAE.encode)
       outputs = model.apply(state.variables(), mean, method=VAE.decode)
@@ -78,7 +79,8 @@ def _make_family(config: ml_collections.ConfigDict, image_shape, variational: bo
     del key
     return likelihood.mean(outputs)
 
-  def generate(state, key, num):
+  def generate(state, key, num, labels=None):
+    del labels  # Unconditional.
     z = jax.random.normal(key, (num, model_cfg.latent_dim))
     return likelihood.mean(model.apply(state.variables(), z, method=VAE.decode))
 

@@ -31,16 +31,22 @@ class Family:
       global batch (already `pmean`-ed).
     eval_step: `(state, batch, key) -> sums`; per device. Returns `psum`-ed sums over real
       examples of each metric, plus `"weight"`, the number of real examples.
-    generate: `(state, key, num) -> images [num, H, W, C]` in [0, 1], single device;
-      None for families that cannot sample (the plain autoencoder).
-    reconstruct: `(state, images, key) -> images`, both `[N, H, W, C]` in [0, 1], single
-      device; None for families without an encoder (the GAN).
+    generate: `(state, key, num, labels=None) -> samples [num, *sample_shape]`, single
+      device; images in [0, 1]. `labels` `[num]` int32 are the classes asked for; a
+      conditional family needs them, an unconditional one ignores them (None). None for
+      families that cannot sample (the plain autoencoder).
+    reconstruct: `(state, images, key, labels=None) -> images`, both `[N, *sample_shape]`,
+      single device; `labels` `[N]` int32 as for `generate`. None for families without an
+      encoder (the GAN).
+    conditional: True when the family's networks take class labels (`batch["label"]` in
+      training, `labels` in `generate` / `reconstruct`).
   """
   init: Callable[[jax.Array], State]
   train_step: Callable[[State, Batch, jax.Array], Tuple[State, Metrics]]
   eval_step: Callable[[State, Batch, jax.Array], Metrics]
-  generate: Optional[Callable[[State, jax.Array, int], jax.Array]]
-  reconstruct: Optional[Callable[[State, jax.Array, jax.Array], jax.Array]]
+  generate: Optional[Callable[..., jax.Array]]
+  reconstruct: Optional[Callable[..., jax.Array]]
+  conditional: bool = False
 
 
 FamilyFactory = Callable[[ml_collections.ConfigDict, Tuple[int, int, int]], Family]

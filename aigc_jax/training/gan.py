@@ -104,7 +104,8 @@ def make_gan_family(config: ml_collections.ConfigDict, image_shape) -> Family:
     return GANState(generator=make_state(generator, gen_vars),
                     discriminator=make_state(discriminator, disc_vars))
 
-  def generate(state, key, num):
+  def generate(state, key, num, labels=None):
+    del labels  # Unconditional.
     z = jax.random.normal(key, (num, latent_dim))
     return (state.generator.apply_fn(state.generator.variables(), z) + 1.0) / 2.0
 
