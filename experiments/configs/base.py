@@ -27,6 +27,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.likelihood = "bernoulli"  # AE/VAE observation model: bernoulli or gaussian.
   config.model.likelihood_scale = 0.1  # Fixed std of the gaussian likelihood, in [0, 1] pixels.
   config.model.beta = 1.0  # Weight of the VAE's KL term (beta-VAE, Higgins et al. 2017).
+  # Class conditioning: none; concat (one-hot label joined to the networks' inputs: VAE, GAN);
+  # projection (GAN only: projection discriminator, Miyato & Koyama 2018).
+  config.model.conditioning = "none"
   # Encoder: AE/VAE encoder or GAN discriminator. Decoder: AE/VAE decoder or GAN generator.
   config.model.encoder = body("mlp", (400,), "relu")
   config.model.decoder = body("mlp", (400,), "relu")
