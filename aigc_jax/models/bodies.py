@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence, Tuple
 import flax.linen as nn
 
 from aigc_jax.errors import ConfigError, UnknownNameError
+from aigc_jax.models.conv_transpose import ConvTranspose
 from aigc_jax.registry import Registry, unknown_name_message
 
 ACTIVATIONS = Registry[Callable]("activation")
@@ -128,9 +129,9 @@ class ConvDecoder(nn.Module):
     x = act(_Norm(self.norm, self.batch_axis_name)(x, train))
     x = x.reshape((z.shape[0], height // scale, width // scale, self.widths[0]))
     for width_out in self.widths[1:]:
-      x = nn.ConvTranspose(width_out, (4, 4), strides=(2, 2), padding="SAME")(x)
+      x = ConvTranspose(width_out, (4, 4), strides=(2, 2), padding="SAME")(x)
       x = act(_Norm(self.norm, self.batch_axis_name)(x, train))
-    return nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME")(x)
+    return ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME")(x)
 
 
 ENCODERS = Registry[type]("model body")
