@@ -9,9 +9,9 @@ tf.image do; SSIM is only defined on one channel.
 import functools
 from typing import Sequence
 
-import dm_pix
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Wang, Simoncelli & Bovik (2003), Table 1: exponents of scales 1 (finest) .. 5 (coarsest).
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -63,7 +63,8 @@ def ssim(a: jax.Array, b: jax.Array, max_val: float = 1.0, *, filter_size: int =
   `filter_size`-tap Gaussian of std `filter_sigma` (defaults: the paper's 11, 1.5, 0.01,
   0.03). Only windows lying wholly inside the image count ("valid"), which equals
   scikit-image's `structural_similarity(gaussian_weights=True, sigma=1.5,
-  use_sample_covariance=False, data_range=max_val)`. This is `dm_pix.ssim`.
+  use_sample_covariance=False, data_range=max_val)` and `dm_pix.ssim` (both tested). Jitted;
+  10,000 28x28 images take a fraction of a second on a CPU.
 
   Args:
     a, b: [B, H, W, C] images in [0, max_val], H and W at least `filter_size`.
@@ -74,8 +75,13 @@ def ssim(a: jax.Array, b: jax.Array, max_val: float = 1.0, *, filter_size: int =
   """
   a, b = _as_float_images(a, b)
   _check_window_fits(a.shape, filter_size, num_scales=1)
-  return dm_pix.ssim(a, b, max_val=max_val, filter_size=filter_size,
-                     filter_sigma=filter_sigma, k1=k1, k2=k2)
+  return _ssim(a, b, max_val, filter_size, filter_sigma, k1, k2)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
+def _ssim(a, b, max_val, filter_size, filter_sigma, k1, k2):
+  luminance, contrast_structure = _ssim_terms(a, b, max_val, filter_size, filter_sigma, k1, k2)
+  return jnp.mean(luminance * contrast_structure, axis=(1, 2, 3))
 
 
 def ms_ssim_weights(num_scales: int) -> tuple[float, ...]:
@@ -153,9 +159,9 @@ def _ms_ssim(a, b, max_val, weights, filter_size, filter_sigma, k1, k2):
       a, b = _downsample_2x(a), _downsample_2x(b)
     luminance, contrast_structure = _ssim_terms(a, b, max_val, filter_size, filter_sigma, k1, k2)
     if scale < len(weights) - 1:
-      factors.append(jnp.mean(contrast_structure, axis=(1, 2)))  # [B, C]
+      factors.append(jnp.mean(contrast_structure, axis=(2, 3)))  # [B, C]
     else:
-      factors.append(jnp.mean(luminance * contrast_structure, axis=(1, 2)))
+      factors.append(jnp.mean(luminance * contrast_structure, axis=(2, 3)))
   factors = jnp.maximum(jnp.stack(factors, axis=-1), 0.0)  # [B, C, M]
   per_channel = jnp.prod(factors ** jnp.asarray(weights, factors.dtype), axis=-1)
   return jnp.mean(per_channel, axis=-1)
@@ -168,29 +174,43 @@ def _downsample_2x(x):
 
 
 def _gaussian_blur_valid(x, filter_size, filter_sigma):
-  """Separable Gaussian filter over H and W of [B, H, W, C], keeping only full windows."""
-  offsets = jnp.arange(filter_size, dtype=x.dtype) - (filter_size - 1) / 2
-  taps = jnp.exp(-0.5 * jnp.square(offsets / filter_sigma))
-  taps = taps / jnp.sum(taps)
-  batch, height, width, channels = x.shape
-  # Channels become batch entries so one single-channel convolution serves them all.
-  x = jnp.moveaxis(x, 3, 1).reshape(batch * channels, height, width, 1)
-  dims = ("NHWC", "HWIO", "NHWC")
-  x = jax.lax.conv_general_dilated(x, taps.reshape(filter_size, 1, 1, 1), (1, 1), "VALID",
-                                   dimension_numbers=dims, precision=jax.lax.Precision.HIGHEST)
-  x = jax.lax.conv_general_dilated(x, taps.reshape(1, filter_size, 1, 1), (1, 1), "VALID",
-                                   dimension_numbers=dims, precision=jax.lax.Precision.HIGHEST)
-  return jnp.moveaxis(x.reshape(batch, channels, x.shape[1], x.shape[2]), 1, 3)
+  """Separable Gaussian filter of [..., H, W, C] over H and W, keeping only full windows.
+
+  Returns the blurred planes as [..., C, W', H'] (W' = W - filter_size + 1, likewise H'):
+  channels first and the spatial axes swapped, which the SSIM maps (averaged over the
+  spatial axes) do not mind. Each pass is one matrix product with a banded [n, n'] matrix
+  of the taps: on a CPU that is an order of magnitude faster than a convolution with a
+  single-channel 11-tap window.
+  """
+  offsets = np.arange(filter_size) - (filter_size - 1) / 2
+  taps = np.exp(-0.5 * np.square(offsets / filter_sigma))
+  taps = taps / np.sum(taps)
+
+  def banded(size):  # [size, size - filter_size + 1]: column i holds the taps at i..i+f-1.
+    matrix = np.zeros((size, size - filter_size + 1))
+    for i in range(matrix.shape[1]):
+      matrix[i:i + filter_size, i] = taps
+    return jnp.asarray(matrix, x.dtype)
+
+  x = jnp.moveaxis(x, -1, -3)  # [..., C, H, W]
+  x = jnp.matmul(x, banded(x.shape[-1]), precision=jax.lax.Precision.HIGHEST)  # [..., C, H, W']
+  x = jnp.swapaxes(x, -1, -2)  # [..., C, W', H]
+  return jnp.matmul(x, banded(x.shape[-1]), precision=jax.lax.Precision.HIGHEST)
 
 
 def _ssim_terms(a, b, max_val, filter_size, filter_sigma, k1, k2):
-  """Luminance and contrast-structure maps [B, H', W', C] over valid window positions."""
-  blur = functools.partial(_gaussian_blur_valid, filter_size=filter_size,
-                           filter_sigma=filter_sigma)
-  mu_a, mu_b = blur(a), blur(b)
-  var_a = blur(a * a) - mu_a * mu_a
-  var_b = blur(b * b) - mu_b * mu_b
-  cov = blur(a * b) - mu_a * mu_b
+  """Luminance and contrast-structure maps [B, C, W', H'] over valid window positions."""
+  # One blur (one matrix product per pass) of the five planes the statistics need.
+  mu_a, mu_b, mean_aa, mean_bb, mean_ab = _gaussian_blur_valid(
+      jnp.stack([a, b, a * a, b * b, a * b]), filter_size, filter_sigma)
+  # The barrier keeps the products apart from the subtractions: fused, the compiler is free
+  # to contract some of them into fused multiply-adds and not others, and then var_a and cov
+  # of identical images differ by rounding that cancellation magnifies (SSIM(x, x) came out
+  # 1 - 3e-6 instead of 1).
+  mu_aa, mu_bb, mu_ab = jax.lax.optimization_barrier((mu_a * mu_a, mu_b * mu_b, mu_a * mu_b))
+  var_a = mean_aa - mu_aa
+  var_b = mean_bb - mu_bb
+  cov = mean_ab - mu_ab
   # The same guards as dm_pix.ssim: rounding can make a variance slightly negative or a
   # covariance break Cauchy-Schwarz.
   var_floor = jnp.finfo(jnp.float32).eps ** 2
@@ -199,6 +219,6 @@ def _ssim_terms(a, b, max_val, filter_size, filter_sigma, k1, k2):
   cov = jnp.sign(cov) * jnp.minimum(jnp.sqrt(var_a * var_b), jnp.abs(cov))
   c1 = (k1 * max_val) ** 2
   c2 = (k2 * max_val) ** 2
-  luminance = (2 * mu_a * mu_b + c1) / (mu_a * mu_a + mu_b * mu_b + c1)
+  luminance = (2 * mu_ab + c1) / (mu_aa + mu_bb + c1)
   contrast_structure = (2 * cov + c2) / (var_a + var_b + c2)
   return luminance, contrast_structure
