@@ -279,6 +279,9 @@ _ROUND_SECONDS = flags.DEFINE_float("round_seconds", None, "Seconds per contende
 _MATMUL_SIZE = flags.DEFINE_integer("matmul_size", None, "Side of the peak matrix product.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir (default: tfds's).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", RESULTS_DIR, "Where results files go.")
+_CORES = flags.DEFINE_integer(
+    "cores", None, "Run on the first N CPU cores only (process affinity, set before jax "
+    "starts; PyTorch gets as many threads). Default: all the process may use.")
 _CHILD_OUTPUT = flags.DEFINE_string("child_output", None,
                                     "Internal (scaling): write the JSON here and nothing else.")
 
@@ -286,6 +289,8 @@ _CHILD_OUTPUT = flags.DEFINE_string("child_output", None,
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  if _CORES.value:  # Before jax starts: XLA sizes its thread pool by the usable cores.
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:_CORES.value])
   overrides = {"sections": tuple(_ONLY.value), "networks": tuple(_NETWORKS.value),
                "data_dir": _DATA_DIR.value}
   for name, flag in [("rounds", _ROUNDS), ("round_seconds", _ROUND_SECONDS),

@@ -47,6 +47,7 @@ class BareStep:
   flops_per_step: Optional[float]  # XLA's cost analysis, summed over the devices.
   run: Callable[[], None]  # One step, blocking until its outputs are ready.
   put_batch: Callable[[], None]  # One host batch -> devices, blocking.
+  hlo_text: Callable[[], str]  # The optimised HLO of the compiled step.
 
 
 def bare_step(name: str, devices: Optional[Sequence] = None, seed: int = 0) -> BareStep:
@@ -82,8 +83,9 @@ def bare_step(name: str, devices: Optional[Sequence] = None, seed: int = 0) -> B
   run()
   first_call = time.perf_counter() - start
 
+  compiled = train_step.lower(holder["state"], batch, key).compile()
   try:  # Per-device FLOPs of the compiled step (pmap and shard_map both report per device).
-    cost = train_step.lower(holder["state"], batch, key).compile().cost_analysis()
+    cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost["flops"]) * num_devices if cost and "flops" in cost else None
   except Exception:  # pylint: disable=broad-except  (backends without cost analysis)
@@ -94,7 +96,7 @@ def bare_step(name: str, devices: Optional[Sequence] = None, seed: int = 0) -> B
 
   return BareStep(name=name, batch_size=batch_size, num_devices=num_devices,
                   first_call_seconds=first_call, flops_per_step=flops, run=run,
-                  put_batch=put_batch)
+                  put_batch=put_batch, hlo_text=compiled.as_text)
 
 
 def matmul_peak(size: int = 2048):
