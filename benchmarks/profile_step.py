@@ -1,6 +1,6 @@
 """Where a train step's time goes: per-op times of the compiled step, from a profiler trace.
 
-  python -m benchmarks.profile_step --network=dcgan28 [--steps=20] [--top=25]
+  python -m benchmarks.profile_step --network=dcgan28 [--steps=20] [--top=25] [--parallel=shard_map]
 
 Builds the network's bare step as `benchmarks.run` does, traces `--steps` steps with
 `jax.profiler`, and prints the ops (XLA thunks: fusions, convolutions, dots, collectives)
@@ -24,6 +24,7 @@ from absl import app, flags
 _NETWORK = flags.DEFINE_string("network", "dcgan28", "mlp_vae, dcgan28 or conv_ae.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Steps traced.")
 _TOP = flags.DEFINE_integer("top", 25, "Ops listed.")
+_PARALLEL = flags.DEFINE_string("parallel", None, "pmap or shard_map (default: the config's).")
 
 # Trace events that are not ops of the step (the runtime's own spans around them).
 _NOT_OPS = re.compile(r"^(ThunkExecutor|\$|PjitFunction|CommonPjRt|SlinkyThreadPool|"
@@ -39,11 +40,11 @@ def op_sources(hlo_text: str) -> Dict[str, str]:
   return sources
 
 
-def profile(network: str, num_steps: int) -> Dict[str, object]:
+def profile(network: str, num_steps: int, parallel_mode=None) -> Dict[str, object]:
   """Per-op microseconds per step of `network`'s bare step, and the step's wall time."""
   import jax
   from benchmarks import workloads
-  bare = workloads.bare_step(network)
+  bare = workloads.bare_step(network, parallel_mode=parallel_mode)
   for _ in range(3):
     bare.run()
   with tempfile.TemporaryDirectory() as trace_dir:
@@ -80,7 +81,8 @@ def format_table(result: Dict[str, object], top: int) -> List[str]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  print("\n".join(format_table(profile(_NETWORK.value, _STEPS.value), _TOP.value)))
+  result = profile(_NETWORK.value, _STEPS.value, _PARALLEL.value)
+  print("\n".join(format_table(result, _TOP.value)))
 
 
 if __name__ == "__main__":

@@ -17,8 +17,9 @@ def to_markdown(results: Dict) -> str:
            f"{machine['backend']} ({machine['num_devices']} x {machine['device_kind']})", "",
            f"{machine['date']}; jax {machine['jax']}, jaxlib {machine['jaxlib']}; load average "
            f"{machine['load_average_at_start'][0]} at the start, "
-           f"{machine.get('load_average_at_end', ['?'])[0]} at the end. Step times: median "
-           "[quartiles] in ms.", ""]
+           f"{machine.get('load_average_at_end', ['?'])[0]} at the end; data-parallel mode "
+           f"{results['options'].get('parallel_mode') or 'of the configs (pmap)'}. Step times: "
+           "median [quartiles] in ms.", ""]
   if "peak" in results:
     peak = results["peak"]
     lines += [f"Matrix-product peak (float32 {peak['matmul_size']}^3, timed in the same rounds): "

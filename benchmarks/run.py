@@ -1,8 +1,9 @@
 """The benchmark harness: how fast the reference networks train and evaluate, and against what.
 
-  python -m benchmarks.run                          # everything (about 5 minutes on 2 cores)
+  python -m benchmarks.run                          # everything (about 10 minutes on 2 cores)
   python -m benchmarks.run --quick                  # every section, few steps (about 1 minute)
   python -m benchmarks.run --only=steps,torch --networks=dcgan28
+  python -m benchmarks.run --cores=1 --parallel=shard_map   # one core; jit + shard_map
 
 Sections (`--only`, comma-separated; default all):
   steps         compile time, step time (median, IQR), samples/s, XLA's FLOPs per step and
@@ -60,6 +61,7 @@ class Options:
   model_steps: int = 200
   scaling_devices: Tuple[int, ...] = (1, 2, 4, 8)
   data_dir: Optional[str] = None  # tfds data_dir for digits28 (default: tfds's).
+  parallel_mode: Optional[str] = None  # pmap or shard_map (default: the configs', pmap).
 
   @classmethod
   def quick(cls, **overrides) -> "Options":
@@ -85,6 +87,18 @@ def _torch_available() -> bool:
     return True
   except ImportError:
     return False
+
+
+def _bare_step(options: Options, name: str, devices=None):
+  from benchmarks import workloads
+  return workloads.bare_step(name, devices, parallel_mode=options.parallel_mode)
+
+
+def _shared_bare_step(options: Options, bare_steps: Dict, name: str):
+  """The network's bare step on all devices, built (and compiled) once per run."""
+  if name not in bare_steps:
+    bare_steps[name] = _bare_step(options, name)
+  return bare_steps[name]
 
 
 def _step_entry(bare, seconds, peak_seconds, peak_flops) -> Dict[str, object]:
@@ -113,7 +127,7 @@ def _steps_and_torch(options: Options, results: Dict, bare_steps: Dict) -> None:
   all_peak_seconds = []
   results["steps"], torch_results = {}, {}
   for name in options.networks:
-    bare = bare_steps.setdefault(name, workloads.bare_step(name))
+    bare = _shared_bare_step(options, bare_steps, name)
     runners = {"peak": peak_run, "jax": bare.run}
     if with_torch:
       runners["torch"] = _torch_runner(name, bare.batch_size, timing.usable_cores())
@@ -140,12 +154,13 @@ def _loop(options: Options, results: Dict, bare_steps: Dict) -> None:
   from benchmarks import timing, workloads
   results["loop"] = {}
   for name in options.networks:
-    bare = bare_steps.setdefault(name, workloads.bare_step(name))
+    bare = _shared_bare_step(options, bare_steps, name)
     count = timing.calls_per_round(bare.run, options.round_seconds) * max(options.rounds // 4, 1)
     before = timing.time_calls(bare.run, count)
     num_steps = options.loop_steps[name]
     entry = workloads.training_loop(name, num_steps, max(num_steps // options.loop_windows, 1),
-                                    max(num_steps // options.loop_saves, 1), options.data_dir)
+                                    max(num_steps // options.loop_saves, 1), options.data_dir,
+                                    options.parallel_mode)
     after = timing.time_calls(bare.run, count)
     step = timing.summarize(before + after)
     entry["bare_step_seconds"] = step
@@ -166,7 +181,7 @@ def _input(options: Options, results: Dict, bare_steps: Dict) -> None:
       continue
     entry = workloads.input_pipeline(batch_size, options.input_batches,
                                      jax.local_device_count(), options.data_dir)
-    bare = bare_steps.setdefault(name, workloads.bare_step(name))
+    bare = _shared_bare_step(options, bare_steps, name)
     put = timing.summarize(timing.time_calls(bare.put_batch, options.input_batches))
     entry["put_batch_seconds"] = put
     results["input"][key] = entry
@@ -189,6 +204,8 @@ def _scaling(options: Options, results: Dict) -> None:
     args = ["--only=steps", f"--networks={','.join(options.networks)}",
             f"--rounds={options.rounds}", f"--round_seconds={options.round_seconds}",
             f"--matmul_size={options.matmul_size}"]
+    if options.parallel_mode:
+      args.append(f"--parallel={options.parallel_mode}")
     for count in options.scaling_devices:
       child = workloads.run_child(args, count)
       per_count[str(count)] = {name: child["steps"][name] for name in options.networks}
@@ -197,7 +214,7 @@ def _scaling(options: Options, results: Dict) -> None:
     for count in (c for c in options.scaling_devices if c <= len(devices)):
       per_count[str(count)] = {}
       for name in options.networks:
-        bare = workloads.bare_step(name, devices[:count])
+        bare = _bare_step(options, name, devices[:count])
         calls = timing.calls_per_round(bare.run, options.round_seconds) * options.rounds
         summary = timing.summarize(timing.time_calls(bare.run, calls))
         per_count[str(count)][name] = {"num_devices": count, "step_seconds": summary,
@@ -279,6 +296,8 @@ _ROUND_SECONDS = flags.DEFINE_float("round_seconds", None, "Seconds per contende
 _MATMUL_SIZE = flags.DEFINE_integer("matmul_size", None, "Side of the peak matrix product.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir (default: tfds's).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", RESULTS_DIR, "Where results files go.")
+_PARALLEL = flags.DEFINE_enum("parallel", None, ["pmap", "shard_map"],
+                              "Data-parallel mode of steps and loop (default: the configs').")
 _CORES = flags.DEFINE_integer(
     "cores", None, "Run on the first N CPU cores only (process affinity, set before jax "
     "starts; PyTorch gets as many threads). Default: all the process may use.")
@@ -292,7 +311,7 @@ def main(argv: Sequence[str]) -> None:
   if _CORES.value:  # Before jax starts: XLA sizes its thread pool by the usable cores.
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:_CORES.value])
   overrides = {"sections": tuple(_ONLY.value), "networks": tuple(_NETWORKS.value),
-               "data_dir": _DATA_DIR.value}
+               "data_dir": _DATA_DIR.value, "parallel_mode": _PARALLEL.value}
   for name, flag in [("rounds", _ROUNDS), ("round_seconds", _ROUND_SECONDS),
                      ("matmul_size", _MATMUL_SIZE)]:
     if flag.value is not None:

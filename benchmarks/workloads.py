@@ -50,17 +50,18 @@ class BareStep:
   hlo_text: Callable[[], str]  # The optimised HLO of the compiled step.
 
 
-def bare_step(name: str, devices: Optional[Sequence] = None, seed: int = 0) -> BareStep:
+def bare_step(name: str, devices: Optional[Sequence] = None, seed: int = 0,
+              parallel_mode: Optional[str] = None) -> BareStep:
   """The train step of network `name` as the loop compiles it, on a random batch.
 
   `devices`: the devices to run on (default: all local ones); the config's global batch is
-  split over them and the step is the config's data-parallel mode (pmap by default).
+  split over them. `parallel_mode`: "pmap" or "shard_map" (default: the config's, pmap).
   """
   from aigc_jax.training.family import get_family
   from aigc_jax.training.parallel import PARALLEL_MODES
   config = network_config(name)
   devices = list(devices) if devices is not None else jax.local_devices()
-  parallel = PARALLEL_MODES.get(config.train.parallel)(devices)
+  parallel = PARALLEL_MODES.get(parallel_mode or config.train.parallel)(devices)
   family = get_family(config, IMAGE_SHAPE)
   num_devices, batch_size = len(devices), config.train.batch_size
   rng = np.random.default_rng(seed)
@@ -114,7 +115,8 @@ def matmul_peak(size: int = 2048):
 
 
 def training_loop(name: str, num_steps: int, log_every: int, save_every: int,
-                  data_dir: Optional[str]) -> Dict[str, object]:
+                  data_dir: Optional[str], parallel_mode: Optional[str] = None
+                  ) -> Dict[str, object]:
   """Samples/s of `training.train_and_evaluate` for network `name` on `DATASET`.
 
   Logging every `log_every` steps and (async) checkpoints every `save_every` steps are on;
@@ -130,6 +132,8 @@ def training_loop(name: str, num_steps: int, log_every: int, save_every: int,
   config.train.eval_every = 0
   config.train.sample_every = 0
   config.checkpoint.save_every = save_every
+  if parallel_mode:
+    config.train.parallel = parallel_mode
   if num_steps < 3 * log_every:
     raise ValueError(f"num_steps {num_steps} must be at least 3 * log_every ({log_every})")
   with tempfile.TemporaryDirectory() as workdir:
