@@ -23,7 +23,9 @@ Both are ops XLA:CPU sends to its fast library kernels.
 
 Supported: any spatial rank (channels-last), strides, 'SAME' / 'VALID' / explicit padding,
 masks, dtypes and precision. Anything else (`kernel_dilation` > 1, `transpose_kernel`,
-'CIRCULAR' padding, `preferred_element_type`) falls back to flax's plain op.
+'CIRCULAR' padding, `preferred_element_type`) falls back to flax's plain op. Reverse-mode
+derivatives of any order work (the backward pass is itself differentiable); forward mode
+(`jax.jvp`, `jax.jacfwd`) does not, as for every `jax.custom_vjp`.
 """
 import functools
 from typing import Tuple
