@@ -47,11 +47,15 @@ def unit_clip(mean):
   return np.clip(mean, 0.0, 1.0)
 
 
-def step_noise(train_key, step, indices, shape, draw=jax.random.normal):
-  """`draw(fold_in(fold_in(train_key, step), i), shape)` for each global index i, float64."""
-  step_key = jax.random.fold_in(train_key, step)
-  return np.stack([np.asarray(draw(jax.random.fold_in(step_key, int(i)), shape), np.float64)
+def example_noise(key, indices, shape, draw=jax.random.normal):
+  """`draw(fold_in(key, i), shape)` for each global example index i, float64."""
+  return np.stack([np.asarray(draw(jax.random.fold_in(key, int(i)), shape), np.float64)
                    for i in indices])
+
+
+def step_noise(train_key, step, indices, shape, draw=jax.random.normal):
+  """The training noise: `example_noise` of the step's key `fold_in(train_key, step)`."""
+  return example_noise(jax.random.fold_in(train_key, step), indices, shape, draw)
 
 
 def _join(x, onehot):
@@ -71,8 +75,9 @@ def vae_terms(params, x, eps, beta, nll, mean_fn, onehot=None):
   outputs = mlp(params["decoder"], _join(z, onehot))
   reconstruction = nll(outputs, flat)
   kl = 0.5 * np.sum(mean ** 2 + np.exp(logvar) - 1.0 - logvar, -1)
-  return {"loss": np.mean(reconstruction + beta * kl), "reconstruction_nll": np.mean(reconstruction),
-          "kl": np.mean(kl), "mse": np.mean((mean_fn(outputs) - flat) ** 2)}
+  return {"loss": np.mean(reconstruction + beta * kl),
+          "reconstruction_nll": np.mean(reconstruction), "kl": np.mean(kl),
+          "mse": np.mean((mean_fn(outputs) - flat) ** 2)}
 
 
 def ae_terms(params, x_input, x_target, nll, mean_fn, onehot=None):
