@@ -86,6 +86,9 @@ def _check_variant_config(model_cfg: ml_collections.ConfigDict, variational: boo
   if model_cfg.kl_warmup_steps < 0:
     raise ConfigError(f"model.kl_warmup_steps must be >= 0 (0 = no warm-up), got "
                       f"{model_cfg.kl_warmup_steps}.")
+  if model_cfg.kl_warmup_start < 0:
+    raise ConfigError(f"model.kl_warmup_start is a KL weight and must be >= 0, got "
+                      f"{model_cfg.kl_warmup_start}.")
   corruptions.CORRUPTIONS.get(model_cfg.corruption)  # Unknown names list the choices.
   if model_cfg.corruption != "none":
     if variational:
@@ -109,8 +112,8 @@ def _make_family(config: ml_collections.ConfigDict, sample_shape, variational: b
   encoder = build_encoder(model_cfg.encoder, 2 * latent_dim if variational else latent_dim,
                           noise.BATCH_AXIS)
   decoder = build_decoder(model_cfg.decoder, sample_shape, noise.BATCH_AXIS)
-  model = (VAE if variational else Autoencoder)(encoder=encoder, decoder=decoder)
-  model_cls = type(model)
+  model_cls = VAE if variational else Autoencoder
+  model = model_cls(encoder=encoder, decoder=decoder)
   optimizer = build_optimizer(config.optimizer, config.train.num_steps)
   kl_weight = kl_weight_schedule(model_cfg)
 
@@ -162,12 +165,11 @@ def _make_family(config: ml_collections.ConfigDict, sample_shape, variational: b
 
   def deterministic_reconstruction(state, images, onehot):
     """Decoder outputs of the code (the posterior mean for the VAE) and the code's KL."""
-    code = model.apply(state.variables(), images, onehot, method=model_cls.encode)
+    code, kl = model.apply(state.variables(), images, onehot, method=model_cls.encode), 0.0
     if variational:
-      mean, logvar = code
-      return model.apply(state.variables(), mean, onehot, method=VAE.decode), gaussian_kl(
-          mean, logvar)
-    return model.apply(state.variables(), code, onehot, method=Autoencoder.decode), 0.0
+      code, logvar = code
+      kl = gaussian_kl(code, logvar)
+    return model.apply(state.variables(), code, onehot, method=model_cls.decode), kl
 
   def most_likely_labels(state, images):
     """Per image, the class whose deterministic reconstruction scores best:
@@ -197,7 +199,7 @@ def _make_family(config: ml_collections.ConfigDict, sample_shape, variational: b
     onehot = None
     if conditional:
       onehot = condition(jnp.arange(num) % num_classes if labels is None else labels)
-    return output_mean(model.apply(state.variables(), z, onehot, method=VAE.decode))
+    return output_mean(model.apply(state.variables(), z, onehot, method=model_cls.decode))
 
   def train_step(state, batch, key):
     return steps.mean_loss_train_step(state, batch, key, terms_fn=terms_fn)

@@ -103,12 +103,14 @@ def test_warmup_config_ramps_to_beta_over_a_third_of_training():
   assert config.model.kl_warmup_start == 0.0 and config.model.beta == 1.0
 
 
-@pytest.mark.parametrize("family,steps,message", [
-    ("ae", 5, "model.kl_warmup_steps anneals the KL weight of the vae family"),
-    ("vae", -1, "model.kl_warmup_steps must be >= 0"),
+@pytest.mark.parametrize("family,steps,start,message", [
+    ("ae", 5, 0.0, "model.kl_warmup_steps anneals the KL weight of the vae family"),
+    ("vae", -1, 0.0, "model.kl_warmup_steps must be >= 0"),
+    ("vae", 5, -0.5, "model.kl_warmup_start is a KL weight and must be >= 0, got -0.5."),
 ])
-def test_bad_warmup_settings_are_one_line_errors(family, steps, message):
+def test_bad_warmup_settings_are_one_line_errors(family, steps, start, message):
   config = cases.tiny_mlp_config(family)
   config.model.kl_warmup_steps = steps
+  config.model.kl_warmup_start = start
   with pytest.raises(ConfigError, match=message):
     get_family(config, cases.SHAPE)
