@@ -1,11 +1,13 @@
 """AE / VAE on 2-D points (samples [N, 2], not images; the 2-D mixtures of issue 13):
 `model.output_range = "unbounded"` leaves the Gaussian likelihood's mean unclipped, the step
 matches numpy on points outside [0, 1], and MLP models learn a mixture of four modes."""
+import jax
 import numpy as np
 import pytest
 
 from aigc_jax.errors import ConfigError, UnknownNameError
 from aigc_jax.training.family import get_family
+from aigc_jax.training.noise import BATCH_AXIS
 from experiments.configs import base
 from tests.training import helpers
 from tests.training import vae_cases as cases
@@ -65,6 +67,35 @@ def test_mlp_models_learn_a_mixture_of_2d_points(family):
   assert reconstructions.shape == (400, 2)
   # The modes sit at +-2: a mean clipped to [0, 1] would miss each by more than 1.
   assert np.mean(np.linalg.norm(reconstructions - points, axis=-1)) < 0.15
+
+
+def test_seeds_train_at_once_under_vmap_and_scan_as_they_do_one_by_one():
+  """What the hallucination benchmark does on 2-D sets: `jax.vmap` over seeds of the family's
+  own train step (its batch axis a vmapped axis of size 1), `lax.scan` over steps; each seed
+  ends where the loop's pmap path (`helpers.run_steps`, one device) ends."""
+  config = _points_config("vae")
+  config.optimizer.name = "adam"
+  config.optimizer.learning_rate = 1e-2
+  batches = mixture_batches(4, 8, seed=0)
+  stacked = {k: np.stack([b[k] for b in batches])[:, None] for k in batches[0]}  # [T, 1, B..]
+  model = get_family(config, (2,))
+  one_device_step = jax.vmap(model.train_step, in_axes=(0, 0, None), axis_name=BATCH_AXIS)
+
+  def train(seed):
+    state = jax.tree.map(lambda a: a[None], model.init(jax.random.PRNGKey(seed)))
+    train_key = jax.random.PRNGKey(seed + 1)  # As helpers.run_steps.
+    return jax.lax.scan(lambda s, batch: one_device_step(s, batch, train_key), state, stacked)
+
+  seeds = np.arange(2)
+  states, metrics = jax.jit(jax.vmap(train))(seeds)
+  for i, seed in enumerate(seeds):
+    alone, alone_metrics = helpers.run_steps(config, batches, helpers.pmap_on(1), seed=int(seed))
+    assert helpers.max_abs_difference(jax.tree.map(lambda a: a[i, 0], states.params),
+                                      alone.params) < 1e-5
+    np.testing.assert_allclose(metrics["loss"][i, :, 0], [m["loss"] for m in alone_metrics],
+                               rtol=1e-5)
+  assert helpers.max_abs_difference(jax.tree.map(lambda a: a[0], states.params),
+                                    jax.tree.map(lambda a: a[1], states.params)) > 1e-2
 
 
 @pytest.mark.parametrize("output_range,likelihood,error,message", [
