@@ -1,11 +1,12 @@
 """Datasets and the input pipeline.
 
 Importing this package registers the project's tfds builders: `digits` (`digits/8x8`,
-`digits/28x28`) and `gaussian_mixtures` (`gaussian_mixtures/ring8`,
-`gaussian_mixtures/grid25`), all generated offline without TensorFlow.
+`digits/28x28`), `gaussian_mixtures` (`gaussian_mixtures/ring8`, `gaussian_mixtures/grid25`)
+and `simple_shapes`, all generated offline without TensorFlow.
 """
 from aigc_jax.data import digits  # noqa: F401  (registers the tfds builder)
 from aigc_jax.data import gaussian_mixtures  # noqa: F401  (registers the tfds builder)
+from aigc_jax.data import simple_shapes  # noqa: F401  (registers the tfds builder)
 from aigc_jax.data.gaussian_mixtures import GaussianMixture
 from aigc_jax.data.pipeline import (DatasetUnavailableError, create_iterator,
                                     default_data_dir, load_data_source, load_split_arrays,

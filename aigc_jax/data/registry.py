@@ -4,7 +4,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from aigc_jax.data import gaussian_mixtures
+from aigc_jax.data import gaussian_mixtures, shapes_parser, simple_shapes
 from aigc_jax.errors import UnknownNameError
 from aigc_jax.registry import unknown_name_message
 
@@ -81,6 +81,10 @@ DATASETS: dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec("cifar10", (32, 32, 3), 10),
     "gaussian_ring8": _mixture_spec(gaussian_mixtures.RING8),
     "gaussian_grid25": _mixture_spec(gaussian_mixtures.GRID25),
+    "simple_shapes": DatasetSpec(
+        "simple_shapes", simple_shapes.IMAGE_SHAPE, simple_shapes.NUM_CLASSES,
+        prepared_offline=True, support_check=shapes_parser.support_check,
+        reconstruction_check=shapes_parser.reconstruction_check),
 }
 
 

@@ -121,10 +121,10 @@ def test_registry_specs():
   assert data.get_dataset_spec("cifar10").tfds_name == "cifar10"
   assert data.get_dataset_spec("cifar10").image_shape == (32, 32, 3)
   assert set(data.DATASETS) == {"digits", "digits28", "mnist", "fashion_mnist", "cifar10",
-                                "gaussian_ring8", "gaussian_grid25"}
+                                "gaussian_ring8", "gaussian_grid25", "simple_shapes"}
   for name, spec in data.DATASETS.items():
     assert spec.image_shape == spec.sample_shape  # The old name is an alias.
-    known = name in ("gaussian_ring8", "gaussian_grid25")
+    known = name in ("gaussian_ring8", "gaussian_grid25", "simple_shapes")
     assert spec.has_known_support == known == (spec.reconstruction_check is not None)
     assert spec.kind == ("points" if name.startswith("gaussian") else "image")
     assert (spec.mixture is not None) == (spec.kind == "points")
