@@ -94,7 +94,10 @@ class GaussianMixture:
     Returns:
       (modes [N] int64, distances [N] float64 in standard deviations).
     """
-    points = np.asarray(points, np.float64).reshape(-1, self.dimension)
+    points = np.asarray(points, np.float64)
+    if points.ndim != 2 or points.shape[1] != self.dimension:
+      raise ValueError(f"{self.name} samples must be points [N, {self.dimension}], got shape "
+                       f"{points.shape}")
     squared = np.sum(((points[:, None, :] - self.means[None]) / self.stds[None])**2, axis=-1)
     modes = np.argmin(squared, axis=1)
     return modes, np.sqrt(squared[np.arange(len(points)), modes])

@@ -80,6 +80,13 @@ def test_support_check_is_a_three_sigma_ball_around_each_mode(mixture):
   assert modes[0] == 0 and distances[0] == pytest.approx(1.5)
 
 
+def test_images_given_to_a_mixture_check_are_one_clear_error():
+  for samples in (np.zeros((4, 32, 32, 1)), np.zeros((4, 3)), np.zeros(8)):
+    with pytest.raises(ValueError, match=r"ring8 samples must be points \[N, 2\]") as info:
+      gm.RING8.support_check(samples)
+    assert "\n" not in str(info.value)
+
+
 def test_reconstruction_check_needs_the_same_high_quality_mode():
   means, sigma = gm.RING8.means, gm.RING8.std
   inputs = means[[0, 0, 0, 3]] + [[sigma, 0]] * 4
