@@ -11,7 +11,7 @@ BatchNorm (`norm="batch"`) averages its batch statistics over the named device a
 whole batch would on one device.
 """
 import math
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, ClassVar, Optional, Sequence, Tuple
 
 import flax.linen as nn
 
@@ -52,6 +52,8 @@ def _dense_layers(body: nn.Module, x, train: bool):
 
 class MLPEncoder(nn.Module):
   """Flatten -> [Dense(h) -> norm -> act] * len(widths) -> Dense(out_features)."""
+  # Its input is flattened first, so a label is joined as K more inputs, not K image channels.
+  flattens_input: ClassVar[bool] = True
   out_features: int
   widths: Sequence[int] = (400,)
   activation: str = "relu"

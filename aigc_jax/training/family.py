@@ -8,11 +8,13 @@ Batches are dicts: `image [per_device, H, W, C]` float32 in [0, 1], `label [per_
 int32, `mask [per_device]` float32 (1 real example, 0 padding; only eval batches pad).
 """
 import dataclasses
+import importlib
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import ml_collections
 
+from aigc_jax.errors import ConfigError
 from aigc_jax.registry import Registry
 
 State = Any
@@ -53,6 +55,24 @@ FamilyFactory = Callable[[ml_collections.ConfigDict, Tuple[int, int, int]], Fami
 FAMILIES = Registry[FamilyFactory]("model family")
 
 
-def get_family(config: ml_collections.ConfigDict, image_shape: Tuple[int, int, int]) -> Family:
-  """The family named by `config.model.family`, built for images of `image_shape` (H, W, C)."""
+def import_config_modules(config: ml_collections.ConfigDict) -> None:
+  """Imports the modules named in `config.model.imports`, so their registrations exist.
+
+  This is how a variant living in its own file (a family, body, likelihood, corruption...)
+  is found by name, in training and in a later evaluation that reads the saved config.
+  """
+  for name in config.model.get("imports", ()):
+    try:
+      importlib.import_module(name)
+    except ModuleNotFoundError as e:
+      if e.name is None or not (name == e.name or name.startswith(e.name + ".")):
+        raise  # The module exists but one of its own imports is missing: a bug, not a typo.
+      raise ConfigError(f"model.imports names {name!r}, which cannot be imported ({e}); give a "
+                        "module path importable from the working directory.") from None
+
+
+def get_family(config: ml_collections.ConfigDict, image_shape: Tuple[int, ...]) -> Family:
+  """The family named by `config.model.family`, built for samples of `image_shape`
+  ((H, W, C) images, or e.g. (2,) points), after `import_config_modules(config)`."""
+  import_config_modules(config)
   return FAMILIES.get(config.model.family)(config, tuple(image_shape))

@@ -30,6 +30,22 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Class conditioning: none; concat (one-hot label joined to the networks' inputs: VAE, GAN);
   # projection (GAN only: projection discriminator, Miyato & Koyama 2018).
   config.model.conditioning = "none"
+  # VAE KL warm-up (Bowman et al. 2016): beta rises linearly from kl_warmup_start at step 0 to
+  # model.beta at step kl_warmup_steps, then stays; 0 = no warm-up (beta from the start).
+  config.model.kl_warmup_steps = 0
+  config.model.kl_warmup_start = 0.0  # The KL weight at step 0 of the warm-up.
+  # Denoising AE (Vincent et al. 2008): the AE encoder sees corrupted inputs in training and
+  # the loss targets the clean ones. none, gaussian (additive, std = level), masking (each
+  # feature zeroed with probability level) or salt_and_pepper (each feature set to 0 or 1
+  # with probability level).
+  config.model.corruption = "none"
+  config.model.corruption_level = 0.0  # gaussian: > 0; masking, salt_and_pepper: in (0, 1].
+  # AE/VAE data range: unit (images in [0, 1]; gaussian means clipped to it) or unbounded
+  # (e.g. 2-D points; gaussian likelihood only).
+  config.model.output_range = "unit"
+  # Python modules imported before the family is built, so that what they register (a family,
+  # body, likelihood, corruption...) can be named by this config, in training and evaluation.
+  config.model.imports = ()
   # Encoder: AE/VAE encoder or GAN discriminator. Decoder: AE/VAE decoder or GAN generator.
   config.model.encoder = body("mlp", (400,), "relu")
   config.model.decoder = body("mlp", (400,), "relu")

@@ -48,3 +48,29 @@ def test_shard_map_matches_pmap(family, body):
   for mp, mm in zip(metrics_pmap, metrics_mesh):
     for name in mp:
       np.testing.assert_allclose(mp[name], mm[name], rtol=1e-6, atol=1e-6)
+
+
+VARIANTS = {  # name: (family, body, model overrides, sample shape)
+    "kl_warmup": ("vae", "mlp", dict(kl_warmup_steps=2, kl_warmup_start=0.1), (28, 28, 1)),
+    "denoising_ae": ("ae", "mlp", dict(corruption="salt_and_pepper", corruption_level=0.3),
+                     (28, 28, 1)),
+    "conditional_conv_vae": ("vae", "conv", dict(conditioning="concat"), (28, 28, 1)),
+    "points_vae": ("vae", "mlp", dict(likelihood="gaussian", output_range="unbounded"), (2,)),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_variants_on_8_devices_match_one_device(variant):
+  family, body, overrides, shape = VARIANTS[variant]
+  config = _config(family, body)
+  config.model.update(overrides)
+  batches = helpers.random_batches(NUM_STEPS, GLOBAL_BATCH, shape=shape)
+  state_1, metrics_1 = helpers.run_steps(config, batches, helpers.pmap_on(1))
+  state_8, metrics_8 = helpers.run_steps(config, batches, helpers.pmap_on(8))
+  assert helpers.max_abs_difference(state_1, state_8) < 2e-5
+  for m1, m8 in zip(metrics_1, metrics_8):
+    assert set(m1) == set(m8)
+    for name in m1:
+      np.testing.assert_allclose(m1[name], m8[name], rtol=1e-5, atol=1e-5)
+  assert helpers.max_abs_difference(helpers.initial_state(config, shape).params,
+                                    state_8.params) > 1e-3
