@@ -56,6 +56,13 @@ def initial_state(config, shape=(28, 28, 1), seed=0):
   return get_family(config, shape).init(jax.random.PRNGKey(seed))
 
 
+def parameters(state):
+  """The trained parameters of a state: `params`, or both GAN networks' `params`."""
+  if hasattr(state, "generator"):
+    return {"generator": state.generator.params, "discriminator": state.discriminator.params}
+  return state.params
+
+
 def pmap_on(num_devices):
   return PmapParallel(jax.local_devices()[:num_devices])
 
