@@ -8,8 +8,11 @@ params - lr * grad, so both networks' new parameters are known exactly.
 """
 import jax
 import numpy as np
+import pytest
 
+from aigc_jax.training import diff_augment, gan
 from tests.training import helpers
+from tests.training.test_diff_augment import translate_reference
 
 IMAGE_SHAPE = (2, 2, 1)
 LATENT_DIM = 3
@@ -132,3 +135,157 @@ def test_one_step_matches_an_independent_float64_recomputation():
            zip(new_gen + new_disc, _layers(initial.generator.params, "decoder")
                + _layers(initial.discriminator.params, "encoder"))]
   assert min(moved) > 1e-4, moved
+
+
+# ------------------------------------------------ losses and regularisers: the whole step
+
+NUMPY_LOSSES = {  # (discriminator terms of (real, fake) logits, generator terms of fake logits)
+    "non_saturating": (lambda r, f: _softplus(-r) + _softplus(f), lambda f: _softplus(-f)),
+    "hinge": (lambda r, f: np.maximum(1.0 - r, 0.0) + np.maximum(1.0 + f, 0.0), lambda f: -f),
+    "wasserstein": (lambda r, f: f - r, lambda f: -f),
+}
+
+
+def _logits(layers, x):
+  return _forward(layers, x)[1][-1][:, 0]
+
+
+def _input_gradients(layers, x):
+  """d D(x)_i / d x_i `[n, d]` by hand."""
+  inputs, pre = _forward(layers, x)
+  return _backward(layers, inputs, pre, np.ones((x.shape[0], 1)))[1]
+
+
+def _flatten(layers):
+  return np.concatenate([np.concatenate([k.ravel(), b.ravel()]) for k, b in layers])
+
+
+def _unflatten(vector, like):
+  layers, offset = [], 0
+  for kernel, bias in like:
+    k = vector[offset:offset + kernel.size].reshape(kernel.shape)
+    offset += kernel.size
+    layers.append((k, vector[offset:offset + bias.size]))
+    offset += bias.size
+  return layers
+
+
+def _finite_difference_sgd(loss_fn, layers, step=1e-6):
+  """SGD update of `layers` with the central-difference gradient of `loss_fn(layers)`."""
+  flat = _flatten(layers)
+  grad = np.zeros_like(flat)
+  for j in range(flat.size):
+    up, down = flat.copy(), flat.copy()
+    up[j] += step
+    down[j] -= step
+    grad[j] = (loss_fn(_unflatten(up, layers)) - loss_fn(_unflatten(down, layers))) / (2 * step)
+  return _unflatten(flat - LEARNING_RATE * grad, layers)
+
+
+def _identity(x):
+  return x
+
+
+def reference_variant_step(gen_layers, disc_layers, images, z, loss, regularizer, weight, eps,
+                           augment_real=_identity, augment_fake=_identity,
+                           augment_generator=_identity):
+  """One GAN step of any loss / regulariser in float64, gradients by central differences.
+
+  `augment_*`: the fixed transforms of the discriminator's inputs `[n, pixels]` (real and
+  fake in its loss, fake in the generator's). Returns (adversarial d_loss, penalty, g_loss,
+  new gen, new disc).
+  """
+  d_terms, g_terms = NUMPY_LOSSES[loss]
+  real = augment_real(images.reshape(images.shape[0], -1) * 2.0 - 1.0)
+  fake = augment_fake(np.tanh(_forward(gen_layers, z)[1][-1]))
+
+  def penalty_of(disc):
+    if regularizer == "gradient_penalty":  # Gulrajani et al. 2017.
+      interpolates = eps[:, None] * real + (1.0 - eps[:, None]) * fake
+      norms = np.linalg.norm(_input_gradients(disc, interpolates), axis=1)
+      return np.mean((norms - 1.0) ** 2)
+    if regularizer == "r1":  # Mescheder et al. 2018, gamma / 2 * |grad|^2 with gamma = weight.
+      return np.mean(0.5 * np.sum(_input_gradients(disc, real) ** 2, axis=1))
+    return 0.0
+
+  adversarial = lambda disc: np.mean(d_terms(_logits(disc, real), _logits(disc, fake)))
+  new_disc = _finite_difference_sgd(
+      lambda disc: adversarial(disc) + weight * penalty_of(disc), disc_layers)
+  g_loss = lambda gen: np.mean(g_terms(_logits(
+      new_disc, augment_generator(np.tanh(_forward(gen, z)[1][-1])))))
+  new_gen = _finite_difference_sgd(g_loss, gen_layers)
+  return (adversarial(disc_layers), penalty_of(disc_layers), g_loss(gen_layers), new_gen,
+          new_disc)
+
+
+@pytest.mark.parametrize("loss,regularizer", [
+    ("non_saturating", "none"), ("hinge", "none"), ("wasserstein", "gradient_penalty"),
+    ("non_saturating", "r1")])
+def test_loss_and_regularizer_variants_match_float64_finite_differences(loss, regularizer):
+  config = _tiny_gan_config()
+  config.model.gan.loss = loss
+  config.model.gan.regularizer = regularizer
+  config.model.gan.regularizer_weight = 3.0
+  batches = helpers.random_batches(1, GLOBAL_BATCH, shape=IMAGE_SHAPE, seed=4)
+  initial = helpers.initial_state(config, IMAGE_SHAPE)
+  state, metrics = helpers.run_steps(config, batches, helpers.pmap_on(2))
+
+  train_key = jax.random.PRNGKey(1)
+  penalty_key = gan._auxiliary_keys(train_key, 0)["penalty"]  # The interpolation weights' key.
+  eps = np.array([float(jax.random.uniform(jax.random.fold_in(penalty_key, i)))
+                  for i in range(GLOBAL_BATCH)])
+  d_loss, penalty, g_loss, new_gen, new_disc = reference_variant_step(
+      _layers(initial.generator.params, "decoder"),
+      _layers(initial.discriminator.params, "encoder"),
+      np.asarray(batches[0]["image"], np.float64),
+      contract_latents(train_key, 0, GLOBAL_BATCH), loss, regularizer, 3.0, eps)
+
+  np.testing.assert_allclose(metrics[0]["d_loss"], d_loss, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(metrics[0]["g_loss"], g_loss, rtol=1e-5, atol=1e-6)
+  if regularizer != "none":
+    np.testing.assert_allclose(metrics[0]["penalty"], penalty, rtol=1e-4)
+    assert penalty > 1e-3  # A penalty that matters, so its weight is tested too.
+  else:
+    assert "penalty" not in metrics[0]
+  got = _layers(state.discriminator.params, "encoder") + _layers(state.generator.params,
+                                                                    "decoder")
+  for i, ((kernel, bias), (want_kernel, want_bias)) in enumerate(zip(got, new_disc + new_gen)):
+    np.testing.assert_allclose(kernel, want_kernel, rtol=1e-4, atol=2e-6, err_msg=f"layer {i}")
+    np.testing.assert_allclose(bias, want_bias, rtol=1e-4, atol=2e-6, err_msg=f"layer {i}")
+
+
+def test_diff_augment_step_matches_float64_reference():
+  """Translation, drawn per example from the step's three streams, on every D input."""
+  shape = (4, 4, 1)  # Shifts in [-1, 1] (int(0.125 * 4 + 0.5) = 1).
+  config = _tiny_gan_config()
+  config.model.gan.diff_augment = "translation"
+  batches = helpers.random_batches(1, GLOBAL_BATCH, shape=shape, seed=5)
+  initial = helpers.initial_state(config, shape)
+  state, metrics = helpers.run_steps(config, batches, helpers.pmap_on(2))
+
+  train_key = jax.random.PRNGKey(1)
+  streams = gan._auxiliary_keys(train_key, 0)
+
+  def translation(stream):
+    """The numpy reference translation, example i shifted by its draw from fold_in(stream, i)."""
+    shifts = [[int(v) for v in diff_augment.translation_shift(
+        jax.random.split(jax.random.fold_in(streams[stream], i), 1)[0], 4, 4)]
+              for i in range(GLOBAL_BATCH)]
+    assert len({tuple(s) for s in shifts}) > 1
+    return lambda flat: np.stack([
+        translate_reference(x.reshape(shape), *s).ravel() for x, s in zip(flat, shifts)])
+
+  d_loss, _, g_loss, new_gen, new_disc = reference_variant_step(
+      _layers(initial.generator.params, "decoder"),
+      _layers(initial.discriminator.params, "encoder"),
+      np.asarray(batches[0]["image"], np.float64), contract_latents(train_key, 0, GLOBAL_BATCH),
+      "non_saturating", "none", 0.0, None, augment_real=translation("augment_real"),
+      augment_fake=translation("augment_fake"),
+      augment_generator=translation("augment_generator"))
+  np.testing.assert_allclose(metrics[0]["d_loss"], d_loss, rtol=1e-5)
+  np.testing.assert_allclose(metrics[0]["g_loss"], g_loss, rtol=1e-5)
+  got = _layers(state.discriminator.params, "encoder") + _layers(state.generator.params,
+                                                                    "decoder")
+  for i, ((kernel, bias), (want_kernel, want_bias)) in enumerate(zip(got, new_disc + new_gen)):
+    np.testing.assert_allclose(kernel, want_kernel, rtol=1e-4, atol=2e-6, err_msg=f"layer {i}")
+    np.testing.assert_allclose(bias, want_bias, rtol=1e-4, atol=2e-6, err_msg=f"layer {i}")
