@@ -13,7 +13,8 @@ whole batch would on one device.
 Options every body takes (their defaults are flax's, so configs that do not set them keep
 their parameters and numbers): `kernel_init` (a name in `KERNEL_INITS`), `bias_before_norm`
 (False: the layers followed by BatchNorm have no bias, which BatchNorm's shift makes
-redundant), and, for encoders, `spectral_norm` (every Dense / Conv weight divided by its
+redundant), `norm_momentum` and `norm_epsilon` of BatchNorm (bodies with a norm), and, for
+encoders, `spectral_norm` (every Dense / Conv weight divided by its
 largest singular value, Miyato et al. 2018; the power-iteration vectors live in
 `batch_stats`, advance one iteration per call with `train=True` and stay fixed otherwise).
 """
@@ -39,18 +40,25 @@ KERNEL_INITS.register("normal_0.02")(lambda: nn.initializers.normal(stddev=0.02)
 
 
 class _Norm(nn.Module):
-  """Identity or BatchNorm (PyTorch defaults: momentum 0.9 of the running mean, eps 1e-5)."""
+  """Identity or BatchNorm (by default PyTorch's: momentum 0.9 of the running mean, eps 1e-5)."""
   kind: str
   batch_axis_name: Optional[str]
+  momentum: float = 0.9
+  epsilon: float = 1e-5
 
   @nn.compact
   def __call__(self, x, train: bool):
     if self.kind == "none":
       return x
     if self.kind == "batch":
-      return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+      return nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
+                          epsilon=self.epsilon,
                           axis_name=self.batch_axis_name if train else None)(x)
     raise UnknownNameError(unknown_name_message("norm", self.kind, NORMS))
+
+
+def _norm(body: nn.Module) -> _Norm:
+  return _Norm(body.norm, body.batch_axis_name, body.norm_momentum, body.norm_epsilon)
 
 
 def _kernel_init(body: nn.Module):
@@ -78,7 +86,7 @@ def _dense_layers(body: nn.Module, x, train: bool):
   act = ACTIVATIONS.get(body.activation)
   for width in body.widths:
     dense = nn.Dense(width, use_bias=_hidden_bias(body), kernel_init=_kernel_init(body))
-    x = act(_Norm(body.norm, body.batch_axis_name)(_apply(body, dense, x, train), train))
+    x = act(_norm(body)(_apply(body, dense, x, train), train))
   return x
 
 
@@ -91,6 +99,8 @@ class MLPEncoder(nn.Module):
   batch_axis_name: Optional[str] = None
   kernel_init: str = "lecun_normal"
   bias_before_norm: bool = True
+  norm_momentum: float = 0.9
+  norm_epsilon: float = 1e-5
   spectral_norm: bool = False
 
   @nn.compact
@@ -111,6 +121,8 @@ class MLPDecoder(nn.Module):
   batch_axis_name: Optional[str] = None
   kernel_init: str = "lecun_normal"
   bias_before_norm: bool = True
+  norm_momentum: float = 0.9
+  norm_epsilon: float = 1e-5
 
   @nn.compact
   def __call__(self, z, train: bool = False):
@@ -132,6 +144,8 @@ class ConvEncoder(nn.Module):
   batch_axis_name: Optional[str] = None
   kernel_init: str = "lecun_normal"
   bias_before_norm: bool = True
+  norm_momentum: float = 0.9
+  norm_epsilon: float = 1e-5
   spectral_norm: bool = False
 
   @nn.compact
@@ -142,7 +156,7 @@ class ConvEncoder(nn.Module):
                      use_bias=i == 0 or _hidden_bias(self), kernel_init=_kernel_init(self))
       x = _apply(self, conv, x, train)
       if i > 0:
-        x = _Norm(self.norm, self.batch_axis_name)(x, train)
+        x = _norm(self)(x, train)
       x = act(x)
     x = x.reshape((x.shape[0], -1))
     return _apply(self, nn.Dense(self.out_features, kernel_init=_kernel_init(self)), x, train)
@@ -162,6 +176,8 @@ class ConvDecoder(nn.Module):
   batch_axis_name: Optional[str] = None
   kernel_init: str = "lecun_normal"
   bias_before_norm: bool = True
+  norm_momentum: float = 0.9
+  norm_epsilon: float = 1e-5
 
   @nn.compact
   def __call__(self, z, train: bool = False):
@@ -175,12 +191,12 @@ class ConvDecoder(nn.Module):
           f"{scale}, got {height}x{width}; change the decoder widths or the dataset.")
     x = nn.Dense((height // scale) * (width // scale) * self.widths[0], use_bias=bias,
                  kernel_init=init)(z)
-    x = act(_Norm(self.norm, self.batch_axis_name)(x, train))
+    x = act(_norm(self)(x, train))
     x = x.reshape((z.shape[0], height // scale, width // scale, self.widths[0]))
     for width_out in self.widths[1:]:
       x = nn.ConvTranspose(width_out, (4, 4), strides=(2, 2), padding="SAME", use_bias=bias,
                            kernel_init=init)(x)
-      x = act(_Norm(self.norm, self.batch_axis_name)(x, train))
+      x = act(_norm(self)(x, train))
     return nn.ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME",
                             kernel_init=init)(x)
 
