@@ -28,7 +28,7 @@ def _sigmoid(x):
   return 1.0 / (1.0 + np.exp(-x))
 
 
-def _layers(params, group):
+def layers_of(params, group):
   """[(kernel, bias), ...] of an MLP body's Dense_0, Dense_1, ... in float64."""
   dense = params[group]
   return [(np.asarray(dense[f"Dense_{i}"]["kernel"], np.float64),
@@ -88,7 +88,16 @@ def reference_step(gen_layers, disc_layers, images, z):
   return d_loss, g_loss, _sgd(gen_layers, gen_grads), new_disc
 
 
-def _tiny_gan_config():
+def assert_parameters(state, new_gen, new_disc):
+  """Both networks' parameters (MLP bodies) equal the reference's, layer by layer."""
+  got = layers_of(state.discriminator.params, "encoder") + layers_of(state.generator.params,
+                                                                    "decoder")
+  for i, ((kernel, bias), (want_kernel, want_bias)) in enumerate(zip(got, new_disc + new_gen)):
+    np.testing.assert_allclose(kernel, want_kernel, rtol=1e-4, atol=2e-6, err_msg=f"layer {i}")
+    np.testing.assert_allclose(bias, want_bias, rtol=1e-4, atol=2e-6, err_msg=f"layer {i}")
+
+
+def tiny_gan_config():
   config = helpers.tiny_config("gan", "mlp")
   config.model.latent_dim = LATENT_DIM
   config.model.encoder.widths = (6,)
@@ -108,7 +117,7 @@ def contract_latents(train_key, step, num):
 
 
 def test_one_step_matches_an_independent_float64_recomputation():
-  config = _tiny_gan_config()
+  config = tiny_gan_config()
   batches = helpers.random_batches(1, GLOBAL_BATCH, shape=IMAGE_SHAPE, seed=3)
   initial = helpers.initial_state(config, IMAGE_SHAPE)
   # 4 devices: the per-device step must average exactly as one global batch would.
@@ -116,15 +125,15 @@ def test_one_step_matches_an_independent_float64_recomputation():
 
   z = contract_latents(jax.random.PRNGKey(1), 0, GLOBAL_BATCH)  # run_steps trains with key 1.
   d_loss, g_loss, new_gen, new_disc = reference_step(
-      _layers(initial.generator.params, "decoder"),
-      _layers(initial.discriminator.params, "encoder"),
+      layers_of(initial.generator.params, "decoder"),
+      layers_of(initial.discriminator.params, "encoder"),
       np.asarray(batches[0]["image"], np.float64), z)
 
   np.testing.assert_allclose(metrics[0]["d_loss"], d_loss, rtol=1e-5)
   np.testing.assert_allclose(metrics[0]["g_loss"], g_loss, rtol=1e-5)
   for name, got, want in (
-      ("discriminator", _layers(state.discriminator.params, "encoder"), new_disc),
-      ("generator", _layers(state.generator.params, "decoder"), new_gen)):
+      ("discriminator", layers_of(state.discriminator.params, "encoder"), new_disc),
+      ("generator", layers_of(state.generator.params, "decoder"), new_gen)):
     for i, ((kernel, bias), (want_kernel, want_bias)) in enumerate(zip(got, want)):
       np.testing.assert_allclose(kernel, want_kernel, rtol=1e-4, atol=1e-6,
                                  err_msg=f"{name} Dense_{i} kernel")
@@ -132,8 +141,8 @@ def test_one_step_matches_an_independent_float64_recomputation():
                                  err_msg=f"{name} Dense_{i} bias")
   # The step moved both networks by more than the tolerance: the comparison has teeth.
   moved = [np.max(np.abs(k - k0)) for (k, _), (k0, _) in
-           zip(new_gen + new_disc, _layers(initial.generator.params, "decoder")
-               + _layers(initial.discriminator.params, "encoder"))]
+           zip(new_gen + new_disc, layers_of(initial.generator.params, "decoder")
+               + layers_of(initial.discriminator.params, "encoder"))]
   assert min(moved) > 1e-4, moved
 
 
@@ -188,16 +197,19 @@ def _identity(x):
 
 def reference_variant_step(gen_layers, disc_layers, images, z, loss, regularizer, weight, eps,
                            augment_real=_identity, augment_fake=_identity,
-                           augment_generator=_identity):
+                           augment_generator=_identity, output="tanh"):
   """One GAN step of any loss / regulariser in float64, gradients by central differences.
 
   `augment_*`: the fixed transforms of the discriminator's inputs `[n, pixels]` (real and
-  fake in its loss, fake in the generator's). Returns (adversarial d_loss, penalty, g_loss,
-  new gen, new disc).
+  fake in its loss, fake in the generator's). `output` "tanh": images in [0, 1] mapped to
+  [-1, 1] and a tanh generator; "linear": neither. Returns (adversarial d_loss, penalty,
+  g_loss, new gen, new disc).
   """
   d_terms, g_terms = NUMPY_LOSSES[loss]
-  real = augment_real(images.reshape(images.shape[0], -1) * 2.0 - 1.0)
-  fake = augment_fake(np.tanh(_forward(gen_layers, z)[1][-1]))
+  squash = np.tanh if output == "tanh" else _identity
+  real = images.reshape(images.shape[0], -1)
+  real = augment_real(real * 2.0 - 1.0 if output == "tanh" else real)
+  fake = augment_fake(squash(_forward(gen_layers, z)[1][-1]))
 
   def penalty_of(disc):
     if regularizer == "gradient_penalty":  # Gulrajani et al. 2017.
@@ -212,7 +224,7 @@ def reference_variant_step(gen_layers, disc_layers, images, z, loss, regularizer
   new_disc = _finite_difference_sgd(
       lambda disc: adversarial(disc) + weight * penalty_of(disc), disc_layers)
   g_loss = lambda gen: np.mean(g_terms(_logits(
-      new_disc, augment_generator(np.tanh(_forward(gen, z)[1][-1])))))
+      new_disc, augment_generator(squash(_forward(gen, z)[1][-1])))))
   new_gen = _finite_difference_sgd(g_loss, gen_layers)
   return (adversarial(disc_layers), penalty_of(disc_layers), g_loss(gen_layers), new_gen,
           new_disc)
@@ -222,7 +234,7 @@ def reference_variant_step(gen_layers, disc_layers, images, z, loss, regularizer
     ("non_saturating", "none"), ("hinge", "none"), ("wasserstein", "gradient_penalty"),
     ("non_saturating", "r1")])
 def test_loss_and_regularizer_variants_match_float64_finite_differences(loss, regularizer):
-  config = _tiny_gan_config()
+  config = tiny_gan_config()
   config.model.gan.loss = loss
   config.model.gan.regularizer = regularizer
   config.model.gan.regularizer_weight = 3.0
@@ -235,8 +247,8 @@ def test_loss_and_regularizer_variants_match_float64_finite_differences(loss, re
   eps = np.array([float(jax.random.uniform(jax.random.fold_in(penalty_key, i)))
                   for i in range(GLOBAL_BATCH)])
   d_loss, penalty, g_loss, new_gen, new_disc = reference_variant_step(
-      _layers(initial.generator.params, "decoder"),
-      _layers(initial.discriminator.params, "encoder"),
+      layers_of(initial.generator.params, "decoder"),
+      layers_of(initial.discriminator.params, "encoder"),
       np.asarray(batches[0]["image"], np.float64),
       contract_latents(train_key, 0, GLOBAL_BATCH), loss, regularizer, 3.0, eps)
 
@@ -247,17 +259,13 @@ def test_loss_and_regularizer_variants_match_float64_finite_differences(loss, re
     assert penalty > 1e-3  # A penalty that matters, so its weight is tested too.
   else:
     assert "penalty" not in metrics[0]
-  got = _layers(state.discriminator.params, "encoder") + _layers(state.generator.params,
-                                                                    "decoder")
-  for i, ((kernel, bias), (want_kernel, want_bias)) in enumerate(zip(got, new_disc + new_gen)):
-    np.testing.assert_allclose(kernel, want_kernel, rtol=1e-4, atol=2e-6, err_msg=f"layer {i}")
-    np.testing.assert_allclose(bias, want_bias, rtol=1e-4, atol=2e-6, err_msg=f"layer {i}")
+  assert_parameters(state, new_gen, new_disc)
 
 
 def test_diff_augment_step_matches_float64_reference():
   """Translation, drawn per example from the step's three streams, on every D input."""
   shape = (4, 4, 1)  # Shifts in [-1, 1] (int(0.125 * 4 + 0.5) = 1).
-  config = _tiny_gan_config()
+  config = tiny_gan_config()
   config.model.gan.diff_augment = "translation"
   batches = helpers.random_batches(1, GLOBAL_BATCH, shape=shape, seed=5)
   initial = helpers.initial_state(config, shape)
@@ -276,16 +284,12 @@ def test_diff_augment_step_matches_float64_reference():
         translate_reference(x.reshape(shape), *s).ravel() for x, s in zip(flat, shifts)])
 
   d_loss, _, g_loss, new_gen, new_disc = reference_variant_step(
-      _layers(initial.generator.params, "decoder"),
-      _layers(initial.discriminator.params, "encoder"),
+      layers_of(initial.generator.params, "decoder"),
+      layers_of(initial.discriminator.params, "encoder"),
       np.asarray(batches[0]["image"], np.float64), contract_latents(train_key, 0, GLOBAL_BATCH),
       "non_saturating", "none", 0.0, None, augment_real=translation("augment_real"),
       augment_fake=translation("augment_fake"),
       augment_generator=translation("augment_generator"))
   np.testing.assert_allclose(metrics[0]["d_loss"], d_loss, rtol=1e-5)
   np.testing.assert_allclose(metrics[0]["g_loss"], g_loss, rtol=1e-5)
-  got = _layers(state.discriminator.params, "encoder") + _layers(state.generator.params,
-                                                                    "decoder")
-  for i, ((kernel, bias), (want_kernel, want_bias)) in enumerate(zip(got, new_disc + new_gen)):
-    np.testing.assert_allclose(kernel, want_kernel, rtol=1e-4, atol=2e-6, err_msg=f"layer {i}")
-    np.testing.assert_allclose(bias, want_bias, rtol=1e-4, atol=2e-6, err_msg=f"layer {i}")
+  assert_parameters(state, new_gen, new_disc)
