@@ -3,6 +3,7 @@ import jax
 import numpy as np
 import pytest
 
+from experiments.configs import base
 from tests.training import helpers
 
 NUM_STEPS = 3
@@ -48,3 +49,51 @@ def test_shard_map_matches_pmap(family, body):
   for mp, mm in zip(metrics_pmap, metrics_mesh):
     for name in mp:
       np.testing.assert_allclose(mp[name], mm[name], rtol=1e-6, atol=1e-6)
+
+
+def _gan_variant(name):
+  """A tiny config of each GAN variant (several per config, to keep the compiles few)."""
+  config = _config("gan", "conv")
+  gan = config.model.gan
+  if name == "hinge_spectral_norm_ema":
+    config.model.encoder.norm = "none"
+    gan.loss, gan.spectral_norm, gan.ema_decay = "hinge", True, 0.9
+  elif name == "wgan_gp_diff_augment":
+    config.model.encoder.norm = "none"
+    gan.loss, gan.regularizer = "wasserstein", "gradient_penalty"
+    gan.diff_augment = "color,translation,cutout"
+  elif name == "r1_concat":
+    config.model.encoder.norm = "none"
+    gan.regularizer, config.model.conditioning = "r1", "concat"
+  elif name == "projection_spectral_norm":
+    config.model.conditioning, gan.spectral_norm = "projection", True
+  elif name == "pacgan_points":
+    config.model.latent_dim = 2
+    config.model.decoder = base.body("mlp", (8, 8), "relu", norm="batch",
+                                     bias_before_norm=False, kernel_init="normal_0.02")
+    config.model.encoder = base.body("maxout", (8, 8), "maxout", pieces=3)
+    gan.pack_size, gan.generator_output = 2, "linear"
+  return config
+
+
+@pytest.mark.parametrize("name", ["hinge_spectral_norm_ema", "wgan_gp_diff_augment",
+                                  "r1_concat", "projection_spectral_norm", "pacgan_points"])
+def test_gan_variants_on_8_devices_match_one_device(name):
+  config = _gan_variant(name)
+  if name == "pacgan_points":
+    rng = np.random.RandomState(0)
+    batches = [{"image": rng.randn(GLOBAL_BATCH, 2).astype(np.float32),
+                "label": np.zeros(GLOBAL_BATCH, np.int32),
+                "mask": np.ones(GLOBAL_BATCH, np.float32)} for _ in range(NUM_STEPS)]
+  else:
+    batches = helpers.random_batches(NUM_STEPS, GLOBAL_BATCH, shape=(8, 8, 1))
+  state_1, metrics_1 = helpers.run_steps(config, batches, helpers.pmap_on(1))
+  state_8, metrics_8 = helpers.run_steps(config, batches, helpers.pmap_on(8))
+  # Whole states: parameters, BatchNorm and spectral-norm statistics, the EMA.
+  assert helpers.max_abs_difference(state_1, state_8) < 2e-5
+  for m1, m8 in zip(metrics_1, metrics_8):
+    for metric in m1:
+      np.testing.assert_allclose(m1[metric], m8[metric], rtol=1e-5, atol=1e-5)
+  initial = helpers.initial_state(config, batches[0]["image"].shape[1:])
+  assert helpers.max_abs_difference(helpers.parameters(initial),
+                                    helpers.parameters(state_8)) > 1e-3
