@@ -34,6 +34,14 @@ def random_batches(num_steps, global_batch, shape=(28, 28, 1), seed=0):
            "mask": np.ones(global_batch, np.float32)} for _ in range(num_steps)]
 
 
+def random_point_batches(num_steps, global_batch, dimension=2, seed=0):
+  """Batches of standard normal points `[global_batch, dimension]`, as the 2-D datasets give."""
+  rng = np.random.RandomState(seed)
+  return [{"image": rng.randn(global_batch, dimension).astype(np.float32),
+           "label": np.zeros(global_batch, np.int32),
+           "mask": np.ones(global_batch, np.float32)} for _ in range(num_steps)]
+
+
 def device_layout(batch, num_devices):
   return {k: v.reshape((num_devices, -1) + v.shape[1:]) for k, v in batch.items()}
 

@@ -197,17 +197,10 @@ def _pacgan_points_config(pack_size):
   return config
 
 
-def _points_batches(num, global_batch, seed=8):
-  rng = np.random.RandomState(seed)
-  return [{"image": rng.randn(global_batch, 2).astype(np.float32),
-           "label": np.zeros(global_batch, np.int32),
-           "mask": np.ones(global_batch, np.float32)} for _ in range(num)]
-
-
 def test_pacgan_step_matches_float64_reference_on_points():
   """The discriminator judges pairs of consecutive samples, concatenated: [x_2p, x_2p+1]."""
   config = _pacgan_points_config(2)
-  batches = _points_batches(1, GLOBAL_BATCH)
+  batches = helpers.random_point_batches(1, GLOBAL_BATCH, seed=8)
   initial = helpers.initial_state(config, (2,))
   assert initial.discriminator.params["encoder"]["Dense_0"]["kernel"].shape == (4, 6)
   state, metrics = helpers.run_steps(config, batches, helpers.pmap_on(2))
@@ -311,7 +304,7 @@ def test_packs_split_across_devices_fail_in_one_line():
   config.train.batch_size = 6  # Divisible by 2, but 3 per device on 2 devices.
   with pytest.raises(ConfigError, match="per-device train.batch_size divisible by "
                      "model.gan.pack_size=2, got 3"):
-    helpers.run_steps(config, _points_batches(1, 6), helpers.pmap_on(2))
+    helpers.run_steps(config, helpers.random_point_batches(1, 6), helpers.pmap_on(2))
 
 
 def test_body_option_a_body_does_not_have_fails_in_one_line():
