@@ -2,7 +2,9 @@
 
 `create_iterator` is the one entry point. Every batch it yields is a dict of numpy arrays:
 
-  image: [num_local_devices, per_device, H, W, C] float32 in [0, 1]
+  image: [num_local_devices, per_device, *sample_shape] float32, the samples: images
+         [..., H, W, C] in [0, 1] (stored uint8, scaled by 1/255) or points [..., D]
+         (stored float32, unchanged). The key is "image" for every dataset kind.
   label: [num_local_devices, per_device] int32 in [0, num_classes)
   mask:  [num_local_devices, per_device] float32, 1 for a real example, 0 for padding
 
@@ -84,9 +86,10 @@ def _prepare_offline(builder, tfds_name: str, data_dir: str) -> None:
 def load_data_source(name: str, split: str, data_dir: str | None = None):
   """Returns the tfds array_record data source of a project dataset split.
 
-  Digits datasets are prepared on first use; catalog datasets are read if prepared, else
-  downloaded and prepared, else DatasetUnavailableError. Records are dicts of numpy arrays
-  (`image` [H, W, C] uint8, `label` int).
+  The project's own datasets (digits, the Gaussian mixtures, simple_shapes) are prepared on
+  first use; catalog datasets are read if prepared, else downloaded and prepared, else
+  DatasetUnavailableError. Records are dicts of numpy arrays (`image` [H, W, C] uint8 or
+  `point` [D] float32, by the spec's kind; `label` int).
   """
   spec = get_dataset_spec(name)
   data_dir = os.path.expanduser(os.fspath(data_dir or default_data_dir()))
@@ -101,41 +104,58 @@ def load_data_source(name: str, split: str, data_dir: str | None = None):
 
 
 def num_examples(name: str, split: str, data_dir: str | None = None) -> int:
-  """Number of examples in a split (all hosts together), preparing digits if needed."""
+  """Number of examples in a split (all hosts together), preparing offline datasets if needed."""
   return len(load_data_source(name, split, data_dir))
+
+
+# The record feature that holds the sample, and its stored dtype, by dataset kind.
+_SAMPLE_FEATURE = {"image": ("image", np.uint8), "points": ("point", np.float32)}
 
 
 def load_split_arrays(name: str, split: str,
                       data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """A whole split in host memory: images `[N, H, W, C]` uint8 and labels `[N]` int32.
+  """A whole split in host memory, as stored: samples and labels `[N]` int32.
 
-  The datasets here are small (MNIST's train split is 47 MB), and batches gathered from
-  arrays cost a fraction of a millisecond, where grain reading records one by one cost
-  85 ms per batch of 128 and was most of a VAE step's time on a CPU.
+  Samples are images `[N, H, W, C]` uint8 or points `[N, D]` float32 (`to_float_samples`
+  turns either into model inputs). The datasets here are small (MNIST's train split is
+  47 MB), and batches gathered from arrays cost a fraction of a millisecond, where grain
+  reading records one by one cost 85 ms per batch of 128 and was most of a VAE step's time
+  on a CPU.
   """
   spec = get_dataset_spec(name)
+  feature, dtype = _SAMPLE_FEATURE[spec.kind]
   source = load_data_source(name, split, data_dir)
-  images = np.zeros((len(source),) + spec.image_shape, np.uint8)
+  samples = np.zeros((len(source),) + spec.sample_shape, dtype)
   labels = np.zeros((len(source),), np.int32)
-  for i in range(len(source)):  # About 0.1 ms a record: 6 s for MNIST's 60,000.
+  # About 0.1 ms a record (tfds decodes each in Python): 6 s for MNIST's 60,000 and 8 s for
+  # a mixture's 100,000 points.
+  for i in range(len(source)):
     record = source[i]
-    images[i] = np.asarray(record["image"], np.uint8).reshape(spec.image_shape)
+    samples[i] = np.asarray(record[feature], dtype).reshape(spec.sample_shape)
     labels[i] = record["label"]
-  return images, labels
+  return samples, labels
+
+
+def to_float_samples(samples: np.ndarray) -> np.ndarray:
+  """Stored samples -> model inputs: uint8 images / 255 as float32; float points unchanged."""
+  if samples.dtype == np.uint8:
+    return samples.astype(np.float32) / np.float32(255.0)
+  return samples.astype(np.float32)
 
 
 def load_split_images(name: str, split: str,
                       data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """A whole split for evaluation: images `[N, H, W, C]` float32 in [0, 1], labels `[N]`."""
-  images, labels = load_split_arrays(name, split, data_dir)
-  return images.astype(np.float32) / np.float32(255.0), labels
+  """A whole split for evaluation: samples float32 (images `[N, H, W, C]` in [0, 1], or
+  points `[N, D]`) and labels `[N]`."""
+  samples, labels = load_split_arrays(name, split, data_dir)
+  return to_float_samples(samples), labels
 
 
 class _GatherBatch(grain.transforms.Map):
   """Global batch of indices -> this host's part, laid out `[num_local_devices, b, ...]`.
 
   Host p takes the p-th contiguous slice of `host_batch_size` indices of each global batch.
-  Indices at or past the split's end are padding: zero image, label 0, mask 0.
+  Indices at or past the split's end are padding: zero sample, label 0, mask 0.
   """
 
   def __init__(self, images: np.ndarray, labels: np.ndarray, num_local_devices: int,
@@ -153,7 +173,7 @@ class _GatherBatch(grain.transforms.Map):
     indices = np.asarray(indices)[self._host_slice]
     real = indices < len(self._labels)
     safe = np.where(real, indices, 0)
-    images = self._images[safe].astype(np.float32) / np.float32(255.0)
+    images = to_float_samples(self._images[safe])
     images[~real] = 0.0
     batch = {"image": images, "label": np.where(real, self._labels[safe], 0).astype(np.int32),
              "mask": real.astype(np.float32)}
@@ -199,8 +219,9 @@ def create_iterator(
       (the training loop evaluates many times on one test split); None reads it.
 
   Returns:
-    Iterator of dicts: image [D, b, H, W, C] float32 in [0, 1], label [D, b] int32,
-    mask [D, b] float32, with D = num_local_devices, b = per-device batch size.
+    Iterator of dicts: image [D, b, *sample_shape] float32 (images in [0, 1], points as
+    stored), label [D, b] int32, mask [D, b] float32, with D = num_local_devices,
+    b = per-device batch size.
   """
   get_dataset_spec(name)  # Unknown names fail before anything is read.
   if process_index is None or process_count is None:

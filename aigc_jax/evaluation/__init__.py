@@ -1,5 +1,10 @@
-"""Evaluation: per-image fidelity, feature extractors, feature-distribution metrics and
-hallucination rates."""
+"""Evaluation: per-image fidelity, feature extractors, feature-distribution metrics,
+hallucination rates, mode-collapse metrics, rejection filtering and estimator calibration."""
+from aigc_jax.evaluation.calibration import CalibrationStatistics
+from aigc_jax.evaluation.calibration import calibration_statistics
+from aigc_jax.evaluation.calibration import calibration_table
+from aigc_jax.evaluation.calibration import pearson_correlation
+from aigc_jax.evaluation.calibration import spearman_correlation
 from aigc_jax.evaluation.distribution import density_coverage
 from aigc_jax.evaluation.distribution import frechet_distance
 from aigc_jax.evaluation.distribution import frechet_distance_from_statistics
@@ -12,12 +17,18 @@ from aigc_jax.evaluation.distribution import precision_recall
 from aigc_jax.evaluation.distribution import realism_score
 from aigc_jax.evaluation.features import ClassifierFeatureExtractor
 from aigc_jax.evaluation.features import FeatureExtractor
+from aigc_jax.evaluation.features import IdentityFeatureExtractor
 from aigc_jax.evaluation.fidelity import ms_ssim
 from aigc_jax.evaluation.fidelity import ms_ssim_min_size
 from aigc_jax.evaluation.fidelity import ms_ssim_weights
 from aigc_jax.evaluation.fidelity import mse
 from aigc_jax.evaluation.fidelity import psnr
 from aigc_jax.evaluation.fidelity import ssim
+from aigc_jax.evaluation.filtering import FilteringCurve
+from aigc_jax.evaluation.filtering import classifier_confidence
+from aigc_jax.evaluation.filtering import filtering_curve
+from aigc_jax.evaluation.filtering import manifold_realism_score
+from aigc_jax.evaluation.filtering import threshold_keeping_valid
 from aigc_jax.evaluation.hallucination import RateEstimate
 from aigc_jax.evaluation.hallucination import SupportCheck
 from aigc_jax.evaluation.hallucination import control_error_rate
@@ -27,3 +38,7 @@ from aigc_jax.evaluation.hallucination import reconstruction_class_flip_rate
 from aigc_jax.evaluation.hallucination import support_hallucination_rate
 from aigc_jax.evaluation.hallucination import unrecognisable_rate
 from aigc_jax.evaluation.hallucination import wilson_interval
+from aigc_jax.evaluation.mode_collapse import ModeCollapseMetrics
+from aigc_jax.evaluation.mode_collapse import mode_collapse_metrics
+from aigc_jax.evaluation.mode_collapse import nearest_mode
+from aigc_jax.evaluation.mode_collapse import reverse_kl_to_uniform

@@ -9,7 +9,8 @@ so that every call has the same shape (one compilation), and cuts the padding of
 
 `ClassifierFeatureExtractor` wraps the in-domain classifier (`models.classifier.Classifier`,
 trained by the "classifier" family): features are its penultimate activations, probabilities
-the softmax of its logits. An Inception-v3 extractor loaded from a local weights file fits the
+the softmax of its logits. `IdentityFeatureExtractor` is the feature space of low-dimensional
+points (the 2-D mixtures): the coordinates themselves. An Inception-v3 extractor loaded from a local weights file fits the
 same interface: resize and rescale inside `_features_batch`, and `num_classes = None` when
 only the pool features are wanted.
 """
@@ -27,12 +28,18 @@ DEFAULT_BATCH_SIZE = 256
 class FeatureExtractor(abc.ABC):
   """images `[N, H, W, C]` float in [0, 1] -> features `[N, D]` (and probabilities `[N, K]`).
 
+  Class attribute `input_rank`: the rank of a batch of inputs, 4 for images `[N, H, W, C]`;
+  an extractor of other samples (points `[N, D]`) sets its own.
+
   Attributes:
     variables: the network's weights, a pytree passed to the per-batch functions as an
       argument (not baked into the compiled function as constants).
     batch_size: images per compiled call; the last batch is zero-padded to this size.
     num_classes: K, or None for an extractor without a class head.
   """
+
+  input_rank = 4
+  input_layout = "[N, H, W, C]"
 
   def __init__(self, variables: Any, batch_size: int = DEFAULT_BATCH_SIZE,
                num_classes: Optional[int] = None):
@@ -71,11 +78,13 @@ class FeatureExtractor(abc.ABC):
 
   def _map_batches(self, batch_fn: Callable[[Any, jax.Array], jax.Array], images) -> jax.Array:
     images = jnp.asarray(images, jnp.float32)
-    if images.ndim != 4:
-      raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
+    if images.ndim != self.input_rank:
+      raise ValueError(f"inputs of {type(self).__name__} must be {self.input_layout}, got "
+                       f"shape {images.shape}")
     num_images = images.shape[0]
     num_batches = max(-(-num_images // self.batch_size), 1)  # N = 0 still gives the width.
-    padded = jnp.pad(images, [(0, num_batches * self.batch_size - num_images)] + [(0, 0)] * 3)
+    padded = jnp.pad(images, [(0, num_batches * self.batch_size - num_images)]
+                     + [(0, 0)] * (images.ndim - 1))
     outputs = [batch_fn(self.variables, padded[i * self.batch_size:(i + 1) * self.batch_size])
                for i in range(num_batches)]
     return jnp.concatenate(outputs, axis=0)[:num_images].astype(jnp.float32)
@@ -133,3 +142,22 @@ class ClassifierFeatureExtractor(FeatureExtractor):
 
   def _probabilities_batch(self, variables, images):
     return jax.nn.softmax(self._apply_fn(variables, images).astype(jnp.float32), axis=-1)
+
+
+class IdentityFeatureExtractor(FeatureExtractor):
+  """Points `[N, D]` -> the same coordinates as features `[N, D]` float32; no class head.
+
+  For low-dimensional samples whose coordinates are already the natural feature space (the
+  2-D Gaussian mixtures), so the distribution metrics and the manifold hallucination rate
+  run on the points themselves.
+  """
+
+  input_rank = 2
+  input_layout = "[N, D]"
+
+  def __init__(self, batch_size: int = DEFAULT_BATCH_SIZE):
+    super().__init__(variables=None, batch_size=batch_size, num_classes=None)
+
+  def _features_batch(self, variables, images):
+    del variables  # No weights.
+    return images.astype(jnp.float32)

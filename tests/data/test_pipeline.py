@@ -1,5 +1,6 @@
 """Tests of the digits builder, the dataset registry and the grain input pipeline."""
 import collections
+import re
 import socket
 import threading
 import time
@@ -119,7 +120,27 @@ def test_registry_specs():
   assert data.get_dataset_spec("digits28").image_shape == (28, 28, 1)
   assert data.get_dataset_spec("cifar10").tfds_name == "cifar10"
   assert data.get_dataset_spec("cifar10").image_shape == (32, 32, 3)
-  assert set(data.DATASETS) == {"digits", "digits28", "mnist", "fashion_mnist", "cifar10"}
+  assert set(data.DATASETS) == {"digits", "digits28", "mnist", "fashion_mnist", "cifar10",
+                                "gaussian_ring8", "gaussian_grid25", "simple_shapes"}
+  for name, spec in data.DATASETS.items():
+    assert spec.image_shape == spec.sample_shape  # The old name is an alias.
+    known = name in ("gaussian_ring8", "gaussian_grid25", "simple_shapes")
+    assert spec.has_known_support == known == (spec.reconstruction_check is not None)
+    assert spec.kind == ("points" if name.startswith("gaussian") else "image")
+    assert (spec.mixture is not None) == (spec.kind == "points")
+  grid = data.get_dataset_spec("gaussian_grid25")
+  assert (grid.sample_shape, grid.num_classes, grid.tfds_name) == (
+      (2,), 25, "gaussian_mixtures/grid25")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(sample_shape=(2,), kind="pointz"), "kind"),
+    (dict(sample_shape=(2,), kind="image"), "(H, W, C)"),
+    (dict(sample_shape=(8, 8, 1), kind="points"), "(D,)"),
+])
+def test_spec_rejects_a_wrong_kind_or_shape(kwargs, message):
+  with pytest.raises(ValueError, match=re.escape(message)):
+    data.DatasetSpec("x", num_classes=2, **kwargs)
 
 
 def test_unknown_dataset_lists_valid_names(tmp_path):

@@ -80,7 +80,17 @@ def shard_map_on(num_devices):
 
 
 def max_abs_difference(tree_a, tree_b):
+  """Largest |a - b| over all leaves; inf where a NaN or Inf stands in either tree.
+
+  (A NaN must never pass for "close": Python's max() silently skips it.)
+  """
   leaves_a, leaves_b = jax.tree.leaves(tree_a), jax.tree.leaves(tree_b)
   assert len(leaves_a) == len(leaves_b)
-  return max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
-             for a, b in zip(leaves_a, leaves_b))
+  largest = 0.0
+  for a, b in zip(leaves_a, leaves_b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+      return float("inf")
+    if a.size:
+      largest = max(largest, float(np.max(np.abs(a - b))))
+  return largest

@@ -1,0 +1,125 @@
+"""Many seeds of one small model trained at once, in one compiled call per chunk of steps.
+
+For problems as small as the 2-D mixtures a step is a few small matrix products, so a Python
+loop pays more in dispatch than the step costs, and one process per seed pays it once per
+seed. Here every seed advances together: `jax.vmap` over seeds of the family's own
+per-device `train_step`, and `jax.lax.scan` over steps, with batches drawn on the device.
+
+The step is exactly `family.train_step`, run on a device axis of size 1 (so its collectives
+over `noise.BATCH_AXIS` are identities): a seed trained here follows the same update rule as
+in the training loop, only its batches are drawn differently.
+
+Batches: step t of a seed draws `batch_size` example indices uniformly WITH replacement from
+the training arrays, from `fold_in(data_key, t)` (the sampling of the PacGAN protocol, where
+each slot of a pack is a with-replacement resample of the training set). Seed s's keys are
+`init, train, data = split(PRNGKey(s), 3)`; results do not depend on which other seeds share
+the call.
+"""
+import functools
+from typing import Any, Dict, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aigc_jax.training.family import Family
+from aigc_jax.training.noise import BATCH_AXIS
+
+State = Any
+
+
+def seed_keys(seeds: Sequence[int]) -> Dict[str, jax.Array]:
+  """Per-seed keys `{"init", "train", "data"}`, each `[S, 2]` uint32."""
+  keys = jnp.stack([jax.random.split(jax.random.PRNGKey(int(s)), 3) for s in seeds])
+  return {"init": keys[:, 0], "train": keys[:, 1], "data": keys[:, 2]}
+
+
+def draw_batch(samples: jax.Array, labels: jax.Array, data_key: jax.Array, step: jax.Array,
+               batch_size: int) -> Dict[str, jax.Array]:
+  """The batch of `step`: `batch_size` rows drawn uniformly with replacement.
+
+  Args:
+    samples: `[N, *sample_shape]` float32 training samples; labels: `[N]` int32.
+  Returns:
+    `{"image": [batch_size, *sample_shape], "label": [batch_size], "mask": [batch_size]}`.
+  """
+  index = jax.random.randint(jax.random.fold_in(data_key, step), (batch_size,), 0,
+                             samples.shape[0])
+  return {"image": samples[index], "label": labels[index],
+          "mask": jnp.ones((batch_size,), jnp.float32)}
+
+
+def _one_device_step(family: Family, state, batch, train_key):
+  """`family.train_step` on a device axis of size 1; returns (state, metrics) without it."""
+  add_axis = lambda tree: jax.tree.map(lambda x: x[None], tree)
+  new_state, metrics = jax.vmap(family.train_step, in_axes=(0, 0, None),
+                                axis_name=BATCH_AXIS)(add_axis(state), add_axis(batch),
+                                                      train_key)
+  drop_axis = lambda tree: jax.tree.map(lambda x: x[0], tree)
+  return drop_axis(new_state), drop_axis(metrics)
+
+
+class MultiSeedTrainer:
+  """Trains one family for several seeds at once on in-memory training arrays.
+
+  Args:
+    family: the family (`training.family.get_family(config, sample_shape)`).
+    samples: `[N, *sample_shape]` float32 training samples (images in [0, 1] or points).
+    labels: `[N]` int32 labels.
+    batch_size: examples per step and seed.
+    seeds: the seeds; every state and metric carries a leading axis over them.
+
+  Usage:
+    trainer = MultiSeedTrainer(family, x, y, batch_size=100, seeds=range(10))
+    states = trainer.init()
+    states, metrics = trainer.run(states, num_steps=1000)   # metrics: {name: [S, 1000]}
+  """
+
+  def __init__(self, family: Family, samples: np.ndarray, labels: np.ndarray, batch_size: int,
+               seeds: Sequence[int]):
+    self.family = family
+    self.seeds = tuple(int(s) for s in seeds)
+    self.batch_size = int(batch_size)
+    self._samples = jnp.asarray(samples, jnp.float32)
+    self._labels = jnp.asarray(labels, jnp.int32)
+    self.keys = seed_keys(self.seeds)
+    self._chunks = {}  # num_steps -> compiled chunk.
+
+  def init(self) -> State:
+    """The initial states, stacked over seeds (seed s starts from `family.init(init_key_s)`)."""
+    return jax.jit(jax.vmap(self.family.init))(self.keys["init"])
+
+  def _chunk(self, num_steps: int):
+    if num_steps not in self._chunks:
+      def per_seed(state, train_key, data_key, samples, labels):
+        def body(state, _):
+          batch = draw_batch(samples, labels, data_key, state.step, self.batch_size)
+          return _one_device_step(self.family, state, batch, train_key)
+        return jax.lax.scan(body, state, None, length=num_steps)
+      self._chunks[num_steps] = jax.jit(
+          jax.vmap(per_seed, in_axes=(0, 0, 0, None, None)), donate_argnums=(0,))
+    return self._chunks[num_steps]
+
+  def run(self, states: State, num_steps: int) -> Tuple[State, Dict[str, jax.Array]]:
+    """Advances every seed by `num_steps` steps; returns the states and per-step metrics.
+
+    Each state continues from its own `step`, so `run(s, a)` then `run(., b)` equals
+    `run(s, a + b)`. Metrics: `{name: [S, num_steps]}` on the device. `states` is donated.
+    """
+    return self._chunk(int(num_steps))(states, self.keys["train"], self.keys["data"],
+                                       self._samples, self._labels)
+
+  def generate(self, states: State, key: jax.Array, num: int, labels=None) -> jax.Array:
+    """`[S, num, *sample_shape]`: `num` samples of every seed from the same key and labels."""
+    return _vmapped_generate(self.family.generate, num)(states, key, labels)
+
+
+@functools.lru_cache(maxsize=None)
+def _vmapped_generate(generate, num: int):
+  return jax.jit(jax.vmap(lambda state, key, labels: generate(state, key, num, labels),
+                          in_axes=(0, None, None)))
+
+
+def select_seed(states: State, index: int) -> State:
+  """The state of one seed (index into the leading axis)."""
+  return jax.tree.map(lambda x: x[index], states)

@@ -1,0 +1,112 @@
+"""Seeds trained together (vmap over seeds, scan over steps) == each seed trained alone."""
+import jax
+import numpy as np
+import pytest
+
+from aigc_jax.training import multi_seed
+from aigc_jax.training.family import get_family
+from tests.training import helpers
+
+NUM_STEPS = 4
+BATCH = 8
+
+
+def _data(shape, n=64, seed=0):
+  rng = np.random.RandomState(seed)
+  return (rng.rand(n, *shape).astype(np.float32), rng.randint(0, 10, n).astype(np.int32))
+
+
+def _alone(config, shape, samples, labels, seed, num_steps):
+  """One seed through the training loop's machinery: pmap on one device, batches on the host."""
+  family = get_family(config, shape)
+  keys = multi_seed.seed_keys([seed])
+  parallel = helpers.pmap_on(1)
+  state = parallel.put_state(family.init(keys["init"][0]))
+  step = parallel.compile_train_step(family.train_step)
+  losses = []
+  for t in range(num_steps):
+    batch = jax.device_get(multi_seed.draw_batch(samples, labels, keys["data"][0], t, BATCH))
+    state, metrics = step(state, parallel.put_batch(helpers.device_layout(batch, 1)),
+                          keys["train"][0])
+    losses.append(jax.device_get(parallel.first_copy(metrics)))
+  return jax.device_get(parallel.get_state(state)), losses
+
+
+@pytest.mark.parametrize("family,body,shape,learning_rate", [
+    ("vae", "mlp", (28, 28, 1), 1e-3), ("gan", "mlp", (2,), 0.05)])
+def test_seeds_together_equal_seeds_alone(family, body, shape, learning_rate):
+  config = helpers.tiny_config(family, body)
+  config.optimizer.name = "sgd"  # See tests/training/test_parallel.py: Adam and BatchNorm biases.
+  config.optimizer.learning_rate = learning_rate
+  samples, labels = _data(shape)
+  trainer = multi_seed.MultiSeedTrainer(get_family(config, shape), samples, labels,
+                                        batch_size=BATCH, seeds=[3, 7])
+  states, metrics = trainer.run(trainer.init(), NUM_STEPS)
+  states = jax.device_get(states)
+  for index, seed in enumerate([3, 7]):
+    alone, alone_metrics = _alone(config, shape, samples, labels, seed, NUM_STEPS)
+    together = multi_seed.select_seed(states, index)
+    assert int(together.step) == NUM_STEPS
+    assert helpers.max_abs_difference(together, alone) < 2e-5
+    for name in alone_metrics[0]:
+      np.testing.assert_allclose(np.asarray(metrics[name])[index],
+                                 [m[name] for m in alone_metrics], rtol=2e-5, atol=2e-5)
+  # The two seeds really differ.
+  assert helpers.max_abs_difference(multi_seed.select_seed(states, 0).params
+                                    if family != "gan" else multi_seed.select_seed(states, 0),
+                                    multi_seed.select_seed(states, 1).params
+                                    if family != "gan" else multi_seed.select_seed(states, 1)
+                                    ) > 1e-3
+
+
+def test_chunks_continue_exactly():
+  config = helpers.tiny_config("vae")
+  samples, labels = _data((28, 28, 1))
+  trainer = multi_seed.MultiSeedTrainer(get_family(config, (28, 28, 1)), samples, labels,
+                                        batch_size=BATCH, seeds=[0, 1, 2])
+  whole, whole_metrics = trainer.run(trainer.init(), 6)
+  part, first = trainer.run(trainer.init(), 2)
+  part, second = trainer.run(part, 4)
+  assert helpers.max_abs_difference(jax.device_get(whole), jax.device_get(part)) == 0.0
+  np.testing.assert_array_equal(np.concatenate([first["loss"], second["loss"]], axis=1),
+                                whole_metrics["loss"])
+
+
+def test_a_seed_does_not_depend_on_its_companions():
+  config = helpers.tiny_config("vae")
+  samples, labels = _data((28, 28, 1))
+  family = get_family(config, (28, 28, 1))
+  run = lambda seeds: jax.device_get(multi_seed.MultiSeedTrainer(
+      family, samples, labels, batch_size=BATCH, seeds=seeds).run(
+          multi_seed.MultiSeedTrainer(family, samples, labels, BATCH, seeds).init(), 3)[0])
+  pair, single = run([5, 9]), run([9])
+  assert helpers.max_abs_difference(multi_seed.select_seed(pair, 1),
+                                    multi_seed.select_seed(single, 0)) < 1e-6
+
+
+def test_batches_are_drawn_with_replacement_from_the_data():
+  samples = np.arange(10, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)
+  labels = np.arange(10, dtype=np.int32)
+  key = jax.random.PRNGKey(0)
+  batch = jax.device_get(multi_seed.draw_batch(samples, labels, key, 0, 200))
+  np.testing.assert_array_equal(batch["image"][:, 0], batch["label"])  # Rows stay whole.
+  counts = np.bincount(batch["label"], minlength=10)
+  assert counts.min() > 5 and counts.max() < 40  # Uniform over the rows (200 draws of 10).
+  assert len(np.unique(batch["label"])) == 10
+  other = jax.device_get(multi_seed.draw_batch(samples, labels, key, 1, 200))
+  assert not np.array_equal(batch["label"], other["label"])
+
+
+def test_generate_stacks_every_seed():
+  config = helpers.tiny_config("vae")
+  samples, labels = _data((28, 28, 1))
+  family = get_family(config, (28, 28, 1))
+  trainer = multi_seed.MultiSeedTrainer(family, samples, labels, BATCH, seeds=[0, 1])
+  states = trainer.init()
+  key = jax.random.PRNGKey(4)
+  stacked = np.asarray(trainer.generate(states, key, 5))
+  assert stacked.shape == (2, 5, 28, 28, 1)
+  for index in range(2):
+    np.testing.assert_allclose(
+        stacked[index], family.generate(multi_seed.select_seed(states, index), key, 5),
+        rtol=1e-5, atol=1e-6)
