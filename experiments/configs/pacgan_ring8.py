@@ -17,7 +17,8 @@ whatever M, as in the authors' code. BatchNorm epsilon 1e-4 and running-statisti
 0.95 are blocks' (their framework's) values.
 
 Known differences from the authors' code: their training set is 100,000 points drawn once and
-each pack slot resamples it with replacement; here the 100,000 points are shuffled each epoch
+each pack slot resamples it with replacement, as `training.multi_seed` (the benchmark's
+trainer) does; through `experiments.train` the 100,000 points are shuffled each epoch instead
 and a pack is M consecutive points of the shuffled batch (the points are i.i.d. draws, so a
 pack is still M independent samples of the mixture). Their BatchNorm tracks a running standard
 deviation, flax a running variance (this only affects sampling with population statistics).

@@ -65,10 +65,10 @@ def initial_state(config, shape=(28, 28, 1), seed=0):
 
 
 def parameters(state):
-  """The trained parameters of a state: `params`, or both GAN networks' `params`."""
+  """{network name: its trained `params`}: the GAN's two networks, or the one of the others."""
   if hasattr(state, "generator"):
     return {"generator": state.generator.params, "discriminator": state.discriminator.params}
-  return state.params
+  return {"model": state.params}
 
 
 def pmap_on(num_devices):

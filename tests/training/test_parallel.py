@@ -38,11 +38,12 @@ def _assert_8_devices_match_1(config, batches):
   for m1, m8 in zip(metrics_1, metrics_8):
     for name in m1:
       np.testing.assert_allclose(m1[name], m8[name], rtol=1e-5, atol=1e-5)
-  # The parameters did move: equality is not just "nothing happened". Parameters only: the
-  # step counters alone would always differ.
+  # The parameters did move: equality is not just "nothing happened". Parameters only (the
+  # step counters of whole states always differ), and each network's.
   initial = helpers.initial_state(config, batches[0]["image"].shape[1:])
-  assert helpers.max_abs_difference(helpers.parameters(initial),
-                                    helpers.parameters(state_8)) > 1e-3
+  before, after = helpers.parameters(initial), helpers.parameters(state_8)
+  for name in before:
+    assert helpers.max_abs_difference(before[name], after[name]) > 1e-3, name
 
 
 @pytest.mark.parametrize("family,body", [("vae", "mlp"), ("gan", "conv")])
