@@ -80,8 +80,8 @@ def test_ema_is_the_closed_form_after_k_steps_and_is_what_sampling_and_evaluatio
 
 # ------------------------------------------------------------------------- spectral norm state
 
-def _spectral_norm_config(body="conv"):
-  config = helpers.tiny_config("gan", body)
+def _spectral_norm_config():
+  config = helpers.tiny_config("gan", "mlp")
   config.model.gan.spectral_norm = True
   config.model.encoder.norm = "none"
   config.optimizer.name = "sgd"
@@ -90,7 +90,7 @@ def _spectral_norm_config(body="conv"):
 
 
 def test_spectral_norm_state_advances_in_training_and_is_identical_on_every_device():
-  config = _spectral_norm_config("mlp")
+  config = _spectral_norm_config()
   config.model.encoder.widths = (16, 8)
   batches = helpers.random_batches(2, 16, shape=IMAGE_SHAPE)
   _, device_state, history = _steps_with_history(config, batches, helpers.pmap_on(8))
