@@ -7,9 +7,13 @@ One train step, per device (`config.model.gan` names each part; see experiments/
 2. The discriminator's inputs: real data (mapped [0, 1] -> [-1, 1] for a tanh generator) and
    the samples, each through DiffAugment when enabled, then packed when `pack_size` > 1.
 3. The discriminator is updated on mean(loss.discriminator(D(real), D(fake))) plus
-   `regularizer_weight` * mean(penalty) (gradient penalty or R1, on its inputs).
-4. The generator is then updated on mean(loss.generator(D'(fake))) against the UPDATED
-   discriminator D' (the order of the DCGAN reference loop); fresh DiffAugment draws.
+   `regularizer_weight` * mean(penalty) (gradient penalty or R1, on its inputs). With
+   `discriminator_steps` k > 1 (WGAN-GP's n_critic), it is updated k times in turn, update c
+   on the examples whose global index is c mod k (so each sees batch_size / k real and
+   batch_size / k generated samples).
+4. The generator is then updated on mean(loss.generator(D'(fake))) over the whole batch,
+   against the UPDATED discriminator D' (the order of the DCGAN reference loop); fresh
+   DiffAugment draws.
 5. With `ema_decay` > 0, an exponential moving average of the generator's parameters follows
    them; sampling and evaluation use it.
 Every random draw is per example, from the example's global index, so results do not depend
@@ -18,7 +22,8 @@ labels: the generator makes sample i for class label_i.
 
 Metrics: d_loss (the adversarial part), g_loss, and for the non-saturating loss d_real /
 d_fake (mean sigmoid of the logits), for the others real_score / fake_score (mean outputs);
-`penalty` (the regulariser's mean, unweighted) when one is set.
+`penalty` (the regulariser's mean, unweighted) when one is set. Discriminator metrics are
+means over its k updates, each taken before that update.
 """
 import dataclasses
 import functools
@@ -56,6 +61,7 @@ class GANSetup:
   regularizer_weight: float
   augment_policy: Tuple[str, ...]
   pack_size: int
+  discriminator_steps: int
   ema_decay: float
   output: str
   num_classes: int  # 0: unconditional.
@@ -78,11 +84,13 @@ class GANSetup:
   def labels(self, batch):
     return batch["label"] if self.conditional else None
 
-  def check_per_device_batch(self, per_device: int, what: str) -> None:
-    if per_device % self.pack_size:
+  def check_per_device_batch(self, per_device: int, what: str, chunks: int = 1) -> None:
+    """Per-device batches hold whole packs (in each discriminator step's chunk)."""
+    if per_device % (chunks * self.pack_size):
       raise ConfigError(
-          f"PacGAN packs need the per-device {what} divisible by model.gan.pack_size="
-          f"{self.pack_size}, got {per_device}; change the batch size or the number of devices.")
+          f"The per-device {what} must be divisible by model.gan.pack_size * "
+          f"discriminator_steps = {chunks * self.pack_size}, got {per_device}; change the batch "
+          "size or the number of devices.")
 
 
 def _choice(value, choices, kind):
@@ -106,13 +114,18 @@ def gan_setup(config: ml_collections.ConfigDict, sample_shape) -> GANSetup:
   if not 0.0 <= gan_cfg.ema_decay < 1.0:
     raise ConfigError(f"model.gan.ema_decay must be in [0, 1) (0 = off), got "
                       f"{gan_cfg.ema_decay}.")
-  pack_size = gan_cfg.pack_size
+  pack_size, discriminator_steps = gan_cfg.pack_size, gan_cfg.discriminator_steps
   if pack_size < 1:
     raise ConfigError(f"model.gan.pack_size must be >= 1 (1 = no packing), got {pack_size}.")
-  for key in ("batch_size", "eval_batch_size"):
-    if config.train[key] % pack_size:
-      raise ConfigError(f"train.{key}={config.train[key]} is not divisible by "
-                        f"model.gan.pack_size={pack_size}.")
+  if discriminator_steps < 1:
+    raise ConfigError(f"model.gan.discriminator_steps must be >= 1, got {discriminator_steps}.")
+  for key, multiple in (("batch_size", pack_size * discriminator_steps),
+                        ("eval_batch_size", pack_size)):
+    if config.train[key] % multiple:
+      raise ConfigError(f"train.{key}={config.train[key]} is not divisible by {multiple} "
+                        f"(model.gan.pack_size={pack_size}"
+                        + (f" x discriminator_steps={discriminator_steps})." if key == "batch_size"
+                           else ")."))
   if pack_size > 1 and conditioning != "none":
     raise ConfigError("PacGAN packing of a conditional GAN is not supported; set "
                       "model.gan.pack_size=1 or model.conditioning='none'.")
@@ -130,6 +143,7 @@ def gan_setup(config: ml_collections.ConfigDict, sample_shape) -> GANSetup:
       regularizer_weight=float(gan_cfg.regularizer_weight),
       augment_policy=augment_policy,
       pack_size=pack_size,
+      discriminator_steps=discriminator_steps,
       ema_decay=float(gan_cfg.ema_decay),
       output=_choice(gan_cfg.generator_output, GENERATOR_OUTPUTS, "generator output"),
       num_classes=num_classes)
@@ -175,11 +189,37 @@ def sampling_params(state: GANState):
   return state.generator_ema if state.generator_ema else state.generator.params
 
 
+def _discriminator_update(setup: GANSetup, disc: TrainState, real, fake, labels, keys):
+  """One discriminator update on `real` and (constant) `fake` samples -> (disc, metrics)."""
+  real_inputs = setup.discriminator_input(real, keys["augment_real"])
+  fake_inputs = setup.discriminator_input(fake, keys["augment_fake"])
+
+  def loss_fn(params):
+    real_logits, batch_stats = disc.apply_train(params, real_inputs, labels)
+    fake_logits, batch_stats = disc.replace(batch_stats=batch_stats).apply_train(
+        params, fake_inputs, labels)
+    metrics = {"d_loss": jnp.mean(setup.loss.discriminator(real_logits, fake_logits)),
+               **_score_metrics(setup, real_logits, fake_logits, jnp.mean)}
+    loss = metrics["d_loss"]
+    if setup.regularizer is not None:
+      variables = disc.replace(batch_stats=batch_stats).variables(params)
+      critic = lambda x: disc.apply_fn(variables, x, labels)  # Evaluation mode: no updates.
+      metrics["penalty"] = jnp.mean(
+          setup.regularizer(critic, real_inputs, fake_inputs, keys["penalty"]))
+      loss = loss + setup.regularizer_weight * metrics["penalty"]
+    return loss, (batch_stats, metrics)
+
+  (_, (batch_stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(disc.params)
+  disc = disc.apply_gradients(grads=jax.lax.pmean(grads, noise.BATCH_AXIS),
+                              batch_stats=batch_stats)
+  return disc, metrics
+
+
 def _train_step(state: GANState, batch, key, *, setup: GANSetup):
   gen, disc = state.generator, state.discriminator
   real = setup.to_model_space(batch["image"])
   labels = setup.labels(batch)
-  setup.check_per_device_batch(real.shape[0], "train.batch_size")
+  setup.check_per_device_batch(real.shape[0], "train.batch_size", setup.discriminator_steps)
   z = _latents(jax.random.fold_in(key, state.step), real.shape[0], setup.latent_dim)
   keys = _auxiliary_keys(key, state.step)
 
@@ -187,33 +227,26 @@ def _train_step(state: GANState, batch, key, *, setup: GANSetup):
   fake, generator_vjp, gen_batch_stats = jax.vjp(
       lambda params: _generate_for_training(gen, params, z, labels, setup.pack_size),
       gen.params, has_aux=True)
-  real_inputs = setup.discriminator_input(real, keys["augment_real"])
-  fake_inputs = setup.discriminator_input(jax.lax.stop_gradient(fake), keys["augment_fake"])
 
-  def discriminator_loss_fn(params):
-    real_logits, batch_stats = disc.apply_train(params, real_inputs, labels)
-    fake_logits, batch_stats = disc.replace(batch_stats=batch_stats).apply_train(
-        params, fake_inputs, labels)
-    adversarial = jnp.mean(setup.loss.discriminator(real_logits, fake_logits))
-    penalty = jnp.zeros(())
-    if setup.regularizer is not None:
-      variables = disc.replace(batch_stats=batch_stats).variables(params)
-      critic = lambda x: disc.apply_fn(variables, x, labels)  # Evaluation mode: no updates.
-      penalty = jnp.mean(setup.regularizer(critic, real_inputs, fake_inputs, keys["penalty"]))
-    loss = adversarial + setup.regularizer_weight * penalty
-    return loss, (batch_stats, adversarial, penalty, real_logits, fake_logits)
-
-  (_, (disc_batch_stats, d_loss, penalty, real_logits, fake_logits)), d_grads = (
-      jax.value_and_grad(discriminator_loss_fn, has_aux=True)(disc.params))
-  disc = disc.apply_gradients(grads=jax.lax.pmean(d_grads, noise.BATCH_AXIS),
-                              batch_stats=disc_batch_stats)
+  # Discriminator update c on chunk c: the examples whose global index is c mod k (rows
+  # c::k of every device's block, the same examples whatever the number of devices).
+  k = setup.discriminator_steps
+  chunk_metrics = []
+  for c in range(k):
+    chunk_keys = {name: jax.random.fold_in(keys[name], c)
+                  for name in ("augment_real", "augment_fake", "penalty")}
+    disc, metrics = _discriminator_update(
+        setup, disc, real[c::k], jax.lax.stop_gradient(fake[c::k]),
+        None if labels is None else labels[c::k], chunk_keys)
+    chunk_metrics.append(metrics)
+  metrics = jax.tree.map(lambda *values: sum(values) / k, *chunk_metrics)
 
   def generator_loss_fn(samples):
     logits, batch_stats = disc.apply_train(
         disc.params, setup.discriminator_input(samples, keys["augment_generator"]), labels)
     return jnp.mean(setup.loss.generator(logits)), batch_stats
 
-  (g_loss, disc_batch_stats), fake_grads = jax.value_and_grad(
+  (metrics["g_loss"], disc_batch_stats), fake_grads = jax.value_and_grad(
       generator_loss_fn, has_aux=True)(fake)
   (g_grads,) = generator_vjp(fake_grads)
   gen = gen.apply_gradients(grads=jax.lax.pmean(g_grads, noise.BATCH_AXIS),
@@ -222,11 +255,6 @@ def _train_step(state: GANState, batch, key, *, setup: GANSetup):
   ema = state.generator_ema
   if setup.ema_decay:
     ema = optax.incremental_update(gen.params, ema, step_size=1.0 - setup.ema_decay)
-
-  metrics = {"d_loss": d_loss, "g_loss": g_loss,
-             **_score_metrics(setup, real_logits, fake_logits, jnp.mean)}
-  if setup.regularizer is not None:
-    metrics["penalty"] = penalty
   return (GANState(generator=gen, discriminator=disc, generator_ema=ema),
           jax.lax.pmean(metrics, noise.BATCH_AXIS))
 

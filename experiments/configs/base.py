@@ -65,6 +65,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   # and batch_size generated samples, i.e. batch_size / pack_size packs of each, so the
   # per-device batch (and eval batch) must be divisible by it.
   config.model.gan.pack_size = 1
+  # Discriminator updates per generator update (WGAN-GP's n_critic): the batch is split into
+  # this many chunks (example i in chunk i mod k), one update each; the generator's update
+  # then uses the whole batch. batch_size must be divisible by pack_size * this.
+  config.model.gan.discriminator_steps = 1
   # Generator output: tanh (images: data mapped [0, 1] -> [-1, 1]) or linear (points: data as is).
   config.model.gan.generator_output = "tanh"
 

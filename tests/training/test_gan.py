@@ -197,13 +197,14 @@ def _identity(x):
 
 def reference_variant_step(gen_layers, disc_layers, images, z, loss, regularizer, weight, eps,
                            augment_real=_identity, augment_fake=_identity,
-                           augment_generator=_identity, output="tanh"):
+                           augment_generator=_identity, output="tanh", discriminator_steps=1):
   """One GAN step of any loss / regulariser in float64, gradients by central differences.
 
   `augment_*`: the fixed transforms of the discriminator's inputs `[n, pixels]` (real and
   fake in its loss, fake in the generator's). `output` "tanh": images in [0, 1] mapped to
-  [-1, 1] and a tanh generator; "linear": neither. Returns (adversarial d_loss, penalty,
-  g_loss, new gen, new disc).
+  [-1, 1] and a tanh generator; "linear": neither. With k `discriminator_steps`, update c
+  uses examples c, c + k, ... and `eps[c]`, its interpolation weights. Returns (mean
+  adversarial d_loss, mean penalty, g_loss, new gen, new disc).
   """
   d_terms, g_terms = NUMPY_LOSSES[loss]
   squash = np.tanh if output == "tanh" else _identity
@@ -211,7 +212,7 @@ def reference_variant_step(gen_layers, disc_layers, images, z, loss, regularizer
   real = augment_real(real * 2.0 - 1.0 if output == "tanh" else real)
   fake = augment_fake(squash(_forward(gen_layers, z)[1][-1]))
 
-  def penalty_of(disc):
+  def penalty_of(disc, real, fake, eps):
     if regularizer == "gradient_penalty":  # Gulrajani et al. 2017.
       interpolates = eps[:, None] * real + (1.0 - eps[:, None]) * fake
       norms = np.linalg.norm(_input_gradients(disc, interpolates), axis=1)
@@ -220,14 +221,29 @@ def reference_variant_step(gen_layers, disc_layers, images, z, loss, regularizer
       return np.mean(0.5 * np.sum(_input_gradients(disc, real) ** 2, axis=1))
     return 0.0
 
-  adversarial = lambda disc: np.mean(d_terms(_logits(disc, real), _logits(disc, fake)))
-  new_disc = _finite_difference_sgd(
-      lambda disc: adversarial(disc) + weight * penalty_of(disc), disc_layers)
+  adversarial = lambda disc, real, fake: np.mean(d_terms(_logits(disc, real), _logits(disc, fake)))
+  k, new_disc, d_losses, penalties = discriminator_steps, disc_layers, [], []
+  for c in range(k):
+    chunk = (real[c::k], fake[c::k], None if eps is None else eps[c])
+    d_losses.append(adversarial(new_disc, *chunk[:2]))
+    penalties.append(penalty_of(new_disc, *chunk))
+    new_disc = _finite_difference_sgd(
+        lambda disc, chunk=chunk: adversarial(disc, *chunk[:2]) + weight * penalty_of(disc, *chunk),
+        new_disc)
   g_loss = lambda gen: np.mean(g_terms(_logits(
       new_disc, augment_generator(squash(_forward(gen, z)[1][-1])))))
   new_gen = _finite_difference_sgd(g_loss, gen_layers)
-  return (adversarial(disc_layers), penalty_of(disc_layers), g_loss(gen_layers), new_gen,
-          new_disc)
+  return np.mean(d_losses), np.mean(penalties), g_loss(gen_layers), new_gen, new_disc
+
+
+def _interpolation_weights(train_key, discriminator_steps):
+  """eps of discriminator update c, example j of its chunk: U[0, 1) from
+  fold_in(fold_in(penalty stream, c), j)."""
+  penalty = gan._auxiliary_keys(train_key, 0)["penalty"]
+  chunk = GLOBAL_BATCH // discriminator_steps
+  return [np.array([float(jax.random.uniform(jax.random.fold_in(
+      jax.random.fold_in(penalty, c), j))) for j in range(chunk)])
+          for c in range(discriminator_steps)]
 
 
 @pytest.mark.parametrize("loss,regularizer", [
@@ -243,14 +259,12 @@ def test_loss_and_regularizer_variants_match_float64_finite_differences(loss, re
   state, metrics = helpers.run_steps(config, batches, helpers.pmap_on(2))
 
   train_key = jax.random.PRNGKey(1)
-  penalty_key = gan._auxiliary_keys(train_key, 0)["penalty"]  # The interpolation weights' key.
-  eps = np.array([float(jax.random.uniform(jax.random.fold_in(penalty_key, i)))
-                  for i in range(GLOBAL_BATCH)])
   d_loss, penalty, g_loss, new_gen, new_disc = reference_variant_step(
       layers_of(initial.generator.params, "decoder"),
       layers_of(initial.discriminator.params, "encoder"),
       np.asarray(batches[0]["image"], np.float64),
-      contract_latents(train_key, 0, GLOBAL_BATCH), loss, regularizer, 3.0, eps)
+      contract_latents(train_key, 0, GLOBAL_BATCH), loss, regularizer, 3.0,
+      _interpolation_weights(train_key, 1))
 
   np.testing.assert_allclose(metrics[0]["d_loss"], d_loss, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(metrics[0]["g_loss"], g_loss, rtol=1e-5, atol=1e-6)
@@ -273,6 +287,8 @@ def test_diff_augment_step_matches_float64_reference():
 
   train_key = jax.random.PRNGKey(1)
   streams = gan._auxiliary_keys(train_key, 0)
+  for name in ("augment_real", "augment_fake"):  # The discriminator's update 0.
+    streams[name] = jax.random.fold_in(streams[name], 0)
 
   def translation(stream):
     """The numpy reference translation, example i shifted by its draw from fold_in(stream, i)."""
@@ -292,4 +308,26 @@ def test_diff_augment_step_matches_float64_reference():
       augment_generator=translation("augment_generator"))
   np.testing.assert_allclose(metrics[0]["d_loss"], d_loss, rtol=1e-5)
   np.testing.assert_allclose(metrics[0]["g_loss"], g_loss, rtol=1e-5)
+  assert_parameters(state, new_gen, new_disc)
+
+
+def test_several_discriminator_steps_match_float64_reference():
+  """WGAN-GP's n_critic = 2: D updated on examples 0, 2, 4, 6, then on 1, 3, 5, 7; G once."""
+  config = tiny_gan_config()
+  config.model.gan.loss = "wasserstein"
+  config.model.gan.regularizer = "gradient_penalty"
+  config.model.gan.discriminator_steps = 2
+  batches = helpers.random_batches(1, GLOBAL_BATCH, shape=IMAGE_SHAPE, seed=9)
+  initial = helpers.initial_state(config, IMAGE_SHAPE)
+  state, metrics = helpers.run_steps(config, batches, helpers.pmap_on(2))
+  train_key = jax.random.PRNGKey(1)
+  d_loss, penalty, g_loss, new_gen, new_disc = reference_variant_step(
+      layers_of(initial.generator.params, "decoder"),
+      layers_of(initial.discriminator.params, "encoder"),
+      np.asarray(batches[0]["image"], np.float64),
+      contract_latents(train_key, 0, GLOBAL_BATCH), "wasserstein", "gradient_penalty", 10.0,
+      _interpolation_weights(train_key, 2), discriminator_steps=2)
+  np.testing.assert_allclose(metrics[0]["d_loss"], d_loss, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(metrics[0]["penalty"], penalty, rtol=1e-4)
+  np.testing.assert_allclose(metrics[0]["g_loss"], g_loss, rtol=1e-5, atol=1e-6)
   assert_parameters(state, new_gen, new_disc)

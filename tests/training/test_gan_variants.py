@@ -279,8 +279,11 @@ def _set(**values):
     (dict(model__gan__ema_decay=1.0), "model.gan.ema_decay must be in [0, 1)"),
     (dict(model__gan__regularizer_weight=-1.0), "model.gan.regularizer_weight must be >= 0"),
     (dict(model__gan__pack_size=0), "model.gan.pack_size must be >= 1"),
-    (dict(model__gan__pack_size=3), "train.batch_size=8 is not divisible by "
-     "model.gan.pack_size=3."),
+    (dict(model__gan__pack_size=3), "train.batch_size=8 is not divisible by 3 "
+     "(model.gan.pack_size=3 x discriminator_steps=1)."),
+    (dict(model__gan__pack_size=2, model__gan__discriminator_steps=3), "train.batch_size=8 is "
+     "not divisible by 6 (model.gan.pack_size=2 x discriminator_steps=3)."),
+    (dict(model__gan__discriminator_steps=0), "model.gan.discriminator_steps must be >= 1"),
     (dict(model__gan__pack_size=2, model__conditioning="concat"),
      "PacGAN packing of a conditional GAN is not supported"),
     (dict(model__gan__regularizer="r1", model__encoder__norm="batch"),
@@ -302,8 +305,8 @@ def test_diff_augment_on_points_fails_in_one_line():
 def test_packs_split_across_devices_fail_in_one_line():
   config = _pacgan_points_config(2)
   config.train.batch_size = 6  # Divisible by 2, but 3 per device on 2 devices.
-  with pytest.raises(ConfigError, match="per-device train.batch_size divisible by "
-                     "model.gan.pack_size=2, got 3"):
+  with pytest.raises(ConfigError, match=r"per-device train.batch_size must be divisible by "
+                     r"model.gan.pack_size \* discriminator_steps = 2, got 3"):
     helpers.run_steps(config, helpers.random_point_batches(1, 6), helpers.pmap_on(2))
 
 

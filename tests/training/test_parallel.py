@@ -65,9 +65,9 @@ def _gan_variant(name):
   if name == "hinge_spectral_norm_ema":
     config.model.encoder.norm = "none"
     gan.loss, gan.spectral_norm, gan.ema_decay = "hinge", True, 0.9
-  elif name == "wgan_gp_diff_augment":
+  elif name == "wgan_gp_2_steps_diff_augment":
     config.model.encoder.norm = "none"
-    gan.loss, gan.regularizer = "wasserstein", "gradient_penalty"
+    gan.loss, gan.regularizer, gan.discriminator_steps = "wasserstein", "gradient_penalty", 2
     gan.diff_augment = "color,translation,cutout"
   elif name == "r1_concat":
     config.model.encoder.norm = "none"
@@ -83,7 +83,7 @@ def _gan_variant(name):
   return config
 
 
-@pytest.mark.parametrize("name", ["hinge_spectral_norm_ema", "wgan_gp_diff_augment",
+@pytest.mark.parametrize("name", ["hinge_spectral_norm_ema", "wgan_gp_2_steps_diff_augment",
                                   "r1_concat", "projection_spectral_norm", "pacgan_points"])
 def test_gan_variants_on_8_devices_match_one_device(name):
   config = _gan_variant(name)
