@@ -319,3 +319,24 @@ def test_body_option_a_body_does_not_have_fails_in_one_line():
   with pytest.raises(UnknownNameError, match="Unknown kernel initialiser 'normal_1'; valid "
                      "choices are: lecun_normal, normal_0.02."):
     get_family(config, IMAGE_SHAPE).init(jax.random.PRNGKey(0))
+
+
+def test_a_resumed_run_of_every_stateful_variant_equals_an_uninterrupted_one(tmp_path):
+  """Spectral norm, EMA, DiffAugment, gradient penalty, 2 D steps, conditioning: all of their
+  state and randomness survive a checkpoint."""
+  def config(num_steps):
+    c = _spectral_norm_config()
+    c.model.conditioning = "concat"
+    c.model.gan.update(dict(ema_decay=0.5, diff_augment="translation,cutout",
+                            loss="wasserstein", regularizer="gradient_penalty",
+                            discriminator_steps=2))
+    c.train.num_steps = num_steps
+    c.train.update(dict(eval_every=0, sample_every=0, log_every=1, num_samples=4))
+    c.checkpoint.save_every = 2
+    c.dataset.data_dir = str(tmp_path / "tfds")
+    return c
+  training.train_and_evaluate(config(2), str(tmp_path / "resumed"))
+  resumed = training.train_and_evaluate(config(4), str(tmp_path / "resumed"))
+  uninterrupted = training.train_and_evaluate(config(4), str(tmp_path / "uninterrupted"))
+  assert int(resumed["state"].step) == 4
+  assert helpers.max_abs_difference(resumed["state"], uninterrupted["state"]) == 0.0
