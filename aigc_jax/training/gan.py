@@ -87,10 +87,10 @@ class GANSetup:
   def check_per_device_batch(self, per_device: int, what: str, chunks: int = 1) -> None:
     """Per-device batches hold whole packs (in each discriminator step's chunk)."""
     if per_device % (chunks * self.pack_size):
-      raise ConfigError(
-          f"The per-device {what} must be divisible by model.gan.pack_size * "
-          f"discriminator_steps = {chunks * self.pack_size}, got {per_device}; change the batch "
-          "size or the number of devices.")
+      divisor = (f"model.gan.pack_size * discriminator_steps = {chunks * self.pack_size}"
+                 if chunks > 1 else f"model.gan.pack_size = {self.pack_size}")
+      raise ConfigError(f"The per-device {what} must be divisible by {divisor}, got "
+                        f"{per_device}; change the batch size or the number of devices.")
 
 
 def _choice(value, choices, kind):
