@@ -6,11 +6,25 @@ import numpy as np
 from PIL import Image
 
 
+def scatter_picture(points, size: int = 128) -> np.ndarray:
+  """2-D points `[N, 2]` -> a `[size, size, 1]` picture in [0, 1]: a black pixel per point on
+  white, x to the right and y up, the axes spanning [-r, r] with r = 1.1 * max |coordinate|."""
+  points = np.asarray(points, np.float64)
+  radius = 1.1 * max(float(np.max(np.abs(points))), 1e-6)
+  cells = np.clip(np.floor((points + radius) / (2 * radius) * size), 0, size - 1).astype(int)
+  picture = np.ones((size, size, 1), np.float32)
+  picture[size - 1 - cells[:, 1], cells[:, 0], 0] = 0.0
+  return picture
+
+
 def make_grid(images, num_columns: int = 0, padding: int = 1) -> np.ndarray:
   """Tiles `[N, H, W, C]` images in [0, 1] into one uint8 `[rows*(H+p)+p, cols*(W+p)+p, C]`.
 
-  `num_columns=0` makes the grid as square as possible; the padding is white.
+  `num_columns=0` makes the grid as square as possible; the padding is white. 2-D points
+  `[N, 2]` make one scatter picture (`scatter_picture`) instead.
   """
+  if np.ndim(images) == 2:
+    images = scatter_picture(images)[None]
   images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
   num, height, width, channels = images.shape
   cols = num_columns or int(math.ceil(math.sqrt(num)))

@@ -9,6 +9,14 @@ pre-activation outputs (logits or means); the family decides the output non-line
 BatchNorm (`norm="batch"`) averages its batch statistics over the named device axis
 `batch_axis_name` when it is given, so a batch split over devices normalises exactly as the
 whole batch would on one device.
+
+Options every body takes (their defaults are flax's, so configs that do not set them keep
+their parameters and numbers): `kernel_init` (a name in `KERNEL_INITS`), `bias_before_norm`
+(False: the layers followed by BatchNorm have no bias, which BatchNorm's shift makes
+redundant), `norm_momentum` and `norm_epsilon` of BatchNorm (bodies with a norm), and, for
+encoders, `spectral_norm` (every Dense / Conv weight divided by its
+largest singular value, Miyato et al. 2018; the power-iteration vectors live in
+`batch_stats`, advance one iteration per call with `train=True` and stay fixed otherwise).
 """
 import math
 from typing import Callable, ClassVar, Optional, Sequence, Tuple
@@ -26,27 +34,60 @@ ACTIVATIONS.register("swish")(nn.swish)
 
 NORMS = ("none", "batch")
 
+KERNEL_INITS = Registry[Callable]("kernel initialiser")
+KERNEL_INITS.register("lecun_normal")(nn.initializers.lecun_normal)  # flax's default.
+# N(0, 0.02^2): DCGAN (Radford et al. 2016), ALI and PacGAN (Lin et al. 2018).
+KERNEL_INITS.register("normal_0.02")(lambda: nn.initializers.normal(stddev=0.02))
+
 
 class _Norm(nn.Module):
-  """Identity or BatchNorm (PyTorch defaults: momentum 0.9 of the running mean, eps 1e-5)."""
+  """Identity or BatchNorm (by default PyTorch's: momentum 0.9 of the running mean, eps 1e-5)."""
   kind: str
   batch_axis_name: Optional[str]
+  momentum: float = 0.9
+  epsilon: float = 1e-5
 
   @nn.compact
   def __call__(self, x, train: bool):
     if self.kind == "none":
       return x
     if self.kind == "batch":
-      return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+      return nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
+                          epsilon=self.epsilon,
                           axis_name=self.batch_axis_name if train else None)(x)
     raise UnknownNameError(unknown_name_message("norm", self.kind, NORMS))
+
+
+def _norm(body: nn.Module) -> _Norm:
+  return _Norm(body.norm, body.batch_axis_name, body.norm_momentum, body.norm_epsilon)
+
+
+def _kernel_init(body: nn.Module):
+  return KERNEL_INITS.get(body.kernel_init)()
+
+
+def _hidden_bias(body: nn.Module) -> bool:
+  """Whether the layers that feed `body.norm` have a bias (`bias_before_norm`)."""
+  if not body.bias_before_norm and body.norm == "none":
+    raise ConfigError(
+        f"{type(body).__name__}: bias_before_norm=False drops the bias of layers followed by "
+        "a norm, but norm is 'none'; set norm='batch' or bias_before_norm=True.")
+  return body.bias_before_norm
+
+
+def _apply(body: nn.Module, layer: nn.Module, x, train: bool):
+  """`layer(x)`, spectrally normalised when the body asks for it (encoders only)."""
+  if getattr(body, "spectral_norm", False):
+    return nn.SpectralNorm(layer)(x, update_stats=train)
+  return layer(x)
 
 
 def _dense_layers(body: nn.Module, x, train: bool):
   """[Dense(h) -> norm -> act] for each h in `body.widths`; call inside `body`'s compact method."""
   act = ACTIVATIONS.get(body.activation)
   for width in body.widths:
-    x = act(_Norm(body.norm, body.batch_axis_name)(nn.Dense(width)(x), train))
+    dense = nn.Dense(width, use_bias=_hidden_bias(body), kernel_init=_kernel_init(body))
+    x = act(_norm(body)(_apply(body, dense, x, train), train))
   return x
 
 
@@ -59,25 +100,37 @@ class MLPEncoder(nn.Module):
   activation: str = "relu"
   norm: str = "none"
   batch_axis_name: Optional[str] = None
+  kernel_init: str = "lecun_normal"
+  bias_before_norm: bool = True
+  norm_momentum: float = 0.9
+  norm_epsilon: float = 1e-5
+  spectral_norm: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = _dense_layers(self, x.reshape((x.shape[0], -1)), train)
-    return nn.Dense(self.out_features)(x)
+    return _apply(self, nn.Dense(self.out_features, kernel_init=_kernel_init(self)), x, train)
 
 
 class MLPDecoder(nn.Module):
-  """[Dense(h) -> norm -> act] * len(widths) -> Dense(H*W*C) -> reshape to output_shape."""
-  output_shape: Tuple[int, int, int]
+  """[Dense(h) -> norm -> act] * len(widths) -> Dense(prod(output_shape)) -> reshape.
+
+  `output_shape` is (H, W, C) for images or (D,) for points.
+  """
+  output_shape: Tuple[int, ...]
   widths: Sequence[int] = (400,)
   activation: str = "relu"
   norm: str = "none"
   batch_axis_name: Optional[str] = None
+  kernel_init: str = "lecun_normal"
+  bias_before_norm: bool = True
+  norm_momentum: float = 0.9
+  norm_epsilon: float = 1e-5
 
   @nn.compact
   def __call__(self, z, train: bool = False):
     x = _dense_layers(self, z, train)  # Created first: the hidden layers are Dense_0...
-    x = nn.Dense(math.prod(self.output_shape))(x)
+    x = nn.Dense(math.prod(self.output_shape), kernel_init=_kernel_init(self))(x)
     return x.reshape((z.shape[0],) + tuple(self.output_shape))
 
 
@@ -92,17 +145,24 @@ class ConvEncoder(nn.Module):
   activation: str = "leaky_relu"
   norm: str = "none"
   batch_axis_name: Optional[str] = None
+  kernel_init: str = "lecun_normal"
+  bias_before_norm: bool = True
+  norm_momentum: float = 0.9
+  norm_epsilon: float = 1e-5
+  spectral_norm: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     act = ACTIVATIONS.get(self.activation)
     for i, width in enumerate(self.widths):
-      x = nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME")(x)
+      conv = nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME",
+                     use_bias=i == 0 or _hidden_bias(self), kernel_init=_kernel_init(self))
+      x = _apply(self, conv, x, train)
       if i > 0:
-        x = _Norm(self.norm, self.batch_axis_name)(x, train)
+        x = _norm(self)(x, train)
       x = act(x)
     x = x.reshape((x.shape[0], -1))
-    return nn.Dense(self.out_features)(x)
+    return _apply(self, nn.Dense(self.out_features, kernel_init=_kernel_init(self)), x, train)
 
 
 class ConvDecoder(nn.Module):
@@ -117,28 +177,71 @@ class ConvDecoder(nn.Module):
   activation: str = "relu"
   norm: str = "none"
   batch_axis_name: Optional[str] = None
+  kernel_init: str = "lecun_normal"
+  bias_before_norm: bool = True
+  norm_momentum: float = 0.9
+  norm_epsilon: float = 1e-5
 
   @nn.compact
   def __call__(self, z, train: bool = False):
     act = ACTIVATIONS.get(self.activation)
+    init, bias = _kernel_init(self), _hidden_bias(self)
     height, width, channels = self.output_shape
     scale = 2 ** len(self.widths)
     if height % scale or width % scale:
       raise ConfigError(
           f"ConvDecoder with {len(self.widths)} upsamplings needs image sides divisible by "
           f"{scale}, got {height}x{width}; change the decoder widths or the dataset.")
-    x = nn.Dense((height // scale) * (width // scale) * self.widths[0])(z)
-    x = act(_Norm(self.norm, self.batch_axis_name)(x, train))
+    x = nn.Dense((height // scale) * (width // scale) * self.widths[0], use_bias=bias,
+                 kernel_init=init)(z)
+    x = act(_norm(self)(x, train))
     x = x.reshape((z.shape[0], height // scale, width // scale, self.widths[0]))
     for width_out in self.widths[1:]:
-      x = ConvTranspose(width_out, (4, 4), strides=(2, 2), padding="SAME")(x)
-      x = act(_Norm(self.norm, self.batch_axis_name)(x, train))
-    return ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME")(x)
+      x = ConvTranspose(width_out, (4, 4), strides=(2, 2), padding="SAME", use_bias=bias,
+                        kernel_init=init)(x)
+      x = act(_norm(self)(x, train))
+    return ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME",
+                         kernel_init=init)(x)
+
+
+class MaxoutEncoder(nn.Module):
+  """Flatten -> [Dense(h * pieces) -> maxout] * len(widths) -> Dense(out_features).
+
+  Maxout (Goodfellow et al. 2013): hidden unit k is the largest of its `pieces` linear
+  outputs, the consecutive Dense outputs k * pieces ... (k + 1) * pieces - 1. The PacGAN
+  discriminator (Lin et al. 2018) is widths (200, 200, 200) with 5 pieces. Maxout is the
+  non-linearity, so `activation` must be "maxout"; there is no normalisation (`norm` "none").
+  """
+  out_features: int
+  widths: Sequence[int] = (200, 200, 200)
+  activation: str = "maxout"
+  norm: str = "none"
+  batch_axis_name: Optional[str] = None
+  kernel_init: str = "lecun_normal"
+  bias_before_norm: bool = True
+  spectral_norm: bool = False
+  pieces: int = 5
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    if self.activation != "maxout" or self.norm != "none":
+      raise ConfigError(
+          f"The maxout body is its own non-linearity and has no norm; set activation='maxout' "
+          f"and norm='none' (got {self.activation!r}, {self.norm!r}).")
+    if self.pieces < 1:
+      raise ConfigError(f"The maxout body needs pieces >= 1, got {self.pieces}.")
+    x = x.reshape((x.shape[0], -1))
+    for width in self.widths:
+      dense = nn.Dense(width * self.pieces, use_bias=_hidden_bias(self),
+                       kernel_init=_kernel_init(self))
+      x = _apply(self, dense, x, train).reshape((x.shape[0], width, self.pieces)).max(axis=-1)
+    return _apply(self, nn.Dense(self.out_features, kernel_init=_kernel_init(self)), x, train)
 
 
 ENCODERS = Registry[type]("model body")
 ENCODERS.register("mlp")(MLPEncoder)
 ENCODERS.register("conv")(ConvEncoder)
+ENCODERS.register("maxout")(MaxoutEncoder)
 DECODERS = Registry[type]("model body")
 DECODERS.register("mlp")(MLPDecoder)
 DECODERS.register("conv")(ConvDecoder)

@@ -34,9 +34,14 @@ class TrainState(train_state.TrainState):
 
 
 class GANState(flax.struct.PyTreeNode):
-  """Generator and discriminator states; both advance by one step per train step."""
+  """Generator and discriminator states; both advance by one step per train step.
+
+  `generator_ema`: an exponential moving average of the generator's params (same tree), or
+  `{}` when the config keeps none; saved in checkpoints with the rest.
+  """
   generator: TrainState
   discriminator: TrainState
+  generator_ema: Any = flax.struct.field(default_factory=dict)
 
   @property
   def step(self) -> jax.Array:

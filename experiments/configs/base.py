@@ -6,10 +6,19 @@ line: `--config.train.num_steps=500 --config.optimizer.learning_rate=3e-4`.
 import ml_collections
 
 
-def body(name: str, widths, activation: str, norm: str = "none") -> ml_collections.ConfigDict:
-  """An encoder or decoder body: "mlp" (Dense widths) or "conv" (4x4 stride-2 conv widths)."""
+def body(name: str, widths, activation: str, norm: str = "none", *,
+         kernel_init: str = "lecun_normal", bias_before_norm: bool = True,
+         **options) -> ml_collections.ConfigDict:
+  """An encoder or decoder body: "mlp" (Dense widths), "conv" (4x4 stride-2 conv widths) or,
+  encoders only, "maxout" (Dense widths with maxout units; `pieces=5` linear pieces each).
+
+  kernel_init: "lecun_normal" (flax's default) or "normal_0.02" (N(0, 0.02^2), DCGAN/PacGAN).
+  bias_before_norm: False drops the bias of the layers followed by a norm (needs norm="batch").
+  options: body-specific keys, e.g. `pieces` of the maxout body.
+  """
   return ml_collections.ConfigDict(
-      dict(body=name, widths=tuple(widths), activation=activation, norm=norm))
+      dict(body=name, widths=tuple(widths), activation=activation, norm=norm,
+           kernel_init=kernel_init, bias_before_norm=bias_before_norm, **options))
 
 
 def get_base_config() -> ml_collections.ConfigDict:
@@ -49,6 +58,35 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Encoder: AE/VAE encoder or GAN discriminator. Decoder: AE/VAE decoder or GAN generator.
   config.model.encoder = body("mlp", (400,), "relu")
   config.model.decoder = body("mlp", (400,), "relu")
+
+  config.model.gan = ml_collections.ConfigDict()  # GAN family only (aigc_jax/training/gan.py).
+  # non_saturating (Goodfellow et al. 2014), hinge (Lim & Ye 2017; Miyato et al. 2018) or
+  # wasserstein (Arjovsky et al. 2017; use it with the gradient penalty).
+  config.model.gan.loss = "non_saturating"
+  # Discriminator regulariser: none; gradient_penalty (WGAN-GP, Gulrajani et al. 2017: (|grad
+  # D(x_hat)| - 1)^2 on random interpolates of real and fake); r1 (Mescheder et al. 2018:
+  # 0.5 |grad D(x)|^2 on reals). Both need a discriminator without BatchNorm.
+  config.model.gan.regularizer = "none"
+  config.model.gan.regularizer_weight = 10.0  # >= 0: lambda of WGAN-GP, gamma of R1.
+  # Spectral normalisation of every discriminator layer (Miyato et al. 2018).
+  config.model.gan.spectral_norm = False
+  # Exponential moving average of the generator's weights, used by sampling and evaluation:
+  # ema = decay * ema + (1 - decay) * params after each step. 0 = off; else in (0, 1).
+  config.model.gan.ema_decay = 0.0
+  # DiffAugment (Zhao et al. 2020) of every discriminator input, real and fake: "" = off, or a
+  # comma-separated policy of color, translation, cutout (e.g. "color,translation,cutout").
+  config.model.gan.diff_augment = ""
+  # PacGAN (Lin et al. 2018): the discriminator judges packs of this many samples, concatenated
+  # (features for points, channels for images); 1 = the plain GAN. A step uses batch_size real
+  # and batch_size generated samples, i.e. batch_size / pack_size packs of each, so the
+  # per-device batch (and eval batch) must be divisible by it.
+  config.model.gan.pack_size = 1
+  # Discriminator updates per generator update (WGAN-GP's n_critic): the batch is split into
+  # this many chunks (example i in chunk i mod k), one update each; the generator's update
+  # then uses the whole batch. batch_size must be divisible by pack_size * this.
+  config.model.gan.discriminator_steps = 1
+  # Generator output: tanh (images: data mapped [0, 1] -> [-1, 1]) or linear (points: data as is).
+  config.model.gan.generator_output = "tanh"
 
   config.optimizer = ml_collections.ConfigDict()  # Used for both GAN networks too.
   config.optimizer.name = "adam"  # adam, adamw or sgd.

@@ -29,7 +29,8 @@ def test_config_trains_two_steps(name, tmp_path):
   config = importlib.import_module(f"experiments.configs.{name}").get_config()
   config.train.num_steps = 2
   config.train.log_every = 1
-  config.train.batch_size = 16
+  # 16 examples per discriminator update (WGAN-GP's several updates split the batch).
+  config.train.batch_size = 16 * config.model.gan.discriminator_steps
   config.train.eval_batch_size = 32
   config.train.num_samples = 4
   config.dataset.data_dir = str(tmp_path / "tfds")

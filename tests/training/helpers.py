@@ -34,6 +34,14 @@ def random_batches(num_steps, global_batch, shape=(28, 28, 1), seed=0):
            "mask": np.ones(global_batch, np.float32)} for _ in range(num_steps)]
 
 
+def random_point_batches(num_steps, global_batch, dimension=2, seed=0):
+  """Batches of standard normal points `[global_batch, dimension]`, as the 2-D datasets give."""
+  rng = np.random.RandomState(seed)
+  return [{"image": rng.randn(global_batch, dimension).astype(np.float32),
+           "label": np.zeros(global_batch, np.int32),
+           "mask": np.ones(global_batch, np.float32)} for _ in range(num_steps)]
+
+
 def device_layout(batch, num_devices):
   return {k: v.reshape((num_devices, -1) + v.shape[1:]) for k, v in batch.items()}
 
@@ -54,6 +62,13 @@ def run_steps(config, batches, parallel, seed=0):
 def initial_state(config, shape=(28, 28, 1), seed=0):
   """The host state `run_steps` starts from."""
   return get_family(config, shape).init(jax.random.PRNGKey(seed))
+
+
+def parameters(state):
+  """{network name: its trained `params`}: the GAN's two networks, or the one of the others."""
+  if hasattr(state, "generator"):
+    return {"generator": state.generator.params, "discriminator": state.discriminator.params}
+  return {"model": state.params}
 
 
 def pmap_on(num_devices):
