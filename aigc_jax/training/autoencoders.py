@@ -36,7 +36,7 @@ import optax
 from aigc_jax import data
 from aigc_jax.errors import ConfigError, UnknownNameError
 from aigc_jax.models.autoencoder import Autoencoder
-from aigc_jax.models.likelihoods import get_likelihood
+from aigc_jax.models.likelihoods import flatten_features, get_likelihood
 from aigc_jax.models.networks import build_decoder, build_encoder
 from aigc_jax.models.vae import VAE
 from aigc_jax.registry import unknown_name_message
@@ -118,8 +118,10 @@ def _make_family(config: ml_collections.ConfigDict, sample_shape, variational: b
   kl_weight = kl_weight_schedule(model_cfg)
 
   def output_mean(outputs):
-    mean = likelihood.mean(outputs)
-    return jnp.clip(mean, 0.0, 1.0) if model_cfg.output_range == "unit" else mean
+    """The likelihood's mean of decoder outputs `[B, *sample_shape]`, in the data's range."""
+    mean = flatten_features(likelihood.mean(outputs))  # Vectorised: see flatten_features.
+    mean = jnp.clip(mean, 0.0, 1.0) if model_cfg.output_range == "unit" else mean
+    return mean.reshape(outputs.shape)
 
   def condition(labels):
     """One-hot `[B, K]` of int labels `[B]`, or None for the unconditional families."""
@@ -151,8 +153,8 @@ def _make_family(config: ml_collections.ConfigDict, sample_shape, variational: b
                                           key, images) if train else images)
       outputs, batch_stats = apply(inputs, onehot)
       terms = {"loss": likelihood.nll(outputs, images)}  # Scored against the clean input.
-    axes = tuple(range(1, images.ndim))
-    terms["mse"] = jnp.mean(jnp.square(output_mean(outputs) - images), axis=axes)
+    terms["mse"] = jnp.mean(jnp.square(flatten_features(output_mean(outputs))
+                                       - flatten_features(images)), axis=-1)
     return terms, batch_stats
 
   def init(key):
