@@ -55,7 +55,7 @@ def bare_step(name: str, devices: Optional[Sequence] = None, seed: int = 0,
   """The train step of network `name` as the loop compiles it, on a random batch.
 
   `devices`: the devices to run on (default: all local ones); the config's global batch is
-  split over them. `parallel_mode`: "pmap" or "shard_map" (default: the config's, pmap).
+  split over them. `parallel_mode`: "auto", "pmap" or "shard_map" (default: the config's).
   """
   from aigc_jax.training.family import get_family
   from aigc_jax.training.parallel import PARALLEL_MODES
