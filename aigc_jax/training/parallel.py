@@ -21,6 +21,7 @@ import abc
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
@@ -50,7 +51,13 @@ class DataParallel(abc.ABC):
 
   def put_state(self, state: Any) -> Any:
     """Host state (one copy) -> the device layout of this mode."""
-    return self.from_replicated(jax.device_put(state, self.replicated_sharding))
+    # Copied by a computation, so that every leaf has buffers of its own: the steps donate
+    # the state, which frees each buffer once, and an array standing in two places (a GAN's
+    # EMA starts as the generator's own parameters) crashed jit + shard_map on 2+ devices.
+    # (`jax.device_put` keeps such aliases, even with `may_alias=False`.)
+    copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree),
+                   out_shardings=self.replicated_sharding)
+    return self.from_replicated(copy(state))
 
   @abc.abstractmethod
   def get_state(self, state: Any) -> Any:
