@@ -110,8 +110,9 @@ def _make_family(config: ml_collections.ConfigDict, sample_shape, variational: b
   num_classes = data.get_dataset_spec(config.dataset.name).num_classes if conditional else 0
   latent_dim = model_cfg.latent_dim
   encoder = build_encoder(model_cfg.encoder, 2 * latent_dim if variational else latent_dim,
-                          noise.BATCH_AXIS)
-  decoder = build_decoder(model_cfg.decoder, sample_shape, noise.BATCH_AXIS)
+                          noise.BATCH_AXIS, compute_dtype=model_cfg.compute_dtype)
+  decoder = build_decoder(model_cfg.decoder, sample_shape, noise.BATCH_AXIS,
+                          compute_dtype=model_cfg.compute_dtype)
   model_cls = VAE if variational else Autoencoder
   model = model_cls(encoder=encoder, decoder=decoder)
   optimizer = build_optimizer(config.optimizer, config.train.num_steps)

@@ -55,6 +55,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Python modules imported before the family is built, so that what they register (a family,
   # body, likelihood, corruption...) can be named by this config, in training and evaluation.
   config.model.imports = ()
+  # Dtype of activations and matrix products: float32, or bfloat16 for GPUs and TPUs
+  # (parameters, optimiser states and losses stay float32; slower than float32 on most CPUs).
+  config.model.compute_dtype = "float32"
   # Encoder: AE/VAE encoder or GAN discriminator. Decoder: AE/VAE decoder or GAN generator.
   config.model.encoder = body("mlp", (400,), "relu")
   config.model.decoder = body("mlp", (400,), "relu")
