@@ -69,7 +69,7 @@ def _prepare_catalog(builder, name: str, data_dir: str) -> None:
         f"Dataset {name!r} is not prepared in {data_dir} and could not be prepared here "
         f"({type(e).__name__}); prepare it with `tfds build {builder.name} "
         f"--file_format=array_record --data_dir=DIR`{extra}, then pass that directory as "
-        f"--data_dir or --config.data_dir.") from e
+        f"--config.dataset.data_dir (or --data_dir to experiments.evaluate).") from e
 
 
 def _prepare_offline(builder, tfds_name: str, data_dir: str) -> None:

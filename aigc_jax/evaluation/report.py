@@ -8,13 +8,17 @@ split:
 - VAE / GAN: FID, KID, precision / recall (k = 3), density / coverage (k = 5) of
   `num_samples` samples against the test split, the manifold hallucination rate (with the
   flagged samples) and the unrecognisable rate.
-It writes `eval.json`, `eval.md` (a markdown table) and `hallucinated.png` (flagged samples
-beside samples that were not flagged) under `<workdir>/eval/step_<N>/`.
+It writes `settings.json`, `eval.json`, `eval.md` (a markdown table) and `hallucinated.png`
+(flagged samples beside samples that were not flagged, each panel titled with its count)
+under `<workdir>/eval/step_<N>/samples_<n>_seed_<s>_<hash>/`: one folder per set of settings
+that change the numbers (`<hash>` covers the rest: classifier, batch size), so a quick
+small run never replaces a large one.
 """
+import hashlib
 import json
 import math
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -26,8 +30,21 @@ from aigc_jax.errors import ConfigError
 from aigc_jax.evaluation import distribution, fidelity, hallucination
 from aigc_jax.evaluation.features import ClassifierFeatureExtractor, FeatureExtractor
 from aigc_jax.image_grid import save_side_by_side
+from aigc_jax.workdir import ensure_writable
 
 GRID_SIZE = 32  # Samples per side of the hallucination figure.
+PRECISION_RECALL_K = 3  # Kynkäänniemi et al. 2019.
+DENSITY_COVERAGE_K = 5  # Naeem et al. 2020.
+
+
+def minimum_num_samples(feature_dim: int) -> int:
+  """The fewest samples whose sample metrics mean something.
+
+  The k-NN metrics need more than k samples (each sample's k-th neighbour among the others),
+  and FID's sample covariance of D-dimensional features has full rank only with more than
+  D samples.
+  """
+  return max(PRECISION_RECALL_K, DENSITY_COVERAGE_K, feature_dim) + 1
 
 
 def ms_ssim_settings(height: int, width: int) -> Dict[str, Any]:
@@ -90,13 +107,15 @@ def _samples(family, state, num_samples, key, batch_size) -> np.ndarray:
 
 def _generation(samples, real_feats, extractor, key) -> Tuple[Dict[str, Any], np.ndarray]:
   fake_feats = extractor.features(samples)
-  precision, recall = distribution.precision_recall(real_feats, fake_feats, k=3)
-  density, coverage = distribution.density_coverage(real_feats, fake_feats, k=5)
+  precision, recall = distribution.precision_recall(real_feats, fake_feats,
+                                                    k=PRECISION_RECALL_K)
+  density, coverage = distribution.density_coverage(real_feats, fake_feats,
+                                                    k=DENSITY_COVERAGE_K)
   subset_size = min(1000, len(real_feats), len(fake_feats))
   kid_mean, kid_std = distribution.kernel_inception_distance(
       real_feats, fake_feats, key, num_subsets=100, subset_size=subset_size)
   manifold, manifold_flags = hallucination.manifold_hallucination_rate(
-      real_feats, fake_feats, k=3)
+      real_feats, fake_feats, k=PRECISION_RECALL_K)
   unrecognisable, _ = hallucination.unrecognisable_rate(extractor.probabilities(samples))
   results = {
       "num_samples": int(len(samples)),
@@ -110,18 +129,35 @@ def _generation(samples, real_feats, extractor, key) -> Tuple[Dict[str, Any], np
   return results, np.asarray(manifold_flags)
 
 
+def hallucination_figure_titles(flags: np.ndarray) -> List[str]:
+  """The two panel titles: how many samples each side holds, of how many, and how many shown."""
+  flags = np.asarray(flags, bool)
+  flagged, total = int(flags.sum()), len(flags)
+  return [f"flagged (off the manifold): {flagged} of {total}, "
+          f"{min(flagged, GRID_SIZE)} shown",
+          f"not flagged: {total - flagged} of {total}, {min(total - flagged, GRID_SIZE)} shown"]
+
+
 def save_hallucination_figure(path: str, samples: np.ndarray, flags: np.ndarray) -> str:
-  """Left grid: up to GRID_SIZE flagged samples; right grid: as many that were not flagged."""
+  """Left grid: up to GRID_SIZE flagged samples; right grid: as many that were not flagged.
+
+  Each panel has a title strip naming it and its count (`hallucination_figure_titles`).
+  """
+  flags = np.asarray(flags, bool)
   halves = [samples[flags][:GRID_SIZE], samples[~flags][:GRID_SIZE]]
   return save_side_by_side(path, [h if len(h) else np.ones_like(samples[:1]) for h in halves],
-                           upscale=2)
+                           upscale=2, titles=hallucination_figure_titles(flags))
 
 
 def _markdown(results: Dict[str, Any]) -> str:
   """One table: metric | value | 95% interval or standard error."""
+  settings = results["settings"]
   lines = [f"# Evaluation of {results['workdir']} at step {results['step']}", "",
            f"Model: {results['family']} on {results['dataset']}; classifier test accuracy "
            f"{results['classifier']['test_accuracy']:.4f}.", "",
+           f"Settings: num_samples {settings['num_samples']}, seed {settings['seed']}, "
+           f"batch_size {settings['batch_size']}, classifier {settings['classifier_workdir']} "
+           f"(step {settings['classifier_step']}).", "",
            "| metric | value | uncertainty |", "|---|---|---|"]
   for name, value in results.get("fidelity", {}).items():
     lines.append(f"| {name} | {value['mean']:.4f} | ± {value['standard_error']:.4f} (s.e.) |")
@@ -137,13 +173,26 @@ def _markdown(results: Dict[str, Any]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def evaluate_run(workdir: str, *, classifier_workdir: Optional[str] = None, num_samples: int = 10_000,
-                 step: Optional[int] = None, seed: int = 0, batch_size: int = 500,
-                 data_dir: Optional[str] = None) -> Dict[str, Any]:
+def _output_dir(root: str, step: int, settings: Dict[str, Any]) -> str:
+  """`root/step_<N>/samples_<n>_seed_<s>_<hash of all settings>`."""
+  digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:6]
+  return os.path.join(root, f"step_{step}",
+                      f"samples_{settings['num_samples']}_seed_{settings['seed']}_{digest}")
+
+
+def evaluate_run(workdir: str, *, classifier_workdir: Optional[str] = None,
+                 num_samples: int = 10_000, step: Optional[int] = None, seed: int = 0,
+                 batch_size: int = 500, data_dir: Optional[str] = None,
+                 eval_dir: Optional[str] = None) -> Dict[str, Any]:
   """Evaluates the run in `workdir` and writes its report; returns the results dict.
 
+  What can be checked is checked before the work starts (sampling and the metrics take
+  tens of seconds): `num_samples` against `minimum_num_samples`, and that the output folder
+  can be written.
+
   Args:
-    workdir: a training run's workdir (checkpoints are read, nothing is changed).
+    workdir: a training run's workdir (checkpoints are read, nothing is changed; the run
+      may be training meanwhile).
     classifier_workdir: a workdir of the "classifier" family trained on the same dataset;
       None = `runs/classifier_<dataset>`.
     num_samples: samples drawn for the distribution metrics and hallucination rates.
@@ -151,9 +200,28 @@ def evaluate_run(workdir: str, *, classifier_workdir: Optional[str] = None, num_
     seed: seeds the samples and KID's subsets.
     batch_size: images per compiled call of sampling and reconstruction.
     data_dir: tfds data_dir (default: the run's `dataset.data_dir`, then tfds's default).
+    eval_dir: where reports go (default `<workdir>/eval`).
+
+  Raises:
+    ConfigError if `num_samples` is too small for the sample metrics (the message gives the
+    minimum) or no classifier is found; WorkdirError if the output folder cannot be written.
   """
+  if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+    raise ConfigError(f"num_samples is {num_samples!r} (allowed: an integer >= 1); pass "
+                      "--num_samples of at least a few hundred.")
   progress = tqdm.tqdm(total=5, desc="evaluating", unit="phase")
+  try:
+    return _evaluate_run(workdir, classifier_workdir, num_samples, step, seed, batch_size,
+                         data_dir, eval_dir, progress)
+  finally:
+    progress.close()
+
+
+def _evaluate_run(workdir, classifier_workdir, num_samples, step, seed, batch_size, data_dir,
+                  eval_dir, progress) -> Dict[str, Any]:
   config, family, state, loaded_step = checkpointing.load_for_inference(workdir, step)
+  eval_root = eval_dir or os.path.join(workdir, "eval")
+  ensure_writable(eval_root, "--eval_dir" if eval_dir else "--eval_dir (default <workdir>/eval)")
   classifier_workdir = classifier_workdir or os.path.join("runs",
                                                           f"classifier_{config.dataset.name}")
   if not os.path.isdir(os.path.join(classifier_workdir, checkpointing.LATEST_DIR)):
@@ -162,13 +230,25 @@ def evaluate_run(workdir: str, *, classifier_workdir: Optional[str] = None, num_
         "classifier first: python -m experiments.train --config "
         f"experiments/configs/classifier_<dataset>.py --config.dataset.name="
         f"{config.dataset.name} --workdir {classifier_workdir}")
+  classifier_step = checkpointing.newest_step(classifier_workdir)  # Pinned: it names the report.
   extractor: FeatureExtractor = ClassifierFeatureExtractor.from_workdir(
-      classifier_workdir, dataset=config.dataset.name)
-  progress.update(1)
+      classifier_workdir, step=classifier_step, dataset=config.dataset.name)
   data_dir = data_dir or config.dataset.get("data_dir") or None
   images, labels = data.load_split_images(
       config.dataset.name, data.get_dataset_spec(config.dataset.name).test_split, data_dir)
   real_feats = extractor.features(images)
+  if family.generate is not None:
+    minimum = minimum_num_samples(int(real_feats.shape[-1]))
+    if num_samples < minimum:
+      raise ConfigError(
+          f"num_samples is {num_samples}, too few for the sample metrics: the k-NN metrics "
+          f"need more than k = {max(PRECISION_RECALL_K, DENSITY_COVERAGE_K)} samples and FID "
+          f"more than the feature width {real_feats.shape[-1]}; pass --num_samples >= "
+          f"{minimum}.")
+  settings = {"num_samples": num_samples, "seed": seed, "batch_size": batch_size,
+              "classifier_workdir": os.path.abspath(classifier_workdir),
+              "classifier_step": classifier_step}
+  progress.update(1)
   accuracy = float(np.mean(np.argmax(np.asarray(extractor.probabilities(images)), -1) == labels))
   progress.update(1)
   key = jax.random.PRNGKey(seed)
@@ -176,7 +256,7 @@ def evaluate_run(workdir: str, *, classifier_workdir: Optional[str] = None, num_
       "workdir": os.path.abspath(workdir), "step": loaded_step,
       "family": config.model.family, "dataset": config.dataset.name,
       "classifier": {"workdir": os.path.abspath(classifier_workdir), "test_accuracy": accuracy},
-      "num_test_images": int(len(images)), "seed": seed,
+      "num_test_images": int(len(images)), "seed": seed, "settings": settings,
   }
   if family.reconstruct is not None:
     recon = _fidelity(family, state, images, labels, extractor, key, batch_size)
@@ -184,7 +264,7 @@ def evaluate_run(workdir: str, *, classifier_workdir: Optional[str] = None, num_
     results["reconstruction"] = {
         "reconstruction_class_flip_rate": recon["reconstruction_class_flip_rate"]}
   progress.update(1)
-  out_dir = os.path.join(workdir, "eval", f"step_{loaded_step}")
+  out_dir = _output_dir(eval_root, loaded_step, settings)
   os.makedirs(out_dir, exist_ok=True)
   if family.generate is not None:
     samples = _samples(family, state, num_samples, jax.random.fold_in(key, 1), batch_size)
@@ -195,11 +275,12 @@ def evaluate_run(workdir: str, *, classifier_workdir: Optional[str] = None, num_
         os.path.join(out_dir, "hallucinated.png"), samples, flags)
   else:
     progress.update(1)
+  with open(os.path.join(out_dir, "settings.json"), "w", encoding="utf-8") as f:
+    json.dump({"step": loaded_step, **settings}, f, indent=2)
   with open(os.path.join(out_dir, "eval.json"), "w", encoding="utf-8") as f:
     json.dump(results, f, indent=2)
   with open(os.path.join(out_dir, "eval.md"), "w", encoding="utf-8") as f:
     f.write(_markdown(results))
   progress.update(1)
-  progress.close()
   results["output_dir"] = out_dir
   return results

@@ -33,6 +33,7 @@ def test_config_trains_two_steps(name, tmp_path):
   config.train.batch_size = 16 * config.model.gan.discriminator_steps
   config.train.eval_batch_size = 32
   config.train.num_samples = 4
+  (tmp_path / "tfds").mkdir()
   config.dataset.data_dir = str(tmp_path / "tfds")
   offline = config.dataset.name.startswith("digits")  # Real data; the rest is mocked.
   with (contextlib.nullcontext() if offline else
@@ -46,3 +47,12 @@ def test_config_trains_two_steps(name, tmp_path):
                                       or "mnist" in config.dataset.name else (8, 8, 1))
   if family.generate or family.reconstruct:
     assert os.listdir(tmp_path / "run" / "images")
+
+
+def test_the_demo_logs_at_least_three_evaluations_and_image_grids():
+  """The first TensorBoard a user opens shows curves, not points."""
+  from aigc_jax.training.loop import _is_due
+  from experiments.configs import vae_digits
+  train = vae_digits.get_config().train
+  for every in (train.eval_every, train.sample_every):
+    assert sum(_is_due(s, every, train.num_steps) for s in range(1, train.num_steps + 1)) >= 3

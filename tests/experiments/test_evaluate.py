@@ -1,4 +1,5 @@
-"""The evaluation runner on trained digits runs: what it writes agrees with direct computation."""
+"""The evaluation runner on trained digits runs: what it writes agrees with direct computation;
+reports with other settings are kept apart; what can be checked is checked before the work."""
 import json
 import os
 import subprocess
@@ -6,10 +7,12 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from aigc_jax import checkpointing, data, training
-from aigc_jax.errors import ConfigError
+from aigc_jax.errors import ConfigError, WorkdirError
 from aigc_jax.evaluation import report
+from aigc_jax.image_grid import save_side_by_side
 from tests.training import classifier_run, helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -21,19 +24,27 @@ def classifier(tmp_path_factory):
   return classifier_run.trained_digits_classifier(tmp_path_factory)
 
 
-def _train(family, body, workdir, data_dir):
-  config = helpers.tiny_config(family, body)
-  config.dataset.data_dir = data_dir
-  config.train.num_steps = 30
-  config.train.eval_every = 0
-  config.train.sample_every = 0
-  training.train_and_evaluate(config, str(workdir))
-  return str(workdir)
+_RUNS = {}
+
+
+def _train(family, body, tmp_path_factory, data_dir):
+  """The workdir of a 30-step run of `family`, trained once per session (reports only add
+  folders under its eval/)."""
+  if (family, body) not in _RUNS:
+    config = helpers.tiny_config(family, body)
+    config.dataset.data_dir = data_dir
+    config.train.num_steps = 30
+    config.train.eval_every = 0
+    config.train.sample_every = 0
+    workdir = str(tmp_path_factory.mktemp(family))
+    training.train_and_evaluate(config, workdir)
+    _RUNS[family, body] = workdir
+  return _RUNS[family, body]
 
 
 @pytest.mark.parametrize("family,body", [("vae", "mlp"), ("ae", "conv"), ("gan", "conv")])
-def test_report_matches_direct_computation(tmp_path, classifier, family, body):
-  workdir = _train(family, body, tmp_path / family, classifier["data_dir"])
+def test_report_matches_direct_computation(tmp_path_factory, classifier, family, body):
+  workdir = _train(family, body, tmp_path_factory, classifier["data_dir"])
   results = report.evaluate_run(workdir, classifier_workdir=classifier["workdir"],
                                 num_samples=NUM_SAMPLES, data_dir=classifier["data_dir"])
   with open(os.path.join(results["output_dir"], "eval.json")) as f:
@@ -42,6 +53,7 @@ def test_report_matches_direct_computation(tmp_path, classifier, family, body):
   assert on_disk["classifier"]["test_accuracy"] > 0.9
   with open(os.path.join(results["output_dir"], "eval.md")) as f:
     table = f.read()
+  assert f"Settings: num_samples {NUM_SAMPLES}, seed 0, " in table
 
   _, fam, state, _ = checkpointing.load_for_inference(workdir)
   images, _ = data.load_split_images("digits28", "test", classifier["data_dir"])
@@ -69,10 +81,21 @@ def test_report_matches_direct_computation(tmp_path, classifier, family, body):
     assert "| manifold_hallucination_rate |" in table
   else:
     assert "generation" not in on_disk
+  if family == "vae":
+    # Other settings write another report; the first one stays as it was.
+    other = report.evaluate_run(workdir, classifier_workdir=classifier["workdir"],
+                                num_samples=200, seed=1, data_dir=classifier["data_dir"])
+    assert os.path.dirname(other["output_dir"]) == os.path.dirname(results["output_dir"])
+    assert os.path.basename(other["output_dir"]).startswith("samples_200_seed_1_")
+    assert os.path.basename(results["output_dir"]).startswith(f"samples_{NUM_SAMPLES}_seed_0_")
+    with open(os.path.join(results["output_dir"], "eval.json")) as f:
+      assert json.load(f) == on_disk
+    with open(os.path.join(other["output_dir"], "settings.json")) as f:
+      assert json.load(f)["num_samples"] == 200
 
 
-def test_cli_prints_the_table(tmp_path, classifier):
-  workdir = _train("vae", "mlp", tmp_path / "vae", classifier["data_dir"])
+def test_cli_prints_the_table(tmp_path_factory, classifier):
+  workdir = _train("vae", "mlp", tmp_path_factory, classifier["data_dir"])
   result = subprocess.run(
       [sys.executable, "-m", "experiments.evaluate", "--workdir", workdir,
        "--classifier_workdir", classifier["workdir"], "--num_samples=200",
@@ -80,11 +103,17 @@ def test_cli_prints_the_table(tmp_path, classifier):
       cwd=REPO, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "| manifold_hallucination_rate |" in result.stdout
-  assert os.path.exists(os.path.join(workdir, "eval", "step_30", "eval.json"))
+  assert "Settings: num_samples 200, seed 0, " in result.stdout
+  (report_dir,) = [d for d in os.listdir(os.path.join(workdir, "eval", "step_30"))
+                   if d.startswith("samples_200_seed_0_")]
+  assert os.path.exists(os.path.join(workdir, "eval", "step_30", report_dir, "eval.json"))
+  # Library logs stay quiet: no absl INFO lines, no "Given directory is read only".
+  assert not [l for l in result.stderr.splitlines() if l[:1] in "IW" and l[1:5].isdigit()]
+  assert "read only" not in result.stderr
 
 
-def test_missing_classifier_is_one_line(tmp_path, classifier):
-  workdir = _train("vae", "mlp", tmp_path / "vae", classifier["data_dir"])
+def test_missing_classifier_is_one_line(tmp_path, tmp_path_factory, classifier):
+  workdir = _train("vae", "mlp", tmp_path_factory, classifier["data_dir"])
   with pytest.raises(ConfigError) as info:
     report.evaluate_run(workdir, classifier_workdir=str(tmp_path / "nothing"))
   message = str(info.value)
@@ -96,3 +125,69 @@ def test_ms_ssim_settings_fit_the_image():
   assert report.ms_ssim_settings(28, 28) == {"filter_size": 7, "num_scales": 3}
   assert report.ms_ssim_settings(8, 8) == {"filter_size": 7, "num_scales": 1}
   assert report.ms_ssim_settings(32, 32) == {"filter_size": 7, "num_scales": 3}
+
+
+@pytest.fixture
+def no_sampling(monkeypatch):
+  """Fails the test if the runner starts sampling: the checks must come before the work."""
+  def forbidden(*args, **kwargs):
+    raise AssertionError("sampling started before the check")
+  monkeypatch.setattr(report, "_samples", forbidden)
+  monkeypatch.setattr(report, "_fidelity", forbidden)
+
+
+@pytest.mark.parametrize("num_samples", [0, -3])
+def test_nonpositive_num_samples_is_refused_at_once(num_samples, no_sampling):
+  with pytest.raises(ConfigError, match=rf"^num_samples is {num_samples} \(allowed: an "
+                     r"integer >= 1\)"):
+    report.evaluate_run("no-such-workdir", num_samples=num_samples)
+
+
+def test_too_few_samples_are_refused_with_the_minimum(tmp_path_factory, classifier, no_sampling):
+  workdir = _train("vae", "mlp", tmp_path_factory, classifier["data_dir"])
+  for num_samples in (1, 5, 128):
+    with pytest.raises(ConfigError) as info:
+      report.evaluate_run(workdir, classifier_workdir=classifier["workdir"],
+                          num_samples=num_samples, data_dir=classifier["data_dir"])
+    message = str(info.value)
+    assert "\n" not in message and message.endswith("pass --num_samples >= 129.")
+    assert (f"num_samples is {num_samples}, too few for the sample metrics: the k-NN metrics "
+            "need more than k = 5 samples and FID more than the feature width 128") in message
+  assert report.minimum_num_samples(2) == 6  # Below 5 features, k-NN's k decides.
+
+
+def test_unwritable_eval_folder_is_refused_before_the_work(tmp_path, tmp_path_factory,
+                                                           classifier, no_sampling):
+  workdir = _train("vae", "mlp", tmp_path_factory, classifier["data_dir"])
+  (tmp_path / "file").write_text("")  # A file where the reports would go.
+  with pytest.raises(WorkdirError) as info:
+    report.evaluate_run(workdir, classifier_workdir=classifier["workdir"],
+                        data_dir=classifier["data_dir"], eval_dir=str(tmp_path / "file" / "eval"))
+  assert "\n" not in str(info.value)
+  assert f"Cannot write to {tmp_path}/file/eval (Not a directory)" in str(info.value)
+
+
+def test_cli_refuses_a_bad_num_samples_in_one_line(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.evaluate", "--workdir", str(tmp_path),
+       "--num_samples=0"], cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2
+  (line,) = result.stderr.strip().splitlines()
+  assert line == "error: flag --num_samples=0: 0 is not a positive integer", line
+
+
+def test_hallucination_figure_panels_are_titled_with_their_counts(tmp_path):
+  rng = np.random.default_rng(0)
+  samples = rng.random((10, 28, 28, 1)).astype(np.float32)
+  flags = np.array([True] * 3 + [False] * 7)
+  assert report.hallucination_figure_titles(flags) == [
+      "flagged (off the manifold): 3 of 10, 3 shown", "not flagged: 7 of 10, 7 shown"]
+  titled = np.asarray(Image.open(report.save_hallucination_figure(
+      str(tmp_path / "titled.png"), samples, flags)))
+  plain = np.asarray(Image.open(save_side_by_side(
+      str(tmp_path / "plain.png"), [samples[flags], samples[~flags]], upscale=2)))
+  strip = titled.shape[0] - plain.shape[0]
+  assert strip >= 10 and titled.shape[1] == plain.shape[1]
+  np.testing.assert_array_equal(titled[strip:], plain)  # The panels themselves are unchanged.
+  left, right = titled[:strip, :plain.shape[1] // 2], titled[:strip, plain.shape[1] // 2:]
+  assert (left < 128).sum() > 20 and (right < 128).sum() > 20  # Text above each panel.
