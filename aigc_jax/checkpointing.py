@@ -42,6 +42,7 @@ from aigc_jax.errors import UserError
 LATEST_DIR = "checkpoints"
 BEST_DIR = "checkpoints_best"
 DISCARDED_DIR = "discarded"
+_METADATA_BYTES = 256 * 1024  # Beside the arrays: metadata, config, metrics, data state.
 # Everything a run writes in its workdir (besides the lock and discarded/): what `--fresh`
 # and a restart from step 0 set aside.
 RUN_OUTPUTS = (LATEST_DIR, BEST_DIR, "config.json", "resumes.jsonl", "metrics.jsonl",
@@ -276,9 +277,23 @@ class Checkpointer:
     return sorted(self._latest.all_steps(), reverse=True)
 
   @staticmethod
-  def _write(manager, step: int, args, metrics=None) -> None:
+  def _write(manager, step: int, args, tree, metrics=None) -> None:
+    """Saves `args` at `step`; `tree` is the state item, whose size is checked against the
+    free space first: orbax's writes stop at the first ENOSPC and leave the others reporting
+    into a closed event loop, so a save that cannot fit is refused before it starts."""
+    needed = sum(getattr(leaf, "nbytes", 8) for leaf in jax.tree.leaves(tree)) + _METADATA_BYTES
     try:
+      stats = os.statvfs(manager.directory)
+      free = stats.f_bavail * stats.f_frsize
+      if free < needed:
+        raise CheckpointError(
+            f"Could not write the checkpoint of step {step} to {manager.directory} "
+            f"({os.strerror(errno.ENOSPC)}: about {needed / 2**20:.1f} MiB needed, "
+            f"{free / 2**20:.1f} MiB free); free disk space or make the workdir writable. "
+            "Earlier checkpoints are untouched.")
       manager.save(step, args=args, metrics=metrics, force=True)
+    except CheckpointError:
+      raise
     except Exception as e:  # Disk full or read-only: one line; anything else is a bug.
       error = _write_error(e, step, manager.directory)
       if error is e:
@@ -295,23 +310,25 @@ class Checkpointer:
       data_state = _IteratorState(data_iterator)
     except OSError as e:
       raise _write_error(e, step, self.directory) from e
+    tree = state_tree(state, rng)
     args = ocp.args.Composite(
-        state=ocp.args.PyTreeSave(state_tree(state, rng)),
+        state=ocp.args.PyTreeSave(tree),
         data=grain.checkpoint.CheckpointSave(data_state),
         config=ocp.args.JsonSave(_config_json(config)),
         metrics=ocp.args.JsonSave(dict(metrics or {})))
-    self._write(self._latest, step, args)
+    self._write(self._latest, step, args, tree)
 
   def save_best(self, step: int, state: Any, rng: jax.Array,
                 config: ml_collections.ConfigDict, metrics: Dict[str, float]) -> None:
     """Offers `step` to the best-by-`best_metric` checkpoints (kept only if among the best)."""
     if self._best is None:
       return
+    tree = state_tree(state, rng)
     args = ocp.args.Composite(
-        state=ocp.args.PyTreeSave(state_tree(state, rng)),
+        state=ocp.args.PyTreeSave(tree),
         config=ocp.args.JsonSave(_config_json(config)),
         metrics=ocp.args.JsonSave(dict(metrics)))
-    self._write(self._best, step, args, metrics=dict(metrics))
+    self._write(self._best, step, args, tree, metrics=dict(metrics))
 
   def wait(self) -> None:
     """Blocks until all started saves are on disk; a failed background write raises here."""
