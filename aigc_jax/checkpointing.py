@@ -202,7 +202,8 @@ def _verify_arrays(step_dir: str) -> None:
     raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), metadata)
   if not os.path.exists(os.path.join(item, "manifest.ocdbt")):
     return  # Not an OCDBT store: orbax reads it file by file and names the file itself.
-  store = tensorstore.KvStore.open({"driver": "ocdbt", "base": f"file://{item}/"}).result()
+  store = tensorstore.KvStore.open(
+      {"driver": "ocdbt", "base": {"driver": "file", "path": item + "/"}}).result()
   for key in store.list().result():
     store.read(key).result()
 
