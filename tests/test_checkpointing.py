@@ -21,6 +21,8 @@ import pytest
 
 from aigc_jax import checkpointing, training
 from aigc_jax.errors import ConfigError, UserError, WorkdirError
+from tests import filesystems
+from tests.filesystems import small_filesystem  # noqa: F401  (a fixture)
 from tests.training import helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -453,24 +455,11 @@ def test_failed_save_never_removes_the_last_good_checkpoint(tmp_path, data_dir, 
 
 # ------------------------------------------------ read-only and full disks (tmpfs)
 
-@pytest.fixture
-def small_filesystem(tmp_path):
-  """A 16 MiB tmpfs; skipped where mounting needs privileges this machine does not give."""
-  mount_point = tmp_path / "fs"
-  mount_point.mkdir()
-  result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-  if result.returncode != 0:
-    pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-  yield mount_point
-  subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
 def test_read_only_workdir_is_a_clear_error_and_keeps_checkpoints(small_filesystem, data_dir):
   workdir = small_filesystem / "run"
   _train(_short(10, 10), workdir, data_dir)
   before = _digest(workdir)
-  subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
+  filesystems.make_read_only(small_filesystem)
   with pytest.raises(WorkdirError) as info:
     _train(_short(20, 10), workdir, data_dir)
   assert "\n" not in str(info.value) and "Read-only file system" in str(info.value)

@@ -13,6 +13,8 @@ from aigc_jax import checkpointing, data, training
 from aigc_jax.errors import ConfigError, WorkdirError
 from aigc_jax.evaluation import report
 from aigc_jax.image_grid import save_side_by_side
+from tests import filesystems
+from tests.filesystems import small_filesystem  # noqa: F401  (a fixture)
 from tests.training import classifier_run, helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -165,6 +167,23 @@ def test_unwritable_eval_folder_is_refused_before_the_work(tmp_path, tmp_path_fa
                         data_dir=classifier["data_dir"], eval_dir=str(tmp_path / "file" / "eval"))
   assert "\n" not in str(info.value)
   assert f"Cannot write to {tmp_path}/file/eval (Not a directory)" in str(info.value)
+
+
+def test_read_only_workdir_is_read_and_refused_before_the_work(small_filesystem, classifier,
+                                                              no_sampling):
+  config = helpers.tiny_config("vae")
+  config.dataset.data_dir = classifier["data_dir"]
+  config.train.num_steps = 2
+  config.train.eval_every = config.train.sample_every = 0
+  workdir = str(small_filesystem / "run")
+  training.train_and_evaluate(config, workdir)
+  filesystems.make_read_only(small_filesystem)
+  with pytest.raises(WorkdirError) as info:  # The checkpoint was read; the report cannot go there.
+    report.evaluate_run(workdir, classifier_workdir=classifier["workdir"],
+                        data_dir=classifier["data_dir"])
+  message = str(info.value)
+  assert "\n" not in message and message.startswith(
+      f"Cannot write to {workdir}/eval (Read-only file system); choose a writable --eval_dir")
 
 
 def test_cli_refuses_a_bad_num_samples_in_one_line(tmp_path):
