@@ -543,7 +543,7 @@ def load_for_inference(workdir: str, step: Optional[int] = None, *, best: bool =
         try:
           return (*_load_for_inference_step(manager, directory, candidate, get_family),
                   candidate)
-        except CheckpointMismatchError:
+        except UserError:  # A mismatch, or a config naming what cannot be built: no damage.
           raise
         except Exception as e:  # pylint: disable=broad-except
           if not os.path.isdir(os.path.join(directory, str(candidate))):

@@ -8,11 +8,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 
-def scatter_picture(points, size: int = 128) -> np.ndarray:
+def scatter_picture(points, size: int = 128, radius: Optional[float] = None) -> np.ndarray:
   """2-D points `[N, 2]` -> a `[size, size, 1]` picture in [0, 1]: a black pixel per point on
-  white, x to the right and y up, the axes spanning [-r, r] with r = 1.1 * max |coordinate|."""
-  points = np.asarray(points, np.float64)
-  radius = 1.1 * max(float(np.max(np.abs(points))), 1e-6)
+  white, x to the right and y up, the axes spanning [-r, r]; `radius` r defaults to
+  1.1 * max |coordinate| (give it to draw several sets on the same axes)."""
+  points = np.asarray(points, np.float64).reshape(-1, 2)
+  if radius is None:
+    radius = 1.1 * max(float(np.max(np.abs(points), initial=0.0)), 1e-6)
   cells = np.clip(np.floor((points + radius) / (2 * radius) * size), 0, size - 1).astype(int)
   picture = np.ones((size, size, 1), np.float32)
   picture[size - 1 - cells[:, 1], cells[:, 0], 0] = 0.0

@@ -14,8 +14,8 @@ from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training run to evaluate.", required=True)
 _CLASSIFIER_WORKDIR = flags.DEFINE_string(
-    "classifier_workdir", None, "A classifier run on the same dataset (default: "
-    "runs/classifier_<dataset>).")
+    "classifier_workdir", None, "A classifier run on the same dataset, the feature space and "
+    "class oracle of image datasets (default: runs/classifier_<dataset>); points need none.")
 _NUM_SAMPLES = flags.DEFINE_integer(
     "num_samples", 10_000, "Samples for the sample metrics; at least the classifier's feature "
     "width + 1 (129 for the digits classifier).", lower_bound=1)

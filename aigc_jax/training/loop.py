@@ -307,8 +307,8 @@ def _train(config, workdir, spec, family, parallel, *, fresh, allow_config_chang
     eval_step = parallel.compile_eval_step(family.eval_step)
     test_arrays = data.load_split_arrays(  # Read once; every evaluation uses it.
         config.dataset.name, spec.test_split, data_dir)
-    grid_inputs = test_arrays[0][:max(train_cfg.num_samples // 2, 1)]  # Reconstructed per grid.
-    grid_inputs = grid_inputs.astype(np.float32) / np.float32(255.0)
+    grid_inputs = data.to_float_samples(  # Reconstructed per grid.
+        test_arrays[0][:max(train_cfg.num_samples // 2, 1)])
 
     writer = None
     if is_chief:

@@ -135,7 +135,7 @@ def no_sampling(monkeypatch):
   def forbidden(*args, **kwargs):
     raise AssertionError("sampling started before the check")
   monkeypatch.setattr(report, "_samples", forbidden)
-  monkeypatch.setattr(report, "_fidelity", forbidden)
+  monkeypatch.setattr(report, "_reconstruction", forbidden)
 
 
 @pytest.mark.parametrize("num_samples", [0, -3])
@@ -210,3 +210,98 @@ def test_hallucination_figure_panels_are_titled_with_their_counts(tmp_path):
   np.testing.assert_array_equal(titled[strip:], plain)  # The panels themselves are unchanged.
   left, right = titled[:strip, :plain.shape[1] // 2], titled[:strip, plain.shape[1] // 2:]
   assert (left < 128).sum() > 20 and (right < 128).sum() > 20  # Text above each panel.
+
+
+def _numpy_off_manifold(reference, queries, k):
+  """[n] bool: query farther than NND_k(r) from every reference r (float64, brute force)."""
+  reference, queries = np.asarray(reference, np.float64), np.asarray(queries, np.float64)
+  within = np.sqrt(((reference[:, None] - reference[None]) ** 2).sum(-1))
+  radii = np.sort(within, axis=1)[:, k]  # Column 0 is the point itself.
+  between = np.sqrt(((queries[:, None] - reference[None]) ** 2).sum(-1))
+  return ~(between <= radii[None]).any(axis=1)
+
+
+def test_floors_are_each_estimator_on_held_out_real_data(tmp_path_factory, classifier):
+  from aigc_jax.evaluation.features import ClassifierFeatureExtractor
+  workdir = _train("vae", "mlp", tmp_path_factory, classifier["data_dir"])
+  results = report.evaluate_run(workdir, classifier_workdir=classifier["workdir"],
+                                num_samples=NUM_SAMPLES, data_dir=classifier["data_dir"])
+  assert results["reference"] == {"split": "train", "n": 1497, "of": 1497}
+  assert results["held_out"] == {"split": "test", "n": 300}
+  extractor = ClassifierFeatureExtractor.from_workdir(classifier["workdir"])
+  train, _ = data.load_split_images("digits28", "train", classifier["data_dir"])
+  test, labels = data.load_split_images("digits28", "test", classifier["data_dir"])
+  off = _numpy_off_manifold(extractor.features(train), extractor.features(test), k=3)
+  manifold_floor = results["generation"]["manifold_hallucination_rate"]["floor"]
+  assert manifold_floor["n"] == 300 and abs(manifold_floor["count"] - off.sum()) <= 1
+  probs = np.asarray(extractor.probabilities(test))
+  unrecognisable_floor = results["generation"]["unrecognisable_rate"]["floor"]
+  assert unrecognisable_floor["count"] == (probs.max(axis=1) < 0.5).sum()
+  flip_floor = results["reconstruction"]["reconstruction_class_flip_rate"]["floor"]
+  assert flip_floor["count"] == (probs.argmax(axis=1) != labels).sum()
+  np.testing.assert_allclose(1 - flip_floor["rate"], results["classifier"]["test_accuracy"],
+                             atol=1e-6)
+  with open(os.path.join(results["output_dir"], "eval.md")) as f:
+    table = f.read()
+  assert "| metric | value | uncertainty | real-data floor |" in table
+  assert "1497 of the 1497 'train' examples" in table
+
+
+def test_points_are_their_own_feature_space_with_exact_support_rates(tmp_path_factory,
+                                                                      classifier):
+  """A VAE on the ring of 8 Gaussians: no classifier, exact support and mode-collapse metrics
+  that agree with each other and with numpy on the real data."""
+  config = helpers.tiny_config("vae")
+  config.dataset.name, config.dataset.data_dir = "gaussian_ring8", classifier["data_dir"]
+  config.model.update(likelihood="gaussian", likelihood_scale=0.05, output_range="unbounded",
+                      latent_dim=2)
+  config.train.update(num_steps=30, eval_every=0, sample_every=0)
+  workdir = str(tmp_path_factory.mktemp("ring"))
+  training.train_and_evaluate(config, workdir)
+  results = report.evaluate_run(workdir, num_samples=500, data_dir=classifier["data_dir"])
+  assert "classifier" not in results and results["settings"]["classifier_workdir"] is None
+  assert results["reference"] == {"split": "train", "n": report.REFERENCE_SIZE, "of": 100_000}
+  generation, reconstruction = results["generation"], results["reconstruction"]
+  support, collapse = generation["support_hallucination_rate"], generation["mode_collapse"]
+  # Two implementations of "within 3 standard deviations of the nearest mode" agree.
+  np.testing.assert_allclose(collapse["high_quality_fraction"], 1 - support["rate"], atol=1e-6)
+  np.testing.assert_allclose(collapse["floor"]["high_quality_fraction"],
+                             1 - support["floor"]["rate"], atol=1e-6)
+  test, _ = data.load_split_images("gaussian_ring8", "test", classifier["data_dir"])
+  spec = data.get_dataset_spec("gaussian_ring8")
+  mahalanobis = np.sqrt((((test[:, None] - spec.mixture.means[None])
+                          / spec.mixture.stds[None]) ** 2).sum(-1)).min(axis=1)
+  assert support["floor"]["count"] == (mahalanobis >= 3).sum()
+  assert 0.005 < support["floor"]["rate"] < 0.02  # P(chi2_2 >= 9) = 0.0111.
+  assert set(reconstruction) == {"reconstruction_hallucination_rate"}
+  assert set(results["fidelity"]) == {"mse"}
+  assert "manifold_hallucination_rate" in generation and "unrecognisable_rate" not in generation
+  with open(os.path.join(results["output_dir"], "eval.md")) as f:
+    table = f.read()
+  assert "feature space: the coordinates themselves" in table and "| modes_captured |" in table
+  assert Image.open(results["hallucination_figure"]).size[0] > 2 * 192
+
+
+def test_conditional_model_reports_its_control_error(tmp_path_factory, classifier):
+  config = helpers.tiny_config("vae")
+  config.dataset.data_dir = classifier["data_dir"]
+  config.model.conditioning = "concat"
+  config.train.update(num_steps=30, eval_every=0, sample_every=0)
+  workdir = str(tmp_path_factory.mktemp("cvae"))
+  training.train_and_evaluate(config, workdir)
+  results = report.evaluate_run(workdir, classifier_workdir=classifier["workdir"],
+                                num_samples=200, data_dir=classifier["data_dir"])
+  control = results["generation"]["control_error_rate"]
+  assert control["n"] == 200 and control["ci_low"] <= control["rate"] <= control["ci_high"]
+  assert control["floor"] == results["reconstruction"]["reconstruction_class_flip_rate"]["floor"]
+
+
+def test_a_config_that_cannot_be_built_is_its_own_error_not_damage(tmp_path_factory,
+                                                                   classifier):
+  workdir = _train("vae", "mlp", tmp_path_factory, classifier["data_dir"])
+
+  def unbuildable(config, shape):
+    raise ConfigError("Cannot import module 'gone' named in model.imports; install it.")
+
+  with pytest.raises(ConfigError, match="^Cannot import module 'gone'"):
+    checkpointing.load_for_inference(workdir, get_family=unbuildable)
