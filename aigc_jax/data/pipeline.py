@@ -13,6 +13,7 @@ process reads its own slice of every global batch. No TensorFlow is needed to re
 """
 import contextlib
 import importlib.util
+import io
 import os
 import shutil
 from typing import Any
@@ -21,8 +22,10 @@ from unittest import mock
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging as absl_logging
 from tensorflow_datasets.core.download import downloader
 
+from aigc_jax import console
 from aigc_jax.data.registry import get_dataset_spec
 from aigc_jax.errors import ConfigError, UserError
 
@@ -72,10 +75,32 @@ def _prepare_catalog(builder, name: str, data_dir: str) -> None:
         f"--config.dataset.data_dir (or --data_dir to experiments.evaluate).") from e
 
 
+@contextlib.contextmanager
+def _quiet_tfds():
+  """Silences tfds while it prepares a dataset from local data.
+
+  It would print a "Downloading and preparing dataset Unknown size" banner, a warning about
+  the empty folder it is about to fill, and five progress bars: none of it true or useful
+  when nothing is downloaded. The caller says what happens in one line instead.
+  """
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  tfds.display_progress_bar(False)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  finally:
+    tfds.display_progress_bar(True)
+    absl_logging.set_verbosity(verbosity)
+
+
 def _prepare_offline(builder, tfds_name: str, data_dir: str) -> None:
   """Prepares a dataset that needs no download (digits); safe if several processes race."""
+  console.event(f"Preparing {tfds_name} in {data_dir} (first use; generated locally, "
+                "nothing is downloaded).")
   try:
-    builder.download_and_prepare(file_format="array_record")
+    with _quiet_tfds():
+      builder.download_and_prepare(file_format="array_record")
   except Exception:
     # tfds writes into a private *.incomplete* folder and renames it at the end; a process
     # that loses the race fails on the rename, but then the dataset is there.
@@ -94,7 +119,12 @@ def load_data_source(name: str, split: str, data_dir: str | None = None):
   spec = get_dataset_spec(name)
   data_dir = os.path.expanduser(os.fspath(data_dir or default_data_dir()))
   builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
-  if not builder.is_prepared():
+  if spec.prepared_offline:
+    with _quiet_tfds():  # Its "no dataset_info.json" warning on first use is not news.
+      prepared = builder.is_prepared()
+  else:
+    prepared = builder.is_prepared()
+  if not prepared:
     # Under tfds.testing.mock_data, download_and_prepare is a no-op and as_data_source fakes.
     if spec.prepared_offline:
       _prepare_offline(builder, spec.tfds_name, data_dir)
