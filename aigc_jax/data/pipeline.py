@@ -138,8 +138,19 @@ def num_examples(name: str, split: str, data_dir: str | None = None) -> int:
   return len(load_data_source(name, split, data_dir))
 
 
+_READ_CHUNK = 10_000  # Records per read of a split into memory.
 # The record feature that holds the sample, and its stored dtype, by dataset kind.
 _SAMPLE_FEATURE = {"image": ("image", np.uint8), "points": ("point", np.float32)}
+
+
+def _read_records(source, indices: range) -> list:
+  """Records `indices` of a tfds data source, read together (`__getitems__`: about 25 us a
+  record, 4x faster than `source[i]` one at a time); one at a time where a source cannot
+  (tfds.testing.mock_data's)."""
+  try:
+    return source.__getitems__(list(indices))
+  except (AttributeError, TypeError):
+    return [source[i] for i in indices]
 
 
 def load_split_arrays(name: str, split: str,
@@ -157,12 +168,12 @@ def load_split_arrays(name: str, split: str,
   source = load_data_source(name, split, data_dir)
   samples = np.zeros((len(source),) + spec.sample_shape, dtype)
   labels = np.zeros((len(source),), np.int32)
-  # About 0.1 ms a record (tfds decodes each in Python): 6 s for MNIST's 60,000 and 8 s for
-  # a mixture's 100,000 points.
-  for i in range(len(source)):
-    record = source[i]
-    samples[i] = np.asarray(record[feature], dtype).reshape(spec.sample_shape)
-    labels[i] = record["label"]
+  for start in range(0, len(source), _READ_CHUNK):
+    indices = range(start, min(start + _READ_CHUNK, len(source)))
+    records = _read_records(source, indices)
+    samples[indices.start:indices.stop] = np.stack(
+        [np.asarray(r[feature], dtype) for r in records]).reshape((-1,) + spec.sample_shape)
+    labels[indices.start:indices.stop] = [r["label"] for r in records]
   return samples, labels
 
 

@@ -24,8 +24,14 @@ def test_there_is_a_config_for_each_family_on_digits_and_mnist():
     assert (family, "digits28") in found and (family, "mnist") in found, family
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  """One tfds data_dir for every config: each offline dataset is prepared once."""
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
 @pytest.mark.parametrize("name", CONFIG_NAMES)
-def test_config_trains_two_steps(name, tmp_path):
+def test_config_trains_two_steps(name, tmp_path, data_dir):
   config = importlib.import_module(f"experiments.configs.{name}").get_config()
   config.train.num_steps = 2
   config.train.log_every = 1
@@ -33,8 +39,7 @@ def test_config_trains_two_steps(name, tmp_path):
   config.train.batch_size = 16 * config.model.gan.discriminator_steps
   config.train.eval_batch_size = 32
   config.train.num_samples = 4
-  (tmp_path / "tfds").mkdir()
-  config.dataset.data_dir = str(tmp_path / "tfds")
+  config.dataset.data_dir = data_dir
   offline = config.dataset.name.startswith("digits")  # Real data; the rest is mocked.
   with (contextlib.nullcontext() if offline else
         tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE)):
