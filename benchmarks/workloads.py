@@ -222,6 +222,7 @@ def evaluate_cli(num_samples: int, classifier_steps: int, model_steps: int,
   from experiments.configs import classifier_digits, vae_digits
   with tempfile.TemporaryDirectory() as root:
     data_dir = data_dir or os.path.join(root, "tfds")
+    os.makedirs(data_dir, exist_ok=True)  # config.dataset.data_dir must exist.
     runs = {}
     for run_name, config, steps in [("classifier", classifier_digits.get_config(),
                                      classifier_steps),
