@@ -90,20 +90,30 @@ def to_markdown(rows: List[Dict[str, Any]], num_samples: int) -> str:
 
 def main(argv):
   del argv
+  from experiments import cli  # pylint: disable=import-outside-toplevel
+  cli.run_reporting_user_errors(_run_all)
+
+
+def _run_all():
+  from aigc_jax.errors import UnknownNameError  # pylint: disable=import-outside-toplevel
   from aigc_jax import training  # pylint: disable=import-outside-toplevel
   from aigc_jax.evaluation import report  # pylint: disable=import-outside-toplevel
   from experiments.configs import classifier_digits  # pylint: disable=import-outside-toplevel
   out = os.path.abspath(_OUT.value)
   data_dir = _DATA_DIR.value or os.path.join(out, "tfds")
   os.makedirs(data_dir, exist_ok=True)
+  configs = variant_configs()
+  unknown = sorted(set(_ONLY.value) - set(configs))
+  if unknown:
+    raise UnknownNameError(f"--only names {', '.join(unknown)}, not digits28 variant configs; "
+                         f"choose from {', '.join(configs)}.")
+  if _ONLY.value:
+    configs = {name: configs[name] for name in _ONLY.value}
   classifier_dir = os.path.join(out, "classifier_digits28")
   if not os.path.exists(os.path.join(classifier_dir, "checkpoints")):
     config = classifier_digits.get_config()
     config.dataset.data_dir = data_dir
     training.train_and_evaluate(config, classifier_dir)
-  configs = variant_configs()
-  if _ONLY.value:
-    configs = {name: configs[name] for name in _ONLY.value}
   rows = []
   for name, config in configs.items():
     if config.model.family == "gan":
