@@ -137,4 +137,5 @@ def _run_all():
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from experiments import cli as _cli
+  app.run(main, flags_parser=_cli.parse_flags)  # Flag errors in one line; library logs quiet.
