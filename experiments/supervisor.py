@@ -14,8 +14,9 @@ import threading
 
 from aigc_jax import distributed
 
-# Connection chatter of the gloo CPU collectives, printed at every new communicator.
-_NOISE = re.compile(rb"^\[Gloo\] Rank \d+ is connected to")
+# Connection chatter of the gloo CPU collectives, printed at every new communicator (by
+# several threads at once, so its lines come interleaved).
+_NOISE = re.compile(rb"\[Gloo\]|is connected to \d+ peer ranks|connected peer ranks is : \d+")
 # Lines of glog severity E/F from JAX's distributed runtime, and what follows a fatal one.
 _RUNTIME_ERROR = re.compile(rb"^E\d{4} .*(coordination_service|client\.h|distributed)")
 _FATAL = re.compile(rb"^F\d{4} |^\*\*\* Check failure stack trace")
@@ -54,6 +55,7 @@ class _StreamFilter:
     self._partial = b""
     self.fatal = False
     self.fatal_text = b""
+    self._after_noise = False
 
   def feed(self, chunk: bytes) -> None:
     data = self._partial + chunk
@@ -81,8 +83,10 @@ class _StreamFilter:
       self.fatal = True
       self.fatal_text += line[:2000]
       return
-    if _NOISE.search(line):
+    if _NOISE.search(line) or (self._after_noise and not line.strip()):
+      self._after_noise = True  # The blank remains of interleaved chatter go with it.
       return
+    self._after_noise = False
     if _RUNTIME_ERROR.search(line):
       self.fatal_text += line[:2000]  # Shown only if no fatal end explains it.
       return
