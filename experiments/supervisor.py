@@ -104,10 +104,11 @@ def _detail(*filters: _StreamFilter) -> str:
   return "JAX's distributed runtime stopped this process"
 
 
-def run_child(settings, marker_env: str) -> int:
-  """Runs the command again with `marker_env` set; returns the exit code to exit with."""
+def run_child(settings, marker_env: str, command=None) -> int:
+  """Runs `command` (default: this command again) with `marker_env` set; returns the exit
+  code to exit with: the child's, or `EXIT_CODE_PEER_LOST` after a fatal runtime abort."""
   env = dict(os.environ, **{marker_env: "1"})
-  child = subprocess.Popen(_child_command(), env=env, stdout=subprocess.PIPE,
+  child = subprocess.Popen(command or _child_command(), env=env, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
 
   def forward(signum, frame):
