@@ -169,6 +169,16 @@ _PEER_FAILURE = re.compile(
     r"another task died|DEADLINE_EXCEEDED|UNAVAILABLE", re.IGNORECASE)
 
 
+def peer_failure_detail(error: BaseException) -> str:
+  """A few words on how `error` (a peer failure) showed itself."""
+  text = str(error)
+  if re.search(r"Connection reset|Connection closed|Socket closed", text, re.IGNORECASE):
+    return "a collective lost its connection to it"
+  if "DEADLINE_EXCEEDED" in text:
+    return "a collective timed out waiting for it"
+  return "a collective failed"
+
+
 def is_peer_failure(error: BaseException) -> bool:
   """Whether `error`, raised in a multi-process run, means another process is gone."""
   if not is_multiprocess():

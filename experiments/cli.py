@@ -148,10 +148,14 @@ def run_reporting_user_errors(fn, *args, **kwargs):
     distributed = sys.modules.get("aigc_jax.distributed")
     if distributed is not None and distributed.is_peer_failure(e):
       import jax  # pylint: disable=import-outside-toplevel
-      fail_with = distributed.peer_lost_message(
-          " ".join(str(e).split())[:200], jax.process_index(), jax.process_count())
-      print(f"error: {fail_with}", file=sys.stderr)
-      sys.exit(distributed.EXIT_CODE_PEER_LOST)
+      message = distributed.peer_lost_message(
+          distributed.peer_failure_detail(e), jax.process_index(), jax.process_count())
+      import tqdm  # pylint: disable=import-outside-toplevel
+      tqdm.tqdm.write(f"error: {message}", file=sys.stderr)  # Below any progress bar.
+      sys.stderr.flush()
+      sys.stdout.flush()
+      # Not sys.exit: the runtime's shutdown at exit would wait for the dead peer.
+      os._exit(distributed.EXIT_CODE_PEER_LOST)  # pylint: disable=protected-access
     raise
   return None
 

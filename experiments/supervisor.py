@@ -18,7 +18,11 @@ from aigc_jax import distributed
 # several threads at once, so its lines come interleaved).
 _NOISE = re.compile(rb"\[Gloo\]|is connected to \d+ peer ranks|connected peer ranks is : \d+")
 # Lines of glog severity E/F from JAX's distributed runtime, and what follows a fatal one.
-_RUNTIME_ERROR = re.compile(rb"^E\d{4} .*(coordination_service|client\.h|distributed)")
+_RUNTIME_ERROR = re.compile(rb"^E\d{4} .*(coordination_service|client\.h|distributed|preemption)")
+# Where a glog line of severity E or F starts: "E1125 12:33:09.950498    5432 file.cc:1549] ".
+_GLOG = re.compile(rb"[EF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\] ")
+# The lines that continue such an error: the tasks it names and JAX's advice.
+_RUNTIME_ERROR_CONTINUED = re.compile(rb"^\s*(\d+|/job:\S+|The tasks have crashed.*)\s*$")
 _FATAL = re.compile(rb"^F\d{4} |^\*\*\* Check failure stack trace")
 _DETAILS = (
     (re.compile(rb"DEADLINE_EXCEEDED|[Bb]arrier timed out|timed out"),
@@ -56,6 +60,8 @@ class _StreamFilter:
     self.fatal = False
     self.fatal_text = b""
     self._after_noise = False
+    self._in_runtime_error = False
+    self.at_line_start = True
 
   def feed(self, chunk: bytes) -> None:
     data = self._partial + chunk
@@ -79,6 +85,10 @@ class _StreamFilter:
       self._partial = b""
 
   def _line(self, line: bytes) -> None:
+    start = _GLOG.search(line)
+    if start and start.start() > 0:  # The runtime writes over an unfinished progress bar.
+      self._line(line[:start.start()])
+      line = line[start.start():]
     if self.fatal or _FATAL.search(line):
       self.fatal = True
       self.fatal_text += line[:2000]
@@ -87,11 +97,15 @@ class _StreamFilter:
       self._after_noise = True  # The blank remains of interleaved chatter go with it.
       return
     self._after_noise = False
-    if _RUNTIME_ERROR.search(line):
-      self.fatal_text += line[:2000]  # Shown only if no fatal end explains it.
+    if _RUNTIME_ERROR.search(line) or (self._in_runtime_error
+                                        and _RUNTIME_ERROR_CONTINUED.search(line)):
+      self._in_runtime_error = True
+      self.fatal_text += line[:2000]  # The one line at the end says what it meant.
       return
+    self._in_runtime_error = False
     self._out.write(line)
     self._out.flush()
+    self.at_line_start = line.endswith(b"\n")
 
 
 
@@ -128,7 +142,8 @@ def run_child(settings, marker_env: str, command=None) -> int:
   if stderr_filter.fatal or stdout_filter.fatal or code in (-signal.SIGABRT, 128 + signal.SIGABRT):
     message = distributed.peer_lost_message(_detail(stderr_filter, stdout_filter), settings.process_id,
                                             settings.num_processes)
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    start = "" if stderr_filter.at_line_start else "\n"  # Below an unfinished progress bar.
+    print(f"{start}error: {message}", file=sys.stderr, flush=True)
     return distributed.EXIT_CODE_PEER_LOST
   if code < 0:  # Killed by a signal: exit the way a shell reports it.
     return 128 - code

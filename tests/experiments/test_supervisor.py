@@ -36,7 +36,7 @@ ABORTING_CHILD = textwrap.dedent("""
     print("0 is connected to 1 peer ranks. Expected number of connected peer ranks is : 1")
     print("")
     print("summary line", flush=True)
-    sys.stderr.write("progress\\r50%\\rwarning: a real warning\\n")
+    sys.stderr.write("progress\\r50%\\rwarning: a real warning\\n60%")
     sys.stderr.write("E1125 12:21:45.265404   26388 coordination_service_agent.cc:289] Polled an error\\n")
     sys.stderr.write("F1125 12:21:45.265446   26388 client.h:80] Terminating process because the "
                      "JAX distributed service detected fatal errors. This most likely indicates "
@@ -52,7 +52,7 @@ def test_fatal_runtime_abort_becomes_one_line_and_exit_69():
   out, err = (stream.decode() for stream in p.communicate(timeout=60))
   assert p.returncode == 69
   assert out == "summary line\n"  # Gloo chatter (interleaved) and its blank remains dropped.
-  assert err == ("progress\r50%\rwarning: a real warning\n"
+  assert err == ("progress\r50%\rwarning: a real warning\n60%\n"
                  "error: process 1 of 2: another process of this run died or became unreachable "
                  "(JAX's distributed runtime lost contact with it); this one stopped too. "
                  "Restart every process with the same command to resume from the newest "
