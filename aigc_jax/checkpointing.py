@@ -544,7 +544,8 @@ def load_for_inference(workdir: str, step: Optional[int] = None, *, best: bool =
                        get_family: Optional[Callable] = None) -> Tuple[Any, Any, Any, int]:
   """Loads what sampling and evaluation need from a run: config, parameters, BatchNorm stats.
 
-  Optimiser states are not read. Arrays land on the default device. Nothing in the workdir
+  Optimiser states are not read. Arrays land on this process's first device; in a
+  multi-process run this process reads alone (no barriers with the others). Nothing in the workdir
   is changed, and the run may be training meanwhile: a step that training rotates away
   (it keeps the newest `checkpoint.keep_last`) while it is read is not damaged; the steps
   are listed again and the newest one read instead.
@@ -567,8 +568,12 @@ def load_for_inference(workdir: str, step: Optional[int] = None, *, best: bool =
                           f"python -m experiments.train --workdir {workdir}.")
   # Not `read_only=True`: orbax then warns "Given directory is read only" about any directory.
   # Without `create`, `max_to_keep` or a save, this manager writes nothing.
+  # This process alone reads (in a multi-process run, process 0 evaluates while the others
+  # wait): orbax would otherwise wait at barriers for every process.
   manager = _open_manager(directory, ocp.CheckpointManagerOptions(
-      create=False, enable_async_checkpointing=False))
+      create=False, enable_async_checkpointing=False,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(
+          primary_host=jax.process_index(), active_processes={jax.process_index()})))
   try:
     damaged = set()
     for _ in range(10):  # Each pass re-lists after a step vanished under us.
