@@ -108,7 +108,6 @@ class _StreamFilter:
     self.at_line_start = line.endswith(b"\n")
 
 
-
 def _detail(*filters: _StreamFilter) -> str:
   """What the runtime's swallowed report says happened, in a few words."""
   text = b"".join(f.fatal_text for f in filters)
@@ -140,8 +139,8 @@ def run_child(settings, marker_env: str, command=None) -> int:
   code = child.wait()
   stdout_relay.join(timeout=10)
   if stderr_filter.fatal or stdout_filter.fatal or code in (-signal.SIGABRT, 128 + signal.SIGABRT):
-    message = distributed.peer_lost_message(_detail(stderr_filter, stdout_filter), settings.process_id,
-                                            settings.num_processes)
+    message = distributed.peer_lost_message(_detail(stderr_filter, stdout_filter),
+                                            settings.process_id, settings.num_processes)
     start = "" if stderr_filter.at_line_start else "\n"  # Below an unfinished progress bar.
     print(f"{start}error: {message}", file=sys.stderr, flush=True)
     return distributed.EXIT_CODE_PEER_LOST

@@ -411,8 +411,8 @@ def _train(config, workdir, spec, family, parallel, *, fresh, allow_config_chang
           writer.write_scalars(step, "eval", results["eval"])
         checkpointer.save_best(step, one_copy, train_key, config, results["eval"])
       if sample_due:
-        for path in write_image_grids(family, parallel.local_copy(state), grid_inputs, keys["sample"],
-                                      os.path.join(workdir, "images"), step,
+        for path in write_image_grids(family, parallel.local_copy(state), grid_inputs,
+                                      keys["sample"], os.path.join(workdir, "images"), step,
                                       train_cfg.num_samples):
           writer.write_image(step, os.path.basename(path).split("_")[0], path)
       if interrupted_by:

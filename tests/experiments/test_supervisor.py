@@ -29,22 +29,26 @@ def _supervise(child_script, process_id=1, num_processes=2):
                           stderr=subprocess.PIPE)
 
 
-ABORTING_CHILD = textwrap.dedent("""
+ABORTING_CHILD = textwrap.dedent(r"""
     import os, sys
     assert os.environ["AIGC_JAX_SUPERVISED"] == "1"
-    print("[Gloo] Rank [Gloo] Rank 1 is connected to 1 peer ranks. Expected number of connected peer ranks is : 1")
-    print("0 is connected to 1 peer ranks. Expected number of connected peer ranks is : 1")
-    print("")
+    chatter = "is connected to 1 peer ranks. Expected number of connected peer ranks is : 1"
+    print(f"[Gloo] Rank [Gloo] Rank 1 {chatter}\n0 {chatter}\n")  # Two threads at once.
     print("summary line", flush=True)
-    sys.stderr.write("progress\\r50%\\rwarning: a real warning\\n60%")
-    sys.stderr.write("E1125 12:21:45.265404   26388 coordination_service_agent.cc:289] Polled an error\\n")
+    sys.stderr.write("progress\r50%\rwarning: a real warning\n60%")
+    sys.stderr.write("E1125 12:21:45.265404   26388 coordination_service.cc:1549] Use error "
+                     "polling: UNAVAILABLE: The following tasks are unhealthy (stopped sending "
+                     "heartbeats):\n1\nThe tasks have crashed. Check the task logs.\n")
+    sys.stderr.write("E1125 12:21:45.265404   26388 coordination_service_agent.cc:289] "
+                     "Polled an error\n")
     sys.stderr.write("F1125 12:21:45.265446   26388 client.h:80] Terminating process because the "
                      "JAX distributed service detected fatal errors. This most likely indicates "
-                     "that another task died\\n*** Check failure stack trace: ***\\n"
-                     "    @     0x7f95b84eb505  std::_Function_handler<>::_M_invoke()\\n")
+                     "that another task died\n*** Check failure stack trace: ***\n"
+                     "    @     0x7f95b84eb505  std::_Function_handler<>::_M_invoke()\n")
     sys.stderr.flush()
     os.abort()
 """)
+
 
 
 def test_fatal_runtime_abort_becomes_one_line_and_exit_69():
