@@ -14,6 +14,7 @@ The rest are the few cross-process agreements the loop needs: a barrier, a messa
 process 0 to all (the workdir lock's verdict), and the recognition of a lost peer.
 """
 import dataclasses
+import logging
 import os
 import re
 from typing import Optional
@@ -109,7 +110,8 @@ def initialize(settings: Settings) -> bool:
 
   Must run before anything touches a JAX backend. With explicit values JAX uses them; with
   `auto` it fills the missing ones from the cluster it detects (Cloud TPU, SLURM, Open MPI,
-  Kubernetes); values it cannot find are a DistributedSetupError.
+  Kubernetes); values it cannot find are a DistributedSetupError. Processes other than 0
+  then print no events (`console.event`), only warnings and errors.
   """
   if not settings.requested:
     return False
@@ -126,6 +128,9 @@ def initialize(settings: Settings) -> bool:
         "--coordinator_address, --num_processes and --process_id (or set JAX_COORDINATOR_ADDRESS, "
         "JAX_NUM_PROCESSES, JAX_PROCESS_ID), or run under SLURM / on a TPU pod with "
         "--distributed.") from e
+  if jax.process_index() != 0:  # Events are process 0's to tell; warnings stay everyone's.
+    from aigc_jax import console  # pylint: disable=import-outside-toplevel
+    console.LOGGER.setLevel(logging.WARNING)
   return True
 
 

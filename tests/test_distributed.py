@@ -1,6 +1,7 @@
 """Starting JAX's distributed runtime only when asked, from flags or the environment, and
 one-line errors for settings that cannot work (the real multi-process runs are in
 tests/experiments/test_multiprocess.py)."""
+import logging
 import re
 
 import jax
@@ -35,6 +36,19 @@ def test_flags_then_environment_reach_jax(calls, monkeypatch):
   assert distributed.initialize(settings) is True
   assert calls == [dict(coordinator_address="10.0.0.1:1234", num_processes=4, process_id=2,
                         initialization_timeout=300, heartbeat_timeout_seconds=7)]
+
+
+def test_processes_other_than_0_print_no_events(calls, monkeypatch):
+  from aigc_jax import console
+  monkeypatch.setattr(jax, "process_index", lambda: 1)
+  level = console.LOGGER.level
+  try:
+    distributed.initialize(distributed.settings_from(coordinator_address="h:1",
+                                                     num_processes=2, process_id=1))
+    assert not console.LOGGER.isEnabledFor(logging.INFO)
+    assert console.LOGGER.isEnabledFor(logging.WARNING)
+  finally:
+    console.LOGGER.setLevel(level)  # setLevel, not setattr: the logger caches levels.
 
 
 def test_auto_detection_passes_nothing_but_the_timeouts(calls):
