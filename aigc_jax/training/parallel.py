@@ -16,6 +16,14 @@ per device and average with collectives over `noise.BATCH_AXIS`.
 
 The modes give the same numbers (tests/training/test_parallel.py) and read each other's
 checkpoints, so a run may resume under another mode.
+
+In a multi-process run (`aigc_jax.distributed`) each process passes its own
+`[local_devices, per_device, ...]` slice of the global batch. "shard_map" assembles global
+arrays from them (`jax.make_array_from_process_local_data`) on a mesh of every device of every
+process; "pmap" maps over each process's local devices while its collectives and
+`axis_index` span all processes. Either way device d of the run holds examples
+`d * per_device ...` of the global batch, so noise and results equal a single-process run's
+(tests/experiments/test_multiprocess.py).
 """
 import abc
 from typing import Any, Callable
