@@ -72,9 +72,10 @@ def _finish(processes, timeout=TIMEOUT_S):
   return results
 
 
-def _wait_for_training(workdir, processes, timeout=TIMEOUT_S):
-  """Returns once the run logged its first training row (it is mid-run)."""
-  path = os.path.join(workdir, "metrics.jsonl")
+def _wait_for_training(workdir, processes, timeout=TIMEOUT_S, path="metrics.jsonl"):
+  """Returns once the run logged its first training row (it is mid-run), or once `path` in
+  the workdir is not empty."""
+  path = os.path.join(workdir, path)
   deadline = time.monotonic() + timeout
   while time.monotonic() < deadline:
     if os.path.exists(path) and os.path.getsize(path) > 0:
@@ -188,8 +189,9 @@ def contested_then_killed(tmp_path_factory, data_dir):
   workdir = str(tmp_path_factory.mktemp("contested"))
   first = _launch(workdir, data_dir, num_steps=10**6)
   try:
-    _wait_for_training(workdir, first)
+    _wait_for_training(workdir, first, path="run.lock")  # The holder's record is written.
     second = _finish(_launch(workdir, data_dir))
+    _wait_for_training(workdir, first)
     first[1].kill()
     killed_at = time.monotonic()
     survivor = _finish(first[:1], timeout=60)[0]
