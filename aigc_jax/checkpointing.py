@@ -523,7 +523,7 @@ def _load_for_inference_step(manager, directory: str, step: int, get_family: Cal
   config = ml_collections.ConfigDict(manager.restore(
       step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"])
   family = get_family(config, data.get_dataset_spec(config.dataset.name).image_shape)
-  template = family.init(jax.random.PRNGKey(0))
+  template = jax.jit(family.init)(jax.random.PRNGKey(0))  # One compile, not one per op.
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   wanted = {"train_state": _without_optimizer(
       abstract_state_tree(jax.eval_shape(lambda: template), jax.random.PRNGKey(0),

@@ -72,7 +72,7 @@ def bare_step(name: str, devices: Optional[Sequence] = None, seed: int = 0,
   batch = parallel.put_batch(host_batch)
   key = jax.device_put(jax.random.PRNGKey(seed + 1), parallel.replicated_sharding)
   train_step = parallel.compile_train_step(family.train_step)
-  state = parallel.put_state(family.init(jax.random.PRNGKey(seed)))
+  state = parallel.put_state(jax.jit(family.init)(jax.random.PRNGKey(seed)))
 
   holder = {"state": state}
 

@@ -275,3 +275,18 @@ def test_catalog_dataset_read_through_tfds_mock(tmp_path):
   assert train_batch["image"].shape == (D, 2, 28, 28, 1)
   assert 0 <= train_batch["label"].min() and train_batch["label"].max() < 10
   assert not list(tmp_path.iterdir())  # Mocked: nothing downloaded or prepared.
+
+
+def test_train_indices_are_the_seeded_epoch_permutations_run_on_across_epochs():
+  from aigc_jax.data.pipeline import _IndexBatches  # pylint: disable=import-outside-toplevel
+  size, batch_size, seed = 10, 4, 7
+  # Reference: epoch e visits the split in the order rng([seed, e]).permutation(size); the
+  # batches cut that stream of indices in fours, across epoch ends.
+  stream = np.concatenate([np.random.default_rng([seed, e]).permutation(size)
+                           for e in range(4)])
+  batches = _IndexBatches(size, batch_size, seed)
+  for i in range(9):
+    np.testing.assert_array_equal(batches[i], stream[i * batch_size:(i + 1) * batch_size])
+  assert len(_IndexBatches(size, batch_size, seed, num_epochs=3)) == 7  # 30 // 4: last 2 dropped.
+  np.testing.assert_array_equal(_IndexBatches(size, batch_size, None)[2], [8, 9, 10, 11])
+  assert len(_IndexBatches(size, batch_size, None)) == 3  # Eval: padded to whole batches.

@@ -62,8 +62,8 @@ def test_readme_main_job_runs_end_to_end(tmp_path):
     ("--config.model.likelihood=poisson", "Unknown likelihood 'poisson'; valid choices are: "
      "bernoulli, gaussian."),
     ("--config.optimizer.name=adamm", "Unknown optimizer 'adamm'"),
-    ("--config.train.parallel=pjit", "Unknown parallel mode 'pjit'; valid choices are: pmap, "
-     "shard_map."),
+    ("--config.train.parallel=pjit", "Unknown parallel mode 'pjit'; valid choices are: auto, "
+     "pmap, shard_map."),
 ])
 def test_bad_names_and_keys_give_one_line_errors(tmp_path, override, expected):
   result = _train(tmp_path, override, "--config.train.num_steps=1")
