@@ -135,6 +135,7 @@ def initialize(settings: Settings) -> bool:
 
 
 def is_multiprocess() -> bool:
+  """Whether this run has more than one process (starts JAX's backends if not yet)."""
   import jax  # pylint: disable=import-outside-toplevel
   return jax.process_count() > 1
 
@@ -165,7 +166,7 @@ def message_from_process_0(message: str) -> str:
   buffer[4:4 + len(encoded)] = np.frombuffer(encoded, np.uint8)
   received = np.asarray(multihost_utils.broadcast_one_to_all(buffer))
   length = int(np.frombuffer(received[:4].tobytes(), np.uint32)[0])
-  return received[4:4 + length].tobytes().decode("utf-8")
+  return received[4:4 + length].tobytes().decode("utf-8", errors="replace")
 
 
 # What a collective or the coordination service says when another process is gone.
