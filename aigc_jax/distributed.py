@@ -17,6 +17,8 @@ import dataclasses
 import logging
 import os
 import re
+import signal
+import threading
 from typing import Optional
 
 from aigc_jax.errors import UserError
@@ -128,6 +130,11 @@ def initialize(settings: Settings) -> bool:
         "--coordinator_address, --num_processes and --process_id (or set JAX_COORDINATOR_ADDRESS, "
         "JAX_NUM_PROCESSES, JAX_PROCESS_ID), or run under SLURM / on a TPU pod with "
         "--distributed.") from e
+  # JAX's preemption notifier has taken SIGTERM, which then no longer ends the process; give
+  # it back its default action until the training loop installs its own handler (in the
+  # main thread only: elsewhere Python cannot set handlers).
+  if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
   if jax.process_index() != 0:  # Events are process 0's to tell; warnings stay everyone's.
     from aigc_jax import console  # pylint: disable=import-outside-toplevel
     console.LOGGER.setLevel(logging.WARNING)

@@ -3,6 +3,7 @@ one-line errors for settings that cannot work (the real multi-process runs are i
 tests/experiments/test_multiprocess.py)."""
 import logging
 import re
+import signal
 
 import jax
 import pytest
@@ -49,6 +50,16 @@ def test_processes_other_than_0_print_no_events(calls, monkeypatch):
     assert console.LOGGER.isEnabledFor(logging.WARNING)
   finally:
     console.LOGGER.setLevel(level)  # setLevel, not setattr: the logger caches levels.
+
+
+def test_sigterm_ends_the_process_again_after_initialisation(calls):
+  """JAX's preemption notifier takes SIGTERM; until the loop's handler, it must still kill."""
+  previous = signal.signal(signal.SIGTERM, lambda *args: None)  # Stands in for JAX's.
+  try:
+    distributed.initialize(distributed.Settings(auto=True))
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+  finally:
+    signal.signal(signal.SIGTERM, previous)
 
 
 def test_auto_detection_passes_nothing_but_the_timeouts(calls):
