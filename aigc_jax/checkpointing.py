@@ -36,7 +36,7 @@ import ml_collections
 import orbax.checkpoint as ocp
 import tensorstore
 
-from aigc_jax import console
+from aigc_jax import console, distributed
 from aigc_jax.errors import UserError
 
 LATEST_DIR = "checkpoints"
@@ -136,9 +136,43 @@ def _remove_incomplete_saves(directory: str) -> None:
       shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
+class _DataHandler(grain.checkpoint.CheckpointHandler):
+  """grain's handler, which writes one file per process (`process_<i>-of-<n>.json`), reading
+  a checkpoint saved by another number of processes too.
+
+  The input pipeline's state is the number of global batches read (`{"next_index": k}`),
+  the same on every process (process p reads the p-th slice of each global batch), so any
+  process may start from process 0's file.
+  """
+
+  def restore(self, directory, item=None, args=None):
+    index, count = jax.process_index(), jax.process_count()
+    if (directory / f"process_{index}-of-{count}.json").exists():
+      return super().restore(directory, item=item, args=args)
+    item = item or args.item
+    saved = sorted(directory.glob("process_0-of-*.json"))
+    if not saved:
+      raise ValueError(f"No data iterator state in {directory}.")
+    state = saved[0].read_text()
+    item.set_state(json.loads(state) if isinstance(item, grain.DatasetIterator)
+                   else state.encode())
+    item.start_prefetch()
+    return item
+
+
+@ocp.args.register_with_handler(_DataHandler, for_save=True)
+class _DataSave(grain.checkpoint.CheckpointSave):
+  """Saves the data iterator's state through `_DataHandler`."""
+
+
+@ocp.args.register_with_handler(_DataHandler, for_restore=True)
+class _DataRestore(grain.checkpoint.CheckpointRestore):
+  """Restores the data iterator's state through `_DataHandler`."""
+
+
 def _item_handlers() -> Dict[str, Any]:
   """Handlers of the named items, so a new process can read metadata before any save."""
-  return {"state": ocp.PyTreeCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler(),
+  return {"state": ocp.PyTreeCheckpointHandler(), "data": _DataHandler(),
           "config": ocp.JsonCheckpointHandler(), "metrics": ocp.JsonCheckpointHandler()}
 
 
@@ -253,6 +287,7 @@ class Checkpointer:
     self.best_metric = best_metric
     for directory in (self.directory, self.best_directory):
       _remove_incomplete_saves(directory)
+    distributed.barrier("incomplete saves removed")  # Process 0 removed them.
     self._latest = self._manager(self.directory, ocp.CheckpointManagerOptions(
         max_to_keep=keep_last, enable_async_checkpointing=async_save, create=True,
         cleanup_tmp_directories=True))
@@ -314,7 +349,7 @@ class Checkpointer:
     tree = state_tree(state, rng)
     args = ocp.args.Composite(
         state=ocp.args.PyTreeSave(tree),
-        data=grain.checkpoint.CheckpointSave(data_state),
+        data=_DataSave(data_state),
         config=ocp.args.JsonSave(_config_json(config)),
         metrics=ocp.args.JsonSave(dict(metrics or {})))
     self._write(self._latest, step, args, tree)
@@ -382,7 +417,7 @@ class Checkpointer:
             state=ocp.args.PyTreeRestore(
                 item=abstract_tree,
                 restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_tree)),
-            data=grain.checkpoint.CheckpointRestore(data_iterator)))
+            data=_DataRestore(data_iterator)))
       except Exception as e:  # Damage the scan cannot see (corrupted bytes).
         failures.append(step)
         self._set_aside_damaged(step, e)
@@ -397,25 +432,35 @@ class Checkpointer:
     return None
 
   def _set_aside_damaged(self, step: int, error: BaseException) -> None:
-    """Moves a damaged step out of the way of new saves, into `workdir/discarded/`; one line."""
-    if jax.process_index() != 0:
-      return
-    target = os.path.join(os.path.dirname(self.directory), DISCARDED_DIR,
-                          f"damaged-step-{step}-{_timestamp()}")
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    shutil.move(os.path.join(self.directory, str(step)), target)
-    console.warning(f"Checkpoint {self.directory}/{step} is damaged ({_damage(error)}); moved "
-                    f"it to {target} and trying the previous one.")
+    """Moves a damaged step out of the way of new saves, into `workdir/discarded/`; one line.
+
+    Every process calls it (each found the same damage): process 0 moves, all reload."""
+    if jax.process_index() == 0:
+      target = os.path.join(os.path.dirname(self.directory), DISCARDED_DIR,
+                            f"damaged-step-{step}-{_timestamp()}")
+      os.makedirs(os.path.dirname(target), exist_ok=True)
+      shutil.move(os.path.join(self.directory, str(step)), target)
+      console.warning(f"Checkpoint {self.directory}/{step} is damaged ({_damage(error)}); "
+                      f"moved it to {target} and trying the previous one.")
+    distributed.barrier(f"damaged step {step} set aside")
     self._latest.reload()
 
   def set_aside_best_after(self, step: int) -> List[int]:
     """Moves best checkpoints of steps after `step` into `workdir/discarded/`.
 
     A run resumed from `step` recomputes those steps; their old best saves belong to the
-    lost part of the run (and would clash with the new saves of the same steps).
+    lost part of the run (and would clash with the new saves of the same steps). Every
+    process calls it: process 0 moves them (and returns their steps), all reload.
     """
-    if jax.process_index() != 0 or not os.path.isdir(self.best_directory):
-      return []
+    later = []
+    if jax.process_index() == 0 and os.path.isdir(self.best_directory):
+      later = self._move_best_after(step)
+    distributed.barrier(f"best after {step} set aside")
+    if self._best is not None:
+      self._best.reload()
+    return later
+
+  def _move_best_after(self, step: int) -> List[int]:
     later = sorted(int(n) for n in os.listdir(self.best_directory)
                    if n.isdigit() and int(n) > step)
     if later:
@@ -425,8 +470,6 @@ class Checkpointer:
       for best_step in later:
         shutil.move(os.path.join(self.best_directory, str(best_step)),
                     os.path.join(target, str(best_step)))
-      if self._best is not None:
-        self._best.reload()
       console.event(f"Moved the best checkpoints of steps {', '.join(map(str, later))}, after "
                     f"the resumed step, to {target}.")
     return later
@@ -481,7 +524,7 @@ def _load_for_inference_step(manager, directory: str, step: int, get_family: Cal
       step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"])
   family = get_family(config, data.get_dataset_spec(config.dataset.name).image_shape)
   template = jax.jit(family.init)(jax.random.PRNGKey(0))  # One compile, not one per op.
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   wanted = {"train_state": _without_optimizer(
       abstract_state_tree(jax.eval_shape(lambda: template), jax.random.PRNGKey(0),
                           device)["train_state"])}
@@ -501,7 +544,8 @@ def load_for_inference(workdir: str, step: Optional[int] = None, *, best: bool =
                        get_family: Optional[Callable] = None) -> Tuple[Any, Any, Any, int]:
   """Loads what sampling and evaluation need from a run: config, parameters, BatchNorm stats.
 
-  Optimiser states are not read. Arrays land on the default device. Nothing in the workdir
+  Optimiser states are not read. Arrays land on this process's first device; in a
+  multi-process run this process reads alone (no barriers with the others). Nothing in the workdir
   is changed, and the run may be training meanwhile: a step that training rotates away
   (it keeps the newest `checkpoint.keep_last`) while it is read is not damaged; the steps
   are listed again and the newest one read instead.
@@ -524,8 +568,12 @@ def load_for_inference(workdir: str, step: Optional[int] = None, *, best: bool =
                           f"python -m experiments.train --workdir {workdir}.")
   # Not `read_only=True`: orbax then warns "Given directory is read only" about any directory.
   # Without `create`, `max_to_keep` or a save, this manager writes nothing.
+  # This process alone reads (in a multi-process run, process 0 evaluates while the others
+  # wait): orbax would otherwise wait at barriers for every process.
   manager = _open_manager(directory, ocp.CheckpointManagerOptions(
-      create=False, enable_async_checkpointing=False))
+      create=False, enable_async_checkpointing=False,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(
+          primary_host=jax.process_index(), active_processes={jax.process_index()})))
   try:
     damaged = set()
     for _ in range(10):  # Each pass re-lists after a step vanished under us.

@@ -1,7 +1,8 @@
 """What the experiment entry points share: flag parsing, quiet library logs, and one-line errors.
 
 Exit codes: 0 done, 2 a user error (one line `error: ...` on stderr), 75 interrupted and
-saved (rerun to resume), 130 stopped by Ctrl-C before training started, 1 a bug (traceback).
+saved (rerun to resume), 69 another process of a multi-process run died (rerun them all to
+resume), 130 stopped by Ctrl-C before training started, 1 a bug (traceback).
 """
 import os
 import re
@@ -144,5 +145,78 @@ def run_reporting_user_errors(fn, *args, **kwargs):
     if interrupts is not None and isinstance(e, interrupts.TrainingInterrupted):
       print(str(e), file=sys.stderr)
       sys.exit(interrupts.EXIT_CODE_INTERRUPTED)
+    distributed = sys.modules.get("aigc_jax.distributed")
+    if distributed is not None and distributed.is_peer_failure(e):
+      import jax  # pylint: disable=import-outside-toplevel
+      message = distributed.peer_lost_message(
+          distributed.peer_failure_detail(e), jax.process_index(), jax.process_count())
+      import tqdm  # pylint: disable=import-outside-toplevel
+      tqdm.tqdm.write(f"error: {message}", file=sys.stderr)  # Below any progress bar.
+      sys.stderr.flush()
+      sys.stdout.flush()
+      # Not sys.exit: the runtime's shutdown at exit would wait for the dead peer.
+      os._exit(distributed.EXIT_CODE_PEER_LOST)  # pylint: disable=protected-access
     raise
   return None
+
+
+# ---- Multi-process runs (aigc_jax.distributed) ----
+
+def define_distributed_flags():
+  """The flags that turn a command into one process of a multi-process run.
+
+  Each falls back to its environment variable; with none of them set, the command runs as a
+  single process and JAX's distributed runtime is never started.
+  """
+  flags.DEFINE_bool(
+      "distributed", False, "Start JAX's distributed runtime, detecting the missing settings "
+      "from the cluster (Cloud TPU pod slice, SLURM, Open MPI, Kubernetes).")
+  flags.DEFINE_string(
+      "coordinator_address", None, "HOST:PORT of process 0 of a multi-process run (default: "
+      "$JAX_COORDINATOR_ADDRESS); setting it starts JAX's distributed runtime.")
+  flags.DEFINE_integer("num_processes", None, "Processes in the run (default: "
+                       "$JAX_NUM_PROCESSES).")
+  flags.DEFINE_integer("process_id", None, "This process's index, 0 to num_processes - 1 "
+                       "(default: $JAX_PROCESS_ID).")
+  flags.DEFINE_integer(
+      "heartbeat_timeout", 100, "Seconds without a heartbeat after which a process of a "
+      "multi-process run counts as dead and the others stop (exit 69).")
+  flags.DEFINE_integer(
+      "initialization_timeout", 300, "Seconds the processes of a multi-process run wait for "
+      "each other to start.")
+
+
+def distributed_settings():
+  """The parsed distributed flags (with their environment fallbacks), or one line."""
+  from aigc_jax import distributed  # pylint: disable=import-outside-toplevel
+  values = flags.FLAGS
+  return run_reporting_user_errors(
+      distributed.settings_from, auto=values.distributed,
+      coordinator_address=values.coordinator_address, num_processes=values.num_processes,
+      process_id=values.process_id, heartbeat_timeout_s=values.heartbeat_timeout,
+      initialization_timeout_s=values.initialization_timeout)
+
+
+_SUPERVISED_ENV = "AIGC_JAX_SUPERVISED"
+
+
+def start_distributed(settings) -> None:
+  """Initialises JAX's distributed runtime if `settings` ask for it (see `supervise`)."""
+  from aigc_jax import distributed  # pylint: disable=import-outside-toplevel
+  run_reporting_user_errors(distributed.initialize, settings)
+
+
+def supervise(settings) -> None:
+  """Runs this same command as a child process and watches it; returns only in the child.
+
+  JAX ends a process whose peer died with an abort (exit 134) and a page of C++ stack trace,
+  or a process waits in a collective for the dead peer. Supervised, the user sees one line
+  instead (`error: process 1 of 2: another process of this run died...`) and the exit code
+  `distributed.EXIT_CODE_PEER_LOST` (69). SIGTERM and SIGINT are passed on to the child (which
+  saves and exits 75); the child is killed if this process dies. Only multi-process runs are
+  supervised; `AIGC_JAX_SUPERVISED` marks the child.
+  """
+  if not settings.requested or os.environ.get(_SUPERVISED_ENV):
+    return
+  from experiments import supervisor  # pylint: disable=import-outside-toplevel
+  sys.exit(supervisor.run_child(settings, _SUPERVISED_ENV))

@@ -7,6 +7,8 @@
 Writes settings.json, eval.json, eval.md and hallucinated.png under
 <workdir>/eval/step_<N>/samples_<n>_seed_<s>_<hash>/ (one folder per set of settings). The
 run may be training meanwhile. Exit code 2 is a user error (one line on stderr).
+Launched as several processes (the flags of experiments.train's multi-process runs), process
+0 evaluates on its own devices and the others wait for it.
 """
 from absl import app, flags
 
@@ -23,10 +25,20 @@ _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the samples and of KID's subsets.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir (default: the run's).")
 _EVAL_DIR = flags.DEFINE_string("eval_dir", None, "Where reports go (default: <workdir>/eval).")
+cli.define_distributed_flags()
 
 
 def main(argv):
   cli.no_positional_arguments(argv)
+  settings = cli.distributed_settings()
+  cli.supervise(settings)
+  cli.start_distributed(settings)
+  if settings.requested:
+    import jax  # pylint: disable=import-outside-toplevel
+    if jax.process_index() != 0:  # Process 0 evaluates on its own devices; the others wait.
+      from aigc_jax import distributed  # pylint: disable=import-outside-toplevel
+      distributed.barrier("evaluation done")
+      return
   from aigc_jax.evaluation import report  # After flag parsing, so jax sees the final flags.
   results = cli.run_reporting_user_errors(
       report.evaluate_run, _WORKDIR.value, classifier_workdir=_CLASSIFIER_WORKDIR.value,
@@ -37,6 +49,9 @@ def main(argv):
   written = "eval.json, eval.md and hallucinated.png" if "generation" in results else (
       "eval.json and eval.md")
   print(f"Wrote {written} in {results['output_dir']}.")
+  if settings.requested:
+    from aigc_jax import distributed  # pylint: disable=import-outside-toplevel
+    distributed.barrier("evaluation done")
 
 
 if __name__ == "__main__":

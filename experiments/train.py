@@ -9,6 +9,11 @@ over); a resume may change only the keys in `aigc_jax.config_rules.CHANGEABLE_ON
 unless --allow_config_change. One run per workdir (a second one is refused). SIGTERM /
 SIGINT save a checkpoint and exit with code 75; exit code 2 is a user error (one line on
 stderr), 1 a bug (traceback). Library logs: --verbosity=0 (INFO) or 1 (DEBUG).
+
+One process of a multi-process run (README, "Launch on many machines"): the same command on
+every process, with --coordinator_address, --num_processes, --process_id (or the JAX_*
+environment variables) or --distributed (SLURM, TPU pods); exit code 69 when another process
+of the run died.
 """
 import os
 
@@ -28,6 +33,7 @@ _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
     "optimizer, seed, batch size...) differ from the checkpoint's; the changes are recorded "
     "in <workdir>/resumes.jsonl.")
 _CONFIG = cli.define_config_flag(_DEFAULT_CONFIG)
+cli.define_distributed_flags()
 
 
 def main(argv):
@@ -35,6 +41,9 @@ def main(argv):
   config = cli.config_value(_CONFIG)
   from aigc_jax import config_rules  # pylint: disable=import-outside-toplevel
   cli.run_reporting_user_errors(config_rules.check_config, config)  # Before jax starts.
+  settings = cli.distributed_settings()
+  cli.supervise(settings)  # A multi-process run: from here on, in the supervised child.
+  cli.start_distributed(settings)
   from aigc_jax import training  # After flag parsing, so jax starts with the final XLA_FLAGS.
   cli.run_reporting_user_errors(training.train_and_evaluate, config, _WORKDIR.value,
                                 fresh=_FRESH.value,

@@ -16,6 +16,14 @@ per device and average with collectives over `noise.BATCH_AXIS`.
 
 The modes give the same numbers (tests/training/test_parallel.py) and read each other's
 checkpoints, so a run may resume under another mode.
+
+In a multi-process run (`aigc_jax.distributed`) each process passes its own
+`[local_devices, per_device, ...]` slice of the global batch. "shard_map" assembles global
+arrays from them (`jax.make_array_from_process_local_data`) on a mesh of every device of every
+process; "pmap" maps over each process's local devices while its collectives and
+`axis_index` span all processes. Either way device d of the run holds examples
+`d * per_device ...` of the global batch, so noise and results equal a single-process run's
+(tests/experiments/test_multiprocess.py).
 """
 import abc
 from typing import Any, Callable
@@ -82,6 +90,33 @@ class DataParallel(abc.ABC):
     """Metrics (or any replicated output, on the device or fetched) -> one copy."""
     return tree
 
+  def to_replicated(self, state: Any) -> Any:
+    """Device state -> one logical copy with `replicated_sharding`: what checkpoints save.
+
+    In a multi-process run every process holds its part of one global array (orbax writes
+    it collectively); in a single-process run this is `get_state`.
+    """
+    return self.get_state(state)
+
+  def local_copy(self, state: Any) -> Any:
+    """Device state -> one copy on this process's devices, for computations that only this
+    process runs (process 0 drawing image grids). `get_state` in a single-process run."""
+    return self.get_state(state)
+
+  def count_flags(self, flag: bool) -> jax.Array:
+    """How many devices of the whole run (all processes) raised `flag`: a scalar int32 on the
+    device, not waited for. A collective: every process must call it in the same order."""
+    if self._flag_sum is None:
+      self._flag_sum = self._compile_flag_sum()
+    flags = np.full((self.num_local_devices, 1), int(flag), np.int32)
+    return self._flag_sum(self.put_batch(flags))
+
+  _flag_sum = None
+
+  @abc.abstractmethod
+  def _compile_flag_sum(self) -> Callable:
+    """The compiled `[local_devices, 1]` int32 device batch -> the global sum, shape []."""
+
 
 class PmapParallel(DataParallel):
   """`jax.pmap` over the local devices (all of them unless `devices` is given)."""
@@ -92,7 +127,14 @@ class PmapParallel(DataParallel):
     # compiled step (flax.jax_utils.replicate's layout differs and costs a second compile).
     mesh = Mesh(np.asarray(self._devices), (BATCH_AXIS,))
     self.sharding = NamedSharding(mesh, P(BATCH_AXIS))
-    self._replicated = NamedSharding(mesh, P())
+    self._local_replicated = NamedSharding(mesh, P())
+    # In a multi-process run pmap spans every process's devices (its collectives and
+    # axis_index are global) while each process feeds its own; checkpoints hold one copy
+    # replicated over all of them.
+    self._replicated = self._local_replicated
+    if devices is None and jax.process_count() > 1:
+      self._replicated = NamedSharding(Mesh(np.asarray(_devices_by_process()), (BATCH_AXIS,)),
+                                       P())
 
   @property
   def num_local_devices(self) -> int:
@@ -113,8 +155,20 @@ class PmapParallel(DataParallel):
   def get_state(self, state):
     return jax.tree.map(lambda x: x[0], state)
 
+  def to_replicated(self, state):
+    if self._replicated is self._local_replicated:
+      return self.get_state(state)
+    def one_global_copy(x):  # This process's copies become its part of the global array.
+      copies = [shard.data.reshape(x.shape[1:]) for shard in x.addressable_shards]
+      return jax.make_array_from_single_device_arrays(x.shape[1:], self._replicated, copies)
+    return jax.tree.map(one_global_copy, state)
+
   def put_batch(self, batch):
     return jax.device_put(batch, self.sharding)
+
+  def _compile_flag_sum(self):
+    count = jax.pmap(lambda f: jax.lax.psum(f[0], BATCH_AXIS), axis_name=BATCH_AXIS)
+    return lambda flags: count(flags)[0]
 
   def compile_train_step(self, step):
     return jax.pmap(step, axis_name=BATCH_AXIS, in_axes=(0, 0, None), donate_argnums=(0,))
@@ -133,7 +187,7 @@ class ShardMapParallel(DataParallel):
   """
 
   def __init__(self, devices=None):
-    self.mesh = Mesh(np.asarray(devices if devices is not None else jax.devices()),
+    self.mesh = Mesh(np.asarray(devices if devices is not None else _devices_by_process()),
                      (BATCH_AXIS,))
     self._replicated = NamedSharding(self.mesh, P())
     self._batch_sharding = NamedSharding(self.mesh, P(BATCH_AXIS))
@@ -152,9 +206,21 @@ class ShardMapParallel(DataParallel):
   def get_state(self, state):
     return state
 
+  def local_copy(self, state):
+    if jax.process_count() == 1:
+      return state
+    return jax.tree.map(lambda x: x.addressable_data(0), state)
+
   def put_batch(self, batch):
+    # Process p's [local_devices, ...] block becomes rows p * local_devices ... of the global
+    # [devices, ...] batch: the mesh lists each process's devices together, in process order,
+    # as the input pipeline hands process p the p-th slice of every global batch.
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(self._batch_sharding, x), batch)
+
+  def _compile_flag_sum(self):
+    return jax.jit(jax.shard_map(lambda f: jax.lax.psum(f[0, 0], BATCH_AXIS), mesh=self.mesh,
+                                 in_specs=P(BATCH_AXIS), out_specs=P(), check_vma=False))
 
   def _shard_mapped(self, step, out_specs):
     def per_device(state, batch, key):
@@ -168,6 +234,12 @@ class ShardMapParallel(DataParallel):
 
   def compile_eval_step(self, step):
     return jax.jit(self._shard_mapped(step, P()))
+
+
+def _devices_by_process():
+  """Every device of the run, each process's together, processes in order (device ids
+  within a process): the order of the global batch's rows."""
+  return sorted(jax.devices(), key=lambda d: (d.process_index, d.id))
 
 
 PARALLEL_MODES = Registry[Callable[[], DataParallel]]("parallel mode")

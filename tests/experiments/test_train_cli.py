@@ -88,6 +88,9 @@ def test_bad_names_and_keys_give_one_line_errors(tmp_path, override, expected):
     (["--workdir=", "--config.train.num_steps=1"],
      "error: --workdir is empty; pass a directory for the outputs"),
     (["extra_argument"], "error: Unexpected arguments: extra_argument "),
+    (["--num_processes=2", "--process_id=2", "--coordinator_address=localhost:1234"],
+     "error: --process_id is 2 but --num_processes is 2; process ids run from 0 to "
+     "num_processes - 1."),
 ])
 def test_bad_command_lines_are_one_line_and_exit_2(tmp_path, args, expected):
   no_get_config = tmp_path / "no_get_config.py"

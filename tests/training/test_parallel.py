@@ -121,3 +121,11 @@ def test_gan_variants_on_8_devices_match_one_device(name):
   else:
     batches = helpers.random_batches(NUM_STEPS, GLOBAL_BATCH, shape=(8, 8, 1))
   _assert_8_devices_match_1(config, batches)
+
+
+@pytest.mark.parametrize("on", [helpers.pmap_on, helpers.shard_map_on], ids=["pmap", "shard_map"])
+def test_flag_count_sums_over_every_device(on):
+  """The stop agreement of multi-process runs: each device's flag counted once."""
+  parallel = on(8)
+  assert int(jax.device_get(parallel.count_flags(True))) == 8
+  assert int(jax.device_get(parallel.count_flags(False))) == 0
