@@ -15,11 +15,14 @@ Each step holds the named items
 Orbax writes a step into a temporary directory and renames it when complete, and deletes old
 steps only after a new one has finished, so a save that fails half way leaves the previous
 checkpoints as they were. A damaged step (file removed, truncated, bit-flipped) is not
-noticed by orbax until it is read: `restore_latest` tries steps newest first and warns about
-each one it skips.
+noticed by orbax until it is read: `restore_latest` tries steps newest first and warns, in
+one line naming the file and the reason, about each one it skips. Array files are read once
+here, synchronously, before orbax reads them (`_verify_arrays`): orbax's concurrent reads
+stop at the first failure and leave the others reporting into a closed event loop.
 """
 import dataclasses
 import datetime
+import errno
 import json
 import os
 import re
@@ -31,12 +34,19 @@ import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
-from absl import logging
+import tensorstore
 
+from aigc_jax import console
 from aigc_jax.errors import UserError
 
 LATEST_DIR = "checkpoints"
 BEST_DIR = "checkpoints_best"
+DISCARDED_DIR = "discarded"
+_METADATA_BYTES = 256 * 1024  # Beside the arrays: metadata, config, metrics, data state.
+# Everything a run writes in its workdir (besides the lock and discarded/): what `--fresh`
+# and a restart from step 0 set aside.
+RUN_OUTPUTS = (LATEST_DIR, BEST_DIR, "config.json", "resumes.jsonl", "metrics.jsonl",
+               "tensorboard", "images", "eval")
 
 
 class CheckpointError(UserError):
@@ -49,10 +59,13 @@ class CheckpointMismatchError(CheckpointError):
 
 @dataclasses.dataclass(frozen=True)
 class Restored:
-  """What `restore_latest` gives back: the state tree (in the target's layout) and its step."""
+  """What `restore_latest` gives back: the state tree (in the target's layout), its step, the
+  config it was saved with (nested JSON dict) and the metrics saved beside it."""
   train_state: Dict[str, Any]
   rng: jax.Array
   step: int
+  config: Dict[str, Any]
+  metrics: Dict[str, float]
 
 
 def state_tree(state: Any, rng: jax.Array) -> Dict[str, Any]:
@@ -119,7 +132,7 @@ def _remove_incomplete_saves(directory: str) -> None:
     return
   for name in os.listdir(directory):
     if ".orbax-checkpoint-tmp" in name:
-      logging.warning("Removing %s/%s, a save that never finished.", directory, name)
+      console.event(f"Removing {directory}/{name}, a save that never finished.")
       shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
 
 
@@ -137,8 +150,8 @@ def _config_json(config: ml_collections.ConfigDict) -> Dict[str, Any]:
   return json.loads(config.to_json_best_effort())
 
 
-def _reason(error: BaseException) -> str:
-  """A short cause for an error message: the OS error if there is one, else its first line.
+def _os_reason(error: BaseException) -> Optional[str]:
+  """The operating system's reason behind an error ("No space left on device"), or None.
 
   Orbax and tensorstore wrap disk errors in long messages ending with `os_error_code='N'`.
   """
@@ -150,8 +163,75 @@ def _reason(error: BaseException) -> str:
     if code:
       return os.strerror(int(code.group(1)))
     seen = seen.__cause__ or seen.__context__
+  return None
+
+
+# tensorstore status codes of a damaged file, as the OS or a reader would say it.
+_STATUS_REASONS = {"NOT_FOUND": os.strerror(errno.ENOENT),
+                   "PERMISSION_DENIED": os.strerror(errno.EACCES),
+                   "DATA_LOSS": "corrupted data"}
+
+
+def _damage(error: BaseException) -> str:
+  """`<file>: <reason>` for a checkpoint read that failed, in one short line."""
+  if isinstance(error, OSError) and error.filename:
+    return f"{error.filename}: {error.strerror or error}"
   text = " ".join(str(error).split())
-  return f"{type(error).__name__}: {text[:200]}"
+  path = re.search(r'local file "([^"]+)"', text)
+  status = re.match(r"([A-Z_]+): ", text)
+  size = re.search(r"not valid for value of size (\d+)", text)
+  if size:
+    reason = f"truncated to {size.group(1)} bytes"
+  else:
+    reason = (_os_reason(error) or (status and _STATUS_REASONS.get(status.group(1)))
+              or f"{type(error).__name__}: {text.split(' [tensorstore_spec')[0][:160]}")
+  return f"{path.group(1)}: {reason}" if path else reason
+
+
+def _verify_arrays(step_dir: str) -> None:
+  """Reads every stored value of a step's `state` item once, here, or raises the read's error.
+
+  Orbax reads the arrays concurrently on an event loop it closes at the first failure; the
+  reads still in flight then report into the closed loop ("Event loop is closed" tracebacks).
+  Reading the OCDBT store synchronously first finds a removed or truncated file before orbax
+  does and names it. Costs one extra read of the checkpoint, at resume only.
+  """
+  item = os.path.join(step_dir, "state")
+  metadata = os.path.join(item, "_METADATA")
+  if not os.path.exists(metadata):
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), metadata)
+  if not os.path.exists(os.path.join(item, "manifest.ocdbt")):
+    return  # Not an OCDBT store: orbax reads it file by file and names the file itself.
+  store = tensorstore.KvStore.open(
+      {"driver": "ocdbt", "base": {"driver": "file", "path": item + "/"}}).result()
+  for key in store.list().result():
+    store.read(key).result()
+
+
+def _write_error(error: BaseException, step: int, directory: str) -> Exception:
+  """The error to raise for a failed checkpoint write: a one-line CheckpointError when the
+  operating system refused (disk full, read-only), else the original error (a bug)."""
+  reason = _os_reason(error)
+  if reason is None:
+    return error
+  return CheckpointError(
+      f"Could not write the checkpoint of step {step} to {directory} ({reason}); free disk "
+      "space or make the workdir writable. Earlier checkpoints are untouched.")
+
+
+class _IteratorState:
+  """A data iterator's state taken when `save` is called, in the form grain's handler writes.
+
+  Taking it first keeps the saved position that of the saved step, and a failure to get it
+  happens here, before orbax has started writing the other items.
+  """
+
+  def __init__(self, iterator: Any):
+    state = iterator.get_state()
+    self._state = state if isinstance(state, bytes) else json.dumps(state, indent=4).encode()
+
+  def get_state(self) -> bytes:
+    return self._state
 
 
 class Checkpointer:
@@ -189,21 +269,37 @@ class Checkpointer:
       return _open_manager(directory, options)
     except OSError as e:
       raise CheckpointError(
-          f"Cannot create the checkpoint directory {directory} ({_reason(e)}); make the workdir "
-          "writable or choose another --workdir.") from e
+          f"Cannot create the checkpoint directory {directory} ({_os_reason(e) or e}); make the "
+          "workdir writable or choose another --workdir.") from e
 
   def steps(self) -> List[int]:
     """Steps of the complete checkpoints on disk, newest first (damaged ones included)."""
     self._latest.reload()
     return sorted(self._latest.all_steps(), reverse=True)
 
-  def _write(self, manager, step: int, args, metrics=None) -> None:
+  @staticmethod
+  def _write(manager, step: int, args, tree, metrics=None) -> None:
+    """Saves `args` at `step`; `tree` is the state item, whose size is checked against the
+    free space first: orbax's writes stop at the first ENOSPC and leave the others reporting
+    into a closed event loop, so a save that cannot fit is refused before it starts."""
+    needed = sum(getattr(leaf, "nbytes", 8) for leaf in jax.tree.leaves(tree)) + _METADATA_BYTES
     try:
+      stats = os.statvfs(manager.directory)
+      free = stats.f_bavail * stats.f_frsize
+      if free < needed:
+        raise CheckpointError(
+            f"Could not write the checkpoint of step {step} to {manager.directory} "
+            f"({os.strerror(errno.ENOSPC)}: about {needed / 2**20:.1f} MiB needed, "
+            f"{free / 2**20:.1f} MiB free); free disk space or make the workdir writable. "
+            "Earlier checkpoints are untouched.")
       manager.save(step, args=args, metrics=metrics, force=True)
-    except Exception as e:  # Any failure of the write itself: disk full, read-only, ...
-      raise CheckpointError(
-          f"Could not write the checkpoint of step {step} to {manager.directory} ({_reason(e)}); free "
-          "disk space or make the workdir writable. Earlier checkpoints are untouched.") from e
+    except CheckpointError:
+      raise
+    except Exception as e:  # Disk full or read-only: one line; anything else is a bug.
+      error = _write_error(e, step, manager.directory)
+      if error is e:
+        raise
+      raise error from e
 
   def save(self, step: int, state: Any, rng: jax.Array, data_iterator: Any,
            config: ml_collections.ConfigDict, metrics: Optional[Dict[str, float]] = None):
@@ -211,41 +307,53 @@ class Checkpointer:
 
     `state` is one copy of the train state (any device layout with one logical copy).
     """
+    try:
+      data_state = _IteratorState(data_iterator)
+    except OSError as e:
+      raise _write_error(e, step, self.directory) from e
+    tree = state_tree(state, rng)
     args = ocp.args.Composite(
-        state=ocp.args.PyTreeSave(state_tree(state, rng)),
-        data=grain.checkpoint.CheckpointSave(data_iterator),
+        state=ocp.args.PyTreeSave(tree),
+        data=grain.checkpoint.CheckpointSave(data_state),
         config=ocp.args.JsonSave(_config_json(config)),
         metrics=ocp.args.JsonSave(dict(metrics or {})))
-    self._write(self._latest, step, args)
+    self._write(self._latest, step, args, tree)
 
   def save_best(self, step: int, state: Any, rng: jax.Array,
                 config: ml_collections.ConfigDict, metrics: Dict[str, float]) -> None:
     """Offers `step` to the best-by-`best_metric` checkpoints (kept only if among the best)."""
     if self._best is None:
       return
+    tree = state_tree(state, rng)
     args = ocp.args.Composite(
-        state=ocp.args.PyTreeSave(state_tree(state, rng)),
+        state=ocp.args.PyTreeSave(tree),
         config=ocp.args.JsonSave(_config_json(config)),
         metrics=ocp.args.JsonSave(dict(metrics)))
-    self._write(self._best, step, args, metrics=dict(metrics))
+    self._write(self._best, step, args, tree, metrics=dict(metrics))
 
   def wait(self) -> None:
     """Blocks until all started saves are on disk; a failed background write raises here."""
     for manager in filter(None, (self._latest, self._best)):
       try:
         manager.wait_until_finished()
-      except Exception as e:
+      except Exception as e:  # A background write failed: one line if the OS refused it.
+        reason = _os_reason(e)
+        if reason is None:
+          raise
         raise CheckpointError(
-            f"A checkpoint write to {manager.directory} failed ({_reason(e)}); free disk space or make "
-            "the workdir writable. Earlier checkpoints are untouched.") from e
+            f"A checkpoint write to {manager.directory} failed ({reason}); free disk space or "
+            "make the workdir writable. Earlier checkpoints are untouched.") from e
 
-  def restore_latest(self, abstract_tree: Dict[str, Any],
-                     data_iterator: Any) -> Optional[Restored]:
+  def restore_latest(self, abstract_tree: Dict[str, Any], data_iterator: Any,
+                     check_config: Optional[Callable[[Dict[str, Any], int], None]] = None
+                     ) -> Optional[Restored]:
     """Restores the newest readable checkpoint into `abstract_tree`'s shardings.
 
     Args:
       abstract_tree: `abstract_state_tree(...)` of the state this run builds.
       data_iterator: a fresh grain iterator; its state is set to the checkpoint's.
+      check_config: `(saved config as a JSON dict, step) -> None`, called with the config
+        of the checkpoint about to be restored, before its arrays are read; may raise.
 
     Returns:
       None when there is no checkpoint; otherwise the restored state tree and step.
@@ -258,46 +366,70 @@ class Checkpointer:
     for step in steps:
       where = f"{self.directory}/{step}"
       try:
-        saved = _saved_shapes(self._latest.item_metadata(step)["state"])
-      except Exception as e:  # Damaged step: metadata missing or unreadable.
-        failures.append(self._skip(where, e))
-        self._set_aside_damaged(step)
+        _verify_arrays(where)
+        saved_shapes = _saved_shapes(self._latest.item_metadata(step)["state"])
+        items = self._latest.restore(step, args=ocp.args.Composite(
+            config=ocp.args.JsonRestore(), metrics=ocp.args.JsonRestore()))
+      except Exception as e:  # Damaged step: a file missing, truncated or unreadable.
+        failures.append(step)
+        self._set_aside_damaged(step, e)
         continue
-      _check_matches(saved, abstract_tree, where)
+      if check_config is not None:
+        check_config(items["config"], step)
+      _check_matches(saved_shapes, abstract_tree, where)
       try:
         restored = self._latest.restore(step, args=ocp.args.Composite(
             state=ocp.args.PyTreeRestore(
                 item=abstract_tree,
                 restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_tree)),
             data=grain.checkpoint.CheckpointRestore(data_iterator)))
-      except Exception as e:  # Damaged array data: truncated, removed or corrupted files.
-        failures.append(self._skip(where, e))
-        self._set_aside_damaged(step)
+      except Exception as e:  # Damage the scan cannot see (corrupted bytes).
+        failures.append(step)
+        self._set_aside_damaged(step, e)
         continue
       state = restored["state"]
-      return Restored(train_state=state["train_state"], rng=state["rng"], step=step)
+      return Restored(train_state=state["train_state"], rng=state["rng"], step=step,
+                      config=items["config"], metrics=dict(items["metrics"] or {}))
     if failures:
       raise CheckpointError(
           f"None of the checkpoints in {self.directory} (steps {', '.join(map(str, steps))}) "
           "can be read (each was moved to discarded/); rerun with --fresh to start over.")
     return None
 
-  def _set_aside_damaged(self, step: int) -> None:
-    """Moves a damaged step out of the way of new saves, into `workdir/discarded/`."""
+  def _set_aside_damaged(self, step: int, error: BaseException) -> None:
+    """Moves a damaged step out of the way of new saves, into `workdir/discarded/`; one line."""
     if jax.process_index() != 0:
       return
-    target = os.path.join(os.path.dirname(self.directory), "discarded",
+    target = os.path.join(os.path.dirname(self.directory), DISCARDED_DIR,
                           f"damaged-step-{step}-{_timestamp()}")
     os.makedirs(os.path.dirname(target), exist_ok=True)
     shutil.move(os.path.join(self.directory, str(step)), target)
-    logging.warning("Moved the damaged checkpoint of step %d to %s.", step, target)
+    console.warning(f"Checkpoint {self.directory}/{step} is damaged ({_damage(error)}); moved "
+                    f"it to {target} and trying the previous one.")
     self._latest.reload()
 
-  @staticmethod
-  def _skip(where: str, error: Exception) -> str:
-    logging.warning("Checkpoint %s is damaged and was skipped (%s); trying an older one.",
-                    where, _reason(error))
-    return where
+  def set_aside_best_after(self, step: int) -> List[int]:
+    """Moves best checkpoints of steps after `step` into `workdir/discarded/`.
+
+    A run resumed from `step` recomputes those steps; their old best saves belong to the
+    lost part of the run (and would clash with the new saves of the same steps).
+    """
+    if jax.process_index() != 0 or not os.path.isdir(self.best_directory):
+      return []
+    later = sorted(int(n) for n in os.listdir(self.best_directory)
+                   if n.isdigit() and int(n) > step)
+    if later:
+      target = os.path.join(os.path.dirname(self.directory), DISCARDED_DIR,
+                            f"best-after-step-{step}-{_timestamp()}")
+      os.makedirs(target)
+      for best_step in later:
+        shutil.move(os.path.join(self.best_directory, str(best_step)),
+                    os.path.join(target, str(best_step)))
+      if self._best is not None:
+        self._best.reload()
+      console.event(f"Moved the best checkpoints of steps {', '.join(map(str, later))}, after "
+                    f"the resumed step, to {target}.")
+    return later
 
   def close(self) -> None:
     """Waits for pending saves, then releases orbax's threads."""
@@ -312,27 +444,67 @@ def _timestamp() -> str:
   return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
-def set_aside_previous_run(workdir: str) -> Optional[str]:
-  """Moves an earlier run's checkpoints and logs into `workdir/discarded/<UTC time>/`.
+def has_checkpoints(workdir: str) -> bool:
+  """Whether `workdir/checkpoints/` holds any finished step (damaged ones included)."""
+  return newest_step(workdir) is not None
 
-  Used by `--fresh`: nothing already saved is deleted. Returns the new folder, or None.
+
+def newest_step(workdir: str) -> Optional[int]:
+  """The newest step in `workdir/checkpoints/` (not checked for damage), or None."""
+  directory = os.path.join(workdir, LATEST_DIR)
+  steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
+  return max(steps, default=None)
+
+
+def set_aside_previous_run(workdir: str) -> Optional[str]:
+  """Moves an earlier run's outputs (`RUN_OUTPUTS`) into `workdir/discarded/<UTC time>/`.
+
+  Used by `--fresh` and by a run that starts from step 0 in a workdir with an earlier run's
+  logs: nothing already written is deleted, and no two runs share a log. Other files in the
+  workdir are left where they are. Returns the new folder, or None if there was nothing.
   """
-  names = [n for n in (LATEST_DIR, BEST_DIR, "metrics.jsonl", "tensorboard", "images")
-           if os.path.exists(os.path.join(workdir, n))]
+  names = [n for n in RUN_OUTPUTS if os.path.exists(os.path.join(workdir, n))]
   if not names:
     return None
-  target = os.path.join(workdir, "discarded", _timestamp())
+  target = os.path.join(workdir, DISCARDED_DIR, _timestamp())
   os.makedirs(target)
   for name in names:
     shutil.move(os.path.join(workdir, name), os.path.join(target, name))
   return target
 
 
+def _load_for_inference_step(manager, directory: str, step: int, get_family: Callable):
+  """(config, family, state) of one step of a run, reading parameters and BatchNorm stats."""
+  from aigc_jax import data  # pylint: disable=import-outside-toplevel
+  _verify_arrays(os.path.join(directory, str(step)))
+  config = ml_collections.ConfigDict(manager.restore(
+      step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"])
+  family = get_family(config, data.get_dataset_spec(config.dataset.name).image_shape)
+  template = family.init(jax.random.PRNGKey(0))
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  wanted = {"train_state": _without_optimizer(
+      abstract_state_tree(jax.eval_shape(lambda: template), jax.random.PRNGKey(0),
+                          device)["train_state"])}
+  saved = _saved_shapes(manager.item_metadata(step)["state"])
+  _check_matches({k: v for k, v in saved.items()
+                  if k.startswith("train_state.") and ".opt_state." not in k},
+                 wanted, f"{directory}/{step}")
+  restored = manager.restore(step, args=ocp.args.Composite(
+      state=ocp.args.PyTreeRestore(
+          item=wanted, restore_args=ocp.checkpoint_utils.construct_restore_args(wanted),
+          partial_restore=True)))["state"]["train_state"]
+  merged = _merge(flax.serialization.to_state_dict(template), restored)
+  return config, family, flax.serialization.from_state_dict(template, merged)
+
+
 def load_for_inference(workdir: str, step: Optional[int] = None, *, best: bool = False,
                        get_family: Optional[Callable] = None) -> Tuple[Any, Any, Any, int]:
   """Loads what sampling and evaluation need from a run: config, parameters, BatchNorm stats.
 
-  Optimiser states are not read. Arrays land on the default device.
+  Optimiser states are not read. Arrays land on the default device. Nothing in the workdir
+  is changed, and the run may be training meanwhile: a step that training rotates away
+  (it keeps the newest `checkpoint.keep_last`) while it is read is not damaged; the steps
+  are listed again and the newest one read instead.
 
   Args:
     workdir: a training run's workdir.
@@ -346,46 +518,44 @@ def load_for_inference(workdir: str, step: Optional[int] = None, *, best: bool =
   """
   if get_family is None:
     from aigc_jax.training.family import get_family  # Lazy: training imports this module.
-  from aigc_jax import data
   directory = os.path.abspath(os.path.join(workdir, BEST_DIR if best else LATEST_DIR))
   if not os.path.isdir(directory):
     raise CheckpointError(f"There are no checkpoints in {directory}; train first with "
                           f"python -m experiments.train --workdir {workdir}.")
+  # Not `read_only=True`: orbax then warns "Given directory is read only" about any directory.
+  # Without `create`, `max_to_keep` or a save, this manager writes nothing.
   manager = _open_manager(directory, ocp.CheckpointManagerOptions(
-      read_only=True, enable_async_checkpointing=False))
-  steps = sorted(manager.all_steps(), reverse=True)
-  if step is not None:
-    if step not in steps:
-      raise CheckpointError(f"There is no checkpoint of step {step} in {directory}; "
-                            f"available: {', '.join(map(str, steps)) or 'none'}.")
-    steps = [step]
-  for candidate in steps:
-    try:
-      config = ml_collections.ConfigDict(manager.restore(
-          candidate, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"])
-      family = get_family(config, data.get_dataset_spec(config.dataset.name).image_shape)
-      template = family.init(jax.random.PRNGKey(0))
-      device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-      wanted = {"train_state": _without_optimizer(
-          abstract_state_tree(jax.eval_shape(lambda: template), jax.random.PRNGKey(0),
-                              device)["train_state"])}
-      saved = _saved_shapes(manager.item_metadata(candidate)["state"])
-      _check_matches({k: v for k, v in saved.items()
-                      if k.startswith("train_state.") and ".opt_state." not in k},
-                     wanted, f"{directory}/{candidate}")
-      restored = manager.restore(candidate, args=ocp.args.Composite(
-          state=ocp.args.PyTreeRestore(
-              item=wanted, restore_args=ocp.checkpoint_utils.construct_restore_args(wanted),
-              partial_restore=True)))["state"]["train_state"]
-    except CheckpointMismatchError:
-      raise
-    except Exception as e:
-      Checkpointer._skip(f"{directory}/{candidate}", e)
-      continue
-    merged = _merge(flax.serialization.to_state_dict(template), restored)
+      create=False, enable_async_checkpointing=False))
+  try:
+    damaged = set()
+    for _ in range(10):  # Each pass re-lists after a step vanished under us.
+      manager.reload()
+      steps = sorted(manager.all_steps(), reverse=True)
+      if step is not None:
+        if step not in steps:
+          raise CheckpointError(
+              f"There is no checkpoint of step {step} in {directory}; available: "
+              f"{', '.join(map(str, steps)) or 'none'} (training keeps only the newest "
+              "checkpoint.keep_last).")
+        steps = [step]
+      rotated = False
+      for candidate in (s for s in steps if s not in damaged):
+        try:
+          return (*_load_for_inference_step(manager, directory, candidate, get_family),
+                  candidate)
+        except UserError:  # A mismatch, or a config naming what cannot be built: no damage.
+          raise
+        except Exception as e:  # pylint: disable=broad-except
+          if not os.path.isdir(os.path.join(directory, str(candidate))):
+            rotated = True  # Removed by the training run's rotation while we read it.
+            break
+          damaged.add(candidate)
+          console.warning(f"Checkpoint {directory}/{candidate} is damaged ({_damage(e)}); "
+                          "skipped it.")
+      if not rotated:
+        break
+  finally:
     manager.close()
-    return config, family, flax.serialization.from_state_dict(template, merged), candidate
-  manager.close()
   raise CheckpointError(f"No readable checkpoint in {directory}; train again with "
                         f"python -m experiments.train --workdir {workdir}.")
 

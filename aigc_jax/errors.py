@@ -22,3 +22,7 @@ class NonFiniteLossError(UserError, FloatingPointError):
 
 class WorkdirError(UserError):
   """The workdir cannot be written (read-only, disk full, not a directory)."""
+
+
+class WorkdirBusyError(WorkdirError):
+  """Another run holds the workdir's lock; the message names it (host, pid, start time)."""

@@ -1,6 +1,6 @@
 """Where a train step's time goes: per-op times of the compiled step, from a profiler trace.
 
-  python -m benchmarks.profile_step --network=dcgan28 [--steps=20] [--top=25] [--parallel=shard_map]
+  python -m benchmarks.profile_step --network=dcgan28 [--steps=20] [--top=25] [--parallel=pmap]
 
 Builds the network's bare step as `benchmarks.run` does, traces `--steps` steps with
 `jax.profiler`, and prints the ops (XLA thunks: fusions, convolutions, dots, collectives)
@@ -24,7 +24,8 @@ from absl import app, flags
 _NETWORK = flags.DEFINE_string("network", "dcgan28", "mlp_vae, dcgan28 or conv_ae.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Steps traced.")
 _TOP = flags.DEFINE_integer("top", 25, "Ops listed.")
-_PARALLEL = flags.DEFINE_string("parallel", None, "pmap or shard_map (default: the config's).")
+_PARALLEL = flags.DEFINE_string("parallel", None,
+                                "auto, pmap or shard_map (default: the config's).")
 
 # Trace events that are not ops of the step (the runtime's own spans around them).
 _NOT_OPS = re.compile(r"^(ThunkExecutor|\$|PjitFunction|CommonPjRt|SlinkyThreadPool|"

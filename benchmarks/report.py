@@ -18,7 +18,7 @@ def to_markdown(results: Dict) -> str:
            f"{machine['date']}; jax {machine['jax']}, jaxlib {machine['jaxlib']}; load average "
            f"{machine['load_average_at_start'][0]} at the start, "
            f"{machine.get('load_average_at_end', ['?'])[0]} at the end; data-parallel mode "
-           f"{results['options'].get('parallel_mode') or 'of the configs (pmap)'}. Step times: "
+           f"{results['options'].get('parallel_mode') or 'of the configs (auto)'}. Step times: "
            "median [quartiles] in ms.", ""]
   if "peak" in results:
     peak = results["peak"]

@@ -3,7 +3,7 @@
   python -m benchmarks.run                          # everything (about 10 minutes on 2 cores)
   python -m benchmarks.run --quick                  # every section, few steps (about 1 minute)
   python -m benchmarks.run --only=steps,torch --networks=dcgan28
-  python -m benchmarks.run --cores=1 --parallel=shard_map   # one core; jit + shard_map
+  python -m benchmarks.run --cores=1 --parallel=pmap   # one core; pmap instead of the default
 
 Sections (`--only`, comma-separated; default all):
   steps         compile time, step time (median, IQR), samples/s, XLA's FLOPs per step and
@@ -61,7 +61,7 @@ class Options:
   model_steps: int = 200
   scaling_devices: Tuple[int, ...] = (1, 2, 4, 8)
   data_dir: Optional[str] = None  # tfds data_dir for digits28 (default: tfds's).
-  parallel_mode: Optional[str] = None  # pmap or shard_map (default: the configs', pmap).
+  parallel_mode: Optional[str] = None  # auto, pmap or shard_map (default: the configs', auto).
 
   @classmethod
   def quick(cls, **overrides) -> "Options":
@@ -296,7 +296,7 @@ _ROUND_SECONDS = flags.DEFINE_float("round_seconds", None, "Seconds per contende
 _MATMUL_SIZE = flags.DEFINE_integer("matmul_size", None, "Side of the peak matrix product.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir (default: tfds's).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", RESULTS_DIR, "Where results files go.")
-_PARALLEL = flags.DEFINE_enum("parallel", None, ["pmap", "shard_map"],
+_PARALLEL = flags.DEFINE_enum("parallel", None, ["auto", "pmap", "shard_map"],
                               "Data-parallel mode of steps and loop (default: the configs').")
 _CORES = flags.DEFINE_integer(
     "cores", None, "Run on the first N CPU cores only (process affinity, set before jax "

@@ -55,7 +55,7 @@ def bare_step(name: str, devices: Optional[Sequence] = None, seed: int = 0,
   """The train step of network `name` as the loop compiles it, on a random batch.
 
   `devices`: the devices to run on (default: all local ones); the config's global batch is
-  split over them. `parallel_mode`: "pmap" or "shard_map" (default: the config's, pmap).
+  split over them. `parallel_mode`: "auto", "pmap" or "shard_map" (default: the config's).
   """
   from aigc_jax.training.family import get_family
   from aigc_jax.training.parallel import PARALLEL_MODES
@@ -222,6 +222,7 @@ def evaluate_cli(num_samples: int, classifier_steps: int, model_steps: int,
   from experiments.configs import classifier_digits, vae_digits
   with tempfile.TemporaryDirectory() as root:
     data_dir = data_dir or os.path.join(root, "tfds")
+    os.makedirs(data_dir, exist_ok=True)  # config.dataset.data_dir must exist.
     runs = {}
     for run_name, config, steps in [("classifier", classifier_digits.get_config(),
                                      classifier_steps),

@@ -1,14 +1,27 @@
-"""What the experiment entry points share: flag parsing and one-line errors for user mistakes."""
+"""What the experiment entry points share: flag parsing, quiet library logs, and one-line errors.
+
+Exit codes: 0 done, 2 a user error (one line `error: ...` on stderr), 75 interrupted and
+saved (rerun to resume), 130 stopped by Ctrl-C before training started, 1 a bug (traceback).
+"""
+import os
 import re
 import sys
+from typing import List, Optional
 
 from absl import flags
 from ml_collections import config_flags
 
+from aigc_jax import console
+from aigc_jax.errors import UserError
 
-def _fail(message: str) -> None:
-  print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
+EXIT_USER_ERROR = 2
+_CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def fail(message: str) -> None:
+  """Prints `error: <message>` (one line) on stderr and exits with EXIT_USER_ERROR."""
+  print(f"error: {' '.join(message.split())}", file=sys.stderr)
+  sys.exit(EXIT_USER_ERROR)
 
 
 def _fail_unknown_key(error: Exception) -> None:
@@ -18,7 +31,7 @@ def _fail_unknown_key(error: Exception) -> None:
   message = f"Unknown config key {keys[0]!r}" if keys else f"Unknown config key ({text})"
   if suggestion:
     message += f" (did you mean {suggestion.group(1)!r}?)"
-  _fail(message + "; the valid keys are in experiments/configs/base.py.")
+  fail(message + "; the valid keys are in experiments/configs/base.py.")
 
 
 def define_config_flag(default_path: str):
@@ -34,15 +47,68 @@ def define_config_flag(default_path: str):
     _fail_unknown_key(e)
 
 
+def _config_path(argv: List[str]) -> Optional[str]:
+  """The file given to `--config` in `argv` (without a `:argument` suffix), or None."""
+  path = None
+  for index, arg in enumerate(argv[1:], start=1):
+    if arg == "--":
+      break
+    if arg.startswith("--config="):
+      path = arg[len("--config="):]
+    elif arg == "--config" and index + 1 < len(argv):
+      path = argv[index + 1]
+  return None if path is None else path.split(":", 1)[0]
+
+
+def _available_configs() -> str:
+  names = sorted(n[:-3] for n in os.listdir(_CONFIGS_DIR)
+                 if n.endswith(".py") and n not in ("__init__.py", "base.py"))
+  return ", ".join(names)
+
+
+def _check_config_path(path: Optional[str]) -> None:
+  """One line for a `--config` that is missing, a folder or empty, before ml_collections
+  (whose errors are tracebacks when overrides follow) tries to load it."""
+  if path is None:
+    return
+  hint = f"pass experiments/configs/<name>.py with <name> one of: {_available_configs()}"
+  if not path:
+    fail(f"--config is empty; {hint}.")
+  if os.path.isdir(path):
+    fail(f"--config {path} is a directory, not a config file; {hint}.")
+  if not os.path.isfile(path):
+    fail(f"The config file {path} does not exist; {hint}.")
+
+
 def parse_flags(argv):
-  """absl flag parser for `app.run(flags_parser=...)`: flag errors become one line."""
+  """absl flag parser for `app.run(flags_parser=...)`: flag errors become one line.
+
+  Also keeps library INFO logs quiet unless `--verbosity` (absl's `-v`) was given.
+  """
+  config_path = _config_path(argv)
+  _check_config_path(config_path)
   try:
-    return flags.FLAGS(argv)
+    remaining = flags.FLAGS(argv)
   except flags.Error as e:
-    _fail(str(e))
-  except (AttributeError, KeyError) as e:
+    fail(str(e))
+  except AttributeError as e:
+    if "get_config" in str(e):
+      fail(f"The config file {config_path} has no get_config() function; a config file "
+           "defines get_config() returning an ml_collections.ConfigDict (see "
+           "experiments/configs/vae_digits.py).")
     _fail_unknown_key(e)
-  return None
+  except KeyError as e:
+    _fail_unknown_key(e)
+  except OSError as e:  # The config file failed to load, reported by an override.
+    fail(f"Cannot load the config file given to --config ({' '.join(str(e).split())}).")
+  console.quiet_library_logs(verbosity_given=flags.FLAGS["verbosity"].present)
+  return remaining
+
+
+def no_positional_arguments(argv) -> None:
+  """Unexpected positional arguments are a user error (absl's UsageError would exit 1)."""
+  if len(argv) > 1:
+    fail(f"Unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value).")
 
 
 def config_value(config_flag):
@@ -52,21 +118,31 @@ def config_value(config_flag):
     config.keys()  # A config file that failed to load raises on first use, not on `.value`.
   except OSError as e:
     reason = " ".join(str(e).split())
-    _fail(f"Cannot load the config file given to --config ({reason}); pass an existing "
-          "experiments/configs/<name>.py.")
+    fail(f"Cannot load the config file given to --config ({reason}); pass an existing "
+         "experiments/configs/<name>.py.")
+  except AttributeError:
+    fail("The config file given to --config returned no ConfigDict from get_config(); it "
+         "must return one (see experiments/configs/vae_digits.py).")
   return config
 
 
 def run_reporting_user_errors(fn, *args, **kwargs):
   """Runs `fn(...)`: a `UserError` becomes one line on stderr and exit code 2; an interrupted
-  run (SIGTERM/SIGINT, checkpoint saved) one line and `EXIT_CODE_INTERRUPTED` (75)."""
-  # Late imports: jax must start after the flags are parsed.
-  from aigc_jax.errors import UserError
-  from aigc_jax.training.interrupts import EXIT_CODE_INTERRUPTED, TrainingInterrupted
+  run (SIGTERM/SIGINT, checkpoint saved) one line and `EXIT_CODE_INTERRUPTED` (75).
+
+  Imports nothing of jax, so it can run checks before jax starts.
+  """
   try:
     return fn(*args, **kwargs)
   except UserError as e:
-    _fail(str(e))
-  except TrainingInterrupted as e:
-    print(str(e), file=sys.stderr)
-    sys.exit(EXIT_CODE_INTERRUPTED)
+    fail(str(e))
+  except KeyboardInterrupt:  # Ctrl-C before the loop's handler was installed: nothing saved.
+    print("Interrupted by Ctrl-C; nothing was saved.", file=sys.stderr)
+    sys.exit(130)
+  except Exception as e:
+    interrupts = sys.modules.get("aigc_jax.training.interrupts")  # Loaded if it was raised.
+    if interrupts is not None and isinstance(e, interrupts.TrainingInterrupted):
+      print(str(e), file=sys.stderr)
+      sys.exit(interrupts.EXIT_CODE_INTERRUPTED)
+    raise
+  return None

@@ -1,13 +1,18 @@
 """Checkpointing: exact resume after SIGKILL, signals, damaged and mismatched checkpoints,
-failed saves, read-only and full disks."""
+resumes with a changed config, failed saves, read-only and full disks, reading a run that
+trains."""
 import errno
+import gc
 import hashlib
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import jax
 import numpy as np
@@ -15,7 +20,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 from aigc_jax import checkpointing, training
-from aigc_jax.errors import UserError, WorkdirError
+from aigc_jax.errors import ConfigError, UserError, WorkdirError
+from tests import filesystems
+from tests.filesystems import small_filesystem  # noqa: F401  (a fixture)
 from tests.training import helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,9 +32,37 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _read_state(workdir, step):
   """The raw `state` item of a checkpoint: nested dict of numpy arrays."""
+  path = os.path.join(workdir, "checkpoints", str(step), "state")
   with ocp.PyTreeCheckpointer() as checkpointer:
-    tree = checkpointer.restore(os.path.join(workdir, "checkpoints", str(step), "state"))
+    metadata = checkpointer.metadata(path).item_metadata.tree
+    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), metadata)
+    tree = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=as_numpy))
   return jax.tree.map(np.asarray, tree)
+
+
+class _Quiet:
+  """Collects what a block leaves behind of orbax's async machinery: unraisable exceptions
+  ("Event loop is closed") and "coroutine ... was never awaited" warnings."""
+
+  def __init__(self, monkeypatch):
+    self.unraisable = []
+    # Keep text only: holding the hook's objects past the call can resurrect them.
+    monkeypatch.setattr(sys, "unraisablehook",
+                        lambda hook: self.unraisable.append(repr(hook.exc_value)))
+    self._warnings = warnings.catch_warnings(record=True)
+
+  def __enter__(self):
+    self.warnings = self._warnings.__enter__()
+    warnings.simplefilter("always")
+    return self
+
+  def __exit__(self, *exc_info):
+    time.sleep(0.5)  # Reads still in flight report within milliseconds.
+    gc.collect()
+    self._warnings.__exit__(*exc_info)
+    noise = self.unraisable + [
+        str(w.message) for w in self.warnings if "never awaited" in str(w.message)]
+    assert not noise, noise
 
 
 def _assert_bitwise_equal(tree_a, tree_b):
@@ -127,7 +162,7 @@ def test_sigkill_between_saves_then_resume_is_bitwise_equal(tmp_path, config_nam
   resumed = subprocess.run(_command(killed_dir, config_name, args), cwd=REPO, env=env,
                            capture_output=True, text=True, timeout=600)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert f"Resuming from step {n} of " in resumed.stdout
+  assert f"Resuming from step {n} of " in resumed.stderr
   reference = subprocess.run(_command(reference_dir, config_name, args), cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=600)
   assert reference.returncode == 0, reference.stderr[-3000:]
@@ -193,24 +228,77 @@ def _damage(step_dir, how):
       os.remove(path)
 
 
-@pytest.mark.parametrize("how", ["metadata_removed", "data_truncated", "data_removed"])
-def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, data_dir, how,
-                                                              capsys, caplog):
+@pytest.mark.parametrize("how,reason", [
+    ("metadata_removed", r"state/_METADATA: No such file or directory"),
+    ("data_truncated", r"state/d/[0-9a-f]+: truncated to \d+ bytes"),
+    ("data_removed", r"state/d/[0-9a-f]+: No such file or directory")])
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, data_dir, how, reason,
+                                                              capsys, monkeypatch):
   workdir = tmp_path / "run"
   _train(_short(20, 10), workdir, data_dir)
   _damage(workdir / "checkpoints" / "20", how)
-  resumed = _train(_short(30, 10), workdir, data_dir)
-  assert "Resuming from step 10 of" in capsys.readouterr().out
-  assert any("checkpoints/20 is damaged" in r.getMessage() for r in caplog.records)
-  assert os.listdir(workdir / "discarded")[0].startswith("damaged-step-20-")
+  capsys.readouterr()
+  # Orbax reads a step's arrays concurrently and stops at the first failure, leaving the other
+  # reads to report into a closed event loop: a damaged step must never reach that read.
+  arrays_read = []
+  original = ocp.CheckpointManager.restore
+
+  def restore(self, step, *args, **kwargs):
+    if "state" in kwargs.get("args", {}):
+      arrays_read.append(step)
+    return original(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "restore", restore)
+  with _Quiet(monkeypatch):
+    resumed = _train(_short(30, 10), workdir, data_dir)
+  assert arrays_read == [10]
+  err = capsys.readouterr().err
+  events = [l for l in err.splitlines() if not l.startswith("\r") and "step/s" not in l
+            and "?step" not in l]
+  # One line: the step, the file and the OS-level reason, no tensorstore spec.
+  (damaged,) = [l for l in events if "is damaged" in l]
+  assert re.fullmatch(
+      rf"warning: Checkpoint {workdir}/checkpoints/20 is damaged \({workdir}/checkpoints/20/"
+      rf"{reason}\); moved it to {workdir}/discarded/damaged-step-20-\S+ and trying the "
+      r"previous one\.", damaged), damaged
+  assert "Resuming from step 10 of" in err
+  assert [d for d in os.listdir(workdir / "discarded") if d.startswith("damaged-step-20-")]
   reference = _train(_short(30, 10), tmp_path / "reference", data_dir)
   _assert_bitwise_equal(jax.device_get(resumed["state"].params),
                         jax.device_get(reference["state"].params))
 
 
-def test_no_usable_checkpoint_is_one_clear_error(tmp_path, data_dir):
+def test_reading_a_run_whose_training_rotates_a_step_away_is_not_damage(
+    tmp_path, data_dir, monkeypatch, capsys, caplog):
+  """The evaluation runner reads a workdir that is training: a step removed by the rotation
+  of old checkpoints while it is read is not "damaged"; the newest one left is read."""
   workdir = tmp_path / "run"
   _train(_short(20, 10), workdir, data_dir)
+  original = ocp.CheckpointManager.restore
+  rotated = []
+
+  def restore_while_training_rotates(self, step, *args, **kwargs):
+    if step == 20 and not rotated:
+      rotated.append(step)
+      shutil.rmtree(workdir / "checkpoints" / "20")  # Training kept only the newest.
+    return original(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "restore", restore_while_training_rotates)
+  capsys.readouterr()
+  config, _, state, step = checkpointing.load_for_inference(str(workdir))
+  assert rotated and step == 10 and config.train.num_steps == 20
+  said = capsys.readouterr().err + "\n".join(r.getMessage() for r in caplog.records)
+  assert "damaged" not in said and "train again" not in said
+  assert "read only" not in said  # Nor orbax's warning about a directory it may write.
+  reference = _read_state(workdir, 10)["train_state"]["params"]
+  _assert_bitwise_equal(jax.device_get(state.params), reference)
+
+
+def test_no_usable_checkpoint_is_one_clear_error_and_a_rerun_keeps_the_logs_apart(
+    tmp_path, data_dir, capsys):
+  workdir = tmp_path / "run"
+  _train(_short(20, 10), workdir, data_dir)
+  old_rows = _train_rows(workdir)
   for step in (10, 20):
     _damage(workdir / "checkpoints" / str(step), "metadata_removed")
   with pytest.raises(checkpointing.CheckpointError) as info:
@@ -218,24 +306,100 @@ def test_no_usable_checkpoint_is_one_clear_error(tmp_path, data_dir):
   message = str(info.value)
   assert "\n" not in message and "None of the checkpoints in" in message
   assert "steps 20, 10" in message and "--fresh" in message
+  # The same command again starts at step 0, with the old run's logs set aside, not mixed.
+  capsys.readouterr()
+  _train(_short(30, 10), workdir, data_dir)
+  assert [r["step"] for r in _train_rows(workdir)] == [5, 10, 15, 20, 25, 30, 30]
+  (moved,) = [d for d in os.listdir(workdir / "discarded") if not d.startswith("damaged")]
+  assert _train_rows(workdir / "discarded" / moved) == old_rows
+  assert (f"No checkpoint to resume from: starting at step 0; the earlier run's logs are in "
+          f"{workdir}/discarded/{moved}.") in capsys.readouterr().err
 
 
 def test_checkpoint_that_does_not_fit_the_config_names_the_keys(tmp_path, data_dir):
   workdir = tmp_path / "run"
   _train(_short(10, 10), workdir, data_dir)
+  (workdir / "eval" / "step_10").mkdir(parents=True)  # An evaluation of the old model.
+  original_config = (workdir / "config.json").read_text()
   config = _short(20, 10)
   config.model.latent_dim = 12
-  with pytest.raises(checkpointing.CheckpointMismatchError) as info:
+  with pytest.raises(ConfigError, match="model.latent_dim 8 -> 12"):  # A changed config...
     _train(config, workdir, data_dir)
+  with pytest.raises(checkpointing.CheckpointMismatchError) as info:  # ...even when forced.
+    _train(config, workdir, data_dir, allow_config_change=True)
   message = str(info.value)
   assert "\n" not in message and "does not fit the model this config builds" in message
   assert "train_state.params.decoder.Dense_0.kernel (8, 32) vs (12, 32)" in message
   assert "Traceback" not in message
-  # --fresh sets the old run aside (nothing deleted) and starts over.
+  # --fresh sets the whole old run aside (nothing deleted) and starts over.
   _train(config, workdir, data_dir, fresh=True)
   assert os.path.isdir(workdir / "checkpoints" / "20")
   (moved,) = [d for d in os.listdir(workdir / "discarded")]
-  assert os.path.isdir(workdir / "discarded" / moved / "checkpoints" / "10")
+  old = workdir / "discarded" / moved
+  assert os.path.isdir(old / "checkpoints" / "10") and os.path.isdir(old / "eval" / "step_10")
+  assert (old / "config.json").read_text() == original_config
+  assert json.loads((workdir / "config.json").read_text())["model"]["latent_dim"] == 12
+  assert not (workdir / "eval").exists()
+
+
+def test_resume_with_a_changed_config_keeps_the_history(tmp_path, data_dir, capsys):
+  workdir = tmp_path / "run"
+  _train(_short(10, 10), workdir, data_dir)
+  original_config = (workdir / "config.json").read_text()
+
+  changed = _short(20, 10)
+  changed.model.beta = 2.0
+  changed.optimizer.learning_rate = 3e-4
+  changed.seed = 1
+  with pytest.raises(ConfigError) as info:
+    _train(changed, workdir, data_dir)
+  assert ("model.beta 1.0 -> 2.0, optimizer.learning_rate 0.001 -> 0.0003, seed 0 -> 1"
+          in str(info.value))
+  with pytest.raises(ConfigError, match="train.num_steps is 5 but the checkpoint in .* is at "
+                     "step 10; a run cannot be shortened"):
+    _train(_short(5, 10), workdir, data_dir)
+  capsys.readouterr()
+  same = _train(_short(10, 10), workdir, data_dir)  # Already there: says so, changes nothing.
+  assert same["step"] == 10 and "is already at step 10 (train.num_steps): nothing to train" in (
+      capsys.readouterr().err)
+  assert os.listdir(workdir / "checkpoints") == ["10"]
+  assert not (workdir / "resumes.jsonl").exists()
+
+  changed.checkpoint.keep_last = 4  # Allowed on resume: recorded, not refused.
+  _train(changed, workdir, data_dir, allow_config_change=True)
+  assert (workdir / "config.json").read_text() == original_config  # History is not rewritten.
+  (resume,) = [json.loads(line) for line in open(workdir / "resumes.jsonl")]
+  assert resume["from_step"] == 10 and resume["num_steps"] == 20
+  assert resume["forced"] == ["model.beta", "optimizer.learning_rate", "seed"]
+  assert resume["changes"] == {
+      "checkpoint.keep_last": {"saved": 3, "new": 4}, "model.beta": {"saved": 1.0, "new": 2.0},
+      "optimizer.learning_rate": {"saved": 0.001, "new": 0.0003},
+      "seed": {"saved": 0, "new": 1}, "train.num_steps": {"saved": 10, "new": 20}}
+  # The checkpoint holds the config that trained it; resuming again needs no flag.
+  assert checkpointing.load_for_inference(str(workdir))[0].model.beta == 2.0
+
+
+def test_rerun_of_a_step_that_has_a_best_checkpoint_finishes(tmp_path, data_dir, capsys):
+  """A kill -9 between the best save and the latest save of step 20 (or a damaged latest 20)
+  leaves checkpoints_best/20 behind; the resumed run trains step 20 again and saves it."""
+  def config():
+    c = _short(20, 10)
+    c.train.eval_every = 10
+    return c
+  workdir = tmp_path / "run"
+  _train(config(), workdir, data_dir)
+  assert "20" in os.listdir(workdir / "checkpoints_best")
+  (tmp_path / "moved" / "checkpoints").mkdir(parents=True)
+  os.rename(workdir / "checkpoints" / "20",  # As if the kill had come before this save.
+            tmp_path / "moved" / "checkpoints" / "20")
+  results = _train(config(), workdir, data_dir)  # Today: StepAlreadyExistsError, exit 2.
+  assert results["step"] == 20
+  assert "20" in os.listdir(workdir / "checkpoints")
+  # The old best of step 20 is set aside (not deleted); the new one replaces it.
+  (moved,) = [d for d in os.listdir(workdir / "discarded") if d.startswith("best-after-step-10")]
+  assert os.listdir(workdir / "discarded" / moved) == ["20"]
+  assert "20" in os.listdir(workdir / "checkpoints_best")
+  _assert_bitwise_equal(_read_state(workdir, 20), _read_state(tmp_path / "moved", 20))
 
 
 # ----------------------------------------------------------- saves that fail
@@ -247,7 +411,8 @@ class _IteratorThatFailsToSave:
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
-def test_failed_save_never_removes_the_last_good_checkpoint(tmp_path, data_dir):
+def test_failed_save_never_removes_the_last_good_checkpoint(tmp_path, data_dir, monkeypatch,
+                                                            capsys):
   from aigc_jax import data
   config = _short(10, 10)
   state = helpers.initial_state(config)
@@ -258,47 +423,51 @@ def test_failed_save_never_removes_the_last_good_checkpoint(tmp_path, data_dir):
   checkpointer.save(10, state, key, iterator, config)
   checkpointer.wait()
   before = _digest(tmp_path / "checkpoints" / "10")
-  with pytest.raises(checkpointing.CheckpointError, match="Earlier checkpoints are untouched"):
-    checkpointer.save(20, state, key, _IteratorThatFailsToSave(), config)
+  # The iterator's state is taken before orbax starts the save's other items, which would be
+  # left as coroutines never awaited.
+  saves = []
+  original = ocp.CheckpointManager.save
+  monkeypatch.setattr(ocp.CheckpointManager, "save", lambda self, step, *a, **k: (
+      saves.append(step) or original(self, step, *a, **k)))
+  with _Quiet(monkeypatch):
+    with pytest.raises(checkpointing.CheckpointError, match="Earlier checkpoints are untouched"):
+      checkpointer.save(20, state, key, _IteratorThatFailsToSave(), config)
+      checkpointer.wait()
+  assert saves == []
+  # A write error that is not the disk's is a bug: its own error, not "free disk space".
+  with pytest.raises(Exception) as info:
+    checkpointer.save(10, state, key, iterator, config)
     checkpointer.wait()
+  assert not isinstance(info.value, UserError) and "free disk space" not in str(info.value)
   checkpointer.close()
   assert checkpointer.steps() == [10]  # keep_last=1, and yet 10 was kept.
   assert _digest(tmp_path / "checkpoints" / "10") == before
   _read_state(tmp_path, 10)
-  # The half-written step is a temporary folder, removed when checkpoints are next opened.
-  assert [n for n in os.listdir(tmp_path / "checkpoints") if n != "10"] == [
-      "20.orbax-checkpoint-tmp"]
+  # A save cut short by a crash leaves a temporary folder; it is removed on the next open.
+  leftover = tmp_path / "checkpoints" / "20.orbax-checkpoint-tmp-1234"
+  (leftover / "state").mkdir(parents=True)
+  capsys.readouterr()
   checkpointing.Checkpointer(str(tmp_path)).close()
   assert os.listdir(tmp_path / "checkpoints") == ["10"]
+  assert f"Removing {tmp_path}/checkpoints/{leftover.name}, a save that never finished." in (
+      capsys.readouterr().err)
 
 
 # ------------------------------------------------ read-only and full disks (tmpfs)
-
-@pytest.fixture
-def small_filesystem(tmp_path):
-  """A 16 MiB tmpfs; skipped where mounting needs privileges this machine does not give."""
-  mount_point = tmp_path / "fs"
-  mount_point.mkdir()
-  result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-  if result.returncode != 0:
-    pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-  yield mount_point
-  subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
 
 def test_read_only_workdir_is_a_clear_error_and_keeps_checkpoints(small_filesystem, data_dir):
   workdir = small_filesystem / "run"
   _train(_short(10, 10), workdir, data_dir)
   before = _digest(workdir)
-  subprocess.run(["mount", "-o", "remount,ro", str(small_filesystem)], check=True)
+  filesystems.make_read_only(small_filesystem)
   with pytest.raises(WorkdirError) as info:
     _train(_short(20, 10), workdir, data_dir)
   assert "\n" not in str(info.value) and "Read-only file system" in str(info.value)
   assert _digest(workdir) == before
 
 
-def test_full_disk_is_a_clear_error_and_keeps_checkpoints(small_filesystem, data_dir):
+def test_full_disk_is_a_clear_error_and_keeps_checkpoints(small_filesystem, data_dir,
+                                                         monkeypatch):
   workdir = small_filesystem / "run"
   _train(_short(10, 10, async_save=False), workdir, data_dir)
   before = _digest(workdir / "checkpoints")
@@ -306,9 +475,10 @@ def test_full_disk_is_a_clear_error_and_keeps_checkpoints(small_filesystem, data
   with open(filler, "wb") as f:  # Leave about 64 KiB: less than one checkpoint.
     f.write(b"\0" * (os.statvfs(small_filesystem).f_bavail * os.statvfs(small_filesystem).f_frsize
                      - 64 * 1024))
-  with pytest.raises(UserError) as info:
+  with _Quiet(monkeypatch), pytest.raises(UserError) as info:
     _train(_short(20, 10, async_save=False), workdir, data_dir)
   assert "\n" not in str(info.value) and "free disk space" in str(info.value)
+  assert "No space left on device" in str(info.value)
   after = {path: digest for path, digest in _digest(workdir / "checkpoints").items()
            if ".orbax-checkpoint-tmp" not in path}  # The failed save's own leftovers.
   assert after == before

@@ -1,20 +1,34 @@
 """Evaluates a trained run: fidelity, distribution metrics and hallucination rates, on disk.
 
-`evaluate_run` loads a run's checkpoint (parameters and BatchNorm statistics only) and the
-in-domain classifier of its dataset (features and class oracle), then computes on the test
-split:
-- AE / VAE: per-image MSE, PSNR, SSIM and MS-SSIM of reconstructions (means and standard
-  errors) and the reconstruction class-flip rate;
+`evaluate_run` loads a run's checkpoint (parameters and BatchNorm statistics only) and, for
+image datasets, the in-domain classifier of its dataset (features and class oracle; points
+are their own feature space), then computes:
+- AE / VAE: per-sample MSE (and for images PSNR, SSIM, MS-SSIM) of reconstructions of the
+  held-out split (means and standard errors), the reconstruction class-flip rate, and on a
+  dataset whose support is known exactly the exact reconstruction hallucination rate;
 - VAE / GAN: FID, KID, precision / recall (k = 3), density / coverage (k = 5) of
-  `num_samples` samples against the test split, the manifold hallucination rate (with the
-  flagged samples) and the unrecognisable rate.
-It writes `eval.json`, `eval.md` (a markdown table) and `hallucinated.png` (flagged samples
-beside samples that were not flagged) under `<workdir>/eval/step_<N>/`.
+  `num_samples` samples against the reference split, the manifold hallucination rate (with
+  the flagged samples), the unrecognisable rate, for conditional models the control error
+  rate, on a dataset of known support the exact support hallucination rate, and on the
+  Gaussian mixtures PacGAN's modes captured / high-quality fraction / reverse KL.
+
+Every estimated rate comes with its real-data FLOOR: the same estimator applied to held-out
+real data as if it were generated (what a perfect model would score). The reference set of the
+k-NN metrics is the training split (at most `REFERENCE_SIZE` examples, a fixed random subset),
+so the held-out split is free to measure the floor on; both are named in `eval.json`.
+
+It writes `settings.json`, `eval.json`, `eval.md` (a markdown table) and `hallucinated.png`
+(flagged samples beside samples that were not flagged, each panel titled with its count;
+flagged by the exact check where the support is known, else by the manifold estimate) under
+`<workdir>/eval/step_<N>/samples_<n>_seed_<s>_<hash>/`: one folder per set of settings that
+change the numbers (`<hash>` covers the rest: classifier, batch size), so a quick small run
+never replaces a large one.
 """
+import hashlib
 import json
 import math
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -23,11 +37,26 @@ import tqdm
 
 from aigc_jax import checkpointing, data
 from aigc_jax.errors import ConfigError
-from aigc_jax.evaluation import distribution, fidelity, hallucination
-from aigc_jax.evaluation.features import ClassifierFeatureExtractor, FeatureExtractor
-from aigc_jax.image_grid import save_side_by_side
+from aigc_jax.evaluation import distribution, fidelity, hallucination, mode_collapse
+from aigc_jax.evaluation.features import (ClassifierFeatureExtractor, FeatureExtractor,
+                                          IdentityFeatureExtractor)
+from aigc_jax.image_grid import save_side_by_side, scatter_picture
+from aigc_jax.workdir import ensure_writable
 
 GRID_SIZE = 32  # Samples per side of the hallucination figure.
+PRECISION_RECALL_K = 3  # Kynkäänniemi et al. 2019.
+DENSITY_COVERAGE_K = 5  # Naeem et al. 2020.
+REFERENCE_SIZE = 10_000  # Training examples, at most, in the k-NN metrics' reference set.
+
+
+def minimum_num_samples(feature_dim: int) -> int:
+  """The fewest samples whose sample metrics mean something.
+
+  The k-NN metrics need more than k samples (each sample's k-th neighbour among the others),
+  and FID's sample covariance of D-dimensional features has full rank only with more than
+  D samples.
+  """
+  return max(PRECISION_RECALL_K, DENSITY_COVERAGE_K, feature_dim) + 1
 
 
 def ms_ssim_settings(height: int, width: int) -> Dict[str, Any]:
@@ -45,14 +74,14 @@ def ms_ssim_settings(height: int, width: int) -> Dict[str, Any]:
   return {"filter_size": filter_size, "num_scales": num_scales}
 
 
-def _in_batches(fn, inputs: np.ndarray, batch_size: int) -> np.ndarray:
-  """`fn` over fixed-size, zero-padded batches of `inputs` (one compilation)."""
+def _in_batches(fn, batch_size: int, *arrays: np.ndarray) -> np.ndarray:
+  """`fn(*batches)` over fixed-size, zero-padded batches of `arrays` (one compilation)."""
   outputs = []
-  for start in range(0, len(inputs), batch_size):
-    chunk = inputs[start:start + batch_size]
-    padded = np.concatenate([chunk, np.zeros((batch_size - len(chunk),) + chunk.shape[1:],
-                                             chunk.dtype)])
-    outputs.append(np.asarray(fn(padded))[:len(chunk)])
+  for start in range(0, len(arrays[0]), batch_size):
+    chunks = [a[start:start + batch_size] for a in arrays]
+    padded = [np.concatenate([c, np.zeros((batch_size - len(c),) + c.shape[1:], c.dtype)])
+              for c in chunks]
+    outputs.append(np.asarray(fn(*padded))[:len(chunks[0])])
   return np.concatenate(outputs)
 
 
@@ -63,87 +92,266 @@ def _mean_and_standard_error(values) -> Dict[str, float]:
           "standard_error": float(values.std(ddof=1) / np.sqrt(len(values)))}
 
 
-def _fidelity(family, state, images, labels, extractor, key, batch_size) -> Dict[str, Any]:
-  reconstructions = _in_batches(lambda x: family.reconstruct(state, x, key), images, batch_size)
-  settings = ms_ssim_settings(*images.shape[1:3])
-  per_image = {
-      "mse": fidelity.mse(images, reconstructions),
-      "psnr": fidelity.psnr(images, reconstructions),
-      "ssim": fidelity.ssim(images, reconstructions),
-      "ms_ssim": fidelity.ms_ssim(images, reconstructions, filter_size=settings["filter_size"],
-                                  weights=fidelity.ms_ssim_weights(settings["num_scales"])),
-  }
-  results = {name: _mean_and_standard_error(v) for name, v in per_image.items()}
-  results["ms_ssim"]["settings"] = settings
-  flip, _ = hallucination.reconstruction_class_flip_rate(
-      extractor.probabilities(reconstructions), labels)
-  return {"fidelity": results, "reconstruction_class_flip_rate": flip.as_dict()}
+def _with_floor(estimate: hallucination.RateEstimate,
+                floor: Optional[hallucination.RateEstimate]) -> Dict[str, Any]:
+  """A rate's dict, with the same estimator's rate on held-out real data under "floor"."""
+  result = estimate.as_dict()
+  if floor is not None:
+    result["floor"] = floor.as_dict()
+  return result
 
 
-def _samples(family, state, num_samples, key, batch_size) -> np.ndarray:
+def _reference_subset(num_examples: int, seed: int) -> np.ndarray:
+  """Sorted indices of at most REFERENCE_SIZE training examples (all of them if fewer)."""
+  if num_examples <= REFERENCE_SIZE:
+    return np.arange(num_examples)
+  return np.sort(np.random.default_rng(seed).choice(num_examples, REFERENCE_SIZE,
+                                                    replace=False))
+
+
+class RealData:
+  """The real data an evaluation compares against, and each estimator's floor on it.
+
+  Attributes:
+    heldout: `[N, *sample_shape]` float32, the test split: what is reconstructed, and the
+      "model" whose rates are the floors (real data treated as generated).
+    heldout_labels: `[N]` int32.
+    reference_feats: `[R, D]` features of at most REFERENCE_SIZE training examples, the real
+      manifold of the k-NN metrics (a fixed subset, independent of the evaluation seed).
+    heldout_probs: `[N, K]` oracle probabilities of the held-out split; None without an oracle.
+    floors: `{rate name: RateEstimate}`, each estimator on the held-out split.
+  """
+
+  def __init__(self, dataset: str, extractor: FeatureExtractor, data_dir: Optional[str]):
+    spec = data.get_dataset_spec(dataset)
+    self.heldout, self.heldout_labels = data.load_split_images(dataset, spec.test_split,
+                                                               data_dir)
+    train, _ = data.load_split_images(dataset, spec.train_split, data_dir)
+    subset = _reference_subset(len(train), seed=0)
+    self.reference = {"split": spec.train_split, "n": int(len(subset)),
+                      "of": int(len(train))}
+    self.heldout_split = {"split": spec.test_split, "n": int(len(self.heldout))}
+    self.reference_feats = extractor.features(train[subset])
+    self.heldout_feats = extractor.features(self.heldout)
+    self.heldout_probs = (extractor.probabilities(self.heldout)
+                          if extractor.num_classes else None)
+    floors = {"manifold_hallucination_rate": hallucination.manifold_hallucination_rate(
+        self.reference_feats, self.heldout_feats, k=PRECISION_RECALL_K)[0]}
+    if self.heldout_probs is not None:
+      floors["unrecognisable_rate"] = hallucination.unrecognisable_rate(self.heldout_probs)[0]
+      # A perfect reconstruction, or a perfectly controlled sample, still "fails" where the
+      # oracle misclassifies real data: the oracle's error on the held-out split.
+      oracle_error = hallucination.reconstruction_class_flip_rate(
+          self.heldout_probs, self.heldout_labels)[0]
+      floors["reconstruction_class_flip_rate"] = oracle_error
+      floors["control_error_rate"] = oracle_error
+    if spec.support_check is not None:
+      floors["support_hallucination_rate"] = hallucination.support_hallucination_rate(
+          self.heldout, spec.support_check)[0]
+    self.floors = floors
+
+  @property
+  def oracle_accuracy(self) -> Optional[float]:
+    if self.heldout_probs is None:
+      return None
+    return float(np.mean(np.argmax(np.asarray(self.heldout_probs), -1) == self.heldout_labels))
+
+
+def _reconstruction(family, state, real: RealData, spec, extractor, key, batch_size
+                    ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+  """(fidelity metrics, reconstruction hallucination rates) of the held-out split."""
+  inputs, labels = real.heldout, real.heldout_labels
+  if family.conditional:
+    outputs = _in_batches(lambda x, y: family.reconstruct(state, x, key, y), batch_size,
+                          inputs, labels)
+  else:
+    outputs = _in_batches(lambda x: family.reconstruct(state, x, key), batch_size, inputs)
+  if spec.kind == "points":  # Mean over coordinates: the per-image mean's counterpart.
+    per_sample = {"mse": np.mean(np.square(inputs - outputs), axis=-1)}
+  else:
+    per_sample = {"mse": fidelity.mse(inputs, outputs), "psnr": fidelity.psnr(inputs, outputs),
+                  "ssim": fidelity.ssim(inputs, outputs)}
+  results = {name: _mean_and_standard_error(v) for name, v in per_sample.items()}
+  if spec.kind == "image":
+    settings = ms_ssim_settings(*inputs.shape[1:3])
+    results["ms_ssim"] = _mean_and_standard_error(fidelity.ms_ssim(
+        inputs, outputs, filter_size=settings["filter_size"],
+        weights=fidelity.ms_ssim_weights(settings["num_scales"])))
+    results["ms_ssim"]["settings"] = settings
+  rates = {}
+  if spec.reconstruction_check is not None:
+    keeps = np.asarray(spec.reconstruction_check(inputs, outputs), bool)
+    rates["reconstruction_hallucination_rate"] = hallucination.rate_from_flags(~keeps).as_dict()
+  if extractor.num_classes:
+    flip, _ = hallucination.reconstruction_class_flip_rate(extractor.probabilities(outputs),
+                                                           labels)
+    rates["reconstruction_class_flip_rate"] = _with_floor(
+        flip, real.floors["reconstruction_class_flip_rate"])
+  return results, rates
+
+
+def _samples(family, state, num_samples, key, batch_size, requested=None) -> np.ndarray:
+  """`num_samples` samples, drawn `batch_size` at a time; `requested` `[num_samples]` labels
+  for a conditional family."""
   batches = []
   for index in tqdm.trange(-(-num_samples // batch_size), desc="sampling", leave=False):
-    batches.append(np.asarray(family.generate(state, jax.random.fold_in(key, index),
-                                              batch_size)))
+    batch_key = jax.random.fold_in(key, index)
+    if requested is None:
+      batches.append(np.asarray(family.generate(state, batch_key, batch_size)))
+    else:
+      labels = np.resize(requested[index * batch_size:(index + 1) * batch_size], batch_size)
+      batches.append(np.asarray(family.generate(state, batch_key, batch_size, labels)))
   return np.concatenate(batches)[:num_samples]
 
 
-def _generation(samples, real_feats, extractor, key) -> Tuple[Dict[str, Any], np.ndarray]:
+def _generation(samples, real: RealData, spec, extractor, key, requested=None
+                ) -> Tuple[Dict[str, Any], np.ndarray, str]:
+  """Sample metrics and rates; returns (results, per-sample flags, what the flags mean)."""
+  real_feats, floors = real.reference_feats, real.floors
   fake_feats = extractor.features(samples)
-  precision, recall = distribution.precision_recall(real_feats, fake_feats, k=3)
-  density, coverage = distribution.density_coverage(real_feats, fake_feats, k=5)
+  precision, recall = distribution.precision_recall(real_feats, fake_feats,
+                                                    k=PRECISION_RECALL_K)
+  density, coverage = distribution.density_coverage(real_feats, fake_feats,
+                                                    k=DENSITY_COVERAGE_K)
   subset_size = min(1000, len(real_feats), len(fake_feats))
   kid_mean, kid_std = distribution.kernel_inception_distance(
       real_feats, fake_feats, key, num_subsets=100, subset_size=subset_size)
   manifold, manifold_flags = hallucination.manifold_hallucination_rate(
-      real_feats, fake_feats, k=3)
-  unrecognisable, _ = hallucination.unrecognisable_rate(extractor.probabilities(samples))
+      real_feats, fake_feats, k=PRECISION_RECALL_K)
   results = {
       "num_samples": int(len(samples)),
       "fid": distribution.frechet_distance(real_feats, fake_feats),
       "kid": {"mean": float(kid_mean), "std": float(kid_std), "subset_size": subset_size},
       "precision": float(precision), "recall": float(recall),
       "density": float(density), "coverage": float(coverage),
-      "manifold_hallucination_rate": manifold.as_dict(),
-      "unrecognisable_rate": unrecognisable.as_dict(),
+      "manifold_hallucination_rate": _with_floor(manifold,
+                                                 floors["manifold_hallucination_rate"]),
   }
-  return results, np.asarray(manifold_flags)
+  flags, meaning = np.asarray(manifold_flags), "off the manifold"
+  if extractor.num_classes:
+    probs = extractor.probabilities(samples)
+    unrecognisable, _ = hallucination.unrecognisable_rate(probs)
+    results["unrecognisable_rate"] = _with_floor(unrecognisable, floors["unrecognisable_rate"])
+    if requested is not None:
+      control, _ = hallucination.control_error_rate(probs, requested)
+      results["control_error_rate"] = _with_floor(control, floors["control_error_rate"])
+  if spec.support_check is not None:
+    support, support_flags = hallucination.support_hallucination_rate(samples,
+                                                                      spec.support_check)
+    results["support_hallucination_rate"] = _with_floor(
+        support, floors["support_hallucination_rate"])
+    flags, meaning = np.asarray(support_flags), "outside the known support"
+  if spec.mixture is not None:
+    mixture = spec.mixture
+    results["mode_collapse"] = mode_collapse.mode_collapse_metrics(
+        samples, mixture.means, mixture.stds).as_dict()
+    results["mode_collapse"]["floor"] = mode_collapse.mode_collapse_metrics(
+        real.heldout, mixture.means, mixture.stds).as_dict()
+  return results, flags, meaning
 
 
-def save_hallucination_figure(path: str, samples: np.ndarray, flags: np.ndarray) -> str:
-  """Left grid: up to GRID_SIZE flagged samples; right grid: as many that were not flagged."""
+def hallucination_figure_titles(flags: np.ndarray, meaning: str = "off the manifold"
+                                ) -> List[str]:
+  """The two panel titles: how many samples each side holds, of how many, and how many shown.
+
+  `meaning` says what flagged them ("off the manifold", "outside the known support").
+  """
+  flags = np.asarray(flags, bool)
+  flagged, total = int(flags.sum()), len(flags)
+  return [f"flagged ({meaning}): {flagged} of {total}, {min(flagged, GRID_SIZE)} shown",
+          f"not flagged: {total - flagged} of {total}, {min(total - flagged, GRID_SIZE)} shown"]
+
+
+def save_hallucination_figure(path: str, samples: np.ndarray, flags: np.ndarray,
+                              meaning: str = "off the manifold") -> str:
+  """Left: up to GRID_SIZE flagged samples; right: as many that were not flagged.
+
+  Images make two grids; 2-D points make two scatter pictures on the same axes (every
+  sample of each side is drawn). Each panel has a title strip naming it and its count
+  (`hallucination_figure_titles`).
+  """
+  flags = np.asarray(flags, bool)
+  titles = hallucination_figure_titles(flags, meaning)
+  if np.ndim(samples) == 2:
+    radius = 1.1 * max(float(np.max(np.abs(samples))), 1e-6)
+    titles = [t.replace(f"{min(int(c), GRID_SIZE)} shown", "all shown")
+              for t, c in zip(titles, (flags.sum(), (~flags).sum()))]
+    pictures = [scatter_picture(samples[f], size=192, radius=radius)[None]
+                for f in (flags, ~flags)]
+    return save_side_by_side(path, pictures, titles=titles)
   halves = [samples[flags][:GRID_SIZE], samples[~flags][:GRID_SIZE]]
   return save_side_by_side(path, [h if len(h) else np.ones_like(samples[:1]) for h in halves],
-                           upscale=2)
+                           upscale=2, titles=titles)
+
+
+def _rate_row(name: str, value: Dict[str, Any]) -> str:
+  floor = value.get("floor")
+  floor_text = (f"{floor['rate']:.4f} [{floor['ci_low']:.4f}, {floor['ci_high']:.4f}]"
+                if floor else "")
+  return (f"| {name} | {value['rate']:.4f} ({value['count']}/{value['n']}) | "
+          f"[{value['ci_low']:.4f}, {value['ci_high']:.4f}] (95% Wilson) | {floor_text} |")
 
 
 def _markdown(results: Dict[str, Any]) -> str:
-  """One table: metric | value | 95% interval or standard error."""
-  lines = [f"# Evaluation of {results['workdir']} at step {results['step']}", "",
-           f"Model: {results['family']} on {results['dataset']}; classifier test accuracy "
-           f"{results['classifier']['test_accuracy']:.4f}.", "",
-           "| metric | value | uncertainty |", "|---|---|---|"]
+  """One table: metric | value | 95% interval or standard error | real-data floor."""
+  settings = results["settings"]
+  oracle = results.get("classifier")
+  model = f"Model: {results['family']} on {results['dataset']}"
+  model += (f"; classifier test accuracy {oracle['test_accuracy']:.4f}." if oracle else
+            "; feature space: the coordinates themselves.")
+  reference = results["reference"]
+  lines = [f"# Evaluation of {results['workdir']} at step {results['step']}", "", model, "",
+           f"Settings: num_samples {settings['num_samples']}, seed {settings['seed']}, "
+           f"batch_size {settings['batch_size']}, classifier "
+           f"{settings['classifier_workdir'] or 'none'}"
+           + (f" (step {settings['classifier_step']})." if oracle else "."), "",
+           f"Real data: the k-NN reference is {reference['n']} of the {reference['of']} "
+           f"'{reference['split']}' examples; reconstructions and floors use the "
+           f"{results['held_out']['n']} held-out '{results['held_out']['split']}' examples. "
+           "The floor is each estimator's rate on that held-out real data treated as "
+           "generated: what a perfect model would score.", "",
+           "| metric | value | uncertainty | real-data floor |", "|---|---|---|---|"]
   for name, value in results.get("fidelity", {}).items():
-    lines.append(f"| {name} | {value['mean']:.4f} | ± {value['standard_error']:.4f} (s.e.) |")
+    lines.append(f"| {name} | {value['mean']:.4f} | ± {value['standard_error']:.4f} (s.e.) | |")
   for group in ("reconstruction", "generation"):
     for name, value in results.get(group, {}).items():
       if isinstance(value, dict) and "rate" in value:
-        lines.append(f"| {name} | {value['rate']:.4f} ({value['count']}/{value['n']}) | "
-                     f"[{value['ci_low']:.4f}, {value['ci_high']:.4f}] (95% Wilson) |")
+        lines.append(_rate_row(name, value))
       elif name == "kid":
-        lines.append(f"| kid | {value['mean']:.5f} | ± {value['std']:.5f} (std over subsets) |")
+        lines.append(f"| kid | {value['mean']:.5f} | ± {value['std']:.5f} (std over subsets) | |")
+      elif name == "mode_collapse":
+        floor = value["floor"]
+        lines.append(f"| modes_captured | {value['modes_captured']} of {len(value['counts'])} "
+                     f"| | {floor['modes_captured']} |")
+        lines.append(f"| high_quality_fraction | {value['high_quality_fraction']:.4f} | | "
+                     f"{floor['high_quality_fraction']:.4f} |")
+        lines.append(f"| reverse_kl (nats) | {value['reverse_kl']:.4f} | | "
+                     f"{floor['reverse_kl']:.4f} |")
       elif isinstance(value, float):
-        lines.append(f"| {name} | {value:.4f} | |")
+        lines.append(f"| {name} | {value:.4f} | | |")
   return "\n".join(lines) + "\n"
 
 
-def evaluate_run(workdir: str, *, classifier_workdir: Optional[str] = None, num_samples: int = 10_000,
-                 step: Optional[int] = None, seed: int = 0, batch_size: int = 500,
-                 data_dir: Optional[str] = None) -> Dict[str, Any]:
+def _output_dir(root: str, step: int, settings: Dict[str, Any]) -> str:
+  """`root/step_<N>/samples_<n>_seed_<s>_<hash of all settings>`."""
+  digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:6]
+  return os.path.join(root, f"step_{step}",
+                      f"samples_{settings['num_samples']}_seed_{settings['seed']}_{digest}")
+
+
+def evaluate_run(workdir: str, *, classifier_workdir: Optional[str] = None,
+                 num_samples: int = 10_000, step: Optional[int] = None, seed: int = 0,
+                 batch_size: int = 500, data_dir: Optional[str] = None,
+                 eval_dir: Optional[str] = None) -> Dict[str, Any]:
   """Evaluates the run in `workdir` and writes its report; returns the results dict.
 
+  What can be checked is checked before the work starts (sampling and the metrics take
+  tens of seconds): `num_samples` against `minimum_num_samples`, and that the output folder
+  can be written.
+
   Args:
-    workdir: a training run's workdir (checkpoints are read, nothing is changed).
+    workdir: a training run's workdir (checkpoints are read, nothing is changed; the run
+      may be training meanwhile).
     classifier_workdir: a workdir of the "classifier" family trained on the same dataset;
       None = `runs/classifier_<dataset>`.
     num_samples: samples drawn for the distribution metrics and hallucination rates.
@@ -151,55 +359,100 @@ def evaluate_run(workdir: str, *, classifier_workdir: Optional[str] = None, num_
     seed: seeds the samples and KID's subsets.
     batch_size: images per compiled call of sampling and reconstruction.
     data_dir: tfds data_dir (default: the run's `dataset.data_dir`, then tfds's default).
+    eval_dir: where reports go (default `<workdir>/eval`).
+
+  Raises:
+    ConfigError if `num_samples` is too small for the sample metrics (the message gives the
+    minimum) or no classifier is found; WorkdirError if the output folder cannot be written.
   """
+  if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+    raise ConfigError(f"num_samples is {num_samples!r} (allowed: an integer >= 1); pass "
+                      "--num_samples of at least a few hundred.")
   progress = tqdm.tqdm(total=5, desc="evaluating", unit="phase")
-  config, family, state, loaded_step = checkpointing.load_for_inference(workdir, step)
-  classifier_workdir = classifier_workdir or os.path.join("runs",
-                                                          f"classifier_{config.dataset.name}")
+  try:
+    return _evaluate_run(workdir, classifier_workdir, num_samples, step, seed, batch_size,
+                         data_dir, eval_dir, progress)
+  finally:
+    progress.close()
+
+
+def _feature_space(spec, dataset: str, classifier_workdir: Optional[str]
+                   ) -> Tuple[FeatureExtractor, Optional[str], Optional[int]]:
+  """(extractor, classifier workdir, its step): points are their own feature space; images
+  need the dataset's classifier (features and class oracle)."""
+  if spec.kind == "points":
+    return IdentityFeatureExtractor(), None, None
+  classifier_workdir = classifier_workdir or os.path.join("runs", f"classifier_{dataset}")
   if not os.path.isdir(os.path.join(classifier_workdir, checkpointing.LATEST_DIR)):
     raise ConfigError(
-        f"No classifier checkpoints in {classifier_workdir}; train the {config.dataset.name} "
+        f"No classifier checkpoints in {classifier_workdir}; train the {dataset} "
         "classifier first: python -m experiments.train --config "
         f"experiments/configs/classifier_<dataset>.py --config.dataset.name="
-        f"{config.dataset.name} --workdir {classifier_workdir}")
-  extractor: FeatureExtractor = ClassifierFeatureExtractor.from_workdir(
-      classifier_workdir, dataset=config.dataset.name)
-  progress.update(1)
+        f"{dataset} --workdir {classifier_workdir}")
+  classifier_step = checkpointing.newest_step(classifier_workdir)  # Pinned: it names the report.
+  extractor = ClassifierFeatureExtractor.from_workdir(classifier_workdir, step=classifier_step,
+                                                      dataset=dataset)
+  return extractor, classifier_workdir, classifier_step
+
+
+def _evaluate_run(workdir, classifier_workdir, num_samples, step, seed, batch_size, data_dir,
+                  eval_dir, progress) -> Dict[str, Any]:
+  config, family, state, loaded_step = checkpointing.load_for_inference(workdir, step)
+  eval_root = eval_dir or os.path.join(workdir, "eval")
+  ensure_writable(eval_root, "--eval_dir" if eval_dir else "--eval_dir (default <workdir>/eval)")
+  dataset = config.dataset.name
+  spec = data.get_dataset_spec(dataset)
+  extractor, classifier_workdir, classifier_step = _feature_space(spec, dataset,
+                                                                  classifier_workdir)
   data_dir = data_dir or config.dataset.get("data_dir") or None
-  images, labels = data.load_split_images(
-      config.dataset.name, data.get_dataset_spec(config.dataset.name).test_split, data_dir)
-  real_feats = extractor.features(images)
-  accuracy = float(np.mean(np.argmax(np.asarray(extractor.probabilities(images)), -1) == labels))
-  progress.update(1)
+  real = RealData(dataset, extractor, data_dir)
+  if family.generate is not None:
+    feature_dim = int(real.reference_feats.shape[-1])
+    minimum = minimum_num_samples(feature_dim)
+    if num_samples < minimum:
+      raise ConfigError(
+          f"num_samples is {num_samples}, too few for the sample metrics: the k-NN metrics "
+          f"need more than k = {max(PRECISION_RECALL_K, DENSITY_COVERAGE_K)} samples and FID "
+          f"more than the feature width {feature_dim}; pass --num_samples >= {minimum}.")
+  settings = {"num_samples": num_samples, "seed": seed, "batch_size": batch_size,
+              "classifier_workdir": (os.path.abspath(classifier_workdir)
+                                     if classifier_workdir else None),
+              "classifier_step": classifier_step}
+  progress.update(2)
   key = jax.random.PRNGKey(seed)
   results: Dict[str, Any] = {
       "workdir": os.path.abspath(workdir), "step": loaded_step,
-      "family": config.model.family, "dataset": config.dataset.name,
-      "classifier": {"workdir": os.path.abspath(classifier_workdir), "test_accuracy": accuracy},
-      "num_test_images": int(len(images)), "seed": seed,
+      "family": config.model.family, "dataset": dataset,
+      "num_test_images": int(len(real.heldout)), "seed": seed, "settings": settings,
+      "reference": real.reference, "held_out": real.heldout_split,
   }
+  if classifier_workdir:
+    results["classifier"] = {"workdir": os.path.abspath(classifier_workdir),
+                             "test_accuracy": real.oracle_accuracy}
   if family.reconstruct is not None:
-    recon = _fidelity(family, state, images, labels, extractor, key, batch_size)
-    results["fidelity"] = recon["fidelity"]
-    results["reconstruction"] = {
-        "reconstruction_class_flip_rate": recon["reconstruction_class_flip_rate"]}
+    results["fidelity"], results["reconstruction"] = _reconstruction(
+        family, state, real, spec, extractor, key, batch_size)
   progress.update(1)
-  out_dir = os.path.join(workdir, "eval", f"step_{loaded_step}")
+  out_dir = _output_dir(eval_root, loaded_step, settings)
   os.makedirs(out_dir, exist_ok=True)
   if family.generate is not None:
-    samples = _samples(family, state, num_samples, jax.random.fold_in(key, 1), batch_size)
+    requested = (np.arange(num_samples, dtype=np.int32) % spec.num_classes
+                 if family.conditional else None)
+    samples = _samples(family, state, num_samples, jax.random.fold_in(key, 1), batch_size,
+                       requested)
     progress.update(1)
-    results["generation"], flags = _generation(samples, real_feats, extractor,
-                                               jax.random.fold_in(key, 2))
+    results["generation"], flags, meaning = _generation(
+        samples, real, spec, extractor, jax.random.fold_in(key, 2), requested)
     results["hallucination_figure"] = save_hallucination_figure(
-        os.path.join(out_dir, "hallucinated.png"), samples, flags)
+        os.path.join(out_dir, "hallucinated.png"), samples, flags, meaning)
   else:
     progress.update(1)
+  with open(os.path.join(out_dir, "settings.json"), "w", encoding="utf-8") as f:
+    json.dump({"step": loaded_step, **settings}, f, indent=2)
   with open(os.path.join(out_dir, "eval.json"), "w", encoding="utf-8") as f:
     json.dump(results, f, indent=2)
   with open(os.path.join(out_dir, "eval.md"), "w", encoding="utf-8") as f:
     f.write(_markdown(results))
   progress.update(1)
-  progress.close()
   results["output_dir"] = out_dir
   return results

@@ -13,15 +13,18 @@ whole batch would on one device.
 Options every body takes (their defaults are flax's, so configs that do not set them keep
 their parameters and numbers): `kernel_init` (a name in `KERNEL_INITS`), `bias_before_norm`
 (False: the layers followed by BatchNorm have no bias, which BatchNorm's shift makes
-redundant), `norm_momentum` and `norm_epsilon` of BatchNorm (bodies with a norm), and, for
-encoders, `spectral_norm` (every Dense / Conv weight divided by its
+redundant), `norm_momentum` and `norm_epsilon` of BatchNorm (bodies with a norm), `dtype`
+(the compute dtype of activations and matrix products, e.g. bfloat16 on accelerators; None is
+float32; parameters stay float32, BatchNorm statistics are computed in float32, and the body
+returns float32, so losses are float32), and, for encoders, `spectral_norm` (every Dense / Conv weight divided by its
 largest singular value, Miyato et al. 2018; the power-iteration vectors live in
 `batch_stats`, advance one iteration per call with `train=True` and stay fixed otherwise).
 """
 import math
-from typing import Callable, ClassVar, Optional, Sequence, Tuple
+from typing import Any, Callable, ClassVar, Optional, Sequence, Tuple
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from aigc_jax.errors import ConfigError, UnknownNameError
 from aigc_jax.models.conv_transpose import ConvTranspose
@@ -34,10 +37,25 @@ ACTIVATIONS.register("swish")(nn.swish)
 
 NORMS = ("none", "batch")
 
+def drawn_as_matrix(init: Callable) -> Callable:
+  """`init` of a kernel `[..., in, out]`, drawn as the matrix `[prod(...) * in, out]` and reshaped.
+
+  For an initialiser whose scale depends on the fan-in alone, or on nothing, the values are
+  flax's own, bit for bit: the fan-in is the same, and jax numbers random elements by their
+  flat index. XLA compiles the draw of a 4-D convolution kernel in about 1 s on a CPU and the
+  matrix's in a quarter of that, a cost paid per kernel shape by every run and test.
+  """
+  def draw(key, shape, dtype=jnp.float32):
+    return init(key, (math.prod(shape[:-1]), shape[-1]), dtype).reshape(shape)
+  return draw
+
+
 KERNEL_INITS = Registry[Callable]("kernel initialiser")
-KERNEL_INITS.register("lecun_normal")(nn.initializers.lecun_normal)  # flax's default.
+# flax's default (lecun_normal: fan-in scaled).
+KERNEL_INITS.register("lecun_normal")(lambda: drawn_as_matrix(nn.initializers.lecun_normal()))
 # N(0, 0.02^2): DCGAN (Radford et al. 2016), ALI and PacGAN (Lin et al. 2018).
-KERNEL_INITS.register("normal_0.02")(lambda: nn.initializers.normal(stddev=0.02))
+KERNEL_INITS.register("normal_0.02")(
+    lambda: drawn_as_matrix(nn.initializers.normal(stddev=0.02)))
 
 
 class _Norm(nn.Module):
@@ -46,6 +64,7 @@ class _Norm(nn.Module):
   batch_axis_name: Optional[str]
   momentum: float = 0.9
   epsilon: float = 1e-5
+  dtype: Optional[Any] = None
 
   @nn.compact
   def __call__(self, x, train: bool):
@@ -53,13 +72,14 @@ class _Norm(nn.Module):
       return x
     if self.kind == "batch":
       return nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
-                          epsilon=self.epsilon,
+                          epsilon=self.epsilon, dtype=self.dtype,
                           axis_name=self.batch_axis_name if train else None)(x)
     raise UnknownNameError(unknown_name_message("norm", self.kind, NORMS))
 
 
 def _norm(body: nn.Module) -> _Norm:
-  return _Norm(body.norm, body.batch_axis_name, body.norm_momentum, body.norm_epsilon)
+  return _Norm(body.norm, body.batch_axis_name, body.norm_momentum, body.norm_epsilon,
+               dtype=body.dtype)
 
 
 def _kernel_init(body: nn.Module):
@@ -82,11 +102,17 @@ def _apply(body: nn.Module, layer: nn.Module, x, train: bool):
   return layer(x)
 
 
+def _float32(x):
+  """A body's output in float32 whatever its compute dtype (a no-op for float32)."""
+  return x.astype(jnp.float32)
+
+
 def _dense_layers(body: nn.Module, x, train: bool):
   """[Dense(h) -> norm -> act] for each h in `body.widths`; call inside `body`'s compact method."""
   act = ACTIVATIONS.get(body.activation)
   for width in body.widths:
-    dense = nn.Dense(width, use_bias=_hidden_bias(body), kernel_init=_kernel_init(body))
+    dense = nn.Dense(width, use_bias=_hidden_bias(body), kernel_init=_kernel_init(body),
+                     dtype=body.dtype)
     x = act(_norm(body)(_apply(body, dense, x, train), train))
   return x
 
@@ -105,11 +131,13 @@ class MLPEncoder(nn.Module):
   norm_momentum: float = 0.9
   norm_epsilon: float = 1e-5
   spectral_norm: bool = False
+  dtype: Optional[Any] = None  # Compute dtype; None = float32 (see the module docstring).
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = _dense_layers(self, x.reshape((x.shape[0], -1)), train)
-    return _apply(self, nn.Dense(self.out_features, kernel_init=_kernel_init(self)), x, train)
+    return _float32(_apply(self, nn.Dense(self.out_features, kernel_init=_kernel_init(self),
+                                          dtype=self.dtype), x, train))
 
 
 class MLPDecoder(nn.Module):
@@ -126,12 +154,14 @@ class MLPDecoder(nn.Module):
   bias_before_norm: bool = True
   norm_momentum: float = 0.9
   norm_epsilon: float = 1e-5
+  dtype: Optional[Any] = None  # Compute dtype; None = float32 (see the module docstring).
 
   @nn.compact
   def __call__(self, z, train: bool = False):
     x = _dense_layers(self, z, train)  # Created first: the hidden layers are Dense_0...
-    x = nn.Dense(math.prod(self.output_shape), kernel_init=_kernel_init(self))(x)
-    return x.reshape((z.shape[0],) + tuple(self.output_shape))
+    x = nn.Dense(math.prod(self.output_shape), kernel_init=_kernel_init(self),
+                 dtype=self.dtype)(x)
+    return _float32(x.reshape((z.shape[0],) + tuple(self.output_shape)))
 
 
 class ConvEncoder(nn.Module):
@@ -150,19 +180,22 @@ class ConvEncoder(nn.Module):
   norm_momentum: float = 0.9
   norm_epsilon: float = 1e-5
   spectral_norm: bool = False
+  dtype: Optional[Any] = None  # Compute dtype; None = float32 (see the module docstring).
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     act = ACTIVATIONS.get(self.activation)
     for i, width in enumerate(self.widths):
       conv = nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME",
-                     use_bias=i == 0 or _hidden_bias(self), kernel_init=_kernel_init(self))
+                     use_bias=i == 0 or _hidden_bias(self), kernel_init=_kernel_init(self),
+                     dtype=self.dtype)
       x = _apply(self, conv, x, train)
       if i > 0:
         x = _norm(self)(x, train)
       x = act(x)
     x = x.reshape((x.shape[0], -1))
-    return _apply(self, nn.Dense(self.out_features, kernel_init=_kernel_init(self)), x, train)
+    return _float32(_apply(self, nn.Dense(self.out_features, kernel_init=_kernel_init(self),
+                                          dtype=self.dtype), x, train))
 
 
 class ConvDecoder(nn.Module):
@@ -181,6 +214,7 @@ class ConvDecoder(nn.Module):
   bias_before_norm: bool = True
   norm_momentum: float = 0.9
   norm_epsilon: float = 1e-5
+  dtype: Optional[Any] = None  # Compute dtype; None = float32 (see the module docstring).
 
   @nn.compact
   def __call__(self, z, train: bool = False):
@@ -193,15 +227,15 @@ class ConvDecoder(nn.Module):
           f"ConvDecoder with {len(self.widths)} upsamplings needs image sides divisible by "
           f"{scale}, got {height}x{width}; change the decoder widths or the dataset.")
     x = nn.Dense((height // scale) * (width // scale) * self.widths[0], use_bias=bias,
-                 kernel_init=init)(z)
+                 kernel_init=init, dtype=self.dtype)(z)
     x = act(_norm(self)(x, train))
     x = x.reshape((z.shape[0], height // scale, width // scale, self.widths[0]))
     for width_out in self.widths[1:]:
       x = ConvTranspose(width_out, (4, 4), strides=(2, 2), padding="SAME", use_bias=bias,
-                        kernel_init=init)(x)
+                        kernel_init=init, dtype=self.dtype)(x)
       x = act(_norm(self)(x, train))
-    return ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME",
-                         kernel_init=init)(x)
+    return _float32(ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME",
+                                  kernel_init=init, dtype=self.dtype)(x))
 
 
 class MaxoutEncoder(nn.Module):
@@ -221,6 +255,7 @@ class MaxoutEncoder(nn.Module):
   bias_before_norm: bool = True
   spectral_norm: bool = False
   pieces: int = 5
+  dtype: Optional[Any] = None  # Compute dtype; None = float32 (see the module docstring).
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -233,9 +268,10 @@ class MaxoutEncoder(nn.Module):
     x = x.reshape((x.shape[0], -1))
     for width in self.widths:
       dense = nn.Dense(width * self.pieces, use_bias=_hidden_bias(self),
-                       kernel_init=_kernel_init(self))
+                       kernel_init=_kernel_init(self), dtype=self.dtype)
       x = _apply(self, dense, x, train).reshape((x.shape[0], width, self.pieces)).max(axis=-1)
-    return _apply(self, nn.Dense(self.out_features, kernel_init=_kernel_init(self)), x, train)
+    return _float32(_apply(self, nn.Dense(self.out_features, kernel_init=_kernel_init(self),
+                                          dtype=self.dtype), x, train))
 
 
 ENCODERS = Registry[type]("model body")

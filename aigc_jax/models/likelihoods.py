@@ -29,15 +29,26 @@ class Likelihood:
   needs_unit_interval: bool = False
 
 
-def _sum_per_example(values):
-  return values.reshape((values.shape[0], -1)).sum(axis=-1)
+def flatten_features(x: jax.Array) -> jax.Array:
+  """`[B, *sample_shape] -> [B, D]`, D the number of features.
+
+  Per-feature terms are computed on this shape: XLA:CPU leaves an elementwise loop whose last
+  axis has size 1 (NHWC images with one channel) unvectorised, which made the Bernoulli
+  cross-entropy the largest op of the MLP VAE's step. Same values, bit for bit.
+  """
+  return x.reshape((x.shape[0], -1))
 
 
 def bernoulli() -> Likelihood:
   """Outputs are logits; -log p = sum of sigmoid cross-entropies (x may be grey, in [0, 1])."""
-  return Likelihood(
-      nll=lambda logits, x: _sum_per_example(optax.sigmoid_binary_cross_entropy(logits, x)),
-      mean=jax.nn.sigmoid, needs_unit_interval=True)
+  def nll(logits, x):
+    return optax.sigmoid_binary_cross_entropy(
+        flatten_features(logits), flatten_features(x)).sum(axis=-1)
+
+  def mean(logits):
+    return jax.nn.sigmoid(flatten_features(logits)).reshape(logits.shape)
+
+  return Likelihood(nll=nll, mean=mean, needs_unit_interval=True)
 
 
 def gaussian(scale: float) -> Likelihood:
@@ -45,7 +56,8 @@ def gaussian(scale: float) -> Likelihood:
   log_norm = math.log(scale) + 0.5 * math.log(2 * math.pi)
 
   def nll(mean, x):
-    return _sum_per_example(0.5 * jnp.square((x - mean) / scale) + log_norm)
+    squared = jnp.square((flatten_features(x) - flatten_features(mean)) / scale)
+    return (0.5 * squared + log_norm).sum(axis=-1)
 
   return Likelihood(nll=nll, mean=lambda mean: mean)
 

@@ -3,14 +3,22 @@
 A body config (`experiments.configs.base.body`) holds `body`, the registered name, and the
 body's own options (`widths`, `activation`, `norm`, `kernel_init`, `bias_before_norm`, and
 body-specific ones such as the maxout body's `pieces`); each option is passed to the body.
+
+`compute_dtype` (`config.model.compute_dtype`) names the dtype of activations and matrix
+products: "float32" (the default; the body is built exactly as without it) or "bfloat16"
+(for accelerators: parameters, optimiser states and losses stay float32).
 """
 from typing import Optional, Tuple
 
 import flax.linen as nn
+import jax.numpy as jnp
 import ml_collections
 
-from aigc_jax.errors import ConfigError
+from aigc_jax.errors import ConfigError, UnknownNameError
 from aigc_jax.models.bodies import DECODERS, ENCODERS
+from aigc_jax.registry import unknown_name_message
+
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}  # None: the bodies' float32.
 
 
 def _options(body_config: ml_collections.ConfigDict) -> dict:
@@ -19,8 +27,18 @@ def _options(body_config: ml_collections.ConfigDict) -> dict:
   return options
 
 
-def _build(registry, body_config, **kwargs) -> nn.Module:
+def _dtype_option(compute_dtype: str) -> dict:
+  """The body option for `compute_dtype`: none for float32, so any body builds as before."""
+  if compute_dtype not in COMPUTE_DTYPES:
+    raise UnknownNameError(unknown_name_message("compute dtype", compute_dtype,
+                                                tuple(COMPUTE_DTYPES)))
+  dtype = COMPUTE_DTYPES[compute_dtype]
+  return {} if dtype is None else {"dtype": dtype}
+
+
+def _build(registry, body_config, compute_dtype: str, **kwargs) -> nn.Module:
   body_class = registry.get(body_config.body)
+  kwargs.update(_dtype_option(compute_dtype))
   try:
     return body_class(**_options(body_config), **kwargs)
   except TypeError as e:  # An option this body does not have.
@@ -29,18 +47,20 @@ def _build(registry, body_config, **kwargs) -> nn.Module:
 
 
 def build_encoder(body_config: ml_collections.ConfigDict, out_features: int,
-                  batch_axis_name: Optional[str], spectral_norm: bool = False) -> nn.Module:
+                  batch_axis_name: Optional[str], spectral_norm: bool = False,
+                  compute_dtype: str = "float32") -> nn.Module:
   """Encoder body `[B, *sample_shape] -> [B, out_features]` named by `body_config.body`.
 
   `spectral_norm`: normalise every layer's weight by its largest singular value (the GAN
-  discriminator's option, Miyato et al. 2018).
+  discriminator's option, Miyato et al. 2018). `compute_dtype`: see the module docstring.
   """
-  return _build(ENCODERS, body_config, out_features=out_features,
+  return _build(ENCODERS, body_config, compute_dtype, out_features=out_features,
                 batch_axis_name=batch_axis_name, spectral_norm=spectral_norm)
 
 
 def build_decoder(body_config: ml_collections.ConfigDict, output_shape: Tuple[int, ...],
-                  batch_axis_name: Optional[str]) -> nn.Module:
-  """Decoder body `[B, D] -> [B, *output_shape]` named by `body_config.body`."""
-  return _build(DECODERS, body_config, output_shape=tuple(output_shape),
+                  batch_axis_name: Optional[str], compute_dtype: str = "float32") -> nn.Module:
+  """Decoder body `[B, D] -> [B, *output_shape]` named by `body_config.body`;
+  `compute_dtype`: see the module docstring."""
+  return _build(DECODERS, body_config, compute_dtype, output_shape=tuple(output_shape),
                 batch_axis_name=batch_axis_name)

@@ -36,7 +36,7 @@ import optax
 from aigc_jax import data
 from aigc_jax.errors import ConfigError, UnknownNameError
 from aigc_jax.models.autoencoder import Autoencoder
-from aigc_jax.models.likelihoods import get_likelihood
+from aigc_jax.models.likelihoods import flatten_features, get_likelihood
 from aigc_jax.models.networks import build_decoder, build_encoder
 from aigc_jax.models.vae import VAE
 from aigc_jax.registry import unknown_name_message
@@ -110,16 +110,19 @@ def _make_family(config: ml_collections.ConfigDict, sample_shape, variational: b
   num_classes = data.get_dataset_spec(config.dataset.name).num_classes if conditional else 0
   latent_dim = model_cfg.latent_dim
   encoder = build_encoder(model_cfg.encoder, 2 * latent_dim if variational else latent_dim,
-                          noise.BATCH_AXIS)
-  decoder = build_decoder(model_cfg.decoder, sample_shape, noise.BATCH_AXIS)
+                          noise.BATCH_AXIS, compute_dtype=model_cfg.compute_dtype)
+  decoder = build_decoder(model_cfg.decoder, sample_shape, noise.BATCH_AXIS,
+                          compute_dtype=model_cfg.compute_dtype)
   model_cls = VAE if variational else Autoencoder
   model = model_cls(encoder=encoder, decoder=decoder)
   optimizer = build_optimizer(config.optimizer, config.train.num_steps)
   kl_weight = kl_weight_schedule(model_cfg)
 
   def output_mean(outputs):
-    mean = likelihood.mean(outputs)
-    return jnp.clip(mean, 0.0, 1.0) if model_cfg.output_range == "unit" else mean
+    """The likelihood's mean of decoder outputs `[B, *sample_shape]`, in the data's range."""
+    mean = flatten_features(likelihood.mean(outputs))  # Vectorised: see flatten_features.
+    mean = jnp.clip(mean, 0.0, 1.0) if model_cfg.output_range == "unit" else mean
+    return mean.reshape(outputs.shape)
 
   def condition(labels):
     """One-hot `[B, K]` of int labels `[B]`, or None for the unconditional families."""
@@ -151,8 +154,8 @@ def _make_family(config: ml_collections.ConfigDict, sample_shape, variational: b
                                           key, images) if train else images)
       outputs, batch_stats = apply(inputs, onehot)
       terms = {"loss": likelihood.nll(outputs, images)}  # Scored against the clean input.
-    axes = tuple(range(1, images.ndim))
-    terms["mse"] = jnp.mean(jnp.square(output_mean(outputs) - images), axis=axes)
+    terms["mse"] = jnp.mean(jnp.square(flatten_features(output_mean(outputs))
+                                       - flatten_features(images)), axis=-1)
     return terms, batch_stats
 
   def init(key):

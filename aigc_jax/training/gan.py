@@ -287,11 +287,12 @@ def make_gan_family(config: ml_collections.ConfigDict, sample_shape) -> Family:
   spectral_norm = bool(model_cfg.gan.spectral_norm)
   projection = model_cfg.conditioning == "projection"
   feature_dim = model_cfg.encoder.widths[-1] if projection else 0
-  generator = Generator(build_decoder(model_cfg.decoder, sample_shape, noise.BATCH_AXIS),
+  generator = Generator(build_decoder(model_cfg.decoder, sample_shape, noise.BATCH_AXIS,
+                                      compute_dtype=model_cfg.compute_dtype),
                         output=setup.output, num_classes=setup.num_classes)
   discriminator = Discriminator(
       build_encoder(model_cfg.encoder, feature_dim if projection else 1, noise.BATCH_AXIS,
-                    spectral_norm=spectral_norm),
+                    spectral_norm=spectral_norm, compute_dtype=model_cfg.compute_dtype),
       conditioning=model_cfg.conditioning, num_classes=setup.num_classes,
       feature_dim=feature_dim, spectral_norm=spectral_norm)
   optimizer = build_optimizer(config.optimizer, config.train.num_steps)

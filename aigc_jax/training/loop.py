@@ -5,6 +5,7 @@ host -> writers and checkpoints. The only host syncs are the periodic ones (NaN 
 logging, saving, evaluation, image grids), all in `periodic_work`, the single place where
 the loop stops to look at its state.
 """
+import datetime
 import json
 import os
 import time
@@ -12,19 +13,19 @@ from typing import Any, Dict, List
 
 import flax
 import jax
-from absl import logging
 import ml_collections
 import numpy as np
 import tqdm
 
-from aigc_jax import checkpointing, data
-from aigc_jax.errors import NonFiniteLossError, UnknownNameError
+from aigc_jax import checkpointing, config_rules, console, data
+from aigc_jax.errors import ConfigError, NonFiniteLossError, UnknownNameError
 from aigc_jax.image_grid import interleave_pairs, save_image_grid
 from aigc_jax.training.family import Family, get_family
 from aigc_jax.training.interrupts import TrainingInterrupted, termination_signals
 from aigc_jax.training.noise import BATCH_AXIS
 from aigc_jax.training.parallel import DataParallel, get_data_parallel
-from aigc_jax.training.writers import MetricWriter, ensure_writable
+from aigc_jax.training.writers import MetricWriter
+from aigc_jax.workdir import WorkdirLock, ensure_writable
 
 
 def _split_keys(seed: int) -> Dict[str, jax.Array]:
@@ -130,123 +131,241 @@ def _make_checkpointer(config, workdir, family, abstract_state, image_shape):
 
 
 def _close_all(closers, quietly: bool) -> None:
-  """Calls every closer; with `quietly`, a failing one is logged instead of raised."""
+  """Calls every closer; with `quietly`, a failing one is reported instead of raised."""
   for close in closers:
     try:
       close()
     except Exception as e:  # pylint: disable=broad-except
       if not quietly:
         raise
-      logging.warning("While stopping after an error, %s also failed: %s",
-                      getattr(close, "__qualname__", close), e)
+      console.warning(f"While stopping after an error, "
+                      f"{getattr(close, '__qualname__', close)} also failed: {e}")
+
+
+def _check_batch_sizes(config: ml_collections.ConfigDict, parallel: DataParallel) -> None:
+  """Both batch sizes split evenly over every device of every host, or one ConfigError."""
+  devices = jax.process_count() * parallel.num_local_devices
+  for key in ("batch_size", "eval_batch_size"):
+    value = config.train[key]
+    if value % devices:
+      raise ConfigError(
+          f"train.{key} is {value}, which does not split over the {devices} devices of this "
+          f"run (allowed: a multiple of {devices}).")
+
+
+def _record_resume(workdir: str, step: int, num_steps: int, record: Dict[str, Any]) -> None:
+  """Appends one line to `resumes.jsonl`: when, from which step, and what the config changed.
+
+  `config.json` keeps the config the run started with; this file is the history of changes.
+  """
+  row = {"time": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+         "from_step": step, "num_steps": num_steps, **record}
+  with open(os.path.join(workdir, "resumes.jsonl"), "a", encoding="utf-8") as f:
+    f.write(json.dumps(row) + "\n")
+
+
+def _summary(config, results, initial_step: int, num_steps: int, seconds: float,
+             workdir: str) -> List[str]:
+  """The end-of-run lines: what ran, the final train and eval metrics, where outputs went."""
+  start = f"resumed at step {initial_step}, " if initial_step else ""
+  lines = [f"Finished {config.model.family} on {config.dataset.name}: step {num_steps} "
+           f"({start}{seconds:.0f} s)."]
+  train = {k: v for k, v in results["train"].items() if k != "samples_per_second"}
+  if train:
+    lines.append(f"  train: {console.format_metrics(train)}")
+  if results["eval"]:
+    lines.append(f"  eval:  {console.format_metrics(results['eval'])}")
+  outputs = [n for n in ("metrics.jsonl", "tensorboard/", "images/", "checkpoints/",
+                         "checkpoints_best/", "config.json", "resumes.jsonl")
+             if os.path.exists(os.path.join(workdir, n))]
+  lines.append(f"Outputs in {os.path.abspath(workdir)}: {', '.join(outputs)}")
+  return lines
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       fresh: bool = False) -> Dict[str, Any]:
+                       fresh: bool = False, allow_config_change: bool = False) -> Dict[str, Any]:
   """Trains `config.model.family` on `config.dataset.name`; writes everything under `workdir`.
 
-  Resumes from the newest readable checkpoint in `workdir` unless `fresh`, which first moves
-  an earlier run's checkpoints and logs into `workdir/discarded/`. Writes `config.json`,
-  `metrics.jsonl`, `tensorboard/`, `images/*.png` and `checkpoints/`.
+  Checks every config value first (`config_rules.check_config`), then locks the workdir
+  (one run per workdir; `aigc_jax.workdir`). Resumes from the newest readable checkpoint unless
+  `fresh`, which first moves an earlier run's outputs into `workdir/discarded/<time>/`; a
+  run that finds no checkpoint but an earlier run's logs sets those aside the same way. A
+  resumed run may change only `config_rules.CHANGEABLE_ON_RESUME` unless
+  `allow_config_change`; each resume is recorded in `resumes.jsonl`, and `config.json`
+  keeps the config the run started with. Writes `config.json`, `metrics.jsonl`,
+  `tensorboard/`, `images/*.png` and `checkpoints/`.
 
   Returns:
     `{"train": last logged training metrics, "eval": last evaluation metrics, "state": the
     final state (one copy), "step": the final step}`.
   Raises:
+    ConfigError (before any work) for a value outside its allowed range, or a resume with
+    a changed config; WorkdirBusyError if another run holds the workdir;
     NonFiniteLossError if a loss becomes NaN or Inf (nothing saved before is touched);
     TrainingInterrupted after SIGTERM/SIGINT, once a checkpoint of the current step is saved.
   """
+  config_rules.check_config(config)  # Before anything is read or written.
   spec = data.get_dataset_spec(config.dataset.name)
   family = get_family(config, spec.image_shape)
   parallel = get_data_parallel(config.train.parallel)
+  _check_batch_sizes(config, parallel)
+  ensure_writable(workdir)
+  with WorkdirLock(workdir, jax.process_index()):
+    return _train(config, workdir, spec, family, parallel, fresh=fresh,
+                  allow_config_change=allow_config_change)
+
+
+def _set_aside_earlier_run(workdir: str, fresh: bool) -> None:
+  """With `fresh`, or when there is no checkpoint to resume, moves an earlier run's outputs
+  (logs, config, images, eval/) into `discarded/<time>/`, so two runs never share a log."""
+  if not fresh and checkpointing.has_checkpoints(workdir):
+    return
+  moved = checkpointing.set_aside_previous_run(workdir)
+  if moved:
+    console.event(f"Starting fresh: the previous run's outputs are in {moved}." if fresh else
+                  "No checkpoint to resume from: starting at step 0; the earlier run's logs "
+                  f"are in {moved}.")
+
+
+def _start_or_resume(config, workdir, family, parallel, checkpointer, keys, abstract_state,
+                     train_iter, allow_config_change):
+  """The state to train from: the newest readable checkpoint's, or a new one.
+
+  A resume checks the checkpoint's config against this one (`config_rules.check_resume`)
+  before reading its arrays; the chief then drops the lost part of the run's history
+  (metrics rows and best checkpoints after the step) and records the resume.
+
+  Returns:
+    (state on the devices, training key, step, metrics saved with the checkpoint or {}).
+  """
+  is_chief = jax.process_index() == 0
+  resume: Dict[str, Any] = {}
+
+  def check_saved_config(saved: Dict[str, Any], step: int) -> None:
+    resume.update(config_rules.check_resume(saved, config, step, checkpointer.directory,
+                                            allow_config_change))
+
+  restored = checkpointer.restore_latest(
+      checkpointing.abstract_state_tree(abstract_state, keys["train"],
+                                        parallel.replicated_sharding),
+      train_iter, check_saved_config)
+  if restored is None:
+    if is_chief:
+      write_config(config, workdir)
+    return parallel.put_state(family.init(keys["init"])), keys["train"], 0, {}
+  state = parallel.from_replicated(
+      flax.serialization.from_state_dict(abstract_state, restored.train_state))
+  step, num_steps = restored.step, config.train.num_steps
+  if is_chief and step < num_steps:
+    _truncate_metrics(workdir, step)
+    checkpointer.set_aside_best_after(step)
+    _record_resume(workdir, step, num_steps, resume)
+    changed = ", ".join(f"{k} {v['saved']} -> {v['new']}" for k, v in resume["changes"].items())
+    console.event(f"Resuming from step {step} of {checkpointer.directory}"
+                  + (f" with {changed}" if changed else "") + ".")
+  return state, restored.rng, step, restored.metrics
+
+
+def _train(config, workdir, spec, family, parallel, *, fresh, allow_config_change):
+  """`train_and_evaluate` once the config is checked and the workdir is locked."""
+  started = time.perf_counter()
   keys = _split_keys(config.seed)
   train_cfg = config.train
   num_steps = train_cfg.num_steps
   is_chief = jax.process_index() == 0
+  data_dir = config.dataset.data_dir or None
 
-  ensure_writable(workdir)
-  if fresh and is_chief:
-    moved = checkpointing.set_aside_previous_run(workdir)
-    if moved:
-      print(f"Starting fresh: the previous run's checkpoints and logs are in {moved}.")
+  if is_chief:
+    _set_aside_earlier_run(workdir, fresh)
   abstract_state = jax.eval_shape(family.init, keys["init"])
   checkpointer = _make_checkpointer(config, workdir, family, abstract_state, spec.image_shape)
-  train_iter = data.create_iterator(
-      config.dataset.name, spec.train_split, global_batch_size=train_cfg.batch_size,
-      num_local_devices=parallel.num_local_devices, seed=config.seed, train=True,
-      data_dir=config.dataset.data_dir or None)
-  restored = checkpointer.restore_latest(
-      checkpointing.abstract_state_tree(abstract_state, keys["train"],
-                                        parallel.replicated_sharding), train_iter)
-  if restored is None:
-    state = parallel.put_state(family.init(keys["init"]))
-    train_key, initial_step = keys["train"], 0
-  else:
-    state = parallel.from_replicated(
-        flax.serialization.from_state_dict(abstract_state, restored.train_state))
-    train_key, initial_step = restored.rng, restored.step
-    if is_chief:
-      _truncate_metrics(workdir, initial_step)
-      print(f"Resuming from step {initial_step} of {checkpointer.directory}.")
-  train_key = jax.device_put(train_key, parallel.replicated_sharding)
-  train_step = parallel.compile_train_step(family.train_step)
-  eval_step = parallel.compile_eval_step(family.eval_step)
-  test_arrays = data.load_split_arrays(  # Read once; every evaluation uses it.
-      config.dataset.name, spec.test_split, config.dataset.data_dir or None)
-  grid_inputs = test_arrays[0][:max(train_cfg.num_samples // 2, 1)]  # Reconstructed per grid.
-  grid_inputs = grid_inputs.astype(np.float32) / np.float32(255.0)
-
-  writer = MetricWriter(workdir, purge_step=initial_step + 1) if is_chief else None
-  if is_chief:
-    write_config(config, workdir)
-  pending: List[Dict[str, jax.Array]] = []  # Per-step metrics (all copies), on the device.
-  fetched: List[Dict[str, np.ndarray]] = []  # Checked on the host, not yet logged.
-  results: Dict[str, Any] = {"train": {}, "eval": {}}
-  progress = tqdm.tqdm(total=num_steps, initial=initial_step, disable=not is_chief,
-                       desc=f"{config.model.family} on {config.dataset.name}", unit="step")
-  timer = {"time": time.perf_counter(), "step": initial_step}
-
-  def periodic_work(step: int, interrupted_by) -> None:
-    """Checks, logs, saves, evaluates, draws: the one place the loop syncs with the devices."""
-    nonlocal pending, fetched
-    log_due = _is_due(step, train_cfg.log_every, num_steps)
-    save_due = _is_due(step, config.checkpoint.save_every, num_steps) or interrupted_by
-    eval_due = _is_due(step, train_cfg.eval_every, num_steps)
-    if pending and (log_due or save_due or eval_due):
-      new = [parallel.first_copy(m) for m in jax.device_get(pending)]
-      _check_finite(new, step - len(new) + 1)  # Before anything is saved.
-      fetched, pending = fetched + new, []
-    if fetched and log_due:
-      means = {name: float(np.mean([m[name] for m in fetched])) for name in fetched[0]}
-      now = time.perf_counter()
-      means["samples_per_second"] = (
-          (step - timer["step"]) * train_cfg.batch_size / max(now - timer["time"], 1e-9))
-      timer.update(time=now, step=step)
-      fetched = []
-      results["train"] = means
-      if is_chief:
-        writer.write_scalars(step, "train", means)
-        progress.set_postfix({k: f"{v:.4g}" for k, v in means.items()})
-    sample_due = is_chief and _is_due(step, train_cfg.sample_every, num_steps)
-    if save_due or eval_due or sample_due:
-      one_copy = parallel.get_state(state)
-    if save_due:
-      checkpointer.save(step, one_copy, train_key, train_iter, config, metrics=results["train"])
-    if eval_due:
-      results["eval"] = evaluate(family, parallel, eval_step, state, config,
-                                 jax.random.fold_in(keys["eval"], step), test_arrays)
-      if is_chief:
-        writer.write_scalars(step, "eval", results["eval"])
-      checkpointer.save_best(step, one_copy, train_key, config, results["eval"])
-    if sample_due:
-      write_image_grids(family, one_copy, grid_inputs, keys["sample"],
-                        os.path.join(workdir, "images"), step, train_cfg.num_samples)
-    if interrupted_by:
-      checkpointer.wait()
-      raise TrainingInterrupted(interrupted_by, step, checkpointer.directory)
-
-  closers = [progress.close, checkpointer.close] + ([writer.close] if writer else [])
+  closers = [checkpointer.close]  # Closed in this order, however the run ends.
+  finished = False
   try:
+    train_arrays = data.load_split_arrays(config.dataset.name, spec.train_split, data_dir)
+    if train_cfg.batch_size > len(train_arrays[1]) and is_chief:
+      console.warning(
+          f"train.batch_size {train_cfg.batch_size} is larger than the training split "
+          f"({len(train_arrays[1])} examples of {config.dataset.name}): every batch repeats "
+          "examples.")
+    train_iter = data.create_iterator(
+        config.dataset.name, spec.train_split, global_batch_size=train_cfg.batch_size,
+        num_local_devices=parallel.num_local_devices, seed=config.seed, train=True,
+        arrays=train_arrays)
+    state, train_key, initial_step, restored_metrics = _start_or_resume(
+        config, workdir, family, parallel, checkpointer, keys, abstract_state, train_iter,
+        allow_config_change)
+    if initial_step == num_steps:
+      console.event(f"The run in {os.path.abspath(workdir)} is already at step {num_steps} "
+                    "(train.num_steps): nothing to train; pass a larger "
+                    "--config.train.num_steps to train further.")
+      finished = True
+      return {"train": restored_metrics, "eval": {}, "state": parallel.get_state(state),
+              "step": num_steps}
+    train_key = jax.device_put(train_key, parallel.replicated_sharding)
+    train_step = parallel.compile_train_step(family.train_step)
+    eval_step = parallel.compile_eval_step(family.eval_step)
+    test_arrays = data.load_split_arrays(  # Read once; every evaluation uses it.
+        config.dataset.name, spec.test_split, data_dir)
+    grid_inputs = data.to_float_samples(  # Reconstructed per grid.
+        test_arrays[0][:max(train_cfg.num_samples // 2, 1)])
+
+    writer = None
+    if is_chief:
+      writer = MetricWriter(workdir, purge_step=initial_step + 1)
+      closers.append(writer.close)
+    pending: List[Dict[str, jax.Array]] = []  # Per-step metrics (all copies), on the device.
+    fetched: List[Dict[str, np.ndarray]] = []  # Checked on the host, not yet logged.
+    results: Dict[str, Any] = {"train": {}, "eval": {}}
+    progress = tqdm.tqdm(total=num_steps, initial=initial_step, disable=not is_chief,
+                         desc=f"{config.model.family} on {config.dataset.name}", unit="step",
+                         dynamic_ncols=True)
+    closers.insert(0, progress.close)
+    timer = {"time": time.perf_counter(), "step": initial_step}
+
+    def periodic_work(step: int, interrupted_by) -> None:
+      """Checks, logs, saves, evaluates, draws: the one place the loop syncs with the devices."""
+      nonlocal pending, fetched
+      log_due = _is_due(step, train_cfg.log_every, num_steps)
+      save_due = _is_due(step, config.checkpoint.save_every, num_steps) or interrupted_by
+      eval_due = _is_due(step, train_cfg.eval_every, num_steps)
+      if pending and (log_due or save_due or eval_due):
+        new = [parallel.first_copy(m) for m in jax.device_get(pending)]
+        _check_finite(new, step - len(new) + 1)  # Before anything is saved.
+        fetched, pending = fetched + new, []
+      if fetched and log_due:
+        means = {name: float(np.mean([m[name] for m in fetched])) for name in fetched[0]}
+        now = time.perf_counter()
+        means["samples_per_second"] = (
+            (step - timer["step"]) * train_cfg.batch_size / max(now - timer["time"], 1e-9))
+        timer.update(time=now, step=step)
+        fetched = []
+        results["train"] = means
+        if is_chief:
+          writer.write_scalars(step, "train", means)
+          progress.set_postfix({k: f"{v:.4g}" for k, v in means.items()
+                                if k != "samples_per_second"})
+      sample_due = is_chief and _is_due(step, train_cfg.sample_every, num_steps)
+      if save_due or eval_due or sample_due:
+        one_copy = parallel.get_state(state)
+      if save_due:
+        checkpointer.save(step, one_copy, train_key, train_iter, config,
+                          metrics=results["train"])
+      if eval_due:
+        results["eval"] = evaluate(family, parallel, eval_step, state, config,
+                                   jax.random.fold_in(keys["eval"], step), test_arrays)
+        if is_chief:
+          writer.write_scalars(step, "eval", results["eval"])
+        checkpointer.save_best(step, one_copy, train_key, config, results["eval"])
+      if sample_due:
+        for path in write_image_grids(family, one_copy, grid_inputs, keys["sample"],
+                                      os.path.join(workdir, "images"), step,
+                                      train_cfg.num_samples):
+          writer.write_image(step, os.path.basename(path).split("_")[0], path)
+      if interrupted_by:
+        checkpointer.wait()
+        raise TrainingInterrupted(interrupted_by, step, checkpointer.directory)
+
     with termination_signals() as signals:
       for step in range(initial_step + 1, num_steps + 1):
         batch = parallel.put_batch(next(train_iter))
@@ -254,15 +373,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
         pending.append(metrics)
         progress.update(1)
         periodic_work(step, signals.signal_name)
-  except BaseException:
-    _close_all(closers, quietly=True)  # The first error is the one to report.
-    raise
-  _close_all(closers, quietly=False)
+    finished = True
+  finally:
+    # After an error, the first error is the one to report; after a finished run, a failed
+    # background save (reported when closing) is an error of its own.
+    _close_all(closers, quietly=not finished)
   if is_chief:
-    outputs = [n for n in ("metrics.jsonl", "tensorboard/", "images/", "checkpoints/",
-                           "checkpoints_best/", "config.json")
-               if os.path.exists(os.path.join(workdir, n))]
-    print(f"Outputs in {os.path.abspath(workdir)}: {', '.join(outputs)}")
+    console.print_summary(_summary(config, results, initial_step, num_steps,
+                                   time.perf_counter() - started, workdir))
   results["state"] = parallel.get_state(state)
   results["step"] = num_steps
   return results

@@ -1,25 +1,14 @@
-"""Scalar writers: TensorBoard (tensorboardX) and `metrics.jsonl`, written by the loop only."""
+"""Writers of what a run logs: scalars to TensorBoard (tensorboardX) and `metrics.jsonl`, image
+grids to TensorBoard; used by the loop only."""
 import json
 import os
-import tempfile
 from typing import Mapping
 
 import numpy as np
+from PIL import Image
 from tensorboardX import SummaryWriter
 
 from aigc_jax.errors import WorkdirError
-
-
-def ensure_writable(workdir: str) -> None:
-  """Creates `workdir` and proves it writable, or raises WorkdirError in one sentence."""
-  try:
-    os.makedirs(workdir, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write-test-"):
-      pass
-  except OSError as e:
-    raise WorkdirError(
-        f"Cannot write to the workdir {os.path.abspath(workdir)} ({e.strerror or e}); choose a "
-        "writable --workdir with free space.") from e
 
 
 class MetricWriter:
@@ -47,6 +36,12 @@ class MetricWriter:
       raise WorkdirError(
           f"Cannot write {self._jsonl.name} ({e.strerror or e}); free disk space or make the "
           "workdir writable. Earlier checkpoints are untouched.") from e
+
+  def write_image(self, step: int, name: str, png_path: str) -> None:
+    """Shows a PNG written to disk (a sample grid, say) in TensorBoard under `images/<name>`."""
+    with Image.open(png_path) as image:
+      picture = np.asarray(image.convert("RGB"))
+    self._summary.add_image(f"images/{name}", picture, int(step), dataformats="HWC")
 
   def close(self) -> None:
     self._summary.close()

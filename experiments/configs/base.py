@@ -1,7 +1,11 @@
 """Defaults shared by every experiment config; each config file changes what it needs.
 
 Every knob the library reads lives here, with what it means. Override any from the command
-line: `--config.train.num_steps=500 --config.optimizer.learning_rate=3e-4`.
+line: `--config.train.num_steps=500 --config.optimizer.learning_rate=3e-4`. The allowed range
+of each value is checked before a run starts (`aigc_jax/config_rules.py`, `RULES`: add a rule
+there with a new key); a resumed run may change only the keys in `CHANGEABLE_ON_RESUME`
+there (intervals, `num_samples`, `eval_batch_size`, checkpoint retention, `data_dir`, a longer
+`num_steps`) unless `--allow_config_change`.
 """
 import ml_collections
 
@@ -27,7 +31,8 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = "digits28"  # digits, digits28, mnist, fashion_mnist, cifar10.
-  # Where tfds datasets live; empty = tfds's default (~/tensorflow_datasets or $TFDS_DATA_DIR).
+  # Where tfds datasets live (an existing directory); empty = tfds's default
+  # (~/tensorflow_datasets or $TFDS_DATA_DIR).
   config.dataset.data_dir = ""
 
   config.model = ml_collections.ConfigDict()
@@ -55,6 +60,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Python modules imported before the family is built, so that what they register (a family,
   # body, likelihood, corruption...) can be named by this config, in training and evaluation.
   config.model.imports = ()
+  # Dtype of activations and matrix products: float32, or bfloat16 for GPUs and TPUs
+  # (parameters, optimiser states and losses stay float32; slower than float32 on most CPUs).
+  config.model.compute_dtype = "float32"
   # Encoder: AE/VAE encoder or GAN discriminator. Decoder: AE/VAE decoder or GAN generator.
   config.model.encoder = body("mlp", (400,), "relu")
   config.model.decoder = body("mlp", (400,), "relu")
@@ -91,7 +99,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.optimizer = ml_collections.ConfigDict()  # Used for both GAN networks too.
   config.optimizer.name = "adam"  # adam, adamw or sgd.
   config.optimizer.learning_rate = 1e-3
-  config.optimizer.schedule = "constant"  # constant or warmup_cosine.
+  # constant or warmup_cosine (depends on train.num_steps: a resume cannot extend the run
+  # without --allow_config_change).
+  config.optimizer.schedule = "constant"
   config.optimizer.warmup_steps = 0  # warmup_cosine only.
   config.optimizer.b1 = 0.9
   config.optimizer.b2 = 0.999
@@ -103,16 +113,18 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 128  # Global batch, split over all devices of all hosts.
   config.train.num_steps = 1000
-  config.train.parallel = "pmap"  # pmap or shard_map: same numbers, two implementations.
+  # auto (jit + shard_map, the faster here), pmap or shard_map: same numbers, and checkpoints
+  # that resume under any of them (aigc_jax/training/parallel.py).
+  config.train.parallel = "auto"
   config.train.log_every = 50  # Steps between scalar logs (the only host syncs of training).
   config.train.eval_every = 500  # Steps between test-split evaluations (and at the end).
   config.train.eval_batch_size = 256  # Global batch of the evaluation pass.
   config.train.sample_every = 500  # Steps between PNG grids of samples / reconstructions.
-  config.train.num_samples = 64  # Images per grid.
+  config.train.num_samples = 64  # Images per grid (samples; half as many reconstructions).
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.save_every = 500  # Steps between saves (and one at the end); 0 = end only.
-  config.checkpoint.keep_last = 3  # Newest checkpoints kept for resuming.
+  config.checkpoint.keep_last = 3  # Newest checkpoints kept for resuming (at least 1).
   config.checkpoint.keep_best = 1  # Best-by-metric checkpoints kept apart (0 = none).
   config.checkpoint.best_metric = "loss"  # An evaluation metric of the family.
   config.checkpoint.best_mode = "min"  # min or max.

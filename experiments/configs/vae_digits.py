@@ -9,4 +9,7 @@ def get_config():
   config = mlp_vae.get_config()
   config.dataset.name = "digits28"
   config.train.num_steps = 1500
+  # Three evaluations and image grids (steps 500, 1000, 1500): curves in TensorBoard, not points.
+  config.train.eval_every = 500
+  config.train.sample_every = 500
   return config

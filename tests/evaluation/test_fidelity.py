@@ -73,6 +73,14 @@ def test_ssim_rejects_images_smaller_than_the_window():
 
 # ---- MS-SSIM reference: Wang et al. (2003) written directly in float64 numpy/scipy. -------
 
+# Wang, Simoncelli & Bovik (2003), "Multi-scale structural similarity for image quality
+# assessment", Table 1: the exponents of scales 1 (finest) to 5, copied from the paper.
+PAPER_MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+
+
+def test_ms_ssim_weights_are_the_papers():
+  assert fidelity.MS_SSIM_WEIGHTS == PAPER_MS_SSIM_WEIGHTS
+
 
 def _reference_ssim_terms(x, y, max_val, sigma, radius):
   """Per-channel valid-window means of cs and of l*cs for 2-D images x, y (float64)."""
@@ -121,7 +129,7 @@ def test_ms_ssim_matches_reference_implementation():
   # 190 x 181: odd sizes at several scales exercise the dropped last row/column.
   a, b = _image_pairs(190, 181, 2)
   ours = np.asarray(fidelity.ms_ssim(a, b))
-  expected = np.array([_reference_ms_ssim(x, y, fidelity.MS_SSIM_WEIGHTS) for x, y in zip(a, b)])
+  expected = np.array([_reference_ms_ssim(x, y, PAPER_MS_SSIM_WEIGHTS) for x, y in zip(a, b)])
   print(f"ms_ssim 5 scales: ours {ours}, reference {expected}, "
         f"max diff {np.abs(ours - expected).max():.2e}")
   np.testing.assert_allclose(ours, expected, atol=1e-4)
@@ -137,8 +145,8 @@ def test_ms_ssim_on_small_images_needs_an_explicit_choice():
   assert fidelity.ms_ssim_min_size(7, 3) == 28
   weights = fidelity.ms_ssim_weights(3)
   assert abs(sum(weights) - 1.0) < 1e-12
-  np.testing.assert_allclose(np.array(weights) / np.array(fidelity.MS_SSIM_WEIGHTS[:3]),
-                             1.0 / sum(fidelity.MS_SSIM_WEIGHTS[:3]))
+  np.testing.assert_allclose(np.array(weights) / np.array(PAPER_MS_SSIM_WEIGHTS[:3]),
+                             1.0 / sum(PAPER_MS_SSIM_WEIGHTS[:3]))
   ours = np.asarray(fidelity.ms_ssim(a, b, weights=weights, filter_size=7))
   expected = np.array([_reference_ms_ssim(x, y, weights, radius=3) for x, y in zip(a, b)])
   print(f"ms_ssim 28x28, 7-tap, 3 scales: max diff {np.abs(ours - expected).max():.2e}")

@@ -24,8 +24,14 @@ def test_there_is_a_config_for_each_family_on_digits_and_mnist():
     assert (family, "digits28") in found and (family, "mnist") in found, family
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  """One tfds data_dir for every config: each offline dataset is prepared once."""
+  return str(tmp_path_factory.mktemp("tfds"))
+
+
 @pytest.mark.parametrize("name", CONFIG_NAMES)
-def test_config_trains_two_steps(name, tmp_path):
+def test_config_trains_two_steps(name, tmp_path, data_dir):
   config = importlib.import_module(f"experiments.configs.{name}").get_config()
   config.train.num_steps = 2
   config.train.log_every = 1
@@ -33,7 +39,7 @@ def test_config_trains_two_steps(name, tmp_path):
   config.train.batch_size = 16 * config.model.gan.discriminator_steps
   config.train.eval_batch_size = 32
   config.train.num_samples = 4
-  config.dataset.data_dir = str(tmp_path / "tfds")
+  config.dataset.data_dir = data_dir
   offline = config.dataset.name.startswith("digits")  # Real data; the rest is mocked.
   with (contextlib.nullcontext() if offline else
         tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE)):
@@ -46,3 +52,12 @@ def test_config_trains_two_steps(name, tmp_path):
                                       or "mnist" in config.dataset.name else (8, 8, 1))
   if family.generate or family.reconstruct:
     assert os.listdir(tmp_path / "run" / "images")
+
+
+def test_the_demo_logs_at_least_three_evaluations_and_image_grids():
+  """The first TensorBoard a user opens shows curves, not points."""
+  from aigc_jax.training.loop import _is_due
+  from experiments.configs import vae_digits
+  train = vae_digits.get_config().train
+  for every in (train.eval_every, train.sample_every):
+    assert sum(_is_due(s, every, train.num_steps) for s in range(1, train.num_steps + 1)) >= 3

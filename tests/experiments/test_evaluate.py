@@ -1,4 +1,5 @@
-"""The evaluation runner on trained digits runs: what it writes agrees with direct computation."""
+"""The evaluation runner on trained digits runs: what it writes agrees with direct computation;
+reports with other settings are kept apart; what can be checked is checked before the work."""
 import json
 import os
 import subprocess
@@ -6,10 +7,14 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from aigc_jax import checkpointing, data, training
-from aigc_jax.errors import ConfigError
+from aigc_jax.errors import ConfigError, WorkdirError
 from aigc_jax.evaluation import report
+from aigc_jax.image_grid import save_side_by_side
+from tests import filesystems
+from tests.filesystems import small_filesystem  # noqa: F401  (a fixture)
 from tests.training import classifier_run, helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -21,19 +26,27 @@ def classifier(tmp_path_factory):
   return classifier_run.trained_digits_classifier(tmp_path_factory)
 
 
-def _train(family, body, workdir, data_dir):
-  config = helpers.tiny_config(family, body)
-  config.dataset.data_dir = data_dir
-  config.train.num_steps = 30
-  config.train.eval_every = 0
-  config.train.sample_every = 0
-  training.train_and_evaluate(config, str(workdir))
-  return str(workdir)
+_RUNS = {}
+
+
+def _train(family, body, tmp_path_factory, data_dir):
+  """The workdir of a 30-step run of `family`, trained once per session (reports only add
+  folders under its eval/)."""
+  if (family, body) not in _RUNS:
+    config = helpers.tiny_config(family, body)
+    config.dataset.data_dir = data_dir
+    config.train.num_steps = 30
+    config.train.eval_every = 0
+    config.train.sample_every = 0
+    workdir = str(tmp_path_factory.mktemp(family))
+    training.train_and_evaluate(config, workdir)
+    _RUNS[family, body] = workdir
+  return _RUNS[family, body]
 
 
 @pytest.mark.parametrize("family,body", [("vae", "mlp"), ("ae", "conv"), ("gan", "conv")])
-def test_report_matches_direct_computation(tmp_path, classifier, family, body):
-  workdir = _train(family, body, tmp_path / family, classifier["data_dir"])
+def test_report_matches_direct_computation(tmp_path_factory, classifier, family, body):
+  workdir = _train(family, body, tmp_path_factory, classifier["data_dir"])
   results = report.evaluate_run(workdir, classifier_workdir=classifier["workdir"],
                                 num_samples=NUM_SAMPLES, data_dir=classifier["data_dir"])
   with open(os.path.join(results["output_dir"], "eval.json")) as f:
@@ -42,6 +55,7 @@ def test_report_matches_direct_computation(tmp_path, classifier, family, body):
   assert on_disk["classifier"]["test_accuracy"] > 0.9
   with open(os.path.join(results["output_dir"], "eval.md")) as f:
     table = f.read()
+  assert f"Settings: num_samples {NUM_SAMPLES}, seed 0, " in table
 
   _, fam, state, _ = checkpointing.load_for_inference(workdir)
   images, _ = data.load_split_images("digits28", "test", classifier["data_dir"])
@@ -69,10 +83,21 @@ def test_report_matches_direct_computation(tmp_path, classifier, family, body):
     assert "| manifold_hallucination_rate |" in table
   else:
     assert "generation" not in on_disk
+  if family == "vae":
+    # Other settings write another report; the first one stays as it was.
+    other = report.evaluate_run(workdir, classifier_workdir=classifier["workdir"],
+                                num_samples=200, seed=1, data_dir=classifier["data_dir"])
+    assert os.path.dirname(other["output_dir"]) == os.path.dirname(results["output_dir"])
+    assert os.path.basename(other["output_dir"]).startswith("samples_200_seed_1_")
+    assert os.path.basename(results["output_dir"]).startswith(f"samples_{NUM_SAMPLES}_seed_0_")
+    with open(os.path.join(results["output_dir"], "eval.json")) as f:
+      assert json.load(f) == on_disk
+    with open(os.path.join(other["output_dir"], "settings.json")) as f:
+      assert json.load(f)["num_samples"] == 200
 
 
-def test_cli_prints_the_table(tmp_path, classifier):
-  workdir = _train("vae", "mlp", tmp_path / "vae", classifier["data_dir"])
+def test_cli_prints_the_table(tmp_path_factory, classifier):
+  workdir = _train("vae", "mlp", tmp_path_factory, classifier["data_dir"])
   result = subprocess.run(
       [sys.executable, "-m", "experiments.evaluate", "--workdir", workdir,
        "--classifier_workdir", classifier["workdir"], "--num_samples=200",
@@ -80,11 +105,17 @@ def test_cli_prints_the_table(tmp_path, classifier):
       cwd=REPO, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "| manifold_hallucination_rate |" in result.stdout
-  assert os.path.exists(os.path.join(workdir, "eval", "step_30", "eval.json"))
+  assert "Settings: num_samples 200, seed 0, " in result.stdout
+  (report_dir,) = [d for d in os.listdir(os.path.join(workdir, "eval", "step_30"))
+                   if d.startswith("samples_200_seed_0_")]
+  assert os.path.exists(os.path.join(workdir, "eval", "step_30", report_dir, "eval.json"))
+  # Library logs stay quiet: no absl INFO lines, no "Given directory is read only".
+  assert not [l for l in result.stderr.splitlines() if l[:1] in "IW" and l[1:5].isdigit()]
+  assert "read only" not in result.stderr
 
 
-def test_missing_classifier_is_one_line(tmp_path, classifier):
-  workdir = _train("vae", "mlp", tmp_path / "vae", classifier["data_dir"])
+def test_missing_classifier_is_one_line(tmp_path, tmp_path_factory, classifier):
+  workdir = _train("vae", "mlp", tmp_path_factory, classifier["data_dir"])
   with pytest.raises(ConfigError) as info:
     report.evaluate_run(workdir, classifier_workdir=str(tmp_path / "nothing"))
   message = str(info.value)
@@ -96,3 +127,181 @@ def test_ms_ssim_settings_fit_the_image():
   assert report.ms_ssim_settings(28, 28) == {"filter_size": 7, "num_scales": 3}
   assert report.ms_ssim_settings(8, 8) == {"filter_size": 7, "num_scales": 1}
   assert report.ms_ssim_settings(32, 32) == {"filter_size": 7, "num_scales": 3}
+
+
+@pytest.fixture
+def no_sampling(monkeypatch):
+  """Fails the test if the runner starts sampling: the checks must come before the work."""
+  def forbidden(*args, **kwargs):
+    raise AssertionError("sampling started before the check")
+  monkeypatch.setattr(report, "_samples", forbidden)
+  monkeypatch.setattr(report, "_reconstruction", forbidden)
+
+
+@pytest.mark.parametrize("num_samples", [0, -3])
+def test_nonpositive_num_samples_is_refused_at_once(num_samples, no_sampling):
+  with pytest.raises(ConfigError, match=rf"^num_samples is {num_samples} \(allowed: an "
+                     r"integer >= 1\)"):
+    report.evaluate_run("no-such-workdir", num_samples=num_samples)
+
+
+def test_too_few_samples_are_refused_with_the_minimum(tmp_path_factory, classifier, no_sampling):
+  workdir = _train("vae", "mlp", tmp_path_factory, classifier["data_dir"])
+  for num_samples in (1, 5, 128):
+    with pytest.raises(ConfigError) as info:
+      report.evaluate_run(workdir, classifier_workdir=classifier["workdir"],
+                          num_samples=num_samples, data_dir=classifier["data_dir"])
+    message = str(info.value)
+    assert "\n" not in message and message.endswith("pass --num_samples >= 129.")
+    assert (f"num_samples is {num_samples}, too few for the sample metrics: the k-NN metrics "
+            "need more than k = 5 samples and FID more than the feature width 128") in message
+  assert report.minimum_num_samples(2) == 6  # Below 5 features, k-NN's k decides.
+
+
+def test_unwritable_eval_folder_is_refused_before_the_work(tmp_path, tmp_path_factory,
+                                                           classifier, no_sampling):
+  workdir = _train("vae", "mlp", tmp_path_factory, classifier["data_dir"])
+  (tmp_path / "file").write_text("")  # A file where the reports would go.
+  with pytest.raises(WorkdirError) as info:
+    report.evaluate_run(workdir, classifier_workdir=classifier["workdir"],
+                        data_dir=classifier["data_dir"], eval_dir=str(tmp_path / "file" / "eval"))
+  assert "\n" not in str(info.value)
+  assert f"Cannot write to {tmp_path}/file/eval (Not a directory)" in str(info.value)
+
+
+def test_read_only_workdir_is_read_and_refused_before_the_work(small_filesystem, classifier,
+                                                              no_sampling):
+  config = helpers.tiny_config("vae")
+  config.dataset.data_dir = classifier["data_dir"]
+  config.train.num_steps = 2
+  config.train.eval_every = config.train.sample_every = 0
+  workdir = str(small_filesystem / "run")
+  training.train_and_evaluate(config, workdir)
+  filesystems.make_read_only(small_filesystem)
+  with pytest.raises(WorkdirError) as info:  # The checkpoint was read; the report cannot go there.
+    report.evaluate_run(workdir, classifier_workdir=classifier["workdir"],
+                        data_dir=classifier["data_dir"])
+  message = str(info.value)
+  assert "\n" not in message and message.startswith(
+      f"Cannot write to {workdir}/eval (Read-only file system); choose a writable --eval_dir")
+
+
+def test_cli_refuses_a_bad_num_samples_in_one_line(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.evaluate", "--workdir", str(tmp_path),
+       "--num_samples=0"], cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2
+  (line,) = result.stderr.strip().splitlines()
+  assert line == "error: flag --num_samples=0: 0 is not a positive integer", line
+
+
+def test_hallucination_figure_panels_are_titled_with_their_counts(tmp_path):
+  rng = np.random.default_rng(0)
+  samples = rng.random((10, 28, 28, 1)).astype(np.float32)
+  flags = np.array([True] * 3 + [False] * 7)
+  assert report.hallucination_figure_titles(flags) == [
+      "flagged (off the manifold): 3 of 10, 3 shown", "not flagged: 7 of 10, 7 shown"]
+  titled = np.asarray(Image.open(report.save_hallucination_figure(
+      str(tmp_path / "titled.png"), samples, flags)))
+  plain = np.asarray(Image.open(save_side_by_side(
+      str(tmp_path / "plain.png"), [samples[flags], samples[~flags]], upscale=2)))
+  strip = titled.shape[0] - plain.shape[0]
+  assert strip >= 10 and titled.shape[1] == plain.shape[1]
+  np.testing.assert_array_equal(titled[strip:], plain)  # The panels themselves are unchanged.
+  left, right = titled[:strip, :plain.shape[1] // 2], titled[:strip, plain.shape[1] // 2:]
+  assert (left < 128).sum() > 20 and (right < 128).sum() > 20  # Text above each panel.
+
+
+def _numpy_off_manifold(reference, queries, k):
+  """[n] bool: query farther than NND_k(r) from every reference r (float64, brute force)."""
+  reference, queries = np.asarray(reference, np.float64), np.asarray(queries, np.float64)
+  within = np.sqrt(((reference[:, None] - reference[None]) ** 2).sum(-1))
+  radii = np.sort(within, axis=1)[:, k]  # Column 0 is the point itself.
+  between = np.sqrt(((queries[:, None] - reference[None]) ** 2).sum(-1))
+  return ~(between <= radii[None]).any(axis=1)
+
+
+def test_floors_are_each_estimator_on_held_out_real_data(tmp_path_factory, classifier):
+  from aigc_jax.evaluation.features import ClassifierFeatureExtractor
+  workdir = _train("vae", "mlp", tmp_path_factory, classifier["data_dir"])
+  results = report.evaluate_run(workdir, classifier_workdir=classifier["workdir"],
+                                num_samples=NUM_SAMPLES, data_dir=classifier["data_dir"])
+  assert results["reference"] == {"split": "train", "n": 1497, "of": 1497}
+  assert results["held_out"] == {"split": "test", "n": 300}
+  extractor = ClassifierFeatureExtractor.from_workdir(classifier["workdir"])
+  train, _ = data.load_split_images("digits28", "train", classifier["data_dir"])
+  test, labels = data.load_split_images("digits28", "test", classifier["data_dir"])
+  off = _numpy_off_manifold(extractor.features(train), extractor.features(test), k=3)
+  manifold_floor = results["generation"]["manifold_hallucination_rate"]["floor"]
+  assert manifold_floor["n"] == 300 and abs(manifold_floor["count"] - off.sum()) <= 1
+  probs = np.asarray(extractor.probabilities(test))
+  unrecognisable_floor = results["generation"]["unrecognisable_rate"]["floor"]
+  assert unrecognisable_floor["count"] == (probs.max(axis=1) < 0.5).sum()
+  flip_floor = results["reconstruction"]["reconstruction_class_flip_rate"]["floor"]
+  assert flip_floor["count"] == (probs.argmax(axis=1) != labels).sum()
+  np.testing.assert_allclose(1 - flip_floor["rate"], results["classifier"]["test_accuracy"],
+                             atol=1e-6)
+  with open(os.path.join(results["output_dir"], "eval.md")) as f:
+    table = f.read()
+  assert "| metric | value | uncertainty | real-data floor |" in table
+  assert "1497 of the 1497 'train' examples" in table
+
+
+def test_points_are_their_own_feature_space_with_exact_support_rates(tmp_path_factory,
+                                                                      classifier):
+  """A VAE on the ring of 8 Gaussians: no classifier, exact support and mode-collapse metrics
+  that agree with each other and with numpy on the real data."""
+  config = helpers.tiny_config("vae")
+  config.dataset.name, config.dataset.data_dir = "gaussian_ring8", classifier["data_dir"]
+  config.model.update(likelihood="gaussian", likelihood_scale=0.05, output_range="unbounded",
+                      latent_dim=2)
+  config.train.update(num_steps=30, eval_every=0, sample_every=0)
+  workdir = str(tmp_path_factory.mktemp("ring"))
+  training.train_and_evaluate(config, workdir)
+  results = report.evaluate_run(workdir, num_samples=500, data_dir=classifier["data_dir"])
+  assert "classifier" not in results and results["settings"]["classifier_workdir"] is None
+  assert results["reference"] == {"split": "train", "n": report.REFERENCE_SIZE, "of": 100_000}
+  generation, reconstruction = results["generation"], results["reconstruction"]
+  support, collapse = generation["support_hallucination_rate"], generation["mode_collapse"]
+  # Two implementations of "within 3 standard deviations of the nearest mode" agree.
+  np.testing.assert_allclose(collapse["high_quality_fraction"], 1 - support["rate"], atol=1e-6)
+  np.testing.assert_allclose(collapse["floor"]["high_quality_fraction"],
+                             1 - support["floor"]["rate"], atol=1e-6)
+  test, _ = data.load_split_images("gaussian_ring8", "test", classifier["data_dir"])
+  spec = data.get_dataset_spec("gaussian_ring8")
+  mahalanobis = np.sqrt((((test[:, None] - spec.mixture.means[None])
+                          / spec.mixture.stds[None]) ** 2).sum(-1)).min(axis=1)
+  assert support["floor"]["count"] == (mahalanobis >= 3).sum()
+  assert 0.005 < support["floor"]["rate"] < 0.02  # P(chi2_2 >= 9) = 0.0111.
+  assert set(reconstruction) == {"reconstruction_hallucination_rate"}
+  assert set(results["fidelity"]) == {"mse"}
+  assert "manifold_hallucination_rate" in generation and "unrecognisable_rate" not in generation
+  with open(os.path.join(results["output_dir"], "eval.md")) as f:
+    table = f.read()
+  assert "feature space: the coordinates themselves" in table and "| modes_captured |" in table
+  assert Image.open(results["hallucination_figure"]).size[0] > 2 * 192
+
+
+def test_conditional_model_reports_its_control_error(tmp_path_factory, classifier):
+  config = helpers.tiny_config("vae")
+  config.dataset.data_dir = classifier["data_dir"]
+  config.model.conditioning = "concat"
+  config.train.update(num_steps=30, eval_every=0, sample_every=0)
+  workdir = str(tmp_path_factory.mktemp("cvae"))
+  training.train_and_evaluate(config, workdir)
+  results = report.evaluate_run(workdir, classifier_workdir=classifier["workdir"],
+                                num_samples=200, data_dir=classifier["data_dir"])
+  control = results["generation"]["control_error_rate"]
+  assert control["n"] == 200 and control["ci_low"] <= control["rate"] <= control["ci_high"]
+  assert control["floor"] == results["reconstruction"]["reconstruction_class_flip_rate"]["floor"]
+
+
+def test_a_config_that_cannot_be_built_is_its_own_error_not_damage(tmp_path_factory,
+                                                                   classifier):
+  workdir = _train("vae", "mlp", tmp_path_factory, classifier["data_dir"])
+
+  def unbuildable(config, shape):
+    raise ConfigError("Cannot import module 'gone' named in model.imports; install it.")
+
+  with pytest.raises(ConfigError, match="^Cannot import module 'gone'"):
+    checkpointing.load_for_inference(workdir, get_family=unbuildable)

@@ -40,7 +40,7 @@ def test_variant_in_its_own_file_trains_resumes_and_evaluates(tmp_path, tmp_path
   assert [r["step"] for r in _rows(workdir)] == [1, 2, 2]
   resumed = _run("experiments.train", *train_args, "--config.train.num_steps=4")
   assert resumed.returncode == 0, resumed.stderr[-3000:]
-  assert "Resuming from step 2" in resumed.stdout
+  assert "Resuming from step 2" in resumed.stderr
   rows = _rows(workdir)
   assert [(r["step"], r["split"]) for r in rows] == [
       (1, "train"), (2, "train"), (2, "eval"), (3, "train"), (4, "train"), (4, "eval")]
@@ -67,7 +67,8 @@ def test_variant_in_its_own_file_trains_resumes_and_evaluates(tmp_path, tmp_path
   evaluated = _run("experiments.evaluate", "--workdir", workdir, "--classifier_workdir",
                    classifier["workdir"], "--data_dir", data_dir, "--num_samples=100")
   assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-  with open(os.path.join(workdir, "eval", "step_4", "eval.json")) as f:
+  (report_dir,) = os.listdir(os.path.join(workdir, "eval", "step_4"))  # One per settings.
+  with open(os.path.join(workdir, "eval", "step_4", report_dir, "eval.json")) as f:
     report = json.load(f)
   assert report["step"] == 4 and report["family"] == "ae"
   recon = np.clip(outputs, 0, 1)

@@ -1,10 +1,14 @@
-"""The runner: the README's main job end to end, and one-line errors for bad input."""
+"""The runner: the README's main job end to end, a quiet console, and one-line errors (exit 2)
+for bad input."""
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
+
+from aigc_jax.data import pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,8 +25,26 @@ def test_readme_main_job_runs_end_to_end(tmp_path):
   result = _train(tmp_path, "--config.train.num_steps=30", "--config.train.log_every=10")
   assert result.returncode == 0, result.stderr[-3000:]
   assert "Outputs in" in result.stdout and str(tmp_path / "run") in result.stdout
+  # The console: the progress bar and nothing else (no library INFO logs) on stderr...
+  # The first use of the dataset prepares it: one line of ours, none of tfds's banners,
+  # progress bars or warnings.
+  progress = re.compile(r"^(vae on digits28: .*|\s*)$")
+  others = [l for l in re.split(r"[\r\n]", result.stderr) if not progress.match(l)]
+  assert others == [f"Preparing digits/28x28 in {tmp_path / 'tfds'} (first use; generated "
+                    "locally, nothing is downloaded)."], others[:5]
+  assert "Downloading" not in result.stdout
   with open(tmp_path / "run" / "metrics.jsonl") as f:
     rows = [json.loads(line) for line in f]
+  # ...and a summary with the final train and eval metrics on stdout.
+  final = {split: {k: v for k, v in rows[-i].items() if k not in ("step", "split")}
+           for i, split in ((1, "eval"), (2, "train"))}
+  lines = result.stdout.splitlines()
+  assert "Finished vae on digits28: step 30 (" in lines[-4]
+  for line, split in ((lines[-3], "train"), (lines[-2], "eval")):
+    shown = dict(pair.rsplit(" ", 1) for pair in line.split(":", 1)[1].strip().split(", "))
+    assert set(shown) == set(final[split]) - {"samples_per_second"}
+    for name, value in shown.items():
+      assert float(value) == pytest.approx(final[split][name], rel=1e-3)
   assert [r["step"] for r in rows if r["split"] == "train"] == [10, 20, 30]
   assert rows[-1]["split"] == "eval" and rows[-1]["loss"] > 0
   with open(tmp_path / "run" / "config.json") as f:
@@ -52,8 +74,40 @@ def test_bad_names_and_keys_give_one_line_errors(tmp_path, override, expected):
   assert "Traceback" not in result.stderr
 
 
-def test_missing_config_file_is_one_line(tmp_path):
-  result = _train(tmp_path, "--config", "experiments/configs/nope.py")
-  assert result.returncode == 2
-  assert "Traceback" not in result.stderr
-  assert "Cannot load the config file" in result.stderr.strip().splitlines()[-1]
+@pytest.mark.parametrize("args,expected", [
+    (["--config", "experiments/configs/nope.py"],
+     "error: The config file experiments/configs/nope.py does not exist; pass "
+     "experiments/configs/<name>.py with <name> one of: ae_digits, "),
+    (["--config", "experiments/configs/vae_digit.py", "--config.train.num_steps=1"],
+     "error: The config file experiments/configs/vae_digit.py does not exist; "),
+    (["--config", "experiments/configs", "--config.train.num_steps=1"],
+     "error: --config experiments/configs is a directory, not a config file; "),
+    (["--config=", "--config.train.num_steps=1"], "error: --config is empty; "),
+    (["--config", "{no_get_config}", "--config.train.num_steps=1"],
+     "error: The config file {no_get_config} has no get_config() function; "),
+    (["--workdir=", "--config.train.num_steps=1"],
+     "error: --workdir is empty; pass a directory for the outputs"),
+    (["extra_argument"], "error: Unexpected arguments: extra_argument "),
+])
+def test_bad_command_lines_are_one_line_and_exit_2(tmp_path, args, expected):
+  no_get_config = tmp_path / "no_get_config.py"
+  no_get_config.write_text("def get_conf():\n  return None\n")
+  args = [a.replace("{no_get_config}", str(no_get_config)) for a in args]
+  result = _train(tmp_path, *args)
+  assert result.returncode == 2, result.stderr[-3000:]
+  (line,) = result.stderr.strip().splitlines()
+  assert line.startswith(expected.replace("{no_get_config}", str(no_get_config))), line
+
+
+def test_unprepared_catalog_dataset_names_the_real_flag(tmp_path):
+  class OfflineBuilder:
+    name = "mnist"
+
+    def download_and_prepare(self, **kwargs):
+      raise ConnectionError("no network")
+
+  with pytest.raises(pipeline.DatasetUnavailableError) as info:
+    pipeline._prepare_catalog(OfflineBuilder(), "mnist", str(tmp_path))
+  message = str(info.value)
+  assert "pass that directory as --config.dataset.data_dir (or --data_dir to " in message
+  assert "--config.data_dir" not in message

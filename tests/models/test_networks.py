@@ -69,3 +69,15 @@ def test_unknown_activation_and_norm():
     bodies.MLPEncoder(4, activation="gelu2").init(jax.random.PRNGKey(0), np.zeros((1, 2)))
   with pytest.raises(UnknownNameError, match="Unknown norm 'layer'; valid choices are: batch"):
     bodies.MLPEncoder(4, norm="layer").init(jax.random.PRNGKey(0), np.zeros((1, 2)))
+
+
+@pytest.mark.parametrize("name,flax_init", [
+    ("lecun_normal", jax.nn.initializers.lecun_normal()),
+    ("normal_0.02", jax.nn.initializers.normal(stddev=0.02))])
+def test_kernel_inits_are_flax_initialisers_bit_for_bit(name, flax_init):
+  """The registered inits draw 4-D kernels as matrices (faster to compile): the same values as
+  flax's initialisers give, for convolution and dense kernels."""
+  init = bodies.KERNEL_INITS.get(name)()
+  for shape in [(4, 4, 3, 5), (3, 3, 2, 1, 4), (7, 6)]:
+    key = jax.random.PRNGKey(sum(shape))
+    np.testing.assert_array_equal(init(key, shape), flax_init(key, shape))

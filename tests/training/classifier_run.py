@@ -30,6 +30,7 @@ def trained_digits_classifier(tmp_path_factory):
   if not _CACHE:
     root = tmp_path_factory.mktemp("classifier_digits")
     data_dir, workdir = str(root / "tfds"), str(root / "run")
+    os.makedirs(data_dir)  # config.dataset.data_dir must exist.
     results = training.train_and_evaluate(short_config(data_dir), workdir)
     _CACHE.update(results=results, workdir=workdir, data_dir=data_dir)
   return _CACHE

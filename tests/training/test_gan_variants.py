@@ -115,6 +115,7 @@ def test_ema_and_spectral_norm_state_are_saved_and_load_for_inference_restores_t
   config.train.eval_every = 2
   config.train.sample_every = 0
   config.train.num_samples = 4
+  (tmp_path / "tfds").mkdir()  # config.dataset.data_dir must exist.
   config.dataset.data_dir = str(tmp_path / "tfds")
   results = training.train_and_evaluate(config, str(tmp_path / "run"))
   _, family, loaded, step = checkpointing.load_for_inference(str(tmp_path / "run"))
@@ -335,6 +336,7 @@ def test_a_resumed_run_of_every_stateful_variant_equals_an_uninterrupted_one(tmp
     c.checkpoint.save_every = 2
     c.dataset.data_dir = str(tmp_path / "tfds")
     return c
+  (tmp_path / "tfds").mkdir()  # config.dataset.data_dir must exist.
   training.train_and_evaluate(config(2), str(tmp_path / "resumed"))
   resumed = training.train_and_evaluate(config(4), str(tmp_path / "resumed"))
   uninterrupted = training.train_and_evaluate(config(4), str(tmp_path / "uninterrupted"))

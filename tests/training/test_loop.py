@@ -89,6 +89,23 @@ def test_outputs_on_disk(tmp_path, data_dir):
   assert os.listdir(tmp_path / "tensorboard")
 
 
+def test_batch_larger_than_the_training_split_is_said_once(tmp_path, data_dir, capsys,
+                                                          monkeypatch):
+  class Stop(Exception):
+    """Ends the run once its data is read: what follows is an ordinary run."""
+
+  def stop(*args, **kwargs):
+    raise Stop()
+  monkeypatch.setattr(training.loop.data, "create_iterator", stop)
+  config = _short("vae", num_steps=3)
+  config.train.batch_size = 1504  # digits28 has 1,497 training images; 1504 = 8 * 188.
+  with pytest.raises(Stop):
+    _run(config, tmp_path, data_dir)
+  said = [l for l in capsys.readouterr().err.splitlines() if l.startswith("warning: ")]
+  assert said == ["warning: train.batch_size 1504 is larger than the training split (1497 "
+                  "examples of digits28): every batch repeats examples."]
+
+
 def test_nan_loss_stops_the_run_naming_the_step(tmp_path, data_dir):
   config = _short("vae", num_steps=8)
   config.train.log_every = 4

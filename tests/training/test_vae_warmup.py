@@ -68,6 +68,7 @@ def test_warmup_continues_where_a_resumed_run_stopped(tmp_path):
   config.model.beta = 2.0
   config.model.kl_warmup_steps = 4
   config.model.kl_warmup_start = 0.0
+  (tmp_path / "tfds").mkdir()  # config.dataset.data_dir must exist.
   config.dataset.data_dir = str(tmp_path / "tfds")
   config.train.log_every = 1
   config.train.eval_every = 0

@@ -1,0 +1,237 @@
+"""Which config values can work, and which keys may change when a run resumes.
+
+Two tables, the one place to extend when a config gains a key:
+- `RULES`: dotted key -> `Rule` (a test and the allowed range in words). `check_config`
+  applies every rule whose key the config has, before any work, and names each bad value
+  in one line. Keys without a rule are not checked here (names are checked by the
+  registries, shapes by the models).
+- `CHANGEABLE_ON_RESUME`: keys a resumed run may change without `allow_config_change`,
+  because they change what is logged, kept or read, not what is trained.
+
+This module imports neither jax nor the training code, so the command-line tools can check
+a config before jax starts.
+"""
+import dataclasses
+import json
+import math
+import numbers
+import os
+from typing import Any, Callable, Dict, Mapping, Tuple
+
+import ml_collections
+
+from aigc_jax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """`check(value) -> bool`, and `allowed`: the allowed range in words ("an integer >= 1")."""
+  check: Callable[[Any], bool]
+  allowed: str
+
+
+def _is_integer(value) -> bool:
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_finite_number(value) -> bool:
+  return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+          and math.isfinite(float(value)))
+
+
+def integer_at_least(minimum: int) -> Rule:
+  return Rule(lambda v: _is_integer(v) and v >= minimum, f"an integer >= {minimum}")
+
+
+def integer_in(low: int, high: int) -> Rule:
+  """An integer in [low, high)."""
+  return Rule(lambda v: _is_integer(v) and low <= v < high, f"an integer in [{low}, {high})")
+
+
+def number_above(bound: float) -> Rule:
+  return Rule(lambda v: _is_finite_number(v) and v > bound, f"a finite number > {bound:g}")
+
+
+def number_at_least(bound: float) -> Rule:
+  return Rule(lambda v: _is_finite_number(v) and v >= bound, f"a finite number >= {bound:g}")
+
+
+def number_in(low: float, high: float) -> Rule:
+  """A finite number in [low, high)."""
+  return Rule(lambda v: _is_finite_number(v) and low <= v < high,
+              f"a number in [{low:g}, {high:g})")
+
+
+def one_of(*choices: str) -> Rule:
+  return Rule(lambda v: v in choices, "one of " + ", ".join(choices))
+
+
+def widths() -> Rule:
+  return Rule(lambda v: isinstance(v, (tuple, list)) and all(_is_integer(w) and w >= 1 for w in v),
+              "a tuple of integers >= 1")
+
+
+def existing_directory_or_empty() -> Rule:
+  # tfds would create a missing data_dir anywhere, even under /; a typo must not do that.
+  return Rule(lambda v: v == "" or (isinstance(v, str) and os.path.isdir(os.path.expanduser(v))),
+              "an existing directory, or empty for tfds's default")
+
+
+RULES: Dict[str, Rule] = {
+    "seed": integer_in(0, 2**32),  # grain's shuffle seed range.
+    "dataset.data_dir": existing_directory_or_empty(),
+    "model.latent_dim": integer_at_least(1),
+    "model.feature_dim": integer_at_least(1),
+    "model.beta": number_at_least(0),
+    "model.likelihood_scale": number_above(0),
+    "model.encoder.widths": widths(),
+    "model.decoder.widths": widths(),
+    "model.kl_warmup_steps": integer_at_least(0),
+    "model.kl_warmup_start": number_at_least(0),
+    "model.gan.regularizer_weight": number_at_least(0),
+    "model.gan.ema_decay": number_in(0, 1),
+    "model.gan.pack_size": integer_at_least(1),
+    "model.gan.discriminator_steps": integer_at_least(1),
+    "optimizer.learning_rate": number_above(0),
+    "optimizer.warmup_steps": integer_at_least(0),
+    "optimizer.b1": number_in(0, 1),
+    "optimizer.b2": number_in(0, 1),
+    "optimizer.eps": number_above(0),
+    "optimizer.weight_decay": number_at_least(0),
+    "optimizer.momentum": number_in(0, 1),
+    "optimizer.grad_clip_norm": number_at_least(0),
+    "train.batch_size": integer_at_least(1),
+    "train.num_steps": integer_at_least(1),
+    "train.log_every": integer_at_least(0),
+    "train.eval_every": integer_at_least(0),
+    "train.eval_batch_size": integer_at_least(1),
+    "train.sample_every": integer_at_least(0),
+    "train.num_samples": integer_at_least(1),
+    "checkpoint.save_every": integer_at_least(0),
+    "checkpoint.keep_last": integer_at_least(1),
+    "checkpoint.keep_best": integer_at_least(0),
+    "checkpoint.best_mode": one_of("min", "max"),
+}
+
+# Keys a resumed run may change: they change what is logged, kept or read, not the training.
+# `train.num_steps` may only grow, and only when the learning-rate schedule does not depend
+# on it (see `check_resume`); `train.parallel` gives the same numbers either way (tested).
+CHANGEABLE_ON_RESUME = frozenset({
+    "train.num_steps", "train.log_every", "train.eval_every", "train.sample_every",
+    "train.num_samples", "train.eval_batch_size", "train.parallel",
+    "checkpoint.save_every", "checkpoint.keep_last", "checkpoint.keep_best",
+    "checkpoint.async_save", "dataset.data_dir",
+})
+
+
+def as_flat_dict(config) -> Dict[str, Any]:
+  """A ConfigDict or nested JSON dict -> `{"train.num_steps": 1500, ...}` of JSON values."""
+  if isinstance(config, ml_collections.ConfigDict):
+    config = json.loads(config.to_json_best_effort())
+  flat = {}
+
+  def walk(prefix, node):
+    for key, value in node.items():
+      if isinstance(value, dict):
+        walk(f"{prefix}{key}.", value)
+      else:
+        flat[prefix + key] = value
+  walk("", config)
+  return flat
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming every value outside its rule's range, in one line.
+
+  Reads nothing but the config (and whether `dataset.data_dir` exists).
+  """
+  values = {}
+  for key in RULES:
+    node, found = config, True
+    for part in key.split("."):
+      if isinstance(node, (ml_collections.ConfigDict, dict)) and part in node:
+        node = node[part]
+      else:
+        found = False
+        break
+    if found:
+      values[key] = node
+  problems = [f"{key} is {values[key]!r} (allowed: {RULES[key].allowed})"
+              for key in RULES if key in values and not RULES[key].check(values[key])]
+  if problems:
+    raise ConfigError(f"Invalid config value{'s' if len(problems) > 1 else ''}: "
+                      f"{'; '.join(problems)}.")
+
+
+_ABSENT = object()  # A key one of the two configs lacks (it came with a newer version).
+
+
+def _show(value) -> str:
+  return "absent" if value is _ABSENT else json.dumps(value)
+
+
+def config_changes(saved, new) -> Dict[str, Tuple[Any, Any]]:
+  """`{key: (saved value, new value)}` of every dotted key whose value differs."""
+  saved, new = as_flat_dict(saved), as_flat_dict(new)
+  return {key: (saved.get(key, _ABSENT), new.get(key, _ABSENT))
+          for key in sorted(set(saved) | set(new))
+          if saved.get(key, _ABSENT) != new.get(key, _ABSENT)}
+
+
+def schedule_depends_on_num_steps(optimizer: ml_collections.ConfigDict, saved_steps: int,
+                                  new_steps: int) -> bool:
+  """Whether the learning rate over steps [0, saved_steps] differs between the two lengths."""
+  from aigc_jax.training.optimizers import SCHEDULES  # pylint: disable=import-outside-toplevel
+  make = SCHEDULES.get(optimizer.schedule)
+  before, after = make(optimizer, saved_steps), make(optimizer, new_steps)
+  probes = sorted({int(round(s)) for s in (saved_steps * i / 64 for i in range(65))})
+  return any(not math.isclose(float(before(s)), float(after(s)), rel_tol=1e-6, abs_tol=1e-12)
+             for s in probes)
+
+
+def check_resume(saved: Mapping[str, Any], config: ml_collections.ConfigDict, step: int,
+                 where: str, allow_config_change: bool) -> Dict[str, Any]:
+  """Checks that `config` may resume a checkpoint of `step` saved with config `saved`.
+
+  Args:
+    saved: the checkpoint's config (nested JSON dict).
+    config: the config of this run.
+    step: the checkpoint's step.
+    where: the checkpoint directory, for messages.
+    allow_config_change: accept changes outside CHANGEABLE_ON_RESUME (and a longer run under
+      a schedule that depends on `train.num_steps`).
+
+  Returns:
+    The record of this resume: `{"changes": {key: {"saved": a, "new": b}}, "forced": [keys
+    changed only because of allow_config_change]}`.
+  Raises:
+    ConfigError (one line) if `train.num_steps` is below `step`, or if keys outside
+    CHANGEABLE_ON_RESUME changed without `allow_config_change`.
+  """
+  num_steps = config.train.num_steps
+  if num_steps < step:
+    raise ConfigError(
+        f"train.num_steps is {num_steps} but the checkpoint in {where} is at step {step}; a "
+        f"run cannot be shortened: pass --config.train.num_steps above {step} to train "
+        "further, or --fresh to start a new run.")
+  changes = config_changes(saved, config)
+  refused = [key for key in changes if key not in CHANGEABLE_ON_RESUME]
+  saved_steps = changes.get("train.num_steps", (num_steps,))[0]
+  if ("train.num_steps" in changes and isinstance(saved_steps, int) and "optimizer.schedule"
+      not in changes and schedule_depends_on_num_steps(config.optimizer, saved_steps, num_steps)):
+    refused.append("train.num_steps")
+  if refused and not allow_config_change:
+    shown = ", ".join(f"{key} {_show(changes[key][0])} -> {_show(changes[key][1])}"
+                      for key in sorted(refused))
+    schedule = (" (the learning-rate schedule optimizer.schedule="
+                f"{config.optimizer.schedule!r} depends on train.num_steps)"
+                if "train.num_steps" in refused else "")
+    raise ConfigError(
+        f"The checkpoint in {where} (step {step}) was trained with other values of "
+        f"{shown}{schedule}; resume with the saved values, pass --allow_config_change to "
+        "resume with the new ones anyway (recorded in resumes.jsonl), or --fresh to start "
+        "a new run.")
+  return {"changes": {key: {"saved": None if old is _ABSENT else old,
+                            "new": None if new is _ABSENT else new}
+                      for key, (old, new) in changes.items()},
+          "forced": sorted(refused)}
