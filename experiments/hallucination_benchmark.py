@@ -44,7 +44,7 @@ def run():
   from experiments.configs import classifier_shapes, hallucination_bases  # pylint: disable=import-outside-toplevel
   get_base = lambda dataset, family: hallucination_bases.get_config(f"{dataset},{family}")
   if _PROTOCOL.value == "pacgan":
-    plan = protocols.pacgan_plan(get_base, steps=_STEPS.value, trials=_TRIALS.value,
+    plan = protocols.pacgan_plan(hallucination_bases.pacgan_config, steps=_STEPS.value, trials=_TRIALS.value,
                                  eval_every=_EVAL_EVERY.value,
                                  pack_sizes=[int(p) for p in _PACK_SIZES.value],
                                  only=_ONLY.value, quick=_QUICK.value)
@@ -53,8 +53,9 @@ def run():
                                    steps=_STEPS.value, seeds=_SEEDS.value, only=_ONLY.value)
   classifier = classifier_shapes.get_config()
   if _QUICK.value:
-    classifier.train.num_steps = 150
-    classifier.train.eval_every = classifier.checkpoint.save_every = 150
+    classifier.train.num_steps = protocols.QUICK_CLASSIFIER_STEPS
+    classifier.train.eval_every = classifier.checkpoint.save_every = (
+        protocols.QUICK_CLASSIFIER_STEPS)
   runner.run_plan(plan, _OUT.value, classifier, data_dir=_DATA_DIR.value)
   print(f"Results in {os.path.abspath(_OUT.value)}: results.csv, results.md, results.json, "
         "calibration.csv, figures/")

@@ -7,8 +7,8 @@
 * `pacgan`: the PacGAN authors' 2-D protocol (Lin et al. 2018): GAN with pack sizes 1-4 on
   the ring and the grid, 400,000 steps, 10 trials, 2,500 samples from a fixed z set, measured
   every `eval_every` steps (the curve of modes captured and high-quality fraction).
-* `quick` (the standard protocol, reduced for CI): two seeds, a few hundred steps, 500
-  samples, the ring and shapes only, and the variants in `QUICK_VARIANTS`.
+* `quick` (the standard protocol, reduced for CI, well under a minute): two seeds, 100
+  steps on the ring and 20 on shapes, 300 samples, and the settings in `QUICK_SETTINGS`.
 """
 import dataclasses
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -18,19 +18,21 @@ import ml_collections
 from aigc_jax.hallucination_benchmark import settings as settings_lib
 
 PROTOCOLS = ("standard", "pacgan")
-STANDARD_DATASETS = ("gaussian_ring8", "gaussian_grid25", "simple_shapes")
-STANDARD_SEEDS = 3
-STANDARD_SAMPLES = {"gaussian_ring8": 2_500, "gaussian_grid25": 2_500, "simple_shapes": 1_000}
+STANDARD_DATASETS = ("simple_shapes", "gaussian_ring8", "gaussian_grid25")
+# Seeds per setting: fewer on shapes, whose convolutional steps cost ~50x a 2-D step on a CPU.
+STANDARD_SEEDS = {"gaussian_ring8": 3, "gaussian_grid25": 3, "simple_shapes": 2}
+STANDARD_SAMPLES = {"gaussian_ring8": 1_000, "gaussian_grid25": 1_000, "simple_shapes": 1_000}
 CHECKPOINT_FRACTIONS = (0.05, 0.25, 1.0)
 
 QUICK_DATASETS = ("gaussian_ring8", "simple_shapes")
 QUICK_SEEDS = 2
-QUICK_STEPS = {"gaussian_ring8": 200, "gaussian_grid25": 200, "simple_shapes": 60}
-QUICK_SAMPLES = 500
-# Per dataset, the settings of --quick: every family on the ring, DiffAugment's "n/a" row
-# (found by building the family), and the two generating families on shapes.
-QUICK_SETTINGS = {"gaussian_ring8": ("ae", "vae", "gan", "gan_diffaug"),
-                  "simple_shapes": ("vae", "gan")}
+QUICK_STEPS = {"gaussian_ring8": 100, "gaussian_grid25": 100, "simple_shapes": 20}
+QUICK_SAMPLES = 300
+QUICK_CLASSIFIER_STEPS = 60
+# Per dataset, the settings of --quick: the AE (reconstruction only) and the GAN
+# (discriminator filter) on the ring, DiffAugment's "n/a" row (found by building the family),
+# and the VAE (generation, reconstruction and the classifier's estimates) on shapes.
+QUICK_SETTINGS = {"gaussian_ring8": ("ae", "gan", "gan_diffaug"), "simple_shapes": ("vae",)}
 
 PACGAN_DATASETS = ("gaussian_ring8", "gaussian_grid25")
 PACGAN_STEPS = 400_000
@@ -67,36 +69,42 @@ def standard_plan(configs_dir: str, get_base: Callable[[str, str], ml_collection
     configs_dir: where the variants are discovered.
     get_base: (dataset, family) -> the base config (`hallucination_bases.get_config`).
     steps, seeds: override the budget and the number of seeds of every setting.
-    only: keep settings whose dataset, name or "dataset/name" is listed.
+    only: keep settings whose dataset, name or "dataset/name" is listed (with `quick`,
+      instead of `QUICK_SETTINGS`: the quick budget on the settings named).
   """
   variants = settings_lib.discover_variants(configs_dir)
-  datasets = QUICK_DATASETS if quick else STANDARD_DATASETS
-  num_seeds = seeds or (QUICK_SEEDS if quick else STANDARD_SEEDS)
+  datasets = QUICK_DATASETS if quick and not only else STANDARD_DATASETS
   out: List[settings_lib.Setting] = []
   for dataset in datasets:
     rows = [(family, family, "", {}) for family in settings_lib.FAMILIES]
     rows += [(v.name, v.family, v.path, v.knobs) for v in variants]
     for name, family, path, knobs in rows:
-      if quick and name not in QUICK_SETTINGS[dataset]:
+      if quick and not only and name not in QUICK_SETTINGS[dataset]:
         continue
+      if only and not any(o in (dataset, name, f"{dataset}/{name}") for o in only):
+        continue  # Before make_setting: checking a setting traces its train step.
+      num_seeds = seeds or (QUICK_SEEDS if quick else STANDARD_SEEDS[dataset])
       base = get_base(dataset, family)
       num_steps = steps or (QUICK_STEPS[dataset] if quick else base.train.num_steps)
       setting = settings_lib.make_setting(
           dataset, name, family, base, range(num_seeds), num_steps,
           settings_lib.checkpoint_steps(num_steps, CHECKPOINT_FRACTIONS), path, knobs)
-      if _matches(setting, only):
-        out.append(setting)
+      out.append(setting)
   samples = {d: (QUICK_SAMPLES if quick else STANDARD_SAMPLES[d]) for d in datasets}
   return Plan("standard", quick, tuple(out), samples)
 
 
-def pacgan_plan(get_base: Callable[[str, str], ml_collections.ConfigDict], *,
+def pacgan_plan(get_pacgan: Callable[[str, int], ml_collections.ConfigDict], *,
                 steps: Optional[int] = None, trials: Optional[int] = None,
                 eval_every: Optional[int] = None,
                 pack_sizes: Sequence[int] = PACGAN_PACK_SIZES, only: Sequence[str] = (),
                 quick: bool = False) -> Plan:
   """PacGAN's protocol; `steps`, `trials`, `eval_every` cut the budget (quick: 300 steps,
-  2 trials, pack sizes 1 and 2, the ring only)."""
+  2 trials, pack sizes 1 and 2, the ring only).
+
+  Args:
+    get_pacgan: (dataset, pack size) -> the authors' config (`hallucination_bases.pacgan_config`).
+  """
   if quick:
     steps, trials, eval_every = steps or 300, trials or 2, eval_every or 100
     pack_sizes = tuple(p for p in pack_sizes if p <= 2)
@@ -113,7 +121,8 @@ def pacgan_plan(get_base: Callable[[str, str], ml_collections.ConfigDict], *,
                "train.eval_batch_size": 1_000 * int(pack_size)}
       name = "gan" if pack_size == 1 else f"pacgan{pack_size}"
       setting = settings_lib.make_setting(
-          dataset, name, "gan", get_base(dataset, "gan"), range(trials or PACGAN_TRIALS),
+          dataset, name, "gan", get_pacgan(dataset, int(pack_size)),
+          range(trials or PACGAN_TRIALS),
           num_steps, checkpoints, "", knobs)
       if _matches(setting, only):
         out.append(setting)

@@ -66,6 +66,7 @@ def shapes_classifier(out_dir: str, classifier_config, data_dir: Optional[str]):
   # Imported here: the training loop pulls in orbax and the writers.
   from aigc_jax import training  # pylint: disable=import-outside-toplevel
   if data_dir:
+    os.makedirs(data_dir, exist_ok=True)
     classifier_config.dataset.data_dir = data_dir
   workdir = os.path.join(out_dir, "classifier_simple_shapes")
   results = training.train_and_evaluate(classifier_config, workdir)

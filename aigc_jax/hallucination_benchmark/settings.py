@@ -36,6 +36,10 @@ KNOB_SECTIONS = ("model", "optimizer")
 # Network sizes are the dataset's, not a variant's.
 NOT_KNOBS = ("model.latent_dim",)
 NOT_KNOB_BODY_KEYS = ("body", "widths")
+# Config keys of the training loop (logging, periodic evaluation, checkpoints) that the
+# benchmark's trainer does not read: left out of a setting's fingerprint.
+UNUSED_KEYS = ("checkpoint", "train.eval_every", "train.sample_every", "train.log_every",
+               "train.num_samples")
 
 
 def load_config_file(path: str, argument: Optional[str] = None) -> ml_collections.ConfigDict:
@@ -184,8 +188,17 @@ class Setting:
     return self.config.to_json_best_effort(sort_keys=True)
 
   def fingerprint(self) -> str:
-    """What must match for a saved result of this setting to be reused."""
-    return json.dumps({"config": json.loads(self.config_json()), "seeds": list(self.seeds),
+    """What must match for a saved result of this setting to be reused: the config without
+    the training loop's logging and checkpointing keys (`UNUSED_KEYS`, which the benchmark's
+    trainer never reads), the seeds and the checkpoints."""
+    config = json.loads(self.config_json())
+    for path in UNUSED_KEYS:
+      *parents, leaf = path.split(".")
+      node = config
+      for part in parents:
+        node = node.get(part, {})
+      node.pop(leaf, None)
+    return json.dumps({"config": config, "seeds": list(self.seeds),
                        "checkpoints": list(self.checkpoints)}, sort_keys=True)
 
 
