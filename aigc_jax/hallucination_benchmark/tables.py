@@ -8,6 +8,9 @@ Wilson interval of the count pooled over seeds (sampling error only). Each estim
 `est_<name>` has its `est_<name>_floor`. `config` is the exact config (JSON) and `seeds`
 the seeds.
 
+filtering.csv: per (dataset, filter score), the hallucinations removed at 99 / 96 / 90 / 75%
+of valid samples kept (`filtering_rows`).
+
 calibration.csv: one row per (model, estimator), a model being one seed of one setting at one
 checkpoint: the exact rate it targets (`support` for estimators of generated samples,
 `reconstruction` for the class flip), the estimate with its interval, and its floor.
@@ -27,8 +30,11 @@ from aigc_jax.hallucination_benchmark.settings import Setting
 EXACT_RATES = ("support_hallucination_rate", "reconstruction_hallucination_rate")
 MODE_METRICS = ("modes_captured", "high_quality_fraction", "reverse_kl")
 FILTER_SCORES = ("realism", "confidence", "discriminator")
-# The runner's default estimator (see docs/measuring_hallucination.md for the evidence).
+# The evaluation runner's estimator (`evaluation.report`: k = 3, training-split reference);
+# its calibration against the exact rate is in README.md, "Measuring hallucination".
 DEFAULT_ESTIMATOR = "manifold_k3_train"
+# Filtering table: hallucinations removed while keeping at least these fractions of valid.
+FILTER_KEPT_TARGETS = (0.99, 0.96, 0.9, 0.75)
 CALIBRATION_COLUMNS = ("dataset", "setting", "family", "seed", "step", "target", "exact",
                        "exact_ci_low", "exact_ci_high", "estimator", "estimate", "ci_low",
                        "ci_high", "n", "floor")
@@ -175,6 +181,35 @@ def calibration_summary(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
   return out
 
 
+def removed_at_kept(summary: Dict[str, Any], target: float) -> float:
+  """From one model's filtering curve: the largest fraction of hallucinations removed at a
+  threshold that keeps at least `target` of the valid samples (NaN when undefined)."""
+  kept = np.asarray(summary["valid_kept"], np.float64)
+  removed = np.asarray(summary["hallucinations_removed"], np.float64)
+  ok = np.isfinite(kept) & np.isfinite(removed) & (kept >= target)
+  return float(removed[ok].max()) if ok.any() else float("nan")
+
+
+def filtering_rows(records) -> List[Dict[str, Any]]:
+  """Per (dataset, filter score): over the final models that make both valid and
+  hallucinated samples, mean and standard error of the hallucinations removed at each
+  `FILTER_KEPT_TARGETS` fraction of valid samples kept."""
+  groups: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
+  for setting, record in records:
+    for measured in final_measurements(record):
+      for score, summary in measured.get("generation", {}).get("filtering", {}).items():
+        if summary.get("removed_at_96") is not None:
+          groups.setdefault((setting.dataset, score), []).append(summary)
+  rows = []
+  for (dataset, score), summaries in sorted(groups.items()):
+    row = {"dataset": dataset, "score": score, "models": len(summaries)}
+    for target in FILTER_KEPT_TARGETS:
+      mean, se = _mean_se([removed_at_kept(s, target) for s in summaries])
+      row[f"removed_at_kept_{target:g}"], row[f"removed_at_kept_{target:g}_se"] = mean, se
+    rows.append(row)
+  return rows
+
+
 def _write_csv(path: str, rows: List[Dict[str, Any]], columns: Sequence[str] = ()) -> None:
   columns = list(columns) or list(dict.fromkeys(k for row in rows for k in row))
   with open(path, "w", newline="", encoding="utf-8") as f:
@@ -213,7 +248,8 @@ def _fmt_estimate(row, name) -> str:
 
 
 def results_markdown(plan: Plan, rows: List[Dict[str, Any]], summary: List[Dict[str, Any]],
-                     references: Dict[str, measure.Reference]) -> str:
+                     references: Dict[str, measure.Reference],
+                     filter_table: Sequence[Dict[str, Any]] = ()) -> str:
   lines = [f"# Hallucination benchmark ({plan.protocol} protocol"
            f"{', quick' if plan.quick else ''})", "",
            "Mean ± standard error over seeds at the final checkpoint; [95% Wilson interval of "
@@ -271,6 +307,22 @@ def results_markdown(plan: Plan, rows: List[Dict[str, Any]], summary: List[Dict[
           f"{_fmt(s['mean_bias_after_floor'])} | {_fmt(s['mean_absolute_error'])} | "
           f"{_fmt(s['interval_coverage'])} |")
     lines.append("")
+  if filter_table:
+    lines += ["## Filtering: hallucinations removed at a fraction of valid samples kept", "",
+              "Rejection by a score (keep score >= threshold), measured exactly: over the final "
+              "models that make both valid and hallucinated samples, the fraction of "
+              "hallucinations removed at the threshold keeping at least the given fraction of "
+              "valid samples (mean ± standard error over models). Scores: `realism` (distance "
+              "to the real-data manifold, k = 3), `confidence` (the classifier's top "
+              "probability), `discriminator` (the GAN's own logit). Aithal et al. (diffusion): "
+              "over 95% removed at 96% kept.", "",
+              "| dataset | score | models | " + " | ".join(
+                  f"{t:.0%} kept" for t in FILTER_KEPT_TARGETS) + " |",
+              "|" + "---|" * (3 + len(FILTER_KEPT_TARGETS))]
+    for f in filter_table:
+      lines.append(f"| {f['dataset']} | {f['score']} | {f['models']} | " + " | ".join(
+          _fmt_mean_se(f, f"removed_at_kept_{t:g}") for t in FILTER_KEPT_TARGETS) + " |")
+    lines.append("")
   return "\n".join(lines)
 
 
@@ -284,13 +336,17 @@ def write_all(out_dir: str, plan: Plan, records, references) -> Dict[str, Any]:
         rows.append(setting_row(setting, record, references[dataset]))
         cal_rows += calibration_rows(setting, record, references[dataset])
   summary = calibration_summary(cal_rows)
+  filters = filtering_rows(records)
   _write_csv(os.path.join(out_dir, "results.csv"), rows)
+  if filters:
+    _write_csv(os.path.join(out_dir, "filtering.csv"), filters)
   _write_csv(os.path.join(out_dir, "calibration.csv"), cal_rows, CALIBRATION_COLUMNS)
   with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
-    f.write(results_markdown(plan, rows, summary, references))
+    f.write(results_markdown(plan, rows, summary, references, filters))
   results = {
       "protocol": plan.protocol, "quick": plan.quick, "rows": rows,
       "calibration": summary, "default_estimator": DEFAULT_ESTIMATOR,
+      "filtering_table": filters,
       "floors": {d: r.floors for d, r in references.items()},
       "real_data": {d: {k: v for k, v in r.real_rates.items() if not k.startswith("_")}
                     for d, r in references.items()},

@@ -32,7 +32,7 @@ DATASETS = ("gaussian_ring8", "gaussian_grid25", "simple_shapes")
 FAMILIES = ("ae", "vae", "gan")
 # The standard budget, sized for a shared 2-core CPU (every family and variant; 3 seeds on
 # the mixtures, 2 on shapes): see experiments/results/hallucination/README.md.
-STANDARD_STEPS = {"gaussian_ring8": 2_000, "gaussian_grid25": 2_000, "simple_shapes": 200}
+STANDARD_STEPS = {"gaussian_ring8": 2_000, "gaussian_grid25": 2_000, "simple_shapes": 1_500}
 
 
 def _points(family: str):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from aigc_jax.data import gaussian_mixtures, simple_shapes
-from aigc_jax.hallucination_benchmark import datasets, measure, protocols, runner
+from aigc_jax.hallucination_benchmark import datasets, measure, protocols, runner, tables
 from experiments.configs import hallucination_bases
 
 NUM_SAMPLES = 400
@@ -118,3 +118,22 @@ def test_a_saved_setting_is_reused_only_for_the_same_config(tmp_path):
       hallucination_bases.__file__.rsplit("/", 1)[0], base, only=["gaussian_ring8/vae"],
       steps=30, seeds=1).settings[0]
   assert runner.load_saved(str(tmp_path), longer) is None
+
+
+def test_filtering_table_reads_each_curve_at_the_kept_targets():
+  """Removed at >= t valid kept: the best point of the curve that keeps enough, averaged
+  over the models whose samples are both valid and hallucinated."""
+  curve = {"valid_kept": [1.0, 0.99, 0.97, 0.95, 0.5, 0.0],
+           "hallucinations_removed": [0.0, 0.2, 0.5, 0.9, 0.95, 1.0], "removed_at_96": 0.5}
+  assert tables.removed_at_kept(curve, 0.96) == 0.5
+  assert tables.removed_at_kept(curve, 0.99) == 0.2
+  assert tables.removed_at_kept(curve, 0.75) == 0.9
+  other = dict(curve, hallucinations_removed=[0.0, 0.4, 0.7, 1.0, 1.0, 1.0])
+  all_valid = dict(curve, removed_at_96=None)  # No hallucination: left out.
+  setting = type("S", (), {"dataset": "d"})()
+  record = {"checkpoints": {"5": [{"generation": {"filtering": {"realism": c}}}
+                                  for c in (curve, other, all_valid)]}}
+  (row,) = tables.filtering_rows([(setting, record)])
+  assert row["models"] == 2 and row["score"] == "realism"
+  assert row["removed_at_kept_0.96"] == pytest.approx(0.6)
+  assert row["removed_at_kept_0.96_se"] == pytest.approx(np.std([0.5, 0.7], ddof=1) / np.sqrt(2))

@@ -69,7 +69,7 @@ def _row(rows, dataset, setting):
 
 def test_files_columns_and_the_registered_variant(quick_run):
   run, rows, calibration = quick_run
-  for name in ("results.csv", "results.md", "results.json", "calibration.csv",
+  for name in ("results.csv", "results.md", "results.json", "calibration.csv", "filtering.csv",
                "figures/samples_gaussian_ring8.png", "figures/samples_simple_shapes.png",
                "figures/calibration.png", "figures/filtering.png"):
     assert os.path.getsize(run / name) > 0, name
