@@ -110,3 +110,23 @@ def test_generate_stacks_every_seed():
     np.testing.assert_allclose(
         stacked[index], family.generate(multi_seed.select_seed(states, index), key, 5),
         rtol=1e-5, atol=1e-6)
+
+
+def test_seed_groups_and_python_steps_equal_one_scanned_call():
+  """seeds_per_call=1 with scan_steps=False (the CPU path of conv models) runs the same
+  update rule as all seeds under one scan: same states and per-step metrics."""
+  config = helpers.tiny_config("vae")
+  samples, labels = _data((28, 28, 1))
+  family = get_family(config, (28, 28, 1))
+  seeds = [2, 5, 11]
+  whole = multi_seed.MultiSeedTrainer(family, samples, labels, BATCH, seeds)
+  grouped = multi_seed.MultiSeedTrainer(family, samples, labels, BATCH, seeds,
+                                        seeds_per_call=2, scan_steps=False)
+  states_a, metrics_a = whole.run(whole.init(), 3)
+  states_b, metrics_b = grouped.run(grouped.init(), 3)
+  assert helpers.max_abs_difference(jax.device_get(states_a), jax.device_get(states_b)) < 1e-6
+  assert np.asarray(metrics_b["loss"]).shape == (3, 3)
+  np.testing.assert_allclose(metrics_a["loss"], metrics_b["loss"], rtol=1e-6, atol=1e-6)
+  assert int(multi_seed.select_seed(states_b, 2).step) == 3
+  with pytest.raises(ValueError, match="seeds_per_call"):
+    multi_seed.MultiSeedTrainer(family, samples, labels, BATCH, seeds, seeds_per_call=0)

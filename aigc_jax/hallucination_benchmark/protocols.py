@@ -1,0 +1,130 @@
+"""The two protocols: which settings, seeds, steps, checkpoints and sample counts.
+
+* `standard`: every family (ae, vae, gan) and every discovered variant on each known-support
+  dataset, `STANDARD_SEEDS` seeds, the budgets of `hallucination_bases.py`, measured at 5%,
+  25% and 100% of training (early, middle, final: the calibration needs models whose exact
+  rate varies widely).
+* `pacgan`: the PacGAN authors' 2-D protocol (Lin et al. 2018): GAN with pack sizes 1-4 on
+  the ring and the grid, 400,000 steps, 10 trials, 2,500 samples from a fixed z set, measured
+  every `eval_every` steps (the curve of modes captured and high-quality fraction).
+* `quick` (the standard protocol, reduced for CI, about a minute): two seeds, 100
+  steps on the ring and 20 on shapes, 300 samples, and the settings in `QUICK_SETTINGS`.
+"""
+import dataclasses
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import ml_collections
+
+from aigc_jax.hallucination_benchmark import settings as settings_lib
+
+PROTOCOLS = ("standard", "pacgan")
+STANDARD_DATASETS = ("simple_shapes", "gaussian_ring8", "gaussian_grid25")
+# Seeds per setting: fewer on shapes, whose convolutional steps cost ~50x a 2-D step on a CPU.
+STANDARD_SEEDS = {"gaussian_ring8": 3, "gaussian_grid25": 3, "simple_shapes": 2}
+STANDARD_SAMPLES = {"gaussian_ring8": 1_000, "gaussian_grid25": 1_000, "simple_shapes": 1_000}
+CHECKPOINT_FRACTIONS = (0.05, 0.25, 1.0)
+
+QUICK_DATASETS = ("gaussian_ring8", "simple_shapes")
+QUICK_SEEDS = 2
+QUICK_STEPS = {"gaussian_ring8": 100, "gaussian_grid25": 100, "simple_shapes": 20}
+QUICK_SAMPLES = 300
+QUICK_CLASSIFIER_STEPS = 60
+# Per dataset, the settings of --quick: the AE (reconstruction only) and the GAN
+# (discriminator filter) on the ring, DiffAugment's "n/a" row (found by building the family),
+# and the VAE (generation, reconstruction and the classifier's estimates) on shapes.
+QUICK_SETTINGS = {"gaussian_ring8": ("ae", "gan", "gan_diffaug"), "simple_shapes": ("vae",)}
+
+PACGAN_DATASETS = ("gaussian_ring8", "gaussian_grid25")
+PACGAN_STEPS = 400_000
+PACGAN_TRIALS = 10
+PACGAN_PACK_SIZES = (1, 2, 3, 4)
+PACGAN_SAMPLES = 2_500
+PACGAN_PACKS_PER_STEP = 100
+PACGAN_EVAL_EVERY = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What one benchmark run does."""
+  protocol: str
+  quick: bool
+  settings: Tuple[settings_lib.Setting, ...]
+  num_samples: dict  # dataset -> samples per model.
+
+  @property
+  def datasets(self) -> Tuple[str, ...]:
+    return tuple(dict.fromkeys(s.dataset for s in self.settings))
+
+
+def _matches(setting: settings_lib.Setting, only: Sequence[str]) -> bool:
+  return not only or any(o in (setting.dataset, setting.name, setting.key) for o in only)
+
+
+def standard_plan(configs_dir: str, get_base: Callable[[str, str], ml_collections.ConfigDict],
+                  *, quick: bool = False, steps: Optional[int] = None,
+                  seeds: Optional[int] = None, only: Sequence[str] = ()) -> Plan:
+  """Families and discovered variants on each dataset.
+
+  Args:
+    configs_dir: where the variants are discovered.
+    get_base: (dataset, family) -> the base config (`hallucination_bases.get_config`).
+    steps, seeds: override the budget and the number of seeds of every setting.
+    only: keep settings whose dataset, name or "dataset/name" is listed (with `quick`,
+      instead of `QUICK_SETTINGS`: the quick budget on the settings named).
+  """
+  variants = settings_lib.discover_variants(configs_dir)
+  datasets = QUICK_DATASETS if quick and not only else STANDARD_DATASETS
+  out: List[settings_lib.Setting] = []
+  for dataset in datasets:
+    rows = [(family, family, "", {}) for family in settings_lib.FAMILIES]
+    rows += [(v.name, v.family, v.path, v.knobs) for v in variants]
+    for name, family, path, knobs in rows:
+      if quick and not only and name not in QUICK_SETTINGS[dataset]:
+        continue
+      if only and not any(o in (dataset, name, f"{dataset}/{name}") for o in only):
+        continue  # Before make_setting: checking a setting traces its train step.
+      num_seeds = seeds or (QUICK_SEEDS if quick else STANDARD_SEEDS[dataset])
+      base = get_base(dataset, family)
+      num_steps = steps or (QUICK_STEPS[dataset] if quick else base.train.num_steps)
+      setting = settings_lib.make_setting(
+          dataset, name, family, base, range(num_seeds), num_steps,
+          settings_lib.checkpoint_steps(num_steps, CHECKPOINT_FRACTIONS), path, knobs)
+      out.append(setting)
+  samples = {d: (QUICK_SAMPLES if quick else STANDARD_SAMPLES[d]) for d in datasets}
+  return Plan("standard", quick, tuple(out), samples)
+
+
+def pacgan_plan(get_pacgan: Callable[[str, int], ml_collections.ConfigDict], *,
+                steps: Optional[int] = None, trials: Optional[int] = None,
+                eval_every: Optional[int] = None,
+                pack_sizes: Sequence[int] = PACGAN_PACK_SIZES, only: Sequence[str] = (),
+                quick: bool = False) -> Plan:
+  """PacGAN's protocol; `steps`, `trials`, `eval_every` cut the budget (quick: 300 steps,
+  2 trials, pack sizes 1 and 2, the ring only).
+
+  Args:
+    get_pacgan: (dataset, pack size) -> the authors' config (`hallucination_bases.pacgan_config`).
+  """
+  if quick:
+    steps, trials, eval_every = steps or 300, trials or 2, eval_every or 100
+    pack_sizes = tuple(p for p in pack_sizes if p <= 2)
+  num_steps = steps or PACGAN_STEPS
+  every = min(eval_every or PACGAN_EVAL_EVERY, num_steps)
+  checkpoints = tuple(range(every, num_steps + 1, every))
+  if checkpoints[-1] != num_steps:
+    checkpoints += (num_steps,)
+  out = []
+  for dataset in (PACGAN_DATASETS[:1] if quick else PACGAN_DATASETS):
+    for pack_size in pack_sizes:
+      knobs = {"model.gan.pack_size": int(pack_size),
+               "train.batch_size": PACGAN_PACKS_PER_STEP * int(pack_size),
+               "train.eval_batch_size": 1_000 * int(pack_size)}
+      name = "gan" if pack_size == 1 else f"pacgan{pack_size}"
+      setting = settings_lib.make_setting(
+          dataset, name, "gan", get_pacgan(dataset, int(pack_size)),
+          range(trials or PACGAN_TRIALS),
+          num_steps, checkpoints, "", knobs)
+      if _matches(setting, only):
+        out.append(setting)
+  samples = {d: (QUICK_SAMPLES if quick else PACGAN_SAMPLES) for d in PACGAN_DATASETS}
+  return Plan("pacgan", quick, tuple(out), samples)

@@ -1,0 +1,221 @@
+"""What the benchmark trains: one setting = (dataset, family or variant, seeds, steps).
+
+Variants are discovered from the config files, never listed here. Rule:
+
+* A family's reference config on digits28 is `<family>_digits.py` (`ae_digits`, `vae_digits`,
+  `gan_digits`).
+* Every other config file in the configs folder whose `get_config()` has
+  `dataset.name == "digits28"` and `model.family` in ae / vae / gan is a variant of that
+  family, named after its file without `_digits` (`gan_hinge_digits.py` -> `gan_hinge`).
+* Its knobs are the leaves under `model` and `optimizer` whose value differs from the
+  family's reference, except the network sizes (`model.latent_dim`, and each body's `body`
+  and `widths`), which belong to the dataset.
+* The benchmark applies the knobs on top of its own base config of the family for each
+  dataset (`experiments/configs/hallucination_bases.py`). A variant that cannot apply there
+  (DiffAugment on points) is reported as "n/a: <the one-line ConfigError>", found by building
+  the family and tracing its init and train step, not from a hand-written list.
+"""
+import dataclasses
+import glob
+import importlib.util
+import json
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from aigc_jax import data
+from aigc_jax.errors import ConfigError
+from aigc_jax.training.family import get_family
+
+FAMILIES = ("ae", "vae", "gan")
+REFERENCE_DATASET = "digits28"
+KNOB_SECTIONS = ("model", "optimizer")
+# Network sizes are the dataset's, not a variant's.
+NOT_KNOBS = ("model.latent_dim",)
+NOT_KNOB_BODY_KEYS = ("body", "widths")
+# Config keys of the training loop (logging, periodic evaluation, checkpoints) that the
+# benchmark's trainer does not read: left out of a setting's fingerprint.
+UNUSED_KEYS = ("checkpoint", "train.eval_every", "train.sample_every", "train.log_every",
+               "train.num_samples")
+
+
+def load_config_file(path: str, argument: Optional[str] = None) -> ml_collections.ConfigDict:
+  """`get_config()` (or `get_config(argument)`) of a config file given by path."""
+  name = "_hallucination_benchmark_config_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config() if argument is None else module.get_config(argument)
+
+
+def flatten(config: ml_collections.ConfigDict, prefix: str = "") -> Dict[str, Any]:
+  """{"a.b.c": leaf} of a ConfigDict; tuples and lists stay leaves."""
+  out = {}
+  for key, value in config.items():
+    path = f"{prefix}{key}"
+    if isinstance(value, (ml_collections.ConfigDict, dict)):
+      out.update(flatten(value, path + "."))
+    else:
+      out[path] = tuple(value) if isinstance(value, list) else value
+  return out
+
+
+def _is_knob(path: str) -> bool:
+  if path in NOT_KNOBS or not path.startswith(tuple(s + "." for s in KNOB_SECTIONS)):
+    return False
+  parts = path.split(".")
+  return not (len(parts) == 3 and parts[1] in ("encoder", "decoder")
+              and parts[2] in NOT_KNOB_BODY_KEYS)
+
+
+def variant_knobs(variant: ml_collections.ConfigDict,
+                  reference: ml_collections.ConfigDict) -> Dict[str, Any]:
+  """The knobs of a variant: {dotted key: value} where it differs from its reference."""
+  ours, theirs = flatten(variant), flatten(reference)
+  return {path: value for path, value in sorted(ours.items())
+          if _is_knob(path) and theirs.get(path, object()) != value}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """A discovered variant: its name, family, config file and knobs."""
+  name: str
+  family: str
+  path: str
+  knobs: Dict[str, Any]
+
+
+def discover_variants(configs_dir: str) -> List[Variant]:
+  """Every variant config in `configs_dir` (see the module docstring), sorted by name.
+
+  Raises ConfigError when a family's reference config is missing while a variant of it exists.
+  """
+  references, candidates = {}, []
+  for path in sorted(glob.glob(os.path.join(configs_dir, "*.py"))):
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if stem.startswith("_") or stem == "base":
+      continue
+    try:
+      config = load_config_file(path)
+    except TypeError:
+      continue  # A config that needs an argument (pacgan_ring8.py:M) is not a digits variant.
+    if (config.get("dataset", {}).get("name") != REFERENCE_DATASET
+        or config.get("model", {}).get("family") not in FAMILIES):
+      continue
+    if stem == f"{config.model.family}_digits":
+      references[config.model.family] = config
+    else:
+      candidates.append((stem, path, config))
+  variants = []
+  for stem, path, config in candidates:
+    family = config.model.family
+    if family not in references:
+      raise ConfigError(f"{path} is a {family} variant on {REFERENCE_DATASET}, but "
+                        f"{family}_digits.py (its reference) is not in {configs_dir}; add it.")
+    name = stem[:-len("_digits")] if stem.endswith("_digits") else stem
+    variants.append(Variant(name, family, path, variant_knobs(config, references[family])))
+  return sorted(variants, key=lambda v: v.name)
+
+
+def apply_knobs(config: ml_collections.ConfigDict, knobs: Dict[str, Any]
+                ) -> ml_collections.ConfigDict:
+  """A copy of `config` with each dotted key set (keys the config lacks are added)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for path, value in knobs.items():
+    *parents, leaf = path.split(".")
+    node = config
+    for part in parents:
+      if part not in node:
+        node[part] = ml_collections.ConfigDict()
+      node = node[part]
+    node[leaf] = value
+  return config
+
+
+def unavailable_reason(config: ml_collections.ConfigDict) -> str:
+  """"" when the family builds, inits and traces a train step on the config's dataset;
+  else "n/a: <the ConfigError's one line>". Only traces (no compilation)."""
+  spec = data.get_dataset_spec(config.dataset.name)
+  try:
+    family = get_family(config, spec.sample_shape)
+    state = jax.eval_shape(family.init, jax.random.PRNGKey(0))
+    batch = {"image": jax.ShapeDtypeStruct((config.train.batch_size,) + spec.sample_shape,
+                                           jnp.float32),
+             "label": jax.ShapeDtypeStruct((config.train.batch_size,), jnp.int32),
+             "mask": jax.ShapeDtypeStruct((config.train.batch_size,), jnp.float32)}
+    # Traced on a device axis of size 1, as the multi-seed trainer runs it.
+    from aigc_jax.training import multi_seed  # pylint: disable=import-outside-toplevel
+    jax.eval_shape(lambda s, b, k: multi_seed._one_device_step(family, s, b, k),  # pylint: disable=protected-access
+                   state, batch, jax.random.PRNGKey(0))
+  except ConfigError as e:
+    return f"n/a: {e}"
+  return ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+  """One row of the benchmark: a family or variant on a dataset, trained for several seeds.
+
+  Attributes:
+    dataset: project dataset name (known support).
+    name: row name: the family (`gan`), the variant (`gan_hinge`) or `pacgan<M>`.
+    family: ae, vae or gan.
+    variant: the variant's config file ("" for a base family).
+    knobs: the variant's knobs applied to the base ({} for a base family).
+    config: the full config that trains it (its `train.num_steps` is the budget).
+    seeds: the seeds trained.
+    checkpoints: steps at which the models are measured, ascending, the last = num_steps.
+    unavailable: "" or "n/a: <why>".
+  """
+  dataset: str
+  name: str
+  family: str
+  variant: str
+  knobs: Dict[str, Any]
+  config: ml_collections.ConfigDict
+  seeds: Tuple[int, ...]
+  checkpoints: Tuple[int, ...]
+  unavailable: str = ""
+
+  @property
+  def key(self) -> str:
+    return f"{self.dataset}/{self.name}"
+
+  def config_json(self) -> str:
+    return self.config.to_json_best_effort(sort_keys=True)
+
+  def fingerprint(self) -> str:
+    """What must match for a saved result of this setting to be reused: the config without
+    the training loop's logging and checkpointing keys (`UNUSED_KEYS`, which the benchmark's
+    trainer never reads), the seeds and the checkpoints."""
+    config = json.loads(self.config_json())
+    for path in UNUSED_KEYS:
+      *parents, leaf = path.split(".")
+      node = config
+      for part in parents:
+        node = node.get(part, {})
+      node.pop(leaf, None)
+    return json.dumps({"config": config, "seeds": list(self.seeds),
+                       "checkpoints": list(self.checkpoints)}, sort_keys=True)
+
+
+def checkpoint_steps(num_steps: int, fractions: Sequence[float]) -> Tuple[int, ...]:
+  """Distinct steps round(f * num_steps) >= 1 for each fraction, plus num_steps, ascending."""
+  steps = {max(1, int(round(f * num_steps))) for f in fractions} | {num_steps}
+  return tuple(sorted(s for s in steps if s <= num_steps))
+
+
+def make_setting(dataset: str, name: str, family: str, base: ml_collections.ConfigDict,
+                 seeds: Sequence[int], num_steps: int, checkpoints: Sequence[int],
+                 variant: str = "", knobs: Optional[Dict[str, Any]] = None) -> Setting:
+  """A setting of `base` with `knobs`, trained `num_steps`; its availability is checked."""
+  config = apply_knobs(base, knobs or {})
+  config.dataset.name = dataset
+  config.train.num_steps = int(num_steps)
+  return Setting(dataset=dataset, name=name, family=family, variant=variant,
+                 knobs=dict(knobs or {}), config=config, seeds=tuple(int(s) for s in seeds),
+                 checkpoints=tuple(int(c) for c in checkpoints),
+                 unavailable=unavailable_reason(config))

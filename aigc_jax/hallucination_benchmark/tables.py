@@ -1,0 +1,379 @@
+"""The benchmark's tables: results.csv / .md / .json and calibration.csv.
+
+results: one row per (dataset, setting) at its final checkpoint, plus a `real_data` row per
+dataset (held-out real data treated as a model: its exact rates are the dataset's floor,
+0.0111 on the mixtures and 0 on simple_shapes). Each metric is the mean over seeds with its
+standard error (`_se`, std / sqrt(seeds)); each rate also has `_ci_low` / `_ci_high`, the 95%
+Wilson interval of the count pooled over seeds (sampling error only). Each estimated rate
+`est_<name>` has its `est_<name>_floor`. `config` is the exact config (JSON) and `seeds`
+the seeds.
+
+filtering.csv: per (dataset, filter score), the hallucinations removed at 99 / 96 / 90 / 75%
+of valid samples kept (`filtering_rows`).
+
+calibration.csv: one row per (model, estimator), a model being one seed of one setting at one
+checkpoint: the exact rate it targets (`support` for estimators of generated samples,
+`reconstruction` for the class flip), the estimate with its interval, and its floor.
+"""
+import csv
+import json
+import os
+from typing import Any, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from aigc_jax.evaluation import calibration, hallucination
+from aigc_jax.hallucination_benchmark import measure
+from aigc_jax.hallucination_benchmark.protocols import Plan
+from aigc_jax.hallucination_benchmark.settings import Setting
+
+EXACT_RATES = ("support_hallucination_rate", "reconstruction_hallucination_rate")
+MODE_METRICS = ("modes_captured", "high_quality_fraction", "reverse_kl")
+FILTER_SCORES = ("realism", "confidence", "discriminator")
+# The evaluation runner's estimator (`evaluation.report`: k = 3, training-split reference);
+# its calibration against the exact rate is in README.md, "Measuring hallucination".
+DEFAULT_ESTIMATOR = "manifold_k3_train"
+# Filtering table: hallucinations removed while keeping at least these fractions of valid.
+FILTER_KEPT_TARGETS = (0.99, 0.96, 0.9, 0.75)
+CALIBRATION_COLUMNS = ("dataset", "setting", "family", "seed", "step", "target", "exact",
+                       "exact_ci_low", "exact_ci_high", "estimator", "estimate", "ci_low",
+                       "ci_high", "n", "floor")
+
+
+def _mean_se(values: Sequence[float]) -> Tuple[float, float]:
+  values = np.asarray([v for v in values if v is not None], np.float64)
+  values = values[np.isfinite(values)]
+  if not len(values):
+    return float("nan"), float("nan")
+  se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+  return float(values.mean()), se
+
+
+def _pooled_interval(rate_dicts: Sequence[Dict[str, float]]) -> Tuple[float, float]:
+  count = sum(int(r["count"]) for r in rate_dicts)
+  n = sum(int(r["n"]) for r in rate_dicts)
+  low, high = hallucination.wilson_interval(count, n)
+  return float(low), float(high)
+
+
+def _rate_columns(prefix: str, rate_dicts: List[Dict[str, float]]) -> Dict[str, float]:
+  mean, se = _mean_se([r["rate"] for r in rate_dicts])
+  low, high = _pooled_interval(rate_dicts)
+  return {prefix: mean, f"{prefix}_se": se, f"{prefix}_ci_low": low, f"{prefix}_ci_high": high}
+
+
+def final_measurements(record: Dict[str, Any]) -> List[Dict[str, Any]]:
+  """Per-seed measurements at the last checkpoint ([] when the setting did not run)."""
+  checkpoints = record.get("checkpoints") or {}
+  if not checkpoints:
+    return []
+  return checkpoints[max(checkpoints, key=int)]
+
+
+def setting_row(setting: Setting, record: Dict[str, Any],
+                reference: measure.Reference) -> Dict[str, Any]:
+  """The results row of one setting (final checkpoint, over seeds)."""
+  row: Dict[str, Any] = {
+      "dataset": setting.dataset, "setting": setting.name, "family": setting.family,
+      "variant": os.path.basename(setting.variant), "status": setting.unavailable or "ok",
+      "knobs": json.dumps(setting.knobs, sort_keys=True), "seeds": " ".join(map(str,
+                                                                                setting.seeds)),
+      "num_steps": setting.config.train.num_steps, "num_samples": reference.num_samples,
+      "train_seconds": record.get("seconds", float("nan")),
+  }
+  per_seed = final_measurements(record)
+  generation = [m["generation"] for m in per_seed if "generation" in m]
+  reconstruction = [m["reconstruction"] for m in per_seed if "reconstruction" in m]
+  if generation:
+    exact = [g["exact"] for g in generation]
+    row.update(_rate_columns("support_hallucination_rate",
+                             [e["support_hallucination_rate"] for e in exact]))
+    for name in MODE_METRICS:
+      if name in exact[0]:
+        row[name], row[f"{name}_se"] = _mean_se([e[name] for e in exact])
+    for name in generation[0]["estimated"]:
+      row.update(_estimate_columns(name, [g["estimated"][name] for g in generation],
+                                   reference))
+    for score in FILTER_SCORES:
+      if score in generation[0].get("filtering", {}):
+        values = [g["filtering"][score]["removed_at_96"] for g in generation]
+        row[f"filter_{score}_removed_at_96"], row[f"filter_{score}_removed_at_96_se"] = (
+            _mean_se(values))
+  if reconstruction:
+    row.update(_rate_columns(
+        "reconstruction_hallucination_rate",
+        [r["exact"]["reconstruction_hallucination_rate"] for r in reconstruction]))
+    for name in reconstruction[0]["estimated"]:
+      row.update(_estimate_columns(name, [r["estimated"][name] for r in reconstruction],
+                                   reference))
+  row["config"] = setting.config_json()
+  return row
+
+
+def _estimate_columns(name: str, rate_dicts, reference: measure.Reference) -> Dict[str, float]:
+  columns = {f"est_{k}": v for k, v in _rate_columns(name, rate_dicts).items()}
+  columns[f"est_{name}_floor"] = reference.floors.get(name, {}).get("rate", float("nan"))
+  return columns
+
+
+def real_data_row(dataset: str, reference: measure.Reference) -> Dict[str, Any]:
+  """Held-out real data treated as a model: exact floors, and estimates = their floors."""
+  real = reference.real_rates
+  row: Dict[str, Any] = {"dataset": dataset, "setting": "real_data", "family": "data",
+                         "variant": "", "status": "ok", "knobs": "{}", "seeds": "",
+                         "num_steps": 0, "num_samples": reference.num_samples}
+  for name in EXACT_RATES:
+    if name in real:
+      row.update(_rate_columns(name, [real[name]]))
+  for name in MODE_METRICS:
+    if name in real:
+      row[name] = real[name]
+  for name, floor in reference.floors.items():
+    row.update(_estimate_columns(name, [floor], reference))
+  return row
+
+
+def calibration_rows(setting: Setting, record: Dict[str, Any],
+                     reference: measure.Reference) -> List[Dict[str, Any]]:
+  """Every (model, estimator) pair of one setting, over seeds and checkpoints."""
+  rows = []
+  for step, per_seed in sorted((record.get("checkpoints") or {}).items(), key=lambda x: int(x[0])):
+    for seed, measured in zip(setting.seeds, per_seed):
+      for group, target, exact_name in (("generation", "support", "support_hallucination_rate"),
+                                        ("reconstruction", "reconstruction",
+                                         "reconstruction_hallucination_rate")):
+        if group not in measured:
+          continue
+        exact = measured[group]["exact"][exact_name]
+        for name, estimate in measured[group]["estimated"].items():
+          rows.append({
+              "dataset": setting.dataset, "setting": setting.name, "family": setting.family,
+              "seed": seed, "step": int(step), "target": target, "exact": exact["rate"],
+              "exact_ci_low": exact["ci_low"], "exact_ci_high": exact["ci_high"],
+              "estimator": name, "estimate": estimate["rate"], "ci_low": estimate["ci_low"],
+              "ci_high": estimate["ci_high"], "n": estimate["n"],
+              "floor": reference.floors.get(name, {}).get("rate", float("nan"))})
+  return rows
+
+
+def calibration_summary(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+  """Per (dataset, estimator), and per estimator over all datasets: Pearson, Spearman, bias,
+  MAE, interval coverage of the exact rate, and the bias left after subtracting the floor."""
+  groups: Dict[Tuple[str, str, str], List[Dict[str, Any]]] = {}
+  for row in rows:
+    for dataset in (row["dataset"], "all"):
+      groups.setdefault((dataset, row["estimator"], row["target"]), []).append(row)
+  out = []
+  for (dataset, estimator, target), members in sorted(groups.items()):
+    members = [m for m in members if np.isfinite(m["estimate"])]
+    if len(members) < 2:
+      continue
+    exact = np.array([m["exact"] for m in members])
+    estimate = np.array([m["estimate"] for m in members])
+    stats = calibration.calibration_statistics(exact, estimate,
+                                               [m["ci_low"] for m in members],
+                                               [m["ci_high"] for m in members])
+    floor = np.array([m["floor"] for m in members])
+    out.append({"dataset": dataset, "estimator": estimator, "target": target,
+                **stats.as_dict(),
+                "mean_bias_after_floor": float(np.nanmean(estimate - floor - exact)),
+                "exact_min": float(exact.min()), "exact_max": float(exact.max())})
+  return out
+
+
+def removed_at_kept(summary: Dict[str, Any], target: float) -> float:
+  """From one model's filtering curve: the largest fraction of hallucinations removed at a
+  threshold that keeps at least `target` of the valid samples (NaN when undefined)."""
+  kept = np.asarray(summary["valid_kept"], np.float64)
+  removed = np.asarray(summary["hallucinations_removed"], np.float64)
+  ok = np.isfinite(kept) & np.isfinite(removed) & (kept >= target)
+  return float(removed[ok].max()) if ok.any() else float("nan")
+
+
+def filtering_rows(records) -> List[Dict[str, Any]]:
+  """Per (dataset, filter score): over the final models that make both valid and
+  hallucinated samples, mean and standard error of the hallucinations removed at each
+  `FILTER_KEPT_TARGETS` fraction of valid samples kept."""
+  groups: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
+  for setting, record in records:
+    for measured in final_measurements(record):
+      for score, summary in measured.get("generation", {}).get("filtering", {}).items():
+        if summary.get("removed_at_96") is not None:
+          groups.setdefault((setting.dataset, score), []).append(summary)
+  rows = []
+  for (dataset, score), summaries in sorted(groups.items()):
+    row = {"dataset": dataset, "score": score, "models": len(summaries)}
+    for target in FILTER_KEPT_TARGETS:
+      mean, se = _mean_se([removed_at_kept(s, target) for s in summaries])
+      row[f"removed_at_kept_{target:g}"], row[f"removed_at_kept_{target:g}_se"] = mean, se
+    rows.append(row)
+  return rows
+
+
+def _write_csv(path: str, rows: List[Dict[str, Any]], columns: Sequence[str] = ()) -> None:
+  columns = list(columns) or list(dict.fromkeys(k for row in rows for k in row))
+  with open(path, "w", newline="", encoding="utf-8") as f:
+    writer = csv.DictWriter(f, fieldnames=columns, restval="")
+    writer.writeheader()
+    for row in rows:
+      writer.writerow({k: row.get(k, "") for k in columns})
+
+
+def _fmt(value, digits: int = 3) -> str:
+  if value is None or (isinstance(value, float) and not np.isfinite(value)):
+    return "–"
+  return f"{value:.{digits}f}"
+
+
+def _fmt_mean_se(row, name, digits=3) -> str:
+  if name not in row:
+    return "–"
+  se = row.get(f"{name}_se")
+  return _fmt(row[name], digits) + (f" ± {_fmt(se, digits)}" if se is not None
+                                    and np.isfinite(se) else "")
+
+
+def _fmt_rate(row, name) -> str:
+  if name not in row:
+    return "–"
+  return (f"{_fmt_mean_se(row, name)} [{_fmt(row[f'{name}_ci_low'])}, "
+          f"{_fmt(row[f'{name}_ci_high'])}]")
+
+
+def _fmt_estimate(row, name) -> str:
+  key = f"est_{name}"
+  if key not in row:
+    return "–"
+  return f"{_fmt_mean_se(row, key)} (floor {_fmt(row.get(key + '_floor'))})"
+
+
+def results_markdown(plan: Plan, rows: List[Dict[str, Any]], summary: List[Dict[str, Any]],
+                     references: Dict[str, measure.Reference],
+                     filter_table: Sequence[Dict[str, Any]] = ()) -> str:
+  lines = [f"# Hallucination benchmark ({plan.protocol} protocol"
+           f"{', quick' if plan.quick else ''})", "",
+           "Mean ± standard error over seeds at the final checkpoint; [95% Wilson interval of "
+           "the count pooled over seeds]; estimated rates with their floor (the same estimator "
+           "on held-out real data). `real_data`: held-out real data treated as a model.", ""]
+  for dataset in plan.datasets:
+    ref = references[dataset]
+    lines += [f"## {dataset}", ""]
+    if ref.classifier_accuracy is not None:
+      lines += [f"Classifier (features and oracle) test accuracy: "
+                f"{ref.classifier_accuracy:.4f}.", ""]
+    mixture = ref.dataset.spec.mixture is not None
+    header = ["setting", "steps", "seeds"]
+    if mixture:
+      header += ["modes captured", "high-quality fraction", "reverse KL"]
+    header += ["support hallucination rate (exact)", "reconstruction rate (exact)",
+               "manifold k=3, test ref", "manifold k=3, train ref", "TopP"]
+    if not mixture:
+      header += ["unrecognisable", "class flip"]
+    header += ["removed at 96% kept (best filter)"]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in (r for r in rows if r["dataset"] == dataset):
+      if row["status"] != "ok":
+        lines.append(f"| {row['setting']} | {row['status']} |" + " |" * (len(header) - 2))
+        continue
+      cells = [row["setting"], str(row["num_steps"]), str(len(row["seeds"].split()))]
+      if mixture:
+        cells += [_fmt_mean_se(row, "modes_captured", 1),
+                  _fmt_mean_se(row, "high_quality_fraction"), _fmt_mean_se(row, "reverse_kl")]
+      cells += [_fmt_rate(row, "support_hallucination_rate"),
+                _fmt_rate(row, "reconstruction_hallucination_rate"),
+                _fmt_estimate(row, "manifold_k3_test"), _fmt_estimate(row, "manifold_k3_train"),
+                _fmt_estimate(row, "topp_test")]
+      if not mixture:
+        cells += [_fmt_estimate(row, "unrecognisable"),
+                  _fmt_estimate(row, "reconstruction_class_flip")]
+      filters = {s: row[f"filter_{s}_removed_at_96"] for s in FILTER_SCORES
+                 if np.isfinite(row.get(f"filter_{s}_removed_at_96", np.nan))}
+      best = max(filters, key=filters.get) if filters else None
+      cells.append(f"{filters[best]:.3f} ({best})" if best else "–")
+      lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+  if summary:
+    lines += ["## Calibration: each estimator against the exact rate", "",
+              "Over every model (seed x setting x checkpoint). coverage: fraction of models "
+              "whose 95% interval holds the exact rate; bias after floor: mean of "
+              "(estimate - floor - exact).", "",
+              "| dataset | estimator | target | models | exact range | Pearson | Spearman | "
+              "mean bias | bias after floor | MAE | coverage |", "|" + "---|" * 11]
+    for s in summary:
+      lines.append(
+          f"| {s['dataset']} | {s['estimator']} | {s['target']} | {s['num_models']} | "
+          f"{s['exact_min']:.3f}-{s['exact_max']:.3f} | {_fmt(s['pearson'])} | "
+          f"{_fmt(s['spearman'])} | {_fmt(s['mean_bias'])} | "
+          f"{_fmt(s['mean_bias_after_floor'])} | {_fmt(s['mean_absolute_error'])} | "
+          f"{_fmt(s['interval_coverage'])} |")
+    lines.append("")
+  if filter_table:
+    lines += ["## Filtering: hallucinations removed at a fraction of valid samples kept", "",
+              "Rejection by a score (keep score >= threshold), measured exactly: over the final "
+              "models that make both valid and hallucinated samples, the fraction of "
+              "hallucinations removed at the threshold keeping at least the given fraction of "
+              "valid samples (mean ± standard error over models). Scores: `realism` (distance "
+              "to the real-data manifold, k = 3), `confidence` (the classifier's top "
+              "probability), `discriminator` (the GAN's own logit). Aithal et al. (diffusion): "
+              "over 95% removed at 96% kept.", "",
+              "| dataset | score | models | " + " | ".join(
+                  f"{t:.0%} kept" for t in FILTER_KEPT_TARGETS) + " |",
+              "|" + "---|" * (3 + len(FILTER_KEPT_TARGETS))]
+    for f in filter_table:
+      lines.append(f"| {f['dataset']} | {f['score']} | {f['models']} | " + " | ".join(
+          _fmt_mean_se(f, f"removed_at_kept_{t:g}") for t in FILTER_KEPT_TARGETS) + " |")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def write_all(out_dir: str, plan: Plan, records, references) -> Dict[str, Any]:
+  """Writes results.csv / .md / .json and calibration.csv; returns the results dict."""
+  rows, cal_rows = [], []
+  for dataset in plan.datasets:
+    rows.append(real_data_row(dataset, references[dataset]))
+    for setting, record in records:
+      if setting.dataset == dataset:
+        rows.append(setting_row(setting, record, references[dataset]))
+        cal_rows += calibration_rows(setting, record, references[dataset])
+  summary = calibration_summary(cal_rows)
+  filters = filtering_rows(records)
+  _write_csv(os.path.join(out_dir, "results.csv"), rows)
+  if filters:
+    _write_csv(os.path.join(out_dir, "filtering.csv"), filters)
+  _write_csv(os.path.join(out_dir, "calibration.csv"), cal_rows, CALIBRATION_COLUMNS)
+  with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
+    f.write(results_markdown(plan, rows, summary, references, filters))
+  results = {
+      "protocol": plan.protocol, "quick": plan.quick, "rows": rows,
+      "calibration": summary, "default_estimator": DEFAULT_ESTIMATOR,
+      "filtering_table": filters,
+      "floors": {d: r.floors for d, r in references.items()},
+      "real_data": {d: {k: v for k, v in r.real_rates.items() if not k.startswith("_")}
+                    for d, r in references.items()},
+      "classifier_accuracy": {d: r.classifier_accuracy for d, r in references.items()},
+      "filtering": {f"{s.dataset}/{s.name}": [m["generation"]["filtering"]
+                                              for m in final_measurements(r)
+                                              if "generation" in m]
+                    for s, r in records},
+      "curves": {f"{s.dataset}/{s.name}": curve_over_steps(r) for s, r in records},
+  }
+  with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
+    json.dump(results, f, indent=1, default=float)
+  return results
+
+
+def curve_over_steps(record: Dict[str, Any]) -> Dict[str, Any]:
+  """Mean and standard error over seeds of the mode metrics and the exact rate per checkpoint."""
+  out: Dict[str, Any] = {"steps": []}
+  for step, per_seed in sorted((record.get("checkpoints") or {}).items(), key=lambda x: int(x[0])):
+    exact = [m["generation"]["exact"] for m in per_seed if "generation" in m]
+    if not exact:
+      continue
+    out["steps"].append(int(step))
+    for name in MODE_METRICS + ("support_hallucination_rate",):
+      if name in exact[0]:
+        values = [e[name]["rate"] if isinstance(e[name], dict) else e[name] for e in exact]
+        mean, se = _mean_se(values)
+        out.setdefault(name, []).append(mean)
+        out.setdefault(f"{name}_se", []).append(se)
+  return out

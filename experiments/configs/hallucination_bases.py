@@ -1,0 +1,100 @@
+"""The hallucination benchmark's base config of each family on each known-support dataset.
+
+`get_config("DATASET,FAMILY")`, e.g. `--config experiments/configs/hallucination_bases.py:
+gaussian_ring8,gan`. The benchmark (`aigc_jax.hallucination_benchmark`) applies each
+variant's knobs (found in the digits28 configs) on top of these, so a variant trains with the
+networks that fit the dataset:
+
+* 2-D mixtures (`gaussian_ring8`, `gaussian_grid25`):
+  - gan: the PacGAN authors' 2-D networks (`pacgan_ring8.py`, pack size 1) made narrower
+    and faster to train, so that every GAN variant fits the standard budget on a CPU:
+    generator 2 -> 3 x [Linear 128, BatchNorm, ReLU] -> 2, discriminator 3 x maxout(64, 5)
+    -> 1, non-saturating loss, Adam lr 5e-4, beta1 0.5, 100 samples per step (about 11x
+    fewer multiply-adds per step than the authors' 4 x 400 / 3 x maxout(200, 5), which
+    need lr 1e-4 and 400,000 steps: `--protocol pacgan` trains exactly those).
+  - ae / vae: MLPs 2 -> 128 -> 128 -> latent 2 (and back), ReLU, the Gaussian likelihood
+    with fixed std 0.05 and unbounded outputs (points are not in [0, 1]), Adam lr 1e-3,
+    batch 100.
+* `simple_shapes` (32x32 binary images):
+  - ae / vae: Conv 32 -> Conv 64 (4x4, stride 2) encoder, latent 16, Dense -> 8x8x64 ->
+    ConvTranspose 32 -> ConvTranspose 1 decoder, Bernoulli likelihood, Adam lr 1e-3.
+  - gan: DCGAN-style, latent 32; discriminator Conv 32 -> Conv 64 with BatchNorm, leaky ReLU;
+    generator Dense -> 8x8x64 -> ConvTranspose 32 -> ConvTranspose 1 with BatchNorm, tanh;
+    non-saturating loss, Adam lr 2e-4, beta1 0.5.
+  All with 60 images per step (divisible by 2, 3, 4, 5: the packs and discriminator steps of
+  the variants).
+
+`train.num_steps` here is the benchmark's standard budget; `--quick` and `--steps` change it.
+"""
+from experiments.configs import base, pacgan_ring8
+
+DATASETS = ("gaussian_ring8", "gaussian_grid25", "simple_shapes")
+FAMILIES = ("ae", "vae", "gan")
+# The standard budget, sized for a shared 2-core CPU (every family and variant; 3 seeds on
+# the mixtures, 2 on shapes): see experiments/results/hallucination/README.md.
+STANDARD_STEPS = {"gaussian_ring8": 2_000, "gaussian_grid25": 2_000, "simple_shapes": 1_500}
+
+
+def _points(family: str):
+  if family == "gan":
+    config = pacgan_ring8.get_config("1")
+    config.model.decoder.widths = (128, 128, 128)
+    config.model.encoder.widths = (64, 64, 64)
+    config.optimizer.learning_rate = 5e-4
+    config.optimizer.b1 = 0.5
+  else:
+    config = base.get_base_config()
+    config.model.family = family
+    config.model.latent_dim = 2
+    config.model.likelihood = "gaussian"
+    config.model.likelihood_scale = 0.05
+    config.model.output_range = "unbounded"
+    config.model.encoder = base.body("mlp", (128, 128), "relu")
+    config.model.decoder = base.body("mlp", (128, 128), "relu")
+    config.optimizer.learning_rate = 1e-3
+    config.train.batch_size = 100
+    config.train.eval_batch_size = 1_000
+  return config
+
+
+def _shapes(family: str):
+  config = base.get_base_config()
+  config.model.family = family
+  if family == "gan":
+    config.model.latent_dim = 32
+    config.model.encoder = base.body("conv", (32, 64), "leaky_relu", norm="batch")
+    config.model.decoder = base.body("conv", (64, 32), "relu", norm="batch")
+    config.optimizer.learning_rate = 2e-4
+    config.optimizer.b1 = 0.5
+    config.checkpoint.keep_best = 0
+  else:
+    config.model.latent_dim = 16
+    config.model.likelihood = "bernoulli"
+    config.model.encoder = base.body("conv", (32, 64), "relu")
+    config.model.decoder = base.body("conv", (64, 32), "relu")
+    config.optimizer.learning_rate = 1e-3
+  config.train.batch_size = 60
+  config.train.eval_batch_size = 240
+  return config
+
+
+def pacgan_config(dataset: str, pack_size: int):
+  """The PacGAN authors' exact 2-D config (`pacgan_ring8.py`) with pack size M on `dataset`:
+  what `--protocol pacgan` trains (not the narrower standard GAN above)."""
+  config = pacgan_ring8.get_config(str(pack_size))
+  config.dataset.name = dataset
+  return config
+
+
+def get_config(arg: str = "simple_shapes,vae"):
+  dataset, family = (part.strip() for part in arg.split(","))
+  if dataset not in DATASETS or family not in FAMILIES:
+    raise ValueError(f"hallucination_bases.py takes 'DATASET,FAMILY' with DATASET in "
+                     f"{DATASETS} and FAMILY in {FAMILIES}, got {arg!r}.")
+  config = _shapes(family) if dataset == "simple_shapes" else _points(family)
+  config.dataset.name = dataset
+  config.train.num_steps = STANDARD_STEPS[dataset]
+  config.train.eval_every = config.train.num_steps
+  config.train.sample_every = config.train.num_steps
+  config.checkpoint.save_every = config.train.num_steps
+  return config
