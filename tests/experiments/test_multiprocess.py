@@ -103,15 +103,21 @@ def data_dir(tmp_path_factory):
   return path
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, data_dir):
-  """One process, 8 devices, uninterrupted, NUM_STEPS + EXTRA_STEPS steps (saves both)."""
+def _full_run_config(data_dir):
+  """The test's VAE config for the whole run (NUM_STEPS + EXTRA_STEPS), data in `data_dir`."""
   config = vae_digits.get_config()
   for key, value in OVERRIDES.items():
     section, name = key.split(".")
     config[section][name] = value
   config.train.num_steps = NUM_STEPS + EXTRA_STEPS
   config.dataset.data_dir = data_dir
+  return config
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data_dir):
+  """One process, 8 devices, uninterrupted, NUM_STEPS + EXTRA_STEPS steps (saves both)."""
+  config = _full_run_config(data_dir)
   workdir = tmp_path_factory.mktemp("reference")
   training.train_and_evaluate(config, str(workdir))
   return workdir
@@ -171,12 +177,7 @@ def test_two_process_checkpoint_continues_in_one_process(interrupted_then_resume
   """Restore with other process and device counts (2 x 2 devices -> 1 x 8): state, key and
   data position all carry over, so the continued run equals the uninterrupted one."""
   workdir, _, _ = interrupted_then_resumed
-  config = vae_digits.get_config()
-  for key, value in OVERRIDES.items():
-    section, name = key.split(".")
-    config[section][name] = value
-  config.train.num_steps = NUM_STEPS + EXTRA_STEPS
-  config.dataset.data_dir = data_dir
+  config = _full_run_config(data_dir)
   result = training.train_and_evaluate(config, workdir)
   assert result["step"] == NUM_STEPS + EXTRA_STEPS
   _assert_close(_params(workdir), _params(reference))
