@@ -88,6 +88,21 @@ def to_markdown(rows: List[Dict[str, Any]], num_samples: int) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _rows_of_other_variants(out, names, gan_steps, num_samples):
+  """Rows of an earlier run in `out` at the same budget for variants not in `names`.
+
+  So that `--only` adds or replaces its rows instead of dropping the others.
+  """
+  path = os.path.join(out, "results.json")
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    earlier = json.load(f)
+  if (earlier.get("gan_steps"), earlier.get("num_samples")) != (gan_steps, num_samples):
+    return []
+  return [row for row in earlier["rows"] if row["config"] not in names]
+
+
 def main(argv):
   del argv
   from experiments import cli  # pylint: disable=import-outside-toplevel
@@ -114,7 +129,7 @@ def _run_all():
     config = classifier_digits.get_config()
     config.dataset.data_dir = data_dir
     training.train_and_evaluate(config, classifier_dir)
-  rows = []
+  rows = _rows_of_other_variants(out, set(configs), _GAN_STEPS.value, _NUM_SAMPLES.value)
   for name, config in configs.items():
     if config.model.family == "gan":
       config.train.num_steps = _GAN_STEPS.value
@@ -128,6 +143,7 @@ def _run_all():
     results = report.evaluate_run(workdir, classifier_workdir=classifier_dir,
                                   num_samples=_NUM_SAMPLES.value, seed=0, data_dir=data_dir)
     rows.append(summary_row(name, config, results, seconds))
+    rows.sort(key=lambda row: row["config"])
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
       json.dump({"gan_steps": _GAN_STEPS.value, "num_samples": _NUM_SAMPLES.value,
                  "rows": rows}, f, indent=2)

@@ -30,6 +30,14 @@ from aigc_jax.training.writers import MetricWriter
 from aigc_jax.workdir import WorkdirLock, ensure_writable
 
 
+# Steps dispatched but not finished, at most. Without a bound the host runs ahead by hundreds
+# of steps when batches are cheap; on XLA:CPU with several (forced host) devices the queued
+# executions then starve one device's collective of a thread, and after 40 s the runtime
+# aborts the process ("Termination timeout for all reduce ... only 7 of 8 arrived"). Two in
+# flight keep the device busy while the host prepares the next batch.
+_MAX_STEPS_IN_FLIGHT = 2
+
+
 def _split_keys(seed: int) -> Dict[str, jax.Array]:
   """The run's independent keys, all derived from the config seed."""
   init, train, evaluation, sample = jax.random.split(jax.random.PRNGKey(seed), 4)
@@ -64,11 +72,14 @@ def evaluate(family: Family, parallel: DataParallel, eval_step, state, config, k
       config.dataset.name, spec.test_split, global_batch_size=config.train.eval_batch_size,
       num_local_devices=parallel.num_local_devices, seed=config.seed, train=False,
       arrays=test_arrays)
-  totals = None
+  totals, in_flight = None, collections.deque()
   for index, batch in enumerate(iterator):
     sums = parallel.first_copy(
         eval_step(state, parallel.put_batch(batch), jax.random.fold_in(key, index)))
     totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+    in_flight.append(sums)
+    if len(in_flight) > _MAX_STEPS_IN_FLIGHT:
+      jax.block_until_ready(in_flight.popleft())
   totals = jax.device_get(totals)
   weight = totals.pop("weight")
   return {name: float(value / weight) for name, value in totals.items()}
@@ -428,6 +439,8 @@ def _train(config, workdir, spec, family, parallel, *, fresh, allow_config_chang
         batch = parallel.put_batch(next(train_iter))
         state, metrics = train_step(state, batch, train_key)
         pending.append(metrics)
+        if len(pending) > _MAX_STEPS_IN_FLIGHT:  # See _MAX_STEPS_IN_FLIGHT.
+          jax.block_until_ready(pending[-1 - _MAX_STEPS_IN_FLIGHT])
         progress.update(1)
         periodic_work(step, stop_requested(step))
     finished = True

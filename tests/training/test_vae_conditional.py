@@ -131,9 +131,6 @@ def test_unsupported_conditioning_is_a_one_line_error(conditioning, error, messa
 CVAE_STEPS = 200
 
 
-@pytest.mark.skip(reason="aborts the test process inside XLA:CPU's train step on 8 forced host "
-                  "devices (most runs since 2026-11-25 14:40, both parallel modes, no message); "
-                  "under investigation, see the issue-14 note")
 def test_trained_conditional_vae_draws_the_digit_it_is_asked_for(tmp_path, tmp_path_factory):
   """A small CVAE trained CVAE_STEPS steps on digits28: the digits28 classifier assigns its
   samples of class y to y far more often than chance (control error well below 0.9).
