@@ -62,4 +62,5 @@ def run():
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from experiments import cli as _cli
+  app.run(main, flags_parser=_cli.parse_flags)  # Flag errors in one line; library logs quiet.

@@ -4,6 +4,7 @@ properties that fail if the counting is wrong (one subprocess: about 65 CPU-seco
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def quick_run(tmp_path_factory):
     rows = list(csv.DictReader(f))
   with open(run / "calibration.csv", encoding="utf-8") as f:
     calibration = list(csv.DictReader(f))
-  return run, rows, calibration
+  return run, rows, calibration, result.stderr
 
 
 def _row(rows, dataset, setting):
@@ -68,7 +69,7 @@ def _row(rows, dataset, setting):
 
 
 def test_files_columns_and_the_registered_variant(quick_run):
-  run, rows, calibration = quick_run
+  run, rows, calibration, _ = quick_run
   for name in ("results.csv", "results.md", "results.json", "calibration.csv", "filtering.csv",
                "figures/samples_gaussian_ring8.png", "figures/samples_simple_shapes.png",
                "figures/calibration.png", "figures/filtering.png"):
@@ -94,7 +95,7 @@ def test_exact_rate_equals_a_recount_of_the_saved_samples(quick_run):
   """Seed 0's final samples, recounted in numpy float64 from the ring's definition (8 modes
   on the unit circle, std 0.01, valid within 3 std), against the rate the run saved; and the
   table's mean is the mean over seeds of the saved per-seed rates."""
-  run, rows, _ = quick_run
+  run, rows, _, _ = quick_run
   for name in ("gan", "gan_mine"):
     with np.load(run / "settings" / f"gaussian_ring8__{name}.npz") as f:
       samples, valid = f["samples"].astype(np.float64), f["valid"]
@@ -114,7 +115,7 @@ def test_exact_rate_equals_a_recount_of_the_saved_samples(quick_run):
 
 
 def test_real_data_rows_measure_the_known_floors(quick_run):
-  _, rows, _ = quick_run
+  _, rows, _, _ = quick_run
   ring = _row(rows, "gaussian_ring8", "real_data")
   floor = 1.0 - gaussian_mixtures.TRUE_MIXTURE_VALID_FRACTION  # 0.0111: P(chi2_2 >= 9).
   assert float(ring["support_hallucination_rate_ci_low"]) <= floor
@@ -130,7 +131,7 @@ def test_real_data_rows_measure_the_known_floors(quick_run):
 
 
 def test_rates_inside_intervals_floors_beside_estimates_and_na_rows(quick_run):
-  _, rows, calibration = quick_run
+  _, rows, calibration, _ = quick_run
   for row in rows:
     if row["status"] != "ok":
       continue
@@ -150,3 +151,10 @@ def test_rates_inside_intervals_floors_beside_estimates_and_na_rows(quick_run):
   assert ae["support_hallucination_rate"] == "" and ae["reconstruction_hallucination_rate"] != ""
   vae = _row(rows, "simple_shapes", "vae")
   assert vae["support_hallucination_rate"] != "" and vae["est_reconstruction_class_flip"] != ""
+
+
+def test_console_holds_no_library_logs(quick_run):
+  """absl/orbax INFO and WARNING lines ("I1125 15:20:44.098 ...") stay out of a run's stderr."""
+  *_, stderr = quick_run
+  library_lines = [line for line in stderr.splitlines() if re.match(r"[IWE]\d{4} ", line)]
+  assert not library_lines, library_lines[:5]
