@@ -3,6 +3,9 @@
 Layout of `out_dir`:
   settings/<dataset>__<setting>.json   one setting's measurements (every seed and checkpoint)
   settings/<dataset>__<setting>.npz    seed 0's final samples and their validity (figures)
+  settings/<dataset>__<setting>+gmm.npz   the same of an AE / VAE's latent-GMM samples, whose
+                                       measurements are in the setting's json and whose rows
+                                       the tables name "<setting>+gmm"
   classifier_simple_shapes/            the shapes classifier's run (features and oracle)
   results.csv / .md / .json, calibration.csv, figures/*.png   rebuilt from settings/ each run
 
@@ -10,10 +13,11 @@ Resuming: a setting whose saved file has the same config, seeds and checkpoints 
 trained again, so an interrupted run continues with the next setting when rerun, and
 `--only` runs can be split over processes or machines and joined in one folder.
 """
+import dataclasses
 import json
 import os
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -22,7 +26,7 @@ from aigc_jax.hallucination_benchmark import datasets as datasets_lib
 from aigc_jax.hallucination_benchmark import figures, measure, tables
 from aigc_jax.hallucination_benchmark.protocols import Plan
 from aigc_jax.hallucination_benchmark.settings import Setting
-from aigc_jax.hallucination_benchmark.train import train_setting
+from aigc_jax.hallucination_benchmark.train import LATENT_GMM, train_setting
 
 
 def _setting_path(out_dir: str, setting: Setting, ext: str) -> str:
@@ -51,10 +55,28 @@ def load_saved(out_dir: str, setting: Setting) -> Optional[Dict[str, Any]]:
   return saved if saved.get("fingerprint") == setting.fingerprint() else None
 
 
+def _save_samples(out_dir: str, setting: Setting, samples, valid) -> None:
+  if samples is not None:
+    os.makedirs(os.path.join(out_dir, "settings"), exist_ok=True)
+    np.savez_compressed(_setting_path(out_dir, setting, "npz"), samples=samples, valid=valid)
+
+
+def latent_gmm_record(setting: Setting, record: Dict[str, Any]
+                      ) -> Optional[Tuple[Setting, Dict[str, Any]]]:
+  """The row "<name>+gmm" of an AE / VAE setting: its latent-GMM samples as a model of its own
+  (same training, seeds and checkpoints), or None when the setting has none."""
+  checkpoints = {step: [{"generation": m[LATENT_GMM]} for m in per_seed if LATENT_GMM in m]
+                 for step, per_seed in (record.get("checkpoints") or {}).items()}
+  if not any(checkpoints.values()):
+    return None
+  derived = dataclasses.replace(setting, name=f"{setting.name}+gmm")
+  return derived, {"checkpoints": checkpoints, "seconds": record.get("seconds", float("nan")),
+                   "unavailable": ""}
+
+
 def _save(out_dir: str, setting: Setting, record: Dict[str, Any], samples=None, valid=None):
   os.makedirs(os.path.join(out_dir, "settings"), exist_ok=True)
-  if samples is not None:
-    np.savez_compressed(_setting_path(out_dir, setting, "npz"), samples=samples, valid=valid)
+  _save_samples(out_dir, setting, samples, valid)
   path = _setting_path(out_dir, setting, "json")
   with open(path + ".tmp", "w", encoding="utf-8") as f:
     json.dump(_to_json(record), f)
@@ -112,10 +134,18 @@ def run_plan(plan: Plan, out_dir: str, classifier_config, *, data_dir: Optional[
                  f"{setting.config.train.num_steps} steps")
         result = train_setting(setting, references[setting.dataset], progress=progress)
         samples, valid = result.pop("final_samples", None), result.pop("final_valid", None)
+        gmm_samples = result.pop(f"final_{LATENT_GMM}_samples", None)
+        gmm_valid = result.pop(f"final_{LATENT_GMM}_valid", None)
         record.update(result)
+        derived = latent_gmm_record(setting, record)
+        if derived is not None:
+          _save_samples(out_dir, derived[0], gmm_samples, gmm_valid)
       _save(out_dir, setting, record, samples, valid)
       record = json.loads(json.dumps(_to_json(record)))  # As it reads back: string keys.
     records.append((setting, record))
+    derived = latent_gmm_record(setting, record)
+    if derived is not None:
+      records.append(derived)
   results = tables.write_all(out_dir, plan, records, references)
   if make_figures:
     results["figures"] = figures.write_all(out_dir, plan, records, references)

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from aigc_jax import data
+from aigc_jax import data, latent_gmm
 from aigc_jax.errors import ConfigError
 from aigc_jax.training.family import get_family
 
@@ -198,8 +198,11 @@ class Setting:
       for part in parents:
         node = node.get(part, {})
       node.pop(leaf, None)
-    return json.dumps({"config": config, "seeds": list(self.seeds),
-                       "checkpoints": list(self.checkpoints)}, sort_keys=True)
+    payload = {"config": config, "seeds": list(self.seeds),
+               "checkpoints": list(self.checkpoints)}
+    if self.family in ("ae", "vae") and config["model"].get("conditioning", "none") == "none":
+      payload["latent_gmm_components"] = latent_gmm.NUM_COMPONENTS  # Also measured (train).
+    return json.dumps(payload, sort_keys=True)
 
 
 def checkpoint_steps(num_steps: int, fractions: Sequence[float]) -> Tuple[int, ...]:

@@ -196,6 +196,18 @@ def _make_family(config: ml_collections.ConfigDict, sample_shape, variational: b
         state, images, condition(labels) if conditional else None)
     return output_mean(outputs)
 
+  def encode(state, images, labels=None):
+    """The deterministic codes `[N, latent_dim]` (the VAE's posterior means)."""
+    code = model.apply(state.variables(), images, condition(labels) if conditional else None,
+                       method=model_cls.encode)
+    return code[0] if variational else code
+
+  def decode(state, codes, labels=None):
+    """Likelihood means `[N, *sample_shape]` of codes `[N, latent_dim]`."""
+    return output_mean(model.apply(state.variables(), codes,
+                                   condition(labels) if conditional else None,
+                                   method=model_cls.decode))
+
   def generate(state, key, num, labels=None):
     """`num` decoded prior samples; conditional: of `labels [num]` (None: arange(num) % K)."""
     z = jax.random.normal(key, (num, latent_dim))
@@ -213,7 +225,8 @@ def _make_family(config: ml_collections.ConfigDict, sample_shape, variational: b
   return Family(
       init=init, train_step=train_step, eval_step=eval_step,
       generate=jax.jit(generate, static_argnums=2) if variational else None,
-      reconstruct=jax.jit(reconstruct), conditional=conditional)
+      reconstruct=jax.jit(reconstruct), conditional=conditional, encode=jax.jit(encode),
+      decode=jax.jit(decode))
 
 
 def make_ae_family(config: ml_collections.ConfigDict, sample_shape) -> Family:

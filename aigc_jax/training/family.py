@@ -42,6 +42,11 @@ class Family:
       encoder (the GAN).
     conditional: True when the family's networks take class labels (`batch["label"]` in
       training, `labels` in `generate` / `reconstruct`).
+    encode: `(state, images, labels=None) -> codes [N, latent_dim]`, single device: the
+      deterministic code (the VAE's posterior mean) that `reconstruct` decodes. None for
+      families without an encoder.
+    decode: `(state, codes, labels=None) -> samples [N, *sample_shape]`, single device, in the
+      data's range: `reconstruct(x) == decode(encode(x))`. None without an encoder.
   """
   init: Callable[[jax.Array], State]
   train_step: Callable[[State, Batch, jax.Array], Tuple[State, Metrics]]
@@ -49,6 +54,8 @@ class Family:
   generate: Optional[Callable[..., jax.Array]]
   reconstruct: Optional[Callable[..., jax.Array]]
   conditional: bool = False
+  encode: Optional[Callable[..., jax.Array]] = None
+  decode: Optional[Callable[..., jax.Array]] = None
 
 
 FamilyFactory = Callable[[ml_collections.ConfigDict, Tuple[int, int, int]], Family]
