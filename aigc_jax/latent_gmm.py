@@ -8,8 +8,11 @@ blends. The paper uses 10 full-covariance components.
 
 Both functions are deterministic given `seed`.
 """
+import warnings
+
 import jax.numpy as jnp
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 NUM_COMPONENTS = 10  # Ghosh et al. 2020.
@@ -24,8 +27,11 @@ def fit(codes: np.ndarray, num_components: int = NUM_COMPONENTS, seed: int = 0
   if len(codes) < num_components:
     raise ValueError(f"A latent GMM of {num_components} components needs at least that many "
                      f"codes, got {len(codes)}.")
-  return GaussianMixture(n_components=num_components, covariance_type="full",
-                         reg_covar=1e-6, random_state=seed).fit(codes)
+  with warnings.catch_warnings():
+    # EM stopped at max_iter still gives a valid mixture to sample from; the warning is noise.
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    return GaussianMixture(n_components=num_components, covariance_type="full",
+                           reg_covar=1e-6, max_iter=200, random_state=seed).fit(codes)
 
 
 def sample_codes(mixture: GaussianMixture, num: int, seed: int = 0) -> np.ndarray:

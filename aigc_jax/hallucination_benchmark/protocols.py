@@ -8,7 +8,8 @@
   the ring and the grid, 400,000 steps, 10 trials, 2,500 samples from a fixed z set, measured
   every `eval_every` steps (the curve of modes captured and high-quality fraction).
 * `quick` (the standard protocol, reduced for CI, about a minute): two seeds, 100
-  steps on the ring and 20 on shapes, 300 samples, and the settings in `QUICK_SETTINGS`.
+  steps on the ring and 20 on shapes, 300 samples, latent GMMs fitted to 1,000 training
+  codes, and the settings in `QUICK_SETTINGS`.
 """
 import dataclasses
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -29,6 +30,7 @@ QUICK_SEEDS = 2
 QUICK_STEPS = {"gaussian_ring8": 100, "gaussian_grid25": 100, "simple_shapes": 20}
 QUICK_SAMPLES = 300
 QUICK_CLASSIFIER_STEPS = 60
+QUICK_LATENT_GMM_CODES = 1_000  # Training codes per latent GMM (EM's cost grows with them).
 # Per dataset, the settings of --quick: the AE (reconstruction only) and the GAN
 # (discriminator filter) on the ring, DiffAugment's "n/a" row (found by building the family),
 # and the VAE (generation, reconstruction and the classifier's estimates) on shapes.
@@ -89,6 +91,8 @@ def standard_plan(configs_dir: str, get_base: Callable[[str, str], ml_collection
       setting = settings_lib.make_setting(
           dataset, name, family, base, range(num_seeds), num_steps,
           settings_lib.checkpoint_steps(num_steps, CHECKPOINT_FRACTIONS), path, knobs)
+      if quick:
+        setting = dataclasses.replace(setting, latent_gmm_codes=QUICK_LATENT_GMM_CODES)
       out.append(setting)
   samples = {d: (QUICK_SAMPLES if quick else STANDARD_SAMPLES[d]) for d in datasets}
   return Plan("standard", quick, tuple(out), samples)

@@ -3,9 +3,9 @@
 Layout of `out_dir`:
   settings/<dataset>__<setting>.json   one setting's measurements (every seed and checkpoint)
   settings/<dataset>__<setting>.npz    seed 0's final samples and their validity (figures)
-  settings/<dataset>__<setting>+gmm.npz   the same of an AE / VAE's latent-GMM samples, whose
-                                       measurements are in the setting's json and whose rows
-                                       the tables name "<setting>+gmm"
+  settings/<dataset>__<setting>+gmm<K>.npz   the same of an AE / VAE's K-component latent GMM,
+                                       whose measurements are in the setting's json and whose
+                                       rows the tables name "<setting>+gmm<K>"
   classifier_simple_shapes/            the shapes classifier's run (features and oracle)
   results.csv / .md / .json, calibration.csv, figures/*.png   rebuilt from settings/ each run
 
@@ -17,7 +17,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -25,8 +25,8 @@ from aigc_jax.evaluation.features import ClassifierFeatureExtractor
 from aigc_jax.hallucination_benchmark import datasets as datasets_lib
 from aigc_jax.hallucination_benchmark import figures, measure, tables
 from aigc_jax.hallucination_benchmark.protocols import Plan
-from aigc_jax.hallucination_benchmark.settings import Setting
-from aigc_jax.hallucination_benchmark.train import LATENT_GMM, train_setting
+from aigc_jax.hallucination_benchmark.settings import LATENT_GMM_COMPONENTS, Setting
+from aigc_jax.hallucination_benchmark.train import latent_gmm_group, train_setting
 
 
 def _setting_path(out_dir: str, setting: Setting, ext: str) -> str:
@@ -61,17 +61,20 @@ def _save_samples(out_dir: str, setting: Setting, samples, valid) -> None:
     np.savez_compressed(_setting_path(out_dir, setting, "npz"), samples=samples, valid=valid)
 
 
-def latent_gmm_record(setting: Setting, record: Dict[str, Any]
-                      ) -> Optional[Tuple[Setting, Dict[str, Any]]]:
-  """The row "<name>+gmm" of an AE / VAE setting: its latent-GMM samples as a model of its own
-  (same training, seeds and checkpoints), or None when the setting has none."""
-  checkpoints = {step: [{"generation": m[LATENT_GMM]} for m in per_seed if LATENT_GMM in m]
-                 for step, per_seed in (record.get("checkpoints") or {}).items()}
-  if not any(checkpoints.values()):
-    return None
-  derived = dataclasses.replace(setting, name=f"{setting.name}+gmm")
-  return derived, {"checkpoints": checkpoints, "seconds": record.get("seconds", float("nan")),
-                   "unavailable": ""}
+def latent_gmm_records(setting: Setting, record: Dict[str, Any]
+                       ) -> List[Tuple[Setting, Dict[str, Any]]]:
+  """The rows "<name>+gmm<K>" of an AE / VAE setting: each latent GMM's samples as a model of
+  its own (same training, seeds and checkpoints); [] for other settings."""
+  derived = []
+  for num_components in LATENT_GMM_COMPONENTS:
+    group = latent_gmm_group(num_components)
+    checkpoints = {step: [{"generation": m[group]} for m in per_seed if group in m]
+                   for step, per_seed in (record.get("checkpoints") or {}).items()}
+    if any(checkpoints.values()):
+      derived.append((dataclasses.replace(setting, name=f"{setting.name}+gmm{num_components}"),
+                      {"checkpoints": checkpoints, "unavailable": "",
+                       "seconds": record.get("seconds", float("nan"))}))
+  return derived
 
 
 def _save(out_dir: str, setting: Setting, record: Dict[str, Any], samples=None, valid=None):
@@ -134,18 +137,15 @@ def run_plan(plan: Plan, out_dir: str, classifier_config, *, data_dir: Optional[
                  f"{setting.config.train.num_steps} steps")
         result = train_setting(setting, references[setting.dataset], progress=progress)
         samples, valid = result.pop("final_samples", None), result.pop("final_valid", None)
-        gmm_samples = result.pop(f"final_{LATENT_GMM}_samples", None)
-        gmm_valid = result.pop(f"final_{LATENT_GMM}_valid", None)
-        record.update(result)
-        derived = latent_gmm_record(setting, record)
-        if derived is not None:
-          _save_samples(out_dir, derived[0], gmm_samples, gmm_valid)
+        record.update({k: v for k, v in result.items() if not k.startswith("final_")})
+        for derived, _ in latent_gmm_records(setting, record):
+          group = latent_gmm_group(int(derived.name.rsplit("+gmm", 1)[1]))
+          _save_samples(out_dir, derived, result.get(f"final_{group}_samples"),
+                        result.get(f"final_{group}_valid"))
       _save(out_dir, setting, record, samples, valid)
       record = json.loads(json.dumps(_to_json(record)))  # As it reads back: string keys.
     records.append((setting, record))
-    derived = latent_gmm_record(setting, record)
-    if derived is not None:
-      records.append(derived)
+    records += latent_gmm_records(setting, record)
   results = tables.write_all(out_dir, plan, records, references)
   if make_figures:
     results["figures"] = figures.write_all(out_dir, plan, records, references)

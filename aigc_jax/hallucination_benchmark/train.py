@@ -8,10 +8,10 @@ setting uses the scanned, vmapped path.
 
 Samples: `num_samples` per seed and checkpoint from one fixed key (the PacGAN protocol's
 fixed z set: every seed and checkpoint sees the same latents). Reconstructions: the first
-`num_samples` test inputs (AE / VAE). Unconditional AE / VAE are also sampled through a
-latent GMM (`aigc_jax.latent_gmm`: 10 components fitted to the training codes, seed 0), which
-makes the plain AE a generative model and gives the calibration models that hallucinate far
-less than prior sampling does.
+`num_samples` test inputs (AE / VAE). Unconditional AE / VAE are also sampled through
+latent GMMs (`aigc_jax.latent_gmm`: `LATENT_GMM_COMPONENTS` components fitted to the training
+codes, seed 0), which make the plain AE a generative model and give the calibration models
+that hallucinate less than prior sampling does.
 """
 import time
 from typing import Any, Callable, Dict, Optional
@@ -22,16 +22,18 @@ import numpy as np
 
 from aigc_jax import latent_gmm
 from aigc_jax.hallucination_benchmark import measure
-from aigc_jax.hallucination_benchmark.settings import Setting
+from aigc_jax.hallucination_benchmark.settings import LATENT_GMM_COMPONENTS, Setting
 from aigc_jax.models.gan import pack
 from aigc_jax.training import multi_seed
 from aigc_jax.training.family import get_family
 from aigc_jax.training.gan import gan_setup
 
 SAMPLE_KEY = 20_240_613  # The fixed z set.
-# Measurements of the samples that `latent_gmm` draws (AE, VAE: decoded draws of a Gaussian
-# mixture fitted to the training codes); the runner reports them as the row "<setting>+gmm".
-LATENT_GMM = "generation_latent_gmm"
+
+
+def latent_gmm_group(num_components: int) -> str:
+  """Key of the measurements of a K-component latent GMM's samples (row "<setting>+gmm<K>")."""
+  return f"generation_latent_gmm{num_components}"
 GENERATE_BATCH = 500
 
 
@@ -103,13 +105,16 @@ def measure_state(setting: Setting, family, state, reference: measure.Reference,
     if keep_samples:
       out["samples"] = measure.sanitize(samples, spec.kind)
       out["valid"] = valid
-  if uses_latent_gmm(family):
-    samples = latent_gmm.generate(family, state, reference.dataset.train[0], num)
-    out[LATENT_GMM] = measure.measure_generation(reference, samples, {}, with_filtering)
-    valid = out[LATENT_GMM].pop("valid")
+  for num_components in (LATENT_GMM_COMPONENTS if uses_latent_gmm(family) else ()):
+    group = latent_gmm_group(num_components)
+    samples = latent_gmm.generate(family, state,
+                                  reference.dataset.train[0][:setting.latent_gmm_codes], num,
+                                  num_components=num_components)
+    out[group] = measure.measure_generation(reference, samples, {}, with_filtering)
+    valid = out[group].pop("valid")
     if keep_samples:
-      out[f"{LATENT_GMM}_samples"] = measure.sanitize(samples, reference.dataset.spec.kind)
-      out[f"{LATENT_GMM}_valid"] = valid
+      out[f"{group}_samples"] = measure.sanitize(samples, reference.dataset.spec.kind)
+      out[f"{group}_valid"] = valid
   if family.reconstruct is not None:
     inputs, labels = (a[:num] for a in reference.dataset.test)
     out["reconstruction"] = measure.measure_reconstruction(
@@ -125,8 +130,8 @@ def train_setting(setting: Setting, reference: measure.Reference, *,
   Returns:
     {"checkpoints": {step: [per-seed measurement]}, "seconds": training wall time,
      "final_samples": seed 0's samples at the last checkpoint (generating families),
-     "final_valid": their validity, and the same of the latent GMM's samples,
-     "final_generation_latent_gmm_samples" / "..._valid" (unconditional AE / VAE)}.
+     "final_valid": their validity, and the same of each latent GMM's samples,
+     "final_generation_latent_gmm<K>_samples" / "..._valid" (unconditional AE / VAE)}.
   """
   dataset = reference.dataset
   train_x, train_y = dataset.train
@@ -158,7 +163,7 @@ def train_setting(setting: Setting, reference: measure.Reference, *,
       measured = measure_state(setting, family, multi_seed.select_seed(states, index),
                                reference, with_filtering=final,
                                keep_samples=final and index == 0)
-      for prefix in ("", f"{LATENT_GMM}_"):
+      for prefix in ("",) + tuple(f"{latent_gmm_group(k)}_" for k in LATENT_GMM_COMPONENTS):
         if f"{prefix}samples" in measured:
           results[f"final_{prefix}samples"] = measured.pop(f"{prefix}samples")
           results[f"final_{prefix}valid"] = measured.pop(f"{prefix}valid")

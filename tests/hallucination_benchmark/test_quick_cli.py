@@ -76,11 +76,11 @@ def test_files_columns_and_the_registered_variant(quick_run):
     assert os.path.getsize(run / name) > 0, name
   assert set(REQUIRED) <= set(rows[0])
   assert {r["setting"] for r in rows if r["dataset"] == "gaussian_ring8"} == {
-      "real_data", "ae", "ae+gmm", "gan", "gan_mine", "gan_diffaug"}
+      "real_data", "ae", "ae+gmm10", "ae+gmm300", "gan", "gan_mine", "gan_diffaug"}
   assert {r["setting"] for r in rows if r["dataset"] == "simple_shapes"} == {
-      "real_data", "vae", "vae+gmm"}
-  assert _row(rows, "simple_shapes", "vae+gmm")["family"] == "vae"
-  assert {r["setting"] for r in calibration} >= {"vae", "vae+gmm"}
+      "real_data", "vae", "vae+gmm10", "vae+gmm300"}
+  assert _row(rows, "simple_shapes", "vae+gmm10")["family"] == "vae"
+  assert {r["setting"] for r in calibration} >= {"vae", "vae+gmm10", "vae+gmm300"}
   mine = _row(rows, "gaussian_ring8", "gan_mine")
   assert mine["status"] == "ok" and json.loads(mine["knobs"]) == {"model.gan.loss": "hinge"}
   config = json.loads(mine["config"])
@@ -100,15 +100,15 @@ def test_exact_rate_equals_a_recount_of_the_saved_samples(quick_run):
   on the unit circle, std 0.01, valid within 3 std), against the rate the run saved; and the
   table's mean is the mean over seeds of the saved per-seed rates."""
   run, rows, _, _ = quick_run
-  for name in ("gan", "gan_mine", "ae+gmm"):
+  for name in ("gan", "gan_mine", "ae+gmm10", "ae+gmm300"):
     with np.load(run / "settings" / f"gaussian_ring8__{name}.npz") as f:
       samples, valid = f["samples"].astype(np.float64), f["valid"]
     angles = 2 * np.pi * np.arange(8) / 8
     modes = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     distance = np.linalg.norm(samples[:, None] - modes[None], axis=-1).min(axis=1)
     recount = int(np.sum(~(distance <= 3 * 0.01)))
-    setting, group = name.split("+")[0], ("generation_latent_gmm" if "+gmm" in name
-                                           else "generation")  # The AE's json holds both.
+    setting, _, components = name.partition("+gmm")  # The AE's json holds every group.
+    group = f"generation_latent_gmm{components}" if components else "generation"
     record = json.loads((run / "settings" / f"gaussian_ring8__{setting}.json").read_text())
     per_seed = [{"generation": m[group]} for m in
                 record["checkpoints"][str(max(map(int, record["checkpoints"])))]]
