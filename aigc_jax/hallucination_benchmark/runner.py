@@ -61,6 +61,10 @@ def _save_samples(out_dir: str, setting: Setting, samples, valid) -> None:
     np.savez_compressed(_setting_path(out_dir, setting, "npz"), samples=samples, valid=valid)
 
 
+def _latent_gmm_setting(setting: Setting, num_components: int) -> Setting:
+  return dataclasses.replace(setting, name=f"{setting.name}+gmm{num_components}")
+
+
 def latent_gmm_records(setting: Setting, record: Dict[str, Any]
                        ) -> List[Tuple[Setting, Dict[str, Any]]]:
   """The rows "<name>+gmm<K>" of an AE / VAE setting: each latent GMM's samples as a model of
@@ -71,7 +75,7 @@ def latent_gmm_records(setting: Setting, record: Dict[str, Any]
     checkpoints = {step: [{"generation": m[group]} for m in per_seed if group in m]
                    for step, per_seed in (record.get("checkpoints") or {}).items()}
     if any(checkpoints.values()):
-      derived.append((dataclasses.replace(setting, name=f"{setting.name}+gmm{num_components}"),
+      derived.append((_latent_gmm_setting(setting, num_components),
                       {"checkpoints": checkpoints, "unavailable": "",
                        "seconds": record.get("seconds", float("nan"))}))
   return derived
@@ -138,10 +142,10 @@ def run_plan(plan: Plan, out_dir: str, classifier_config, *, data_dir: Optional[
         result = train_setting(setting, references[setting.dataset], progress=progress)
         samples, valid = result.pop("final_samples", None), result.pop("final_valid", None)
         record.update({k: v for k, v in result.items() if not k.startswith("final_")})
-        for derived, _ in latent_gmm_records(setting, record):
-          group = latent_gmm_group(int(derived.name.rsplit("+gmm", 1)[1]))
-          _save_samples(out_dir, derived, result.get(f"final_{group}_samples"),
-                        result.get(f"final_{group}_valid"))
+        for num_components in LATENT_GMM_COMPONENTS:
+          group = latent_gmm_group(num_components)
+          _save_samples(out_dir, _latent_gmm_setting(setting, num_components),
+                        result.get(f"final_{group}_samples"), result.get(f"final_{group}_valid"))
       _save(out_dir, setting, record, samples, valid)
       record = json.loads(json.dumps(_to_json(record)))  # As it reads back: string keys.
     records.append((setting, record))

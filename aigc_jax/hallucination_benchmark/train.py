@@ -29,12 +29,12 @@ from aigc_jax.training.family import get_family
 from aigc_jax.training.gan import gan_setup
 
 SAMPLE_KEY = 20_240_613  # The fixed z set.
+GENERATE_BATCH = 500
 
 
 def latent_gmm_group(num_components: int) -> str:
   """Key of the measurements of a K-component latent GMM's samples (row "<setting>+gmm<K>")."""
   return f"generation_latent_gmm{num_components}"
-GENERATE_BATCH = 500
 
 
 def discriminator_scores(setting: Setting, state, samples, labels=None) -> np.ndarray:
