@@ -86,6 +86,17 @@ def uses_latent_gmm(family) -> bool:
   return family.encode is not None and not family.conditional
 
 
+def _measure_samples(out, group: str, prefix: str, reference: measure.Reference, samples,
+                     extra, with_filtering: bool, keep_samples: bool) -> None:
+  """Puts the measurements of generated `samples` in `out[group]` and, with `keep_samples`,
+  the samples and their validity in `out[prefix + "samples"]`, `out[prefix + "valid"]`."""
+  out[group] = measure.measure_generation(reference, samples, extra, with_filtering)
+  valid = out[group].pop("valid")
+  if keep_samples:
+    out[f"{prefix}samples"] = measure.sanitize(samples, reference.dataset.spec.kind)
+    out[f"{prefix}valid"] = valid
+
+
 def measure_state(setting: Setting, family, state, reference: measure.Reference,
                   with_filtering: bool, keep_samples: bool) -> Dict[str, Any]:
   """Every measurement of one trained model (one seed at one checkpoint)."""
@@ -100,21 +111,15 @@ def measure_state(setting: Setting, family, state, reference: measure.Reference,
     if setting.family == "gan" and with_filtering:
       extra["discriminator"] = discriminator_scores(
           setting, state, measure.sanitize(samples, spec.kind), labels)
-    out["generation"] = measure.measure_generation(reference, samples, extra, with_filtering)
-    valid = out["generation"].pop("valid")
-    if keep_samples:
-      out["samples"] = measure.sanitize(samples, spec.kind)
-      out["valid"] = valid
+    _measure_samples(out, "generation", "", reference, samples, extra, with_filtering,
+                     keep_samples)
   for num_components in (LATENT_GMM_COMPONENTS if uses_latent_gmm(family) else ()):
     group = latent_gmm_group(num_components)
     samples = latent_gmm.generate(family, state,
                                   reference.dataset.train[0][:setting.latent_gmm_codes], num,
                                   num_components=num_components)
-    out[group] = measure.measure_generation(reference, samples, {}, with_filtering)
-    valid = out[group].pop("valid")
-    if keep_samples:
-      out[f"{group}_samples"] = measure.sanitize(samples, reference.dataset.spec.kind)
-      out[f"{group}_valid"] = valid
+    _measure_samples(out, group, f"{group}_", reference, samples, {}, with_filtering,
+                     keep_samples)
   if family.reconstruct is not None:
     inputs, labels = (a[:num] for a in reference.dataset.test)
     out["reconstruction"] = measure.measure_reconstruction(

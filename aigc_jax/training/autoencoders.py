@@ -166,12 +166,17 @@ def _make_family(config: ml_collections.ConfigDict, sample_shape, variational: b
     return TrainState.create(apply_fn=model.apply, params=variables["params"],
                              batch_stats=variables.get("batch_stats", {}), tx=optimizer)
 
+  def deterministic_code(state, images, onehot):
+    """The code `[N, latent_dim]` (the VAE's posterior mean) and its KL (0 for the AE)."""
+    code = model.apply(state.variables(), images, onehot, method=model_cls.encode)
+    if not variational:
+      return code, 0.0
+    mean, logvar = code
+    return mean, gaussian_kl(mean, logvar)
+
   def deterministic_reconstruction(state, images, onehot):
-    """Decoder outputs of the code (the posterior mean for the VAE) and the code's KL."""
-    code, kl = model.apply(state.variables(), images, onehot, method=model_cls.encode), 0.0
-    if variational:
-      code, logvar = code
-      kl = gaussian_kl(code, logvar)
+    """Decoder outputs of the deterministic code, and the code's KL."""
+    code, kl = deterministic_code(state, images, onehot)
     return model.apply(state.variables(), code, onehot, method=model_cls.decode), kl
 
   def most_likely_labels(state, images):
@@ -198,23 +203,18 @@ def _make_family(config: ml_collections.ConfigDict, sample_shape, variational: b
 
   def encode(state, images, labels=None):
     """The deterministic codes `[N, latent_dim]` (the VAE's posterior means)."""
-    code = model.apply(state.variables(), images, condition(labels) if conditional else None,
-                       method=model_cls.encode)
-    return code[0] if variational else code
+    return deterministic_code(state, images, condition(labels))[0]
 
   def decode(state, codes, labels=None):
     """Likelihood means `[N, *sample_shape]` of codes `[N, latent_dim]`."""
-    return output_mean(model.apply(state.variables(), codes,
-                                   condition(labels) if conditional else None,
+    return output_mean(model.apply(state.variables(), codes, condition(labels),
                                    method=model_cls.decode))
 
   def generate(state, key, num, labels=None):
     """`num` decoded prior samples; conditional: of `labels [num]` (None: arange(num) % K)."""
-    z = jax.random.normal(key, (num, latent_dim))
-    onehot = None
-    if conditional:
-      onehot = condition(jnp.arange(num) % num_classes if labels is None else labels)
-    return output_mean(model.apply(state.variables(), z, onehot, method=model_cls.decode))
+    if conditional and labels is None:
+      labels = jnp.arange(num) % num_classes
+    return decode(state, jax.random.normal(key, (num, latent_dim)), labels)
 
   def train_step(state, batch, key):
     return steps.mean_loss_train_step(state, batch, key, terms_fn=terms_fn)
