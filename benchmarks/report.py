@@ -20,6 +20,11 @@ def to_markdown(results: Dict) -> str:
            f"{machine.get('load_average_at_end', ['?'])[0]} at the end; data-parallel mode "
            f"{results['options'].get('parallel_mode') or 'of the configs (auto)'}. Step times: "
            "median [quartiles] in ms.", ""]
+  if "interrupted" in results:
+    stop = results["interrupted"]
+    lines += [f"**Interrupted by {stop['signal']}**: partial results. Finished: "
+              f"{', '.join(results.get('sections_finished', [])) or 'nothing'}; not run: "
+              f"{', '.join(stop['sections_not_run']) or 'nothing'}.", ""]
   if "peak" in results:
     peak = results["peak"]
     lines += [f"Matrix-product peak (float32 {peak['matmul_size']}^3, timed in the same rounds): "

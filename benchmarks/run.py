@@ -4,6 +4,7 @@
   python -m benchmarks.run --quick                  # every section, few steps (about 1 minute)
   python -m benchmarks.run --only=steps,torch --networks=dcgan28
   python -m benchmarks.run --cores=1 --parallel=pmap   # one core; pmap instead of the default
+  python -m benchmarks.run --quick --output_dir=/tmp/bench   # anywhere but the committed files
 
 Sections (`--only`, comma-separated; default all):
   steps         compile time, step time (median, IQR), samples/s, XLA's FLOPs per step and
@@ -24,19 +25,43 @@ random data of its shape for steps and on `digits28` for the loop (MNIST needs a
 Timings that are compared are taken in alternating rounds, so the load of a shared machine
 falls on both sides; compare ratios, and numbers only within one results file.
 
-Writes `benchmarks/results/<machine>-<date>.json` and `.md` (`-quick` added with --quick).
+Writes `<machine>-<date>.json` and `.md` into `--output_dir` (default `benchmarks/results/`,
+the committed results: pass another folder for a run that is not meant to be committed);
+`-quick` is added with --quick, and `-2`, `-3`... when the name is taken, so an earlier run's
+files are never overwritten. The last line on stdout names the files written.
+
+Every flag is checked before any work: a bad value is one line `error: ...` on stderr and
+exit code 2. Each finished section says so in one line on stderr. Ctrl-C (or SIGTERM) stops the run: with sections finished, they are written as
+`<machine>-<date>[-quick]-interrupted.json/.md` (marked as interrupted, naming the sections
+not run), one line on stderr says where, and the exit code is 75; with none finished, one
+line and exit code 130. Exit codes as in experiments/cli.py. Library logs (orbax, absl) are
+kept to warnings unless --verbosity is given, as in `experiments.train`.
 """
+from benchmarks import signals
+
+if __name__ == "__main__":  # Before the imports: a Ctrl-C during them is not a traceback.
+  signals.install()
+
+# pylint: disable=wrong-import-position
 import dataclasses
-import datetime
+import difflib
+import itertools
 import json
+import math
 import os
-from typing import Dict, Optional, Sequence, Tuple
+import sys
+import time
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from absl import app, flags
+
+from experiments import cli
 
 SECTIONS = ("steps", "torch", "loop", "input", "eval", "evaluate_cli", "scaling")
 NETWORKS = ("mlp_vae", "dcgan28", "conv_ae")
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+EXIT_INTERRUPTED_SAVED = 75  # The project's exit codes: experiments/cli.py.
+EXIT_NOTHING_SAVED = 130
 
 
 @dataclasses.dataclass
@@ -116,9 +141,10 @@ def _step_entry(bare, seconds, peak_seconds, peak_flops) -> Dict[str, object]:
   return entry
 
 
-def _steps_and_torch(options: Options, results: Dict, bare_steps: Dict) -> None:
+def _steps_and_torch(options: Options, bare_steps: Dict) -> Dict[str, object]:
   """Bare JAX steps, the matmul peak and (if asked) PyTorch, in alternating rounds."""
   from benchmarks import timing, workloads
+  results: Dict[str, object] = {}
   with_torch = "torch" in options.sections
   if with_torch and not _torch_available():
     results["torch"] = {"skipped": "PyTorch is not installed: pip install -e '.[bench]'"}
@@ -147,12 +173,13 @@ def _steps_and_torch(options: Options, results: Dict, bare_steps: Dict) -> None:
     import torch
     results["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads(),
                         "networks": torch_results}
+  return results
 
 
-def _loop(options: Options, results: Dict, bare_steps: Dict) -> None:
+def _loop(options: Options, bare_steps: Dict) -> Dict[str, object]:
   """The training loop against the bare step timed just before and just after it."""
   from benchmarks import timing, workloads
-  results["loop"] = {}
+  loops = {}
   for name in options.networks:
     bare = _shared_bare_step(options, bare_steps, name)
     count = timing.calls_per_round(bare.run, options.round_seconds) * max(options.rounds // 4, 1)
@@ -167,36 +194,48 @@ def _loop(options: Options, results: Dict, bare_steps: Dict) -> None:
     entry["bare_samples_per_second"] = bare.batch_size / step["median"]
     entry["fraction_of_bare_step"] = (entry["samples_per_second"]
                                       / entry["bare_samples_per_second"])
-    results["loop"][name] = entry
+    loops[name] = entry
+  return {"loop": loops}
 
 
-def _input(options: Options, results: Dict, bare_steps: Dict) -> None:
+def _input(options: Options, bare_steps: Dict) -> Dict[str, object]:
   import jax
   from benchmarks import timing, workloads
-  results["input"] = {}
+  inputs = {}
   for name in options.networks:
     batch_size = workloads.network_config(name).train.batch_size
     key = f"batch_{batch_size}"
-    if key in results["input"]:
+    if key in inputs:
       continue
     entry = workloads.input_pipeline(batch_size, options.input_batches,
                                      jax.local_device_count(), options.data_dir)
     bare = _shared_bare_step(options, bare_steps, name)
     put = timing.summarize(timing.time_calls(bare.put_batch, options.input_batches))
     entry["put_batch_seconds"] = put
-    results["input"][key] = entry
+    inputs[key] = entry
+  return {"input": inputs}
 
 
-def _eval(options: Options, results: Dict) -> None:
+def _eval(options: Options, bare_steps: Dict) -> Dict[str, object]:
+  del bare_steps
   from benchmarks import workloads
-  results["eval"] = {
+  return {"eval": {
       "ssim": workloads.ssim_throughput(options.ssim_images, options.eval_repeats),
       "prdc": workloads.prdc_throughput(options.prdc_features, options.prdc_width,
-                                        options.eval_repeats)}
+                                        options.eval_repeats)}}
 
 
-def _scaling(options: Options, results: Dict) -> None:
+def _evaluate_cli(options: Options, bare_steps: Dict) -> Dict[str, object]:
+  del bare_steps
+  from benchmarks import workloads
+  return {"evaluate_cli": workloads.evaluate_cli(
+      options.evaluate_samples, options.classifier_steps, options.model_steps,
+      options.data_dir)}
+
+
+def _scaling(options: Options, bare_steps: Dict) -> Dict[str, object]:
   """Samples/s of the bare steps per device count: one process per count on a CPU."""
+  del bare_steps  # Each count builds its own.
   import jax
   from benchmarks import timing, workloads
   per_count = {}
@@ -219,12 +258,12 @@ def _scaling(options: Options, results: Dict) -> None:
         summary = timing.summarize(timing.time_calls(bare.run, calls))
         per_count[str(count)][name] = {"num_devices": count, "step_seconds": summary,
                                        "samples_per_second": bare.batch_size / summary["median"]}
-  results["scaling"] = {
+  return {"scaling": {
       "forced_host_devices": jax.default_backend() == "cpu",
       "samples_per_second": {name: {count: entry[name]["samples_per_second"]
                                     for count, entry in per_count.items()}
                              for name in options.networks},
-      "runs": per_count}
+      "runs": per_count}}
 
 
 def _ratios(results: Dict) -> Dict[str, Dict[str, float]]:
@@ -242,50 +281,102 @@ def _ratios(results: Dict) -> Dict[str, Dict[str, float]]:
   return ratios
 
 
-def run_benchmarks(options: Options) -> Dict[str, object]:
-  """Runs the sections of `options`; returns the results (what the JSON file holds)."""
+# The sections in the order they run, each with the function that measures it; "steps" and
+# "torch" are timed together, in the same rounds.
+_SECTION_RUNNERS: Tuple[Tuple[Tuple[str, ...], Callable[[Options, Dict], Dict]], ...] = (
+    (("steps", "torch"), _steps_and_torch),
+    (("loop",), _loop),
+    (("input",), _input),
+    (("eval",), _eval),
+    (("evaluate_cli",), _evaluate_cli),
+    (("scaling",), _scaling),
+)
+
+
+def run_benchmarks(options: Options, results: Optional[Dict] = None,
+                   on_section_done: Optional[Callable[[Tuple[str, ...], float], None]] = None
+                   ) -> Dict[str, object]:
+  """Runs the sections of `options`; returns the results (what the JSON file holds).
+
+  `results` (default: a new dict) is filled one whole section at a time, and
+  `results["sections_finished"]` lists those done, so a caller stopped by Ctrl-C still holds
+  every finished section (and none half-done). `on_section_done(sections, seconds)` is called
+  after each.
+  """
   from benchmarks import timing
   unknown = (set(options.sections) - set(SECTIONS)) | (set(options.networks) - set(NETWORKS))
   if unknown:
     raise ValueError(f"unknown sections or networks {sorted(unknown)}; sections: "
                      f"{', '.join(SECTIONS)}; networks: {', '.join(NETWORKS)}")
-  results: Dict[str, object] = {"machine": timing.machine_stamp(),
-                                "options": dataclasses.asdict(options)}
+  results = {} if results is None else results
+  results.update({"machine": timing.machine_stamp(), "options": dataclasses.asdict(options),
+                  "sections_finished": []})
   bare_steps: Dict = {}
-  if "steps" in options.sections or "torch" in options.sections:
-    _steps_and_torch(options, results, bare_steps)
-  if "loop" in options.sections:
-    _loop(options, results, bare_steps)
-  if "input" in options.sections:
-    _input(options, results, bare_steps)
-  if "eval" in options.sections:
-    _eval(options, results)
-  if "evaluate_cli" in options.sections:
-    from benchmarks import workloads
-    results["evaluate_cli"] = workloads.evaluate_cli(
-        options.evaluate_samples, options.classifier_steps, options.model_steps,
-        options.data_dir)
-  if "scaling" in options.sections:
-    _scaling(options, results)
-  results["ratios"] = _ratios(results)
-  # With the load at the start: a machine busy with other work shows here.
-  results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+  for names, runner in _SECTION_RUNNERS:
+    asked = tuple(n for n in names if n in options.sections)
+    if not asked:
+      continue
+    start = time.perf_counter()
+    results.update(runner(options, bare_steps))
+    results["sections_finished"] += asked
+    if on_section_done is not None:
+      on_section_done(asked, time.perf_counter() - start)
+  finish_results(results)
   return results
 
 
+def finish_results(results: Dict) -> None:
+  """Adds the ratios of the sections in `results` and the load average at the end."""
+  results["ratios"] = _ratios(results)
+  # With the load at the start: a machine busy with other work shows here.
+  results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+
+
+def _results_stem(results: Dict, quick: bool) -> str:
+  """`<machine>-<date>[-quick][-interrupted]`, the date of the run's start."""
+  from benchmarks import timing
+  date = str(results["machine"]["date"])[:10]
+  return (f"{timing.machine_slug(results['machine'])}-{date}{'-quick' if quick else ''}"
+          f"{'-interrupted' if 'interrupted' in results else ''}")
+
+
+def _write_new(path: str, text: str) -> bool:
+  """Writes `text` to `path` unless it exists (atomically checked); returns whether it wrote."""
+  try:
+    with open(path, "x", encoding="utf-8") as f:
+      f.write(text)
+  except FileExistsError:
+    return False
+  return True
+
+
 def write_results(results: Dict, output_dir: str, quick: bool) -> Tuple[str, str]:
-  """Writes `<machine>-<date>[-quick].json` and `.md` into `output_dir`; returns the paths."""
-  from benchmarks import report, timing
+  """Writes `<stem>.json` and `.md` into `output_dir` (stem: `_results_stem`); returns the paths.
+
+  Never overwrites: when either name is taken (a second run on the same day), `-2`, `-3`...
+  is added to the stem.
+  """
+  from benchmarks import report
   os.makedirs(output_dir, exist_ok=True)
-  date = datetime.date.today().isoformat()
-  stem = f"{timing.machine_slug(results['machine'])}-{date}{'-quick' if quick else ''}"
-  json_path = os.path.join(output_dir, stem + ".json")
-  markdown_path = os.path.join(output_dir, stem + ".md")
-  with open(json_path, "w", encoding="utf-8") as f:
-    json.dump(results, f, indent=2)
-  with open(markdown_path, "w", encoding="utf-8") as f:
-    f.write(report.to_markdown(results))
-  return json_path, markdown_path
+  stem = _results_stem(results, quick)
+  texts = (json.dumps(results, indent=2), report.to_markdown(results))
+  for number in itertools.count(1):
+    candidate = os.path.join(output_dir, stem if number == 1 else f"{stem}-{number}")
+    json_path, markdown_path = candidate + ".json", candidate + ".md"
+    if os.path.exists(markdown_path) or not _write_new(json_path, texts[0]):
+      continue
+    if _write_new(markdown_path, texts[1]):
+      return json_path, markdown_path
+    os.remove(json_path)  # Another run took the .md name in between: try the next stem.
+  raise AssertionError("unreachable")
+
+
+def mark_interrupted(results: Dict, options: Options, signal_name: str) -> None:
+  """Marks `results` (holding the sections finished so far) as a run stopped by a signal."""
+  finished = results.get("sections_finished", [])
+  results["interrupted"] = {
+      "signal": signal_name,
+      "sections_not_run": [s for s in options.sections if s not in finished]}
 
 
 _ONLY = flags.DEFINE_list("only", list(SECTIONS), f"Sections to run: {', '.join(SECTIONS)}.")
@@ -294,10 +385,15 @@ _QUICK = flags.DEFINE_bool("quick", False, "Few steps and small evaluation sets.
 _ROUNDS = flags.DEFINE_integer("rounds", None, "Alternating timing rounds (default 12; 2 quick).")
 _ROUND_SECONDS = flags.DEFINE_float("round_seconds", None, "Seconds per contender per round.")
 _MATMUL_SIZE = flags.DEFINE_integer("matmul_size", None, "Side of the peak matrix product.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir (default: tfds's).")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", RESULTS_DIR, "Where results files go.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir, an existing folder "
+                                "(default: tfds's).")
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", RESULTS_DIR, "Where the results files go (created if missing). The default "
+    "is the repository's committed benchmarks/results/; pass another folder for a run that "
+    "is not meant to be committed.")
 _PARALLEL = flags.DEFINE_enum("parallel", None, ["auto", "pmap", "shard_map"],
-                              "Data-parallel mode of steps and loop (default: the configs').")
+                              "Data-parallel mode of steps and loop (default: the configs', "
+                              "auto, which is shard_map).")
 _CORES = flags.DEFINE_integer(
     "cores", None, "Run on the first N CPU cores only (process affinity, set before jax "
     "starts; PyTorch gets as many threads). Default: all the process may use.")
@@ -305,9 +401,112 @@ _CHILD_OUTPUT = flags.DEFINE_string("child_output", None,
                                     "Internal (scaling): write the JSON here and nothing else.")
 
 
+def _unknown_names(flag: str, given: Sequence[str], valid: Sequence[str], what: str
+                   ) -> Optional[str]:
+  """The one-line complaint about `--flag` values not in `valid`, or None if all are valid."""
+  if not given:
+    return f"--{flag} names no {what}; pass some of: {', '.join(valid)}."
+  unknown = [name for name in given if name not in valid]
+  if not unknown:
+    return None
+  close = difflib.get_close_matches(unknown[0], valid, n=1)
+  hint = f" (did you mean {close[0]!r}?)" if close else ""
+  return (f"--{flag}: unknown {what} {', '.join(map(repr, unknown))}{hint}; valid: "
+          f"{', '.join(valid)}.")
+
+
+def flag_problem() -> Optional[str]:
+  """What is wrong with the parsed flags, in one line, or None. Reads no more than the flags,
+  the usable cores and the file system, so it runs before jax starts."""
+  from benchmarks import timing
+  for problem in (_unknown_names("only", _ONLY.value, SECTIONS, "section"),
+                  _unknown_names("networks", _NETWORKS.value, NETWORKS, "network")):
+    if problem:
+      return problem
+  for flag, low in ((_ROUNDS, 1), (_MATMUL_SIZE, 1)):
+    if flag.value is not None and flag.value < low:
+      return f"--{flag.name}={flag.value}: must be an integer >= {low}."
+  if _ROUND_SECONDS.value is not None and not (
+      math.isfinite(_ROUND_SECONDS.value) and _ROUND_SECONDS.value > 0):
+    return f"--round_seconds={_ROUND_SECONDS.value}: must be a number of seconds above 0."
+  if _CORES.value is not None:
+    if not hasattr(os, "sched_setaffinity"):
+      return "--cores needs process affinity (Linux); leave it out on this system."
+    usable = timing.usable_cores()
+    if not 1 <= _CORES.value <= usable:
+      return (f"--cores={_CORES.value}: this process may use {usable} CPU cores; pass a "
+              f"number from 1 to {usable}.")
+  if _DATA_DIR.value is not None and not os.path.isdir(os.path.expanduser(_DATA_DIR.value)):
+    return (f"--data_dir {_DATA_DIR.value} is not an existing folder; create it or leave the "
+            "flag out for tfds's default.")
+  if not _CHILD_OUTPUT.value:
+    return _output_dir_problem(_OUTPUT_DIR.value)
+  return None
+
+
+def _output_dir_problem(output_dir: str) -> Optional[str]:
+  """Creates `output_dir` now, so that an unwritable one is said before the run, not after."""
+  if not output_dir:
+    return "--output_dir is empty; pass the folder the results files should go to."
+  if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+    return f"--output_dir {output_dir} is a file, not a folder; pass a folder."
+  try:
+    os.makedirs(output_dir, exist_ok=True)
+  except OSError as e:
+    return f"--output_dir {output_dir} cannot be created ({e.strerror}); pass a writable folder."
+  if not os.access(output_dir, os.W_OK):
+    return f"--output_dir {output_dir} is not writable; pass a writable folder."
+  return None
+
+
+def _report_section(sections: Tuple[str, ...], seconds: float) -> None:
+  """One progress line per finished section; also stops a run whose Ctrl-C jax swallowed."""
+  print(f"benchmarks: {', '.join(sections)} done in {seconds:.1f} s", file=sys.stderr,
+        flush=True)
+  if signals.received():
+    raise KeyboardInterrupt
+
+
+def _is_interruption(error: BaseException) -> bool:
+  """Ctrl-C/SIGTERM: our KeyboardInterrupt, or the training loop's own (it saved and raised)."""
+  if isinstance(error, KeyboardInterrupt):
+    return True
+  interrupts = sys.modules.get("aigc_jax.training.interrupts")  # Loaded if it was raised.
+  return interrupts is not None and isinstance(error, interrupts.TrainingInterrupted)
+
+
+def _save_interrupted(results: Dict, options: Options, quick: bool, signal_name: str) -> int:
+  """Writes the finished sections of an interrupted run; returns the exit code."""
+  signals.ignore()  # A second Ctrl-C must not stop the saving.
+  finished = results.get("sections_finished", [])
+  if not finished or _CHILD_OUTPUT.value:
+    print(f"Interrupted by {signal_name} before any section finished; nothing was saved.",
+          file=sys.stderr)
+    return EXIT_NOTHING_SAVED
+  mark_interrupted(results, options, signal_name)
+  finish_results(results)
+  json_path, markdown_path = write_results(results, _OUTPUT_DIR.value, quick)
+  rest = results["interrupted"]["sections_not_run"]
+  print(f"Interrupted by {signal_name}: saved the finished sections ({', '.join(finished)}) "
+        f"to {json_path} and {markdown_path}"
+        + (f"; run the rest with --only={','.join(rest)}." if rest else "."), file=sys.stderr)
+  return EXIT_INTERRUPTED_SAVED
+
+
+def _exit_at_once(code: int) -> None:
+  """Exits without the interpreter's shutdown, whose clean-up of jax's runtime can crash
+  (segmentation fault, 1 in 3 tries) after an interrupt landed inside its dispatch. What
+  matters is written and closed by now: the results files, temporary folders."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)  # pylint: disable=protected-access
+
+
 def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  cli.no_positional_arguments(argv)
+  problem = flag_problem()
+  if problem:
+    cli.fail(problem)
   if _CORES.value:  # Before jax starts: XLA sizes its thread pool by the usable cores.
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:_CORES.value])
   overrides = {"sections": tuple(_ONLY.value), "networks": tuple(_NETWORKS.value),
@@ -317,7 +516,18 @@ def main(argv: Sequence[str]) -> None:
     if flag.value is not None:
       overrides[name] = flag.value
   options = Options.quick(**overrides) if _QUICK.value else Options(**overrides)
-  results = run_benchmarks(options)
+  results: Dict[str, object] = {}
+  try:
+    if signals.received():  # A Ctrl-C during start-up, deferred or swallowed.
+      raise KeyboardInterrupt
+    run_benchmarks(options, results,
+                   on_section_done=None if _CHILD_OUTPUT.value else _report_section)
+  except BaseException as e:  # pylint: disable=broad-except  (re-raised unless an interrupt)
+    if not _is_interruption(e):
+      raise
+    signal_name = signals.received() or getattr(e, "signal_name", None) or "SIGINT"
+    _exit_at_once(_save_interrupted(results, options, _QUICK.value, signal_name))
+  signals.ignore()  # The run is done: a Ctrl-C now must not stop its results being written.
   if _CHILD_OUTPUT.value:
     with open(_CHILD_OUTPUT.value, "w", encoding="utf-8") as f:
       json.dump(results, f)
@@ -328,5 +538,15 @@ def main(argv: Sequence[str]) -> None:
   print(f"Wrote {json_path} and {markdown_path}")
 
 
+def _run() -> None:
+  try:
+    signals.start_raising()
+    app.run(main, flags_parser=cli.parse_flags)
+  except KeyboardInterrupt:  # During flag parsing, before main could save anything.
+    print(f"Interrupted by {signals.received() or 'SIGINT'} before any section finished; "
+          "nothing was saved.", file=sys.stderr)
+    _exit_at_once(EXIT_NOTHING_SAVED)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  _run()

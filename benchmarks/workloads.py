@@ -4,7 +4,9 @@ loop, the input pipeline and evaluation.
 Every function builds what it times the way the library builds it (families, data-parallel
 modes, the loop, `create_iterator`, the metric functions), so the numbers are the library's.
 """
+import contextlib
 import dataclasses
+import io
 import json
 import os
 import subprocess
@@ -25,6 +27,12 @@ NETWORK_CONFIGS = {"mlp_vae": "mlp_vae", "dcgan28": "dcgan28", "conv_ae": "conv_
 DATASET = "digits28"  # Offline, and shaped like MNIST (28x28x1); MNIST needs a download.
 IMAGE_SHAPE = (28, 28, 1)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _summary_kept_off_stdout():
+  """Swallows the end-of-run summary that `train_and_evaluate` prints: it names a temporary
+  workdir, deleted right after, among the harness's own output."""
+  return contextlib.redirect_stdout(io.StringIO())
 
 
 def network_config(name: str) -> ml_collections.ConfigDict:
@@ -138,7 +146,8 @@ def training_loop(name: str, num_steps: int, log_every: int, save_every: int,
     raise ValueError(f"num_steps {num_steps} must be at least 3 * log_every ({log_every})")
   with tempfile.TemporaryDirectory() as workdir:
     start = time.perf_counter()
-    training.train_and_evaluate(config, workdir)
+    with _summary_kept_off_stdout():
+      training.train_and_evaluate(config, workdir)
     total = time.perf_counter() - start
     with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
       rows = [r for r in map(json.loads, f) if r["split"] == "train"]
@@ -233,7 +242,8 @@ def evaluate_cli(num_samples: int, classifier_steps: int, model_steps: int,
       config.train.eval_every = 0
       config.train.sample_every = 0
       runs[run_name] = os.path.join(root, run_name)
-      training.train_and_evaluate(config, runs[run_name])
+      with _summary_kept_off_stdout():
+        training.train_and_evaluate(config, runs[run_name])
     command = [sys.executable, "-m", "experiments.evaluate", "--workdir", runs["vae"],
                "--classifier_workdir", runs["classifier"], f"--num_samples={num_samples}",
                "--data_dir", data_dir]
