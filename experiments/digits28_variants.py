@@ -1,4 +1,4 @@
-"""Every image variant on `digits28`, trained and evaluated at one budget: the issue-14 table.
+"""Every image variant on `digits28`, trained and evaluated at one budget, in one table.
 
   python -m experiments.digits28_variants --out runs/digits28_variants \
       [--gan_steps 400] [--num_samples 2000]
@@ -11,11 +11,13 @@ with `report.evaluate_run` against the digits classifier (trained first, once), 
 `OUT/results.md` and `OUT/results.json`: per variant the fidelity of the AE/VAE, FID, the
 estimated rates with their 95% intervals and real-data floors, and the control error of the
 conditional models. One seed per variant: the intervals are over samples, not over seeds.
+Rerunning the same command reuses every finished run; Ctrl-C keeps what finished (exit 75).
 """
 import glob
 import importlib
 import json
 import os
+import sys
 import time
 from typing import Any, Dict, List
 
@@ -27,7 +29,8 @@ _GAN_STEPS = flags.DEFINE_integer("gan_steps", 400, "Training steps of each GAN 
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 2000, "Samples per evaluation (> 128).",
                                     lower_bound=129)
 _ONLY = flags.DEFINE_list("only", [], "Config names to run (default: every digits28 variant).")
-_DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data_dir (an existing folder).")
+_DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data_dir (default: OUT/tfds; created if "
+                                 "missing).")
 
 GENERATIVE = ("ae", "vae", "gan")
 RATES = ("reconstruction_class_flip_rate", "manifold_hallucination_rate",
@@ -103,42 +106,98 @@ def _rows_of_other_variants(out, names, gan_steps, num_samples):
   return [row for row in earlier["rows"] if row["config"] not in names]
 
 
+def _num_steps(config) -> int:
+  """The steps this command trains `config` for (GANs: --gan_steps)."""
+  return _GAN_STEPS.value if config.model.family == "gan" else int(config.train.num_steps)
+
+
+def selected_configs() -> Dict[str, Any]:
+  """The configs to run, checked before jax starts: `--out`, `--data_dir`, `--only`, and the
+  runs already in `--out` (a run trained further than this budget cannot be reused)."""
+  from aigc_jax.errors import UnknownNameError, UserError  # pylint: disable=import-outside-toplevel
+  from aigc_jax.hallucination_benchmark import folder  # pylint: disable=import-outside-toplevel
+  folder.check_out_dir(_OUT.value)
+  folder.check_not_a_file(_DATA_DIR.value, "--data_dir")
+  configs = variant_configs()
+  unknown = sorted(set(_ONLY.value) - set(configs))
+  if unknown:
+    raise UnknownNameError(f"--only names {', '.join(unknown)}, not digits28 variant configs; "
+                           f"choose from {', '.join(configs)}.")
+  if _ONLY.value:
+    configs = {name: configs[name] for name in _ONLY.value}
+  for name, config in configs.items():
+    step = folder.newest_checkpoint(os.path.join(_OUT.value, name))
+    if step is not None and step > _num_steps(config):
+      flag = (f"--gan_steps={step}" if config.model.family == "gan"
+              else "another --out (its steps are the config's)")
+      raise UserError(f"{os.path.join(_OUT.value, name)} was trained for {step} steps, more "
+                      f"than the {_num_steps(config)} of this run; pass {flag}, or another "
+                      "--out.")
+  return configs
+
+
 def main(argv):
-  del argv
   from experiments import cli  # pylint: disable=import-outside-toplevel
-  cli.run_reporting_user_errors(_run_all)
+  cli.no_positional_arguments(argv)
+  configs = cli.run_reporting_user_errors(selected_configs)
+  cli.run_reporting_user_errors(_run_interruptible, configs)
 
 
-def _run_all():
-  from aigc_jax.errors import UnknownNameError  # pylint: disable=import-outside-toplevel
+def interrupted(out: str):
+  """(one line, exit code) of a Ctrl-C: what `out` holds that a rerun reuses (75), or 130."""
+  path = os.path.join(out, "results.json")
+  rows = []
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      rows = [row["config"] for row in json.load(f).get("rows", [])]
+  if rows:
+    return (f"Interrupted by Ctrl-C; saved: the rows of {', '.join(rows)} in {path}; run the "
+            "same command again to resume (finished runs are reused).", 75)
+  if glob.glob(os.path.join(out, "*", "checkpoints")):
+    return (f"Interrupted by Ctrl-C; saved: checkpoints under {out}; run the same command "
+            "again to resume.", 75)
+  return f"Interrupted by Ctrl-C; nothing was saved in {out}.", 130
+
+
+def _run_interruptible(configs):
+  try:
+    _run_all(configs)
+  except KeyboardInterrupt:
+    message, code = interrupted(os.path.abspath(_OUT.value))
+    print(message, file=sys.stderr)
+    sys.exit(code)
+
+
+def _train_unless_finished(config, workdir: str) -> None:
+  """Trains (or resumes) the run in `workdir`; a finished one is left as it is (the training
+  loop's note on it names --config flags, which this command does not have)."""
   from aigc_jax import training  # pylint: disable=import-outside-toplevel
+  from aigc_jax.hallucination_benchmark import folder  # pylint: disable=import-outside-toplevel
+  if folder.newest_checkpoint(workdir) == int(config.train.num_steps):
+    print(f"{workdir}: finished at step {config.train.num_steps}, reused")
+    return
+  training.train_and_evaluate(config, workdir)
+
+
+def _run_all(configs):
   from aigc_jax.evaluation import report  # pylint: disable=import-outside-toplevel
   from experiments.configs import classifier_digits  # pylint: disable=import-outside-toplevel
   out = os.path.abspath(_OUT.value)
   data_dir = _DATA_DIR.value or os.path.join(out, "tfds")
   os.makedirs(data_dir, exist_ok=True)
-  configs = variant_configs()
-  unknown = sorted(set(_ONLY.value) - set(configs))
-  if unknown:
-    raise UnknownNameError(f"--only names {', '.join(unknown)}, not digits28 variant configs; "
-                         f"choose from {', '.join(configs)}.")
-  if _ONLY.value:
-    configs = {name: configs[name] for name in _ONLY.value}
   classifier_dir = os.path.join(out, "classifier_digits28")
-  if not os.path.exists(os.path.join(classifier_dir, "checkpoints")):
-    config = classifier_digits.get_config()
-    config.dataset.data_dir = data_dir
-    training.train_and_evaluate(config, classifier_dir)
+  config = classifier_digits.get_config()
+  config.dataset.data_dir = data_dir
+  _train_unless_finished(config, classifier_dir)  # Resumed if it was interrupted.
   rows = _rows_of_other_variants(out, set(configs), _GAN_STEPS.value, _NUM_SAMPLES.value)
   for name, config in configs.items():
-    if config.model.family == "gan":
-      config.train.num_steps = _GAN_STEPS.value
+    config.train.num_steps = _num_steps(config)
     config.train.eval_every = config.train.sample_every = config.train.num_steps
     config.checkpoint.save_every = 0
     config.dataset.data_dir = data_dir
     workdir = os.path.join(out, name)
     start = time.perf_counter()
-    training.train_and_evaluate(config, workdir)  # A finished run is resumed: no work.
+    _train_unless_finished(config, workdir)
     seconds = time.perf_counter() - start
     results = report.evaluate_run(workdir, classifier_workdir=classifier_dir,
                                   num_samples=_NUM_SAMPLES.value, seed=0, data_dir=data_dir)

@@ -2,13 +2,16 @@
 
   python -m experiments.hallucination_benchmark --out DIR [--quick] [--protocol standard|pacgan]
       [--only gaussian_ring8,gan_hinge,...] [--steps N] [--trials N] [--seeds N]
-      [--eval_every N] [--pack_sizes 1,2,3,4] [--configs_dir experiments/configs]
+      [--eval_every N] [--pack_sizes 1,2,3,4] [--configs_dir experiments/configs] [--overwrite]
 
 Writes DIR/results.csv, results.md, results.json, calibration.csv and DIR/figures/*.png (see
 `aigc_jax/hallucination_benchmark/`). Rerunning the same command continues where it stopped:
-each finished setting is saved under DIR/settings/ and reused.
+each finished setting is saved under DIR/settings/ and reused, and the tables are rebuilt
+from every finished setting in DIR. A rerun whose flags would replace a saved setting with
+another one (other steps, seeds, --quick...) is refused unless --overwrite is given.
 """
 import os
+import sys
 
 from absl import app, flags
 
@@ -29,13 +32,67 @@ _CONFIGS_DIR = flags.DEFINE_string("configs_dir", os.path.join(_HERE, "configs")
                                    "Folder whose digits28 configs define the variants.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir of the shapes classifier's "
                                 "training (default: tfds's).")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Replace the saved settings of --out that were made with other flags "
+    "(steps, seeds, --quick, protocol...): they are moved to settings/replaced/<time>/, never "
+    "deleted. Without it such a rerun is refused.")
+
+# Which protocol each budget flag belongs to: given to the other one, it would do nothing.
+_PROTOCOL_OF_FLAG = {"seeds": "standard", "trials": "pacgan", "eval_every": "pacgan",
+                     "pack_sizes": "pacgan"}
+
+
+def _positive(name: str, what: str):
+  flags.register_validator(
+      name, lambda value: value is None or value >= 1,
+      f"--{name} must be a positive number of {what}; leave it out for the protocol's default.")
+
+
+_positive("steps", "training steps")
+_positive("seeds", "seeds")
+_positive("trials", "trials")
+_positive("eval_every", "steps between measurements")
+flags.register_validator(
+    "pack_sizes", lambda sizes: all(s.isdigit() and int(s) >= 1 for s in sizes) and bool(sizes),
+    "--pack_sizes must be a comma-separated list of positive integers, such as 1,2,3,4.")
+
+
+def check_flags() -> None:
+  """Every user error of the flags, before jax starts (UserError: one line, exit 2)."""
+  from aigc_jax.errors import UserError  # pylint: disable=import-outside-toplevel
+  from aigc_jax.hallucination_benchmark import folder, protocols  # pylint: disable=import-outside-toplevel
+  for name, protocol in _PROTOCOL_OF_FLAG.items():
+    if flags.FLAGS[name].present and _PROTOCOL.value != protocol:
+      hint = {"trials": "; the standard protocol's repetitions are --seeds",
+              "seeds": "; the pacgan protocol's repetitions are --trials"}.get(name, "")
+      raise UserError(f"--{name} applies to --protocol {protocol} only, and this run is "
+                      f"--protocol {_PROTOCOL.value}: leave it out{hint}.")
+  folder.check_out_dir(_OUT.value)
+  folder.check_existing_dir(_CONFIGS_DIR.value, "--configs_dir", "config files")
+  folder.check_not_a_file(_DATA_DIR.value, "--data_dir")
+  if _ONLY.value:
+    datasets, names = protocols.setting_names(
+        _PROTOCOL.value, _CONFIGS_DIR.value, quick=_QUICK.value,
+        pack_sizes=[int(p) for p in _PACK_SIZES.value])
+    protocols.check_only(_ONLY.value, datasets, names, _PROTOCOL.value)
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
   from experiments import cli  # pylint: disable=import-outside-toplevel
-  cli.run_reporting_user_errors(run)
+  cli.no_positional_arguments(argv)
+  cli.run_reporting_user_errors(check_flags)
+  cli.run_reporting_user_errors(run_interruptible)
+
+
+def run_interruptible():
+  """`run`, with Ctrl-C answered by what the folder holds: saved (75) or nothing (130)."""
+  from aigc_jax.hallucination_benchmark import folder  # pylint: disable=import-outside-toplevel
+  try:
+    run()
+  except KeyboardInterrupt:
+    message, code = folder.interrupted(os.path.abspath(_OUT.value))
+    print(message, file=sys.stderr)
+    sys.exit(code)
 
 
 def run():
@@ -56,7 +113,8 @@ def run():
     classifier.train.num_steps = protocols.QUICK_CLASSIFIER_STEPS
     classifier.train.eval_every = classifier.checkpoint.save_every = (
         protocols.QUICK_CLASSIFIER_STEPS)
-  runner.run_plan(plan, _OUT.value, classifier, data_dir=_DATA_DIR.value)
+  runner.run_plan(plan, _OUT.value, classifier, data_dir=_DATA_DIR.value,
+                  overwrite=_OVERWRITE.value)
   print(f"Results in {os.path.abspath(_OUT.value)}: results.csv, results.md, results.json, "
         "calibration.csv, figures/")
 

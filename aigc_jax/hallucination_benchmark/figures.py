@@ -23,6 +23,7 @@ from aigc_jax.hallucination_benchmark import tables  # pylint: disable=wrong-imp
 
 GRID_SIDE = 8
 AITHAL_POINT = (0.96, 0.95)  # Valid kept, hallucinations removed (Aithal et al. 2024).
+FRACTION_LIMITS = (-0.02, 1.02)  # Axes of fractions, padded so that 0 and 1 stay visible.
 
 
 def _saved_samples(out_dir, setting):
@@ -100,8 +101,8 @@ def calibration_figure(path, rows: List[Dict[str, Any]]) -> str:
         ax.scatter([r["exact"] for r in mine], [r["estimate"] for r in mine], s=8,
                    c=colours[dataset], label=dataset, alpha=0.7)
     ax.plot([0, 1], [0, 1], color="0.5", lw=0.8)
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlim(*FRACTION_LIMITS)
+    ax.set_ylim(*FRACTION_LIMITS)
     target = next(r["target"] for r in rows if r["estimator"] == name)
     ax.set_title(name, fontsize=8)
     ax.set_xlabel(f"exact {target} rate", fontsize=7)
@@ -115,6 +116,14 @@ def calibration_figure(path, rows: List[Dict[str, Any]]) -> str:
 
 
 def filtering_figure(path, plan, records) -> str:
+  fig = filtering_plot(plan, records)
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def filtering_plot(plan, records):
+  """The filtering figure (one panel per dataset), not yet saved."""
   fig, axes = _panels(len(plan.datasets), columns=3, size=3.6)
   for ax, dataset in zip(axes, plan.datasets):
     curves: Dict[str, List] = {}
@@ -130,15 +139,16 @@ def filtering_figure(path, plan, records) -> str:
       removed = np.mean([s["hallucinations_removed"] for s in summaries], axis=0)
       ax.plot(kept, removed, label=f"{score} ({len(summaries)} models)", lw=1.2)
     ax.scatter(*AITHAL_POINT, marker="*", c="k", s=40, label="Aithal et al. (diffusion)")
+    # Padded: curves often run along 0 or 1, where an unpadded frame would hide them.
+    ax.set_xlim(*FRACTION_LIMITS)
+    ax.set_ylim(*FRACTION_LIMITS)
     ax.set_xlabel("fraction of valid samples kept", fontsize=7)
     ax.set_ylabel("fraction of hallucinations removed", fontsize=7)
     ax.set_title(dataset, fontsize=8)
     ax.legend(fontsize=6)
     ax.tick_params(labelsize=6)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return fig
 
 
 def pacgan_figure(path, plan, records) -> str:
@@ -156,6 +166,8 @@ def pacgan_figure(path, plan, records) -> str:
           axes[row, col].fill_between(curve["steps"], mean - se, mean + se, alpha=0.2)
     for col, name in enumerate(("modes captured", "high-quality fraction")):
       axes[row, col].set_title(f"{dataset}: {name}", fontsize=8)
+      if name == "high-quality fraction":
+        axes[row, col].set_ylim(*FRACTION_LIMITS)
       axes[row, col].set_xlabel("step", fontsize=7)
       axes[row, col].legend(fontsize=6)
       axes[row, col].tick_params(labelsize=6)

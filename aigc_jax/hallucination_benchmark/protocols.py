@@ -12,11 +12,13 @@
   codes, and the settings in `QUICK_SETTINGS`.
 """
 import dataclasses
-from typing import Callable, List, Optional, Sequence, Tuple
+import difflib
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import ml_collections
 
-from aigc_jax.hallucination_benchmark import settings as settings_lib
+from aigc_jax.errors import UnknownNameError
+from aigc_jax.hallucination_benchmark import variants as variants_lib
 
 PROTOCOLS = ("standard", "pacgan")
 STANDARD_DATASETS = ("simple_shapes", "gaussian_ring8", "gaussian_grid25")
@@ -50,7 +52,7 @@ class Plan:
   """What one benchmark run does."""
   protocol: str
   quick: bool
-  settings: Tuple[settings_lib.Setting, ...]
+  settings: Tuple[Any, ...]  # settings.Setting (whose module imports jax).
   num_samples: dict  # dataset -> samples per model.
 
   @property
@@ -58,7 +60,41 @@ class Plan:
     return tuple(dict.fromkeys(s.dataset for s in self.settings))
 
 
-def _matches(setting: settings_lib.Setting, only: Sequence[str]) -> bool:
+def _given_or(value: Optional[int], default: int) -> int:
+  """`value` unless it is None: 0 is a value (refused by the CLI), never "the default"."""
+  return default if value is None else value
+
+
+def setting_names(protocol: str, configs_dir: str, *, quick: bool = False,
+                  pack_sizes: Sequence[int] = PACGAN_PACK_SIZES
+                  ) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+  """(datasets, setting names) that `--only` may name in `protocol`, without building them
+  (jax-free: the CLI checks `--only` before jax starts)."""
+  if protocol == "pacgan":
+    datasets = PACGAN_DATASETS[:1] if quick else PACGAN_DATASETS
+    sizes = [p for p in pack_sizes if p <= 2] if quick else list(pack_sizes)
+    return datasets, tuple("gan" if p == 1 else f"pacgan{p}" for p in sizes)
+  names = variants_lib.FAMILIES + tuple(v.name for v in variants_lib.discover_variants(configs_dir))
+  return STANDARD_DATASETS, names
+
+
+def check_only(only: Sequence[str], datasets: Sequence[str], names: Sequence[str],
+               protocol: str) -> None:
+  """Raises UnknownNameError naming each `--only` entry that selects nothing, with the valid
+  ones (a typo would otherwise run nothing and exit 0)."""
+  valid = set(datasets) | set(names) | {f"{d}/{n}" for d in datasets for n in names}
+  unknown = [o for o in only if o not in valid]
+  if not unknown:
+    return
+  close = difflib.get_close_matches(unknown[0], sorted(valid), n=1)
+  hint = f" (did you mean {close[0]!r}?)" if close else ""
+  raise UnknownNameError(
+      f"--only names {', '.join(map(repr, unknown))}, not a dataset or setting of the {protocol} "
+      f"protocol{hint}; valid: the datasets {', '.join(datasets)}, the settings "
+      f"{', '.join(names)}, or <dataset>/<setting> such as {datasets[0]}/{names[0]}.")
+
+
+def _matches(setting, only: Sequence[str]) -> bool:
   return not only or any(o in (setting.dataset, setting.name, setting.key) for o in only)
 
 
@@ -74,27 +110,31 @@ def standard_plan(configs_dir: str, get_base: Callable[[str, str], ml_collection
     only: keep settings whose dataset, name or "dataset/name" is listed (with `quick`,
       instead of `QUICK_SETTINGS`: the quick budget on the settings named).
   """
-  variants = settings_lib.discover_variants(configs_dir)
+  # Imported here: building a setting traces it with jax; this module stays jax-free.
+  from aigc_jax.hallucination_benchmark import settings as settings_lib  # pylint: disable=import-outside-toplevel
+  variants = variants_lib.discover_variants(configs_dir)
   datasets = QUICK_DATASETS if quick and not only else STANDARD_DATASETS
-  out: List[settings_lib.Setting] = []
+  out: List[Any] = []
   for dataset in datasets:
-    rows = [(family, family, "", {}) for family in settings_lib.FAMILIES]
+    rows = [(family, family, "", {}) for family in variants_lib.FAMILIES]
     rows += [(v.name, v.family, v.path, v.knobs) for v in variants]
     for name, family, path, knobs in rows:
       if quick and not only and name not in QUICK_SETTINGS[dataset]:
         continue
       if only and not any(o in (dataset, name, f"{dataset}/{name}") for o in only):
         continue  # Before make_setting: checking a setting traces its train step.
-      num_seeds = seeds or (QUICK_SEEDS if quick else STANDARD_SEEDS[dataset])
+      num_seeds = _given_or(seeds, QUICK_SEEDS if quick else STANDARD_SEEDS[dataset])
       base = get_base(dataset, family)
-      num_steps = steps or (QUICK_STEPS[dataset] if quick else base.train.num_steps)
+      num_steps = _given_or(steps, QUICK_STEPS[dataset] if quick else base.train.num_steps)
       setting = settings_lib.make_setting(
           dataset, name, family, base, range(num_seeds), num_steps,
           settings_lib.checkpoint_steps(num_steps, CHECKPOINT_FRACTIONS), path, knobs)
       if quick:
         setting = dataclasses.replace(setting, latent_gmm_codes=QUICK_LATENT_GMM_CODES)
       out.append(setting)
-  samples = {d: (QUICK_SAMPLES if quick else STANDARD_SAMPLES[d]) for d in datasets}
+  # Every dataset's count, also those this run leaves out: the tables hold a folder's earlier
+  # settings too.
+  samples = {d: (QUICK_SAMPLES if quick else STANDARD_SAMPLES[d]) for d in STANDARD_DATASETS}
   return Plan("standard", quick, tuple(out), samples)
 
 
@@ -109,11 +149,13 @@ def pacgan_plan(get_pacgan: Callable[[str, int], ml_collections.ConfigDict], *,
   Args:
     get_pacgan: (dataset, pack size) -> the authors' config (`hallucination_bases.pacgan_config`).
   """
+  from aigc_jax.hallucination_benchmark import settings as settings_lib  # pylint: disable=import-outside-toplevel
   if quick:
-    steps, trials, eval_every = steps or 300, trials or 2, eval_every or 100
+    steps, trials = _given_or(steps, 300), _given_or(trials, 2)
+    eval_every = _given_or(eval_every, 100)
     pack_sizes = tuple(p for p in pack_sizes if p <= 2)
-  num_steps = steps or PACGAN_STEPS
-  every = min(eval_every or PACGAN_EVAL_EVERY, num_steps)
+  num_steps = _given_or(steps, PACGAN_STEPS)
+  every = min(_given_or(eval_every, PACGAN_EVAL_EVERY), num_steps)
   checkpoints = tuple(range(every, num_steps + 1, every))
   if checkpoints[-1] != num_steps:
     checkpoints += (num_steps,)
@@ -126,7 +168,7 @@ def pacgan_plan(get_pacgan: Callable[[str, int], ml_collections.ConfigDict], *,
       name = "gan" if pack_size == 1 else f"pacgan{pack_size}"
       setting = settings_lib.make_setting(
           dataset, name, "gan", get_pacgan(dataset, int(pack_size)),
-          range(trials or PACGAN_TRIALS),
+          range(_given_or(trials, PACGAN_TRIALS)),
           num_steps, checkpoints, "", knobs)
       if _matches(setting, only):
         out.append(setting)

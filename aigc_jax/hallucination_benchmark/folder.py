@@ -1,0 +1,105 @@
+"""The benchmark's output folder, without jax: what `--out` may be, what it holds, and how
+earlier results are moved aside (never deleted) when a run replaces them.
+
+The CLI calls these before jax starts, so a wrong `--out` costs a second, not a plan's tracing.
+"""
+import datetime
+import glob
+import os
+import shutil
+from typing import Iterable, List, Optional, Tuple
+
+from aigc_jax.errors import UserError
+
+SETTINGS_DIR = "settings"
+REPLACED_DIR = "replaced"  # settings/replaced/<UTC time>/: results a rerun replaced.
+CLASSIFIER_DIR = "classifier_simple_shapes"
+# What `experiments.train` writes in its workdir (checkpointing.LATEST_DIR, loop's config.json,
+# workdir.LOCK_NAME): named here because those modules import orbax / jax.
+TRAINING_MARKERS = ("checkpoints", "config.json", "run.lock")
+EXIT_SAVED = 75  # As an interrupted training run: saved, rerun to resume.
+EXIT_NOTHING_SAVED = 130
+
+
+def check_out_dir(path: str, flag: str = "--out") -> None:
+  """Raises UserError when `path` cannot be a command's output folder: a file, or the
+  workdir of a training run (the command would write its own files into that run)."""
+  if not path:
+    raise UserError(f"{flag} is empty; pass a folder for the outputs.")
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise UserError(f"{flag} {path} is a file, not a folder; pass a new folder or the "
+                    f"{flag} of an earlier run of this command.")
+  markers = [m for m in TRAINING_MARKERS if os.path.exists(os.path.join(path, m))]
+  if markers:
+    raise UserError(f"{flag} {path} is the workdir of a training run (it holds {markers[0]}); "
+                    "pass another folder, new or of an earlier run of this command.")
+
+
+def check_existing_dir(path: Optional[str], flag: str, what: str) -> None:
+  """Raises UserError unless `path` (when given) is an existing folder."""
+  if path is not None and not os.path.isdir(path):
+    state = "is a file" if os.path.exists(path) else "does not exist"
+    raise UserError(f"{flag} {path} {state}; pass an existing folder of {what}.")
+
+
+def check_not_a_file(path: Optional[str], flag: str) -> None:
+  """Raises UserError when `path` names a file (a folder, or a new one, is fine)."""
+  if path and os.path.exists(path) and not os.path.isdir(path):
+    raise UserError(f"{flag} {path} is a file, not a folder; pass a folder.")
+
+
+def newest_checkpoint(workdir: str) -> Optional[int]:
+  """The newest step in `workdir/checkpoints/`, or None (`checkpointing.newest_step`, whose
+  module imports orbax)."""
+  directory = os.path.join(workdir, "checkpoints")
+  steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
+  return max(steps, default=None)
+
+
+def saved_stems(out_dir: str) -> List[str]:
+  """Names `<dataset>__<setting>` of every finished setting saved in `out_dir`, sorted."""
+  paths = glob.glob(os.path.join(out_dir, SETTINGS_DIR, "*__*.json"))
+  return sorted(os.path.basename(p)[:-len(".json")] for p in paths)
+
+
+def _files_of(out_dir: str, stem: str) -> List[str]:
+  directory = os.path.join(out_dir, SETTINGS_DIR)
+  paths = [os.path.join(directory, f"{stem}.{ext}") for ext in ("json", "npz")]
+  paths += glob.glob(os.path.join(directory, glob.escape(stem) + "+gmm*.npz"))
+  return [p for p in paths if os.path.exists(p)]
+
+
+def move_aside(out_dir: str, stems: Iterable[str]) -> Optional[str]:
+  """Moves the files of the settings `stems` (json, samples) into
+  settings/replaced/<UTC time>/; returns that folder, or None when there was nothing."""
+  paths = [p for stem in stems for p in _files_of(out_dir, stem)]
+  if not paths:
+    return None
+  time = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+  target = os.path.join(out_dir, SETTINGS_DIR, REPLACED_DIR, time)
+  os.makedirs(target)
+  for path in paths:
+    shutil.move(path, os.path.join(target, os.path.basename(path)))
+  return target
+
+
+def _plural(count: int, word: str) -> str:
+  return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def interrupted(out_dir: str) -> Tuple[str, int]:
+  """(one line, exit code) of a benchmark stopped by Ctrl-C: what `out_dir` holds that a
+  rerun reuses (EXIT_SAVED), or that nothing was saved (EXIT_NOTHING_SAVED)."""
+  stems = saved_stems(out_dir)
+  classifier = os.path.isdir(os.path.join(out_dir, CLASSIFIER_DIR, "checkpoints"))
+  saved = []
+  if stems:
+    saved.append(f"{_plural(len(stems), 'finished setting')} under "
+                 f"{os.path.join(out_dir, SETTINGS_DIR)}")
+  if classifier:
+    saved.append(f"the shapes classifier's checkpoints under "
+                 f"{os.path.join(out_dir, CLASSIFIER_DIR)}")
+  if not saved:
+    return f"Interrupted by Ctrl-C; nothing was saved in {out_dir}.", EXIT_NOTHING_SAVED
+  return (f"Interrupted by Ctrl-C; saved: {' and '.join(saved)}; run the same command again "
+          "to resume (finished settings are reused).", EXIT_SAVED)
