@@ -124,6 +124,13 @@ CHANGEABLE_ON_RESUME = frozenset({
 })
 
 
+# What a run is. A checkpoint of one cannot continue as another, even with
+# allow_config_change: the parameters of another family or body have another structure (the
+# checkpoint would fail to fit, listing every parameter), and another dataset makes the saved
+# data position and the curves meaningless. Checked before anything else about a resume.
+WHAT_THE_RUN_IS = ("model.family", "model.encoder.body", "model.decoder.body", "dataset.name")
+
+
 def as_flat_dict(config) -> Dict[str, Any]:
   """A ConfigDict or nested JSON dict -> `{"train.num_steps": 1500, ...}` of JSON values."""
   if isinstance(config, ml_collections.ConfigDict):
@@ -189,6 +196,25 @@ def schedule_depends_on_num_steps(optimizer: ml_collections.ConfigDict, saved_st
              for s in probes)
 
 
+def _check_same_run(saved: Mapping[str, Any], config: ml_collections.ConfigDict, step: int,
+                    where: str) -> None:
+  """One line if `config` trains another kind of run than the checkpoint's (WHAT_THE_RUN_IS)."""
+  saved_flat, new_flat = as_flat_dict(saved), as_flat_dict(config)
+  changed = [key for key in WHAT_THE_RUN_IS
+             if saved_flat.get(key, _ABSENT) != new_flat.get(key, _ABSENT)]
+  if not changed:
+    return
+
+  def run(flat):
+    return f"{flat.get('model.family', '?')} on {flat.get('dataset.name', '?')}"
+  shown = ", ".join(f"{key} {_show(saved_flat.get(key, _ABSENT))} -> "
+                    f"{_show(new_flat.get(key, _ABSENT))}" for key in changed)
+  raise ConfigError(
+      f"The checkpoint in {where} (step {step}) is of a {run(saved_flat)} run; this config "
+      f"trains a {run(new_flat)} ({shown}), which cannot continue it: pass --fresh to start "
+      "a new run here (the earlier one is moved to discarded/), or another --workdir.")
+
+
 def check_resume(saved: Mapping[str, Any], config: ml_collections.ConfigDict, step: int,
                  where: str, allow_config_change: bool) -> Dict[str, Any]:
   """Checks that `config` may resume a checkpoint of `step` saved with config `saved`.
@@ -205,9 +231,11 @@ def check_resume(saved: Mapping[str, Any], config: ml_collections.ConfigDict, st
     The record of this resume: `{"changes": {key: {"saved": a, "new": b}}, "forced": [keys
     changed only because of allow_config_change]}`.
   Raises:
-    ConfigError (one line) if `train.num_steps` is below `step`, or if keys outside
+    ConfigError (one line) if a key of WHAT_THE_RUN_IS changed (whatever
+    `allow_config_change`), if `train.num_steps` is below `step`, or if keys outside
     CHANGEABLE_ON_RESUME changed without `allow_config_change`.
   """
+  _check_same_run(saved, config, step, where)
   num_steps = config.train.num_steps
   if num_steps < step:
     raise ConfigError(
