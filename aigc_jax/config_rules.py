@@ -16,7 +16,7 @@ import json
 import math
 import numbers
 import os
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import ml_collections
 
@@ -145,6 +145,37 @@ def as_flat_dict(config) -> Dict[str, Any]:
         flat[prefix + key] = value
   walk("", config)
   return flat
+
+
+def missing_keys(config, reference) -> List[str]:
+  """Dotted keys of `reference` that `config` lacks, a whole missing section as one key
+  (`["train", "model.latent_dim"]`). Both: ConfigDicts or nested dicts."""
+  missing = []
+
+  def walk(prefix, node, reference_node):
+    for key, value in reference_node.items():
+      if not isinstance(node, (ml_collections.ConfigDict, dict)) or key not in node:
+        missing.append(prefix + key)
+      elif isinstance(value, (ml_collections.ConfigDict, dict)):
+        walk(f"{prefix}{key}.", node[key], value)
+  walk("", config, reference)
+  return missing
+
+
+def config_from_json(tree: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """A run's saved config (the nested dict of its `config.json`) -> a ConfigDict.
+
+  JSON has no tuples; config files write every sequence as one (widths, imports), and an
+  override such as `--config.model.encoder.widths=(8,16)` parses by the field's type, so
+  lists become tuples.
+  """
+  def convert(value):
+    if isinstance(value, dict):
+      return ml_collections.ConfigDict({k: convert(v) for k, v in value.items()})
+    if isinstance(value, list):
+      return tuple(convert(v) for v in value)
+    return value
+  return convert(dict(tree))
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:

@@ -173,3 +173,19 @@ def test_a_resume_as_another_kind_of_run_is_refused_first_naming_both(
                             "config trains a ")
   assert f'{key} "{saved_value}" -> "{value}"' in message
   assert "--fresh" in message
+
+
+def test_missing_keys_names_whole_sections_once():
+  reference = helpers.tiny_config("vae")
+  config = helpers.tiny_config("vae")
+  del config["train"]
+  del config.model["latent_dim"]
+  assert config_rules.missing_keys(config, reference) == ["model.latent_dim", "train"]
+  assert config_rules.missing_keys(reference, reference) == []
+
+
+def test_a_saved_config_json_reads_back_as_the_same_config():
+  config = helpers.tiny_config("vae")
+  restored = config_rules.config_from_json(json.loads(config.to_json_best_effort()))
+  assert restored.to_dict() == config.to_dict()  # Tuples stay tuples, floats floats.
+  assert isinstance(restored.model.encoder.widths, tuple)

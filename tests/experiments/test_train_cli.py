@@ -15,6 +15,12 @@ from aigc_jax.data import pipeline
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+@pytest.fixture(name="digits_tfds")
+def _digits_tfds(tmp_path_factory):
+  """A TFDS_DATA_DIR shared by this module's runs: digits28 is prepared by the first only."""
+  return tmp_path_factory.getbasetemp() / "digits_tfds"
+
+
 def _train(tmp_path, *args, data_dir=None):
   env = dict(os.environ, TFDS_DATA_DIR=str(data_dir or tmp_path / "tfds"))
   return subprocess.run(
@@ -150,12 +156,11 @@ def _interrupt(process, stderr_path):
 
 
 @pytest.mark.parametrize("delay_s", [0.3, 1.0, 2.0])
-def test_early_ctrl_c_is_one_line_and_130_or_75(tmp_path_factory, tmp_path, delay_s):
+def test_early_ctrl_c_is_one_line_and_130_or_75(digits_tfds, tmp_path, delay_s):
   """Start-up (imports, jax, data, compilation): a KeyboardInterrupt raised there used to be
   swallowed by a jax callback (the run trained on, exit 0) or end in a traceback."""
-  data_dir = tmp_path_factory.getbasetemp() / "ctrl_c_tfds"  # Prepared once, by whichever run.
   stderr_path = tmp_path / "stderr.txt"
-  process = _start_training(tmp_path, data_dir, stderr_path)
+  process = _start_training(tmp_path, digits_tfds, stderr_path)
   time.sleep(delay_s)
   code, text, lines = _interrupt(process, stderr_path)
   assert "Traceback" not in text and "Exception ignored" not in text, text[-3000:]
@@ -167,10 +172,9 @@ def test_early_ctrl_c_is_one_line_and_130_or_75(tmp_path_factory, tmp_path, dela
     assert line.startswith("SIGINT received: saved the checkpoint of step "), line
 
 
-def test_ctrl_c_while_training_saves_and_exits_75(tmp_path_factory, tmp_path):
-  data_dir = tmp_path_factory.getbasetemp() / "ctrl_c_tfds"
+def test_ctrl_c_while_training_saves_and_exits_75(digits_tfds, tmp_path):
   stderr_path = tmp_path / "stderr.txt"
-  process = _start_training(tmp_path, data_dir, stderr_path)
+  process = _start_training(tmp_path, digits_tfds, stderr_path)
   deadline = time.monotonic() + 120
   while not _STEP_DONE.search(stderr_path.read_text()) and time.monotonic() < deadline:
     time.sleep(0.1)
@@ -196,3 +200,26 @@ def test_a_second_ctrl_c_during_a_long_start_up_quits_at_once():
   assert result.returncode == 130
   assert result.stderr.splitlines() == [
       "Interrupted by Ctrl-C before training started; nothing was saved."]
+
+
+def test_a_runs_saved_config_json_trains_the_same_config_with_overrides(tmp_path, digits_tfds):
+  """`--config runs/x/config.json` (it was `NameError: name 'true' is not defined`)."""
+  from aigc_jax.training import loop  # pylint: disable=import-outside-toplevel
+  from experiments.configs import vae_digits  # pylint: disable=import-outside-toplevel
+  original = vae_digits.get_config()
+  original.train.num_steps = 1
+  original.train.eval_every = original.train.sample_every = 0
+  saved_run = tmp_path / "saved_run"
+  saved_run.mkdir()
+  loop.write_config(original, str(saved_run))  # As the earlier run wrote it.
+
+  result = _train(tmp_path, "--config", str(saved_run / "config.json"),
+                  "--config.train.num_steps=2", "--config.model.encoder.widths=(16,)",
+                  data_dir=digits_tfds)
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(saved_run / "config.json") as f:
+    expected = json.load(f)
+  expected["train"]["num_steps"] = 2
+  expected["model"]["encoder"]["widths"] = [16]
+  with open(tmp_path / "run" / "config.json") as f:
+    assert json.load(f) == expected
