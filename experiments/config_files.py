@@ -14,6 +14,7 @@ import importlib.util
 import inspect
 import json
 import os
+import sys
 import traceback
 
 import ml_collections
@@ -23,6 +24,7 @@ from aigc_jax import config_rules
 from experiments.configs import base
 
 _BASE = "experiments/configs/base.py"
+_MODULE = "config_config"  # The name ml_collections gives the loaded config file.
 
 
 class ConfigFileError(Exception):
@@ -71,8 +73,9 @@ def _where(error: BaseException, path: str) -> str:
 
 
 def _load_python(path: str, argument):
-  module_spec = importlib.util.spec_from_file_location("config_config", path)
+  module_spec = importlib.util.spec_from_file_location(_MODULE, path)
   module = importlib.util.module_from_spec(module_spec)
+  sys.modules[_MODULE] = module  # As ml_collections does; dataclasses in the file need it.
   try:
     module_spec.loader.exec_module(module)
   except SyntaxError as e:

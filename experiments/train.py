@@ -3,6 +3,8 @@
   python -m experiments.train --workdir runs/demo            # offline default: VAE on digits
   python -m experiments.train --config experiments/configs/dcgan28.py --workdir runs/gan \
       --config.train.num_steps=5000 --config.dataset.data_dir=/data/tfds
+  python -m experiments.train --config runs/gan/config.json --workdir runs/gan2 \
+      --config.seed=1                                        # a run's saved config, reused
 
 Rerunning on a workdir with checkpoints resumes from the newest readable one (--fresh starts
 over); a resume may change only the keys in `aigc_jax.config_rules.CHANGEABLE_ON_RESUME`
