@@ -16,7 +16,7 @@ import json
 import math
 import numbers
 import os
-from typing import Any, Callable, Dict, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Tuple
 
 import ml_collections
 
@@ -124,6 +124,13 @@ CHANGEABLE_ON_RESUME = frozenset({
 })
 
 
+# What a run is. A checkpoint of one cannot continue as another, even with
+# allow_config_change: the parameters of another family or body have another structure (the
+# checkpoint would fail to fit, listing every parameter), and another dataset makes the saved
+# data position and the curves meaningless. Checked before anything else about a resume.
+WHAT_THE_RUN_IS = ("model.family", "model.encoder.body", "model.decoder.body", "dataset.name")
+
+
 def as_flat_dict(config) -> Dict[str, Any]:
   """A ConfigDict or nested JSON dict -> `{"train.num_steps": 1500, ...}` of JSON values."""
   if isinstance(config, ml_collections.ConfigDict):
@@ -138,6 +145,37 @@ def as_flat_dict(config) -> Dict[str, Any]:
         flat[prefix + key] = value
   walk("", config)
   return flat
+
+
+def missing_keys(config, reference) -> List[str]:
+  """Dotted keys of `reference` that `config` lacks, a whole missing section as one key
+  (`["train", "model.latent_dim"]`). Both: ConfigDicts or nested dicts."""
+  missing = []
+
+  def walk(prefix, node, reference_node):
+    for key, value in reference_node.items():
+      if not isinstance(node, (ml_collections.ConfigDict, dict)) or key not in node:
+        missing.append(prefix + key)
+      elif isinstance(value, (ml_collections.ConfigDict, dict)):
+        walk(f"{prefix}{key}.", node[key], value)
+  walk("", config, reference)
+  return missing
+
+
+def config_from_json(tree: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """A run's saved config (the nested dict of its `config.json`) -> a ConfigDict.
+
+  JSON has no tuples; config files write every sequence as one (widths, imports), and an
+  override such as `--config.model.encoder.widths=(8,16)` parses by the field's type, so
+  lists become tuples.
+  """
+  def convert(value):
+    if isinstance(value, dict):
+      return ml_collections.ConfigDict({k: convert(v) for k, v in value.items()})
+    if isinstance(value, list):
+      return tuple(convert(v) for v in value)
+    return value
+  return convert(dict(tree))
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -189,6 +227,25 @@ def schedule_depends_on_num_steps(optimizer: ml_collections.ConfigDict, saved_st
              for s in probes)
 
 
+def _check_same_run(saved: Mapping[str, Any], config: ml_collections.ConfigDict, step: int,
+                    where: str) -> None:
+  """One line if `config` trains another kind of run than the checkpoint's (WHAT_THE_RUN_IS)."""
+  saved_flat, new_flat = as_flat_dict(saved), as_flat_dict(config)
+  changed = [key for key in WHAT_THE_RUN_IS
+             if saved_flat.get(key, _ABSENT) != new_flat.get(key, _ABSENT)]
+  if not changed:
+    return
+
+  def run(flat):
+    return f"{flat.get('model.family', '?')} on {flat.get('dataset.name', '?')}"
+  shown = ", ".join(f"{key} {_show(saved_flat.get(key, _ABSENT))} -> "
+                    f"{_show(new_flat.get(key, _ABSENT))}" for key in changed)
+  raise ConfigError(
+      f"The checkpoint in {where} (step {step}) is of a {run(saved_flat)} run; this config "
+      f"trains a {run(new_flat)} ({shown}), which cannot continue it: pass --fresh to start "
+      "a new run here (the earlier one is moved to discarded/), or another --workdir.")
+
+
 def check_resume(saved: Mapping[str, Any], config: ml_collections.ConfigDict, step: int,
                  where: str, allow_config_change: bool) -> Dict[str, Any]:
   """Checks that `config` may resume a checkpoint of `step` saved with config `saved`.
@@ -205,9 +262,11 @@ def check_resume(saved: Mapping[str, Any], config: ml_collections.ConfigDict, st
     The record of this resume: `{"changes": {key: {"saved": a, "new": b}}, "forced": [keys
     changed only because of allow_config_change]}`.
   Raises:
-    ConfigError (one line) if `train.num_steps` is below `step`, or if keys outside
+    ConfigError (one line) if a key of WHAT_THE_RUN_IS changed (whatever
+    `allow_config_change`), if `train.num_steps` is below `step`, or if keys outside
     CHANGEABLE_ON_RESUME changed without `allow_config_change`.
   """
+  _check_same_run(saved, config, step, where)
   num_steps = config.train.num_steps
   if num_steps < step:
     raise ConfigError(

@@ -14,6 +14,7 @@ from ml_collections import config_flags
 
 from aigc_jax import console
 from aigc_jax.errors import UserError
+from experiments import config_files, ctrl_c
 
 EXIT_USER_ERROR = 2
 _CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -36,16 +37,21 @@ def _fail_unknown_key(error: Exception) -> None:
 
 
 def define_config_flag(default_path: str):
-  """`--config` (a config file) with `--config.a.b=value` overrides; a wrong key is one line.
+  """`--config` (a config file, or a run's config.json: `experiments.config_files`) with
+  `--config.a.b=value` overrides; a wrong key is one line.
 
-  ml_collections applies the overrides while defining the flag, so typos surface here.
+  Without `--config`, ml_collections loads the default and applies the overrides while
+  defining the flag, so typos surface here. A `--config` given is loaded when flags are
+  parsed, by `config_files.Parser` (one line for a file that gives no usable config).
   """
   try:
-    return config_flags.DEFINE_config_file(
-        "config", default_path,
-        "Experiment config file; override its keys with --config.a.b=value.", lock_config=True)
+    holder = config_flags.DEFINE_config_file(
+        "config", default_path, "Experiment config file (or a run's config.json); override "
+        "its keys with --config.a.b=value.", lock_config=True)
   except (AttributeError, KeyError) as e:
     _fail_unknown_key(e)
+  flags.FLAGS[holder.name].parser = config_files.Parser()
+  return holder
 
 
 def _config_path(argv: List[str]) -> Optional[str]:
@@ -72,7 +78,8 @@ def _check_config_path(path: Optional[str]) -> None:
   (whose errors are tracebacks when overrides follow) tries to load it."""
   if path is None:
     return
-  hint = f"pass experiments/configs/<name>.py with <name> one of: {_available_configs()}"
+  hint = (f"pass experiments/configs/<name>.py with <name> one of: {_available_configs()}, "
+          "or a run's <workdir>/config.json")
   if not path:
     fail(f"--config is empty; {hint}.")
   if os.path.isdir(path):
@@ -90,13 +97,11 @@ def parse_flags(argv):
   _check_config_path(config_path)
   try:
     remaining = flags.FLAGS(argv)
+  except config_files.ConfigFileError as e:
+    fail(str(e))
   except flags.Error as e:
     fail(str(e))
   except AttributeError as e:
-    if "get_config" in str(e):
-      fail(f"The config file {config_path} has no get_config() function; a config file "
-           "defines get_config() returning an ml_collections.ConfigDict (see "
-           "experiments/configs/vae_digits.py).")
     _fail_unknown_key(e)
   except KeyError as e:
     _fail_unknown_key(e)
@@ -127,9 +132,17 @@ def config_value(config_flag):
   return config
 
 
+def exit_if_interrupted() -> None:
+  """One line and exit 130 if a Ctrl-C was recorded (`experiments.ctrl_c`) since start-up."""
+  if ctrl_c.pending():
+    print(ctrl_c.MESSAGE, file=sys.stderr)
+    sys.exit(ctrl_c.EXIT_CODE)
+
+
 def run_reporting_user_errors(fn, *args, **kwargs):
   """Runs `fn(...)`: a `UserError` becomes one line on stderr and exit code 2; an interrupted
-  run (SIGTERM/SIGINT, checkpoint saved) one line and `EXIT_CODE_INTERRUPTED` (75).
+  run (SIGTERM/SIGINT, checkpoint saved) one line and `EXIT_CODE_INTERRUPTED` (75); a run
+  stopped before its first step (`TrainingNotStarted`, nothing saved) one line and 130.
 
   Imports nothing of jax, so it can run checks before jax starts.
   """
@@ -145,6 +158,9 @@ def run_reporting_user_errors(fn, *args, **kwargs):
     if interrupts is not None and isinstance(e, interrupts.TrainingInterrupted):
       print(str(e), file=sys.stderr)
       sys.exit(interrupts.EXIT_CODE_INTERRUPTED)
+    if interrupts is not None and isinstance(e, interrupts.TrainingNotStarted):
+      print(str(e), file=sys.stderr)
+      sys.exit(ctrl_c.EXIT_CODE)
     distributed = sys.modules.get("aigc_jax.distributed")
     if distributed is not None and distributed.is_peer_failure(e):
       import jax  # pylint: disable=import-outside-toplevel

@@ -150,3 +150,42 @@ def test_longer_run_is_refused_when_the_schedule_depends_on_its_length(schedule,
     config_rules.check_resume(_saved(saved), config, 10, "W", allow_config_change=False)
   record = config_rules.check_resume(_saved(saved), config, 10, "W", allow_config_change=True)
   assert record["forced"] == ["train.num_steps"]
+
+
+@pytest.mark.parametrize("key,saved_value,value", [
+    ("model.family", "vae", "gan"), ("model.encoder.body", "mlp", "conv"),
+    ("dataset.name", "digits28", "mnist")])
+@pytest.mark.parametrize("allow_config_change", [False, True])
+def test_a_resume_as_another_kind_of_run_is_refused_first_naming_both(
+    key, saved_value, value, allow_config_change):
+  """Checked before the run's length (it used to say "cannot be shortened") and before the
+  checkpoint's arrays (whose mismatch listed 60 parameter names)."""
+  saved = helpers.tiny_config("vae")
+  config = helpers.tiny_config("vae")
+  _set(config, key, value)
+  config.train.num_steps = 1  # Shorter than the checkpoint: reported only for the same run.
+  with pytest.raises(ConfigError) as info:
+    config_rules.check_resume(_saved(saved), config, step=4, where="W",
+                              allow_config_change=allow_config_change)
+  message = str(info.value)
+  assert "\n" not in message and "shortened" not in message
+  assert message.startswith("The checkpoint in W (step 4) is of a vae on digits28 run; this "
+                            "config trains a ")
+  assert f'{key} "{saved_value}" -> "{value}"' in message
+  assert "--fresh" in message
+
+
+def test_missing_keys_names_whole_sections_once():
+  reference = helpers.tiny_config("vae")
+  config = helpers.tiny_config("vae")
+  del config["train"]
+  del config.model["latent_dim"]
+  assert config_rules.missing_keys(config, reference) == ["model.latent_dim", "train"]
+  assert config_rules.missing_keys(reference, reference) == []
+
+
+def test_a_saved_config_json_reads_back_as_the_same_config():
+  config = helpers.tiny_config("vae")
+  restored = config_rules.config_from_json(json.loads(config.to_json_best_effort()))
+  assert restored.to_dict() == config.to_dict()  # Tuples stay tuples, floats floats.
+  assert isinstance(restored.model.encoder.widths, tuple)

@@ -3,11 +3,14 @@
 Schedulers announce preemption with SIGTERM and people stop runs with Ctrl-C (SIGINT). While
 `termination_signals()` is active, either signal only sets a flag; the loop finishes the step
 it is in, saves a checkpoint and raises `TrainingInterrupted`. The CLI exits with
-`EXIT_CODE_INTERRUPTED`.
+`EXIT_CODE_INTERRUPTED`. A SIGINT that came before the loop and was recorded (by the CLI's
+`experiments.ctrl_c`, so that it never became a KeyboardInterrupt inside jax) is taken over:
+the loop then stops before its first step with `TrainingNotStarted`.
 """
 import contextlib
 import signal
 import threading
+from typing import Optional
 
 # EX_TEMPFAIL of sysexits.h: "temporary failure, the user is invited to retry". Rerunning the
 # same command resumes from the checkpoint saved on the way out.
@@ -25,13 +28,32 @@ class TrainingInterrupted(Exception):
     self.step = step
 
 
+class TrainingNotStarted(Exception):
+  """Raised by the loop when a signal came before its first step: nothing was saved."""
+
+  def __init__(self, signal_name: str):
+    by = "Ctrl-C" if signal_name == "SIGINT" else signal_name
+    super().__init__(f"Interrupted by {by} before training started; nothing was saved.")
+    self.signal_name = signal_name
+
+
 class _Flag:
   signal_name = None
 
 
+def _take_recorded(handler) -> Optional[str]:
+  """The signal a recording handler (one with a `signal_name`, as `experiments.ctrl_c`'s)
+  holds; cleared there, since it is the loop's to act on now."""
+  name = getattr(handler, "signal_name", None)
+  if name is not None:
+    handler.signal_name = None
+  return name
+
+
 @contextlib.contextmanager
 def termination_signals():
-  """Yields a flag whose `signal_name` is set ("SIGTERM"/"SIGINT") once a signal arrives.
+  """Yields a flag whose `signal_name` is set ("SIGTERM"/"SIGINT") once a signal arrives,
+  or already set if the handlers it replaces had recorded one (see `_take_recorded`).
 
   Outside the main thread (where Python cannot install handlers) the flag never fires.
   """
@@ -45,6 +67,8 @@ def termination_signals():
     flag.signal_name = signal.Signals(signum).name
 
   previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+  for earlier in previous.values():
+    flag.signal_name = flag.signal_name or _take_recorded(earlier)
   try:
     yield flag
   finally:

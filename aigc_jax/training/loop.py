@@ -23,7 +23,8 @@ from aigc_jax import checkpointing, config_rules, console, data, distributed
 from aigc_jax.errors import ConfigError, NonFiniteLossError, UnknownNameError, WorkdirError
 from aigc_jax.image_grid import interleave_pairs, save_image_grid
 from aigc_jax.training.family import Family, get_family
-from aigc_jax.training.interrupts import TrainingInterrupted, termination_signals
+from aigc_jax.training.interrupts import (TrainingInterrupted, TrainingNotStarted,
+                                          termination_signals)
 from aigc_jax.training.noise import BATCH_AXIS
 from aigc_jax.training.parallel import DataParallel, get_data_parallel
 from aigc_jax.training.writers import MetricWriter
@@ -433,6 +434,10 @@ def _train(config, workdir, spec, family, parallel, *, fresh, allow_config_chang
         raise TrainingInterrupted(interrupted_by, step, checkpointer.directory)
 
     with termination_signals() as signals:
+      # A Ctrl-C recorded while the run started up. Several processes stop together instead,
+      # at a step they agree on (_AgreedStop): one leaving alone would stall the others.
+      if signals.signal_name and not distributed.is_multiprocess():
+        raise TrainingNotStarted(signals.signal_name)
       stop_requested = (_AgreedStop(parallel, signals) if distributed.is_multiprocess()
                         else lambda step: signals.signal_name)
       for step in range(initial_step + 1, num_steps + 1):

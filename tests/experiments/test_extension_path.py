@@ -4,6 +4,7 @@ steps through `python -m experiments.train`, resumes exactly, and `experiments.e
 reports on it."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -83,3 +84,48 @@ def test_a_module_that_cannot_be_imported_is_a_one_line_error():
   with pytest.raises(ConfigError, match=r"model.imports names 'tests.fixtures.no_such_variant', "
                      "which cannot be imported"):
     get_family(config, (28, 28, 1))
+
+
+def _readme_variant() -> str:
+  """The README's "Add a model variant" example module, as a user copies it."""
+  with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+    blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+  (block,) = [b for b in blocks if "@LIKELIHOODS.register(" in b]
+  return block
+
+
+def test_the_readme_variant_and_the_fixture_live_side_by_side(tmp_path):
+  """A user's copy of the README example and this test's fixture in one process (the test
+  suite trains every config, the user's too): no name clash; importing the user's file a
+  second time under another module name is harmless."""
+  (tmp_path / "my_project").mkdir()
+  (tmp_path / "my_project" / "__init__.py").write_text("")
+  (tmp_path / "my_project" / "laplace.py").write_text(_readme_variant())
+  script = ("import sys\n"
+            "sys.path[:0] = [sys.argv[1], sys.argv[1] + '/my_project']\n"
+            "import my_project.laplace, laplace, tests.fixtures.my_variant\n"
+            "from aigc_jax.models.likelihoods import LIKELIHOODS\n"
+            "assert LIKELIHOODS.get('laplace') is laplace.laplace\n"
+            "assert LIKELIHOODS.get('fixture_laplace') is tests.fixtures.my_variant.laplace\n")
+  result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_a_variant_taking_a_built_in_name_is_one_line_and_exit_2(tmp_path):
+  (tmp_path / "taken.py").write_text(
+      "from aigc_jax.models.likelihoods import LIKELIHOODS\n\n"
+      "@LIKELIHOODS.register('gaussian')\n"
+      "def my_gaussian(scale):\n"
+      "  raise AssertionError('never built')\n")
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), REPO]))
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.train", "--config", CONFIG, "--workdir",
+       str(tmp_path / "run"), "--config.model.imports=('taken',)"], cwd=REPO, env=env,
+      capture_output=True, text=True, timeout=600)
+  assert result.returncode == 2, result.stderr[-3000:]
+  (line,) = result.stderr.strip().splitlines()
+  assert line.startswith("error: likelihood 'gaussian' is already registered by "
+                         "aigc_jax.models.likelihoods."), line
+  assert f"taken.my_gaussian ({tmp_path / 'taken.py'}) cannot take the name too" in line
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")

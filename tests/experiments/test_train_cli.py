@@ -3,14 +3,22 @@ for bad input."""
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from aigc_jax.data import pipeline
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(name="digits_tfds")
+def _digits_tfds(tmp_path_factory):
+  """A TFDS_DATA_DIR shared by this module's runs: digits28 is prepared by the first only."""
+  return tmp_path_factory.getbasetemp() / "digits_tfds"
 
 
 def _train(tmp_path, *args, data_dir=None):
@@ -114,3 +122,104 @@ def test_unprepared_catalog_dataset_names_the_real_flag(tmp_path):
   message = str(info.value)
   assert "pass that directory as --config.dataset.data_dir (or --data_dir to " in message
   assert "--config.data_dir" not in message
+
+
+# ---- Ctrl-C at any moment: one line, and 130 (nothing saved) or 75 (saved) ----
+
+_STEP_DONE = re.compile(r"\| *[1-9]\d*/\d+ ")  # The progress bar after a finished step.
+
+
+def _start_training(tmp_path, data_dir, stderr_path):
+  """A run far too long to finish, in its own process group (as a terminal's Ctrl-C sees it)."""
+  env = dict(os.environ, TFDS_DATA_DIR=str(data_dir))
+  with open(stderr_path, "w") as stderr:
+    return subprocess.Popen(
+        [sys.executable, "-m", "experiments.train", "--workdir", str(tmp_path / "run"),
+         "--config.train.num_steps=100000", "--config.train.eval_every=0",
+         "--config.train.sample_every=0"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+        start_new_session=True)
+
+
+def _interrupt(process, stderr_path):
+  """SIGINT to the process group; (exit code, stderr lines other than progress bars)."""
+  os.killpg(process.pid, signal.SIGINT)
+  try:
+    code = process.wait(timeout=120)  # An ignored Ctrl-C would train the 100,000 steps.
+  finally:
+    if process.poll() is None:
+      os.killpg(process.pid, signal.SIGKILL)
+  with open(stderr_path) as f:
+    text = f.read()
+  progress = re.compile(r"^(vae on digits28: .*|\s*|Preparing digits/28x28 in .*)$")
+  return code, text, [l for l in re.split(r"[\r\n]", text) if not progress.match(l)]
+
+
+@pytest.mark.parametrize("delay_s", [0.3, 1.0, 2.0])
+def test_early_ctrl_c_is_one_line_and_130_or_75(digits_tfds, tmp_path, delay_s):
+  """Start-up (imports, jax, data, compilation): a KeyboardInterrupt raised there used to be
+  swallowed by a jax callback (the run trained on, exit 0) or end in a traceback."""
+  stderr_path = tmp_path / "stderr.txt"
+  process = _start_training(tmp_path, digits_tfds, stderr_path)
+  time.sleep(delay_s)
+  code, text, lines = _interrupt(process, stderr_path)
+  assert "Traceback" not in text and "Exception ignored" not in text, text[-3000:]
+  if code == 130:
+    assert lines == ["Interrupted by Ctrl-C before training started; nothing was saved."]
+  else:
+    assert code == 75, text[-3000:]
+    (line,) = lines
+    assert line.startswith("SIGINT received: saved the checkpoint of step "), line
+
+
+def test_ctrl_c_while_training_saves_and_exits_75(digits_tfds, tmp_path):
+  stderr_path = tmp_path / "stderr.txt"
+  process = _start_training(tmp_path, digits_tfds, stderr_path)
+  deadline = time.monotonic() + 120
+  while not _STEP_DONE.search(stderr_path.read_text()) and time.monotonic() < deadline:
+    time.sleep(0.1)
+  code, text, lines = _interrupt(process, stderr_path)
+  assert code == 75, text[-3000:]
+  (line,) = lines
+  step = int(re.match(r"SIGINT received: saved the checkpoint of step (\d+) in ", line).group(1))
+  assert os.path.isdir(tmp_path / "run" / "checkpoints" / str(step))
+
+
+def test_a_second_ctrl_c_during_a_long_start_up_quits_at_once():
+  """The first Ctrl-C is only recorded, to be acted on where stopping is safe; a user who
+  cannot wait (a dataset being prepared) presses it again."""
+  script = ("import os, signal, time\n"
+            "from experiments import ctrl_c\n"
+            "ctrl_c.record()\n"
+            "os.kill(os.getpid(), signal.SIGINT)\n"
+            "assert ctrl_c.pending() == 'SIGINT'\n"
+            "os.kill(os.getpid(), signal.SIGINT)\n"
+            "time.sleep(30)\n")
+  result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+  assert result.returncode == 130
+  assert result.stderr.splitlines() == [
+      "Interrupted by Ctrl-C before training started; nothing was saved."]
+
+
+def test_a_runs_saved_config_json_trains_the_same_config_with_overrides(tmp_path, digits_tfds):
+  """`--config runs/x/config.json` (it was `NameError: name 'true' is not defined`)."""
+  from aigc_jax.training import loop  # pylint: disable=import-outside-toplevel
+  from experiments.configs import vae_digits  # pylint: disable=import-outside-toplevel
+  original = vae_digits.get_config()
+  original.train.num_steps = 1
+  original.train.eval_every = original.train.sample_every = 0
+  saved_run = tmp_path / "saved_run"
+  saved_run.mkdir()
+  loop.write_config(original, str(saved_run))  # As the earlier run wrote it.
+
+  result = _train(tmp_path, "--config", str(saved_run / "config.json"),
+                  "--config.train.num_steps=2", "--config.model.encoder.widths=(16,)",
+                  data_dir=digits_tfds)
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(saved_run / "config.json") as f:
+    expected = json.load(f)
+  expected["train"]["num_steps"] = 2
+  expected["model"]["encoder"]["widths"] = [16]
+  with open(tmp_path / "run" / "config.json") as f:
+    assert json.load(f) == expected
