@@ -37,10 +37,10 @@ not run), one line on stderr says where, and the exit code is 75; with none fini
 line and exit code 130. Exit codes as in experiments/cli.py. Library logs (orbax, absl) are
 kept to warnings unless --verbosity is given, as in `experiments.train`.
 """
-from benchmarks import signals
+from experiments import signals
 
 if __name__ == "__main__":  # Before the imports: a Ctrl-C during them is not a traceback.
-  signals.install()
+  signals.record()
 
 # pylint: disable=wrong-import-position
 import dataclasses
@@ -463,7 +463,7 @@ def _report_section(sections: Tuple[str, ...], seconds: float) -> None:
   """One progress line per finished section; also stops a run whose Ctrl-C jax swallowed."""
   print(f"benchmarks: {', '.join(sections)} done in {seconds:.1f} s", file=sys.stderr,
         flush=True)
-  if signals.received():
+  if signals.pending():
     raise KeyboardInterrupt
 
 
@@ -493,15 +493,6 @@ def _save_interrupted(results: Dict, options: Options, quick: bool, signal_name:
   return EXIT_INTERRUPTED_SAVED
 
 
-def _exit_at_once(code: int) -> None:
-  """Exits without the interpreter's shutdown, whose clean-up of jax's runtime can crash
-  (segmentation fault, 1 in 3 tries) after an interrupt landed inside its dispatch. What
-  matters is written and closed by now: the results files, temporary folders."""
-  sys.stdout.flush()
-  sys.stderr.flush()
-  os._exit(code)  # pylint: disable=protected-access
-
-
 def main(argv: Sequence[str]) -> None:
   cli.no_positional_arguments(argv)
   problem = flag_problem()
@@ -518,15 +509,15 @@ def main(argv: Sequence[str]) -> None:
   options = Options.quick(**overrides) if _QUICK.value else Options(**overrides)
   results: Dict[str, object] = {}
   try:
-    if signals.received():  # A Ctrl-C during start-up, deferred or swallowed.
+    if signals.pending():  # A Ctrl-C during start-up, deferred or swallowed.
       raise KeyboardInterrupt
     run_benchmarks(options, results,
                    on_section_done=None if _CHILD_OUTPUT.value else _report_section)
   except BaseException as e:  # pylint: disable=broad-except  (re-raised unless an interrupt)
     if not _is_interruption(e):
       raise
-    signal_name = signals.received() or getattr(e, "signal_name", None) or "SIGINT"
-    _exit_at_once(_save_interrupted(results, options, _QUICK.value, signal_name))
+    signal_name = signals.pending() or getattr(e, "signal_name", None) or "SIGINT"
+    signals.exit_now(_save_interrupted(results, options, _QUICK.value, signal_name))
   signals.ignore()  # The run is done: a Ctrl-C now must not stop its results being written.
   if _CHILD_OUTPUT.value:
     with open(_CHILD_OUTPUT.value, "w", encoding="utf-8") as f:
@@ -543,9 +534,9 @@ def _run() -> None:
     signals.start_raising()
     app.run(main, flags_parser=cli.parse_flags)
   except KeyboardInterrupt:  # During flag parsing, before main could save anything.
-    print(f"Interrupted by {signals.received() or 'SIGINT'} before any section finished; "
+    print(f"Interrupted by {signals.pending() or 'SIGINT'} before any section finished; "
           "nothing was saved.", file=sys.stderr)
-    _exit_at_once(EXIT_NOTHING_SAVED)
+    signals.exit_now(EXIT_NOTHING_SAVED)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from ml_collections import config_flags
 
 from aigc_jax import console
 from aigc_jax.errors import UserError
-from experiments import config_files, ctrl_c
+from experiments import config_files, signals
 
 EXIT_USER_ERROR = 2
 _CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
@@ -132,17 +132,11 @@ def config_value(config_flag):
   return config
 
 
-def exit_if_interrupted() -> None:
-  """One line and exit 130 if a Ctrl-C was recorded (`experiments.ctrl_c`) since start-up."""
-  if ctrl_c.pending():
-    print(ctrl_c.MESSAGE, file=sys.stderr)
-    sys.exit(ctrl_c.EXIT_CODE)
-
-
 def run_reporting_user_errors(fn, *args, **kwargs):
   """Runs `fn(...)`: a `UserError` becomes one line on stderr and exit code 2; an interrupted
   run (SIGTERM/SIGINT, checkpoint saved) one line and `EXIT_CODE_INTERRUPTED` (75); a run
-  stopped before its first step (`TrainingNotStarted`, nothing saved) one line and 130.
+  stopped before its first step (`TrainingNotStarted`, nothing saved) one line and 130 (143
+  for SIGTERM).
 
   Imports nothing of jax, so it can run checks before jax starts.
   """
@@ -160,7 +154,7 @@ def run_reporting_user_errors(fn, *args, **kwargs):
       sys.exit(interrupts.EXIT_CODE_INTERRUPTED)
     if interrupts is not None and isinstance(e, interrupts.TrainingNotStarted):
       print(str(e), file=sys.stderr)
-      sys.exit(ctrl_c.EXIT_CODE)
+      sys.exit(signals.exit_code(e.signal_name))
     distributed = sys.modules.get("aigc_jax.distributed")
     if distributed is not None and distributed.is_peer_failure(e):
       import jax  # pylint: disable=import-outside-toplevel

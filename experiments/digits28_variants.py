@@ -13,6 +13,12 @@ estimated rates with their 95% intervals and real-data floors, and the control e
 conditional models. One seed per variant: the intervals are over samples, not over seeds.
 Rerunning the same command reuses every finished run; Ctrl-C keeps what finished (exit 75).
 """
+from experiments import signals
+
+if __name__ == "__main__":
+  signals.record()  # Before the imports: a Ctrl-C during them is not a traceback.
+
+# pylint: disable=wrong-import-position
 import glob
 import importlib
 import json
@@ -161,11 +167,13 @@ def interrupted(out: str):
 
 def _run_interruptible(configs):
   try:
+    signals.start_raising()  # A Ctrl-C recorded during start-up is raised here.
     _run_all(configs)
   except KeyboardInterrupt:
     message, code = interrupted(os.path.abspath(_OUT.value))
+    signals.ignore()  # A second Ctrl-C must not cut this message short.
     print(message, file=sys.stderr)
-    sys.exit(code)
+    signals.exit_now(code)
 
 
 def _train_unless_finished(config, workdir: str) -> None:

@@ -10,6 +10,12 @@ each finished setting is saved under DIR/settings/ and reused, and the tables ar
 from every finished setting in DIR. A rerun whose flags would replace a saved setting with
 another one (other steps, seeds, --quick...) is refused unless --overwrite is given.
 """
+from experiments import signals
+
+if __name__ == "__main__":
+  signals.record()  # Before the imports: a Ctrl-C during them is not a traceback.
+
+# pylint: disable=wrong-import-position
 import os
 import sys
 
@@ -88,11 +94,13 @@ def run_interruptible():
   """`run`, with Ctrl-C answered by what the folder holds: saved (75) or nothing (130)."""
   from aigc_jax.hallucination_benchmark import folder  # pylint: disable=import-outside-toplevel
   try:
+    signals.start_raising()  # A Ctrl-C recorded during start-up is raised here.
     run()
   except KeyboardInterrupt:
     message, code = folder.interrupted(os.path.abspath(_OUT.value))
+    signals.ignore()  # A second Ctrl-C must not cut this message short.
     print(message, file=sys.stderr)
-    sys.exit(code)
+    signals.exit_now(code)
 
 
 def run():

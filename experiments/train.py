@@ -10,7 +10,7 @@ Rerunning on a workdir with checkpoints resumes from the newest readable one (--
 over); a resume may change only the keys in `aigc_jax.config_rules.CHANGEABLE_ON_RESUME`
 unless --allow_config_change. One run per workdir (a second one is refused). SIGTERM /
 SIGINT save a checkpoint and exit with code 75 (a Ctrl-C before the first step: exit 130,
-nothing saved; see experiments/ctrl_c.py); exit code 2 is a user error (one line on stderr),
+nothing saved; see experiments/signals.py); exit code 2 is a user error (one line on stderr),
 1 a bug (traceback). Library logs: --verbosity=0 (INFO) or 1 (DEBUG).
 
 One process of a multi-process run (README, "Launch on many machines"): the same command on
@@ -18,10 +18,10 @@ every process, with --coordinator_address, --num_processes, --process_id (or the
 environment variables) or --distributed (SLURM, TPU pods); exit code 69 when another process
 of the run died.
 """
-from experiments import ctrl_c
+from experiments import signals
 
 if __name__ == "__main__":
-  ctrl_c.record()  # Before anything else is imported: no Ctrl-C may reach jax's internals.
+  signals.record()  # Before anything else is imported: no Ctrl-C may reach jax's internals.
 
 import os  # pylint: disable=wrong-import-position
 
@@ -50,11 +50,11 @@ def main(argv):
   from aigc_jax import config_rules  # pylint: disable=import-outside-toplevel
   cli.run_reporting_user_errors(config_rules.check_config, config)  # Before jax starts.
   settings = cli.distributed_settings()
-  cli.exit_if_interrupted()
+  signals.exit_if_pending()
   cli.supervise(settings)  # A multi-process run: from here on, in the supervised child.
   cli.start_distributed(settings)
   from aigc_jax import training  # After flag parsing, so jax starts with the final XLA_FLAGS.
-  cli.exit_if_interrupted()  # A Ctrl-C during jax's start-up; the loop reads it from here on.
+  signals.exit_if_pending()  # A Ctrl-C during jax's start-up; the loop reads it from here on.
   cli.run_reporting_user_errors(training.train_and_evaluate, config, _WORKDIR.value,
                                 fresh=_FRESH.value,
                                 allow_config_change=_ALLOW_CONFIG_CHANGE.value)

@@ -4,7 +4,7 @@ Schedulers announce preemption with SIGTERM and people stop runs with Ctrl-C (SI
 `termination_signals()` is active, either signal only sets a flag; the loop finishes the step
 it is in, saves a checkpoint and raises `TrainingInterrupted`. The CLI exits with
 `EXIT_CODE_INTERRUPTED`. A SIGINT that came before the loop and was recorded (by the CLI's
-`experiments.ctrl_c`, so that it never became a KeyboardInterrupt inside jax) is taken over:
+`experiments.signals`, so that it never became a KeyboardInterrupt inside jax) is taken over:
 the loop then stops before its first step with `TrainingNotStarted`.
 """
 import contextlib
@@ -42,7 +42,7 @@ class _Flag:
 
 
 def _take_recorded(handler) -> Optional[str]:
-  """The signal a recording handler (one with a `signal_name`, as `experiments.ctrl_c`'s)
+  """The signal a recording handler (one with a `signal_name`, as `experiments.signals`'s)
   holds; cleared there, since it is the loop's to act on now."""
   name = getattr(handler, "signal_name", None)
   if name is not None:

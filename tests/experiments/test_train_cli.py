@@ -189,17 +189,16 @@ def test_a_second_ctrl_c_during_a_long_start_up_quits_at_once():
   """The first Ctrl-C is only recorded, to be acted on where stopping is safe; a user who
   cannot wait (a dataset being prepared) presses it again."""
   script = ("import os, signal, time\n"
-            "from experiments import ctrl_c\n"
-            "ctrl_c.record()\n"
+            "from experiments import signals\n"
+            "signals.record()\n"
             "os.kill(os.getpid(), signal.SIGINT)\n"
-            "assert ctrl_c.pending() == 'SIGINT'\n"
+            "assert signals.pending() == 'SIGINT'\n"
             "os.kill(os.getpid(), signal.SIGINT)\n"
             "time.sleep(30)\n")
   result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
                           text=True, timeout=60)
   assert result.returncode == 130
-  assert result.stderr.splitlines() == [
-      "Interrupted by Ctrl-C before training started; nothing was saved."]
+  assert result.stderr.splitlines() == ["Interrupted by Ctrl-C during start-up; nothing was saved."]
 
 
 def test_a_runs_saved_config_json_trains_the_same_config_with_overrides(tmp_path, digits_tfds):
