@@ -18,7 +18,10 @@ checkpoints as they were. A damaged step (file removed, truncated, bit-flipped) 
 noticed by orbax until it is read: `restore_latest` tries steps newest first and warns, in
 one line naming the file and the reason, about each one it skips. Array files are read once
 here, synchronously, before orbax reads them (`_verify_arrays`): orbax's concurrent reads
-stop at the first failure and leave the others reporting into a closed event loop.
+stop at the first failure and leave the others reporting into a closed event loop (those
+reports are dropped, `_late_read_filter`, for the damage only orbax's read finds). Evaluation
+(`load_for_inference`) reads the newest readable step, from its copy in `checkpoints_best/`
+when the one in `checkpoints/` is damaged, and says so in one line.
 """
 import dataclasses
 import datetime
@@ -27,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import flax
@@ -222,6 +226,40 @@ def _damage(error: BaseException) -> str:
   return f"{path.group(1)}: {reason}" if path else reason
 
 
+def _late_read_filter(previous_hook: Callable[[Any], None]) -> Callable[[Any], None]:
+  """An unraisable-exception hook that drops "Event loop is closed" and passes on the rest.
+
+  A failed orbax read closes its event loop while tensorstore's other reads are still in
+  flight; each of those later reports into the closed loop, and Python prints a traceback for
+  every one (about 27 for one damaged step). They carry nothing: the failure itself was
+  raised and handled. `_verify_arrays` keeps damaged steps from orbax; this catches the
+  damage that only orbax's read finds.
+  """
+  def hook(unraisable) -> None:
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+      return
+    previous_hook(unraisable)
+  hook.drops_late_reads = True
+  return hook
+
+
+if not getattr(sys.unraisablehook, "drops_late_reads", False):
+  sys.unraisablehook = _late_read_filter(sys.unraisablehook)
+
+
+def _uses_ocdbt(metadata_path: str) -> bool:
+  """Whether a `state` item's `_METADATA` says its arrays were written to an OCDBT store.
+
+  An unreadable `_METADATA` counts as OCDBT (orbax's default), so its damage is reported too.
+  """
+  try:
+    with open(metadata_path, encoding="utf-8") as f:
+      return bool(json.load(f).get("use_ocdbt", True))
+  except (OSError, ValueError, AttributeError):
+    return True
+
+
 def _verify_arrays(step_dir: str) -> None:
   """Reads every stored value of a step's `state` item once, here, or raises the read's error.
 
@@ -234,7 +272,10 @@ def _verify_arrays(step_dir: str) -> None:
   metadata = os.path.join(item, "_METADATA")
   if not os.path.exists(metadata):
     raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), metadata)
-  if not os.path.exists(os.path.join(item, "manifest.ocdbt")):
+  manifest = os.path.join(item, "manifest.ocdbt")
+  if not os.path.exists(manifest):
+    if _uses_ocdbt(metadata):  # Without its manifest an OCDBT store reads as empty.
+      raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), manifest)
     return  # Not an OCDBT store: orbax reads it file by file and names the file itself.
   store = tensorstore.KvStore.open(
       {"driver": "ocdbt", "base": {"driver": "file", "path": item + "/"}}).result()
@@ -540,6 +581,31 @@ def _load_for_inference_step(manager, directory: str, step: int, get_family: Cal
   return config, family, flax.serialization.from_state_dict(template, merged)
 
 
+def _inference_manager(directory: str) -> ocp.CheckpointManager:
+  """A manager that only reads `directory`, as this process alone."""
+  # Not `read_only=True`: orbax then warns "Given directory is read only" about any directory.
+  # Without `create`, `max_to_keep` or a save, this manager writes nothing.
+  # This process alone reads (in a multi-process run, process 0 evaluates while the others
+  # wait): orbax would otherwise wait at barriers for every process.
+  return _open_manager(directory, ocp.CheckpointManagerOptions(
+      create=False, enable_async_checkpointing=False,
+      multiprocessing_options=ocp.options.MultiprocessingOptions(
+          primary_host=jax.process_index(), active_processes={jax.process_index()})))
+
+
+def inference_candidates(steps_by_directory: Dict[str, List[int]], step: Optional[int]
+                         ) -> List[Tuple[int, str]]:
+  """The (step, directory) pairs to try, in order: newest step first, and for one step the
+  directories in the order given (`checkpoints/` before its copy in `checkpoints_best/`).
+
+  `step` keeps only that step's copies.
+  """
+  order = {directory: index for index, directory in enumerate(steps_by_directory)}
+  pairs = [(s, d) for d, steps in steps_by_directory.items() for s in steps
+           if step is None or s == step]
+  return sorted(pairs, key=lambda pair: (-pair[0], order[pair[1]]))
+
+
 def load_for_inference(workdir: str, step: Optional[int] = None, *, best: bool = False,
                        get_family: Optional[Callable] = None) -> Tuple[Any, Any, Any, int]:
   """Loads what sampling and evaluation need from a run: config, parameters, BatchNorm stats.
@@ -550,10 +616,15 @@ def load_for_inference(workdir: str, step: Optional[int] = None, *, best: bool =
   (it keeps the newest `checkpoint.keep_last`) while it is read is not damaged; the steps
   are listed again and the newest one read instead.
 
+  Which checkpoint: the newest readable step of `checkpoints/` and `checkpoints_best/`
+  together, the copy in `checkpoints/` first; so a damaged newest step is read from its intact
+  copy in `checkpoints_best/` if there is one, and only then an older step. A step other than
+  the newest of `checkpoints/` is announced in one line saying why.
+
   Args:
     workdir: a training run's workdir.
     step: the step to load; None: the newest readable one.
-    best: read `checkpoints_best/` (the best-by-metric saves) instead of `checkpoints/`.
+    best: read only `checkpoints_best/` (the best-by-metric saves).
     get_family: the family factory (defaults to `aigc_jax.training.family.get_family`).
 
   Returns:
@@ -562,50 +633,66 @@ def load_for_inference(workdir: str, step: Optional[int] = None, *, best: bool =
   """
   if get_family is None:
     from aigc_jax.training.family import get_family  # Lazy: training imports this module.
-  directory = os.path.abspath(os.path.join(workdir, BEST_DIR if best else LATEST_DIR))
-  if not os.path.isdir(directory):
-    raise CheckpointError(f"There are no checkpoints in {directory}; train first with "
-                          f"python -m experiments.train --workdir {workdir}.")
-  # Not `read_only=True`: orbax then warns "Given directory is read only" about any directory.
-  # Without `create`, `max_to_keep` or a save, this manager writes nothing.
-  # This process alone reads (in a multi-process run, process 0 evaluates while the others
-  # wait): orbax would otherwise wait at barriers for every process.
-  manager = _open_manager(directory, ocp.CheckpointManagerOptions(
-      create=False, enable_async_checkpointing=False,
-      multiprocessing_options=ocp.options.MultiprocessingOptions(
-          primary_host=jax.process_index(), active_processes={jax.process_index()})))
+  names = (BEST_DIR,) if best else (LATEST_DIR, BEST_DIR)
+  directories = [os.path.abspath(os.path.join(workdir, n)) for n in names]
+  directories = [d for d in directories if os.path.isdir(d)]
+  if not directories:
+    raise CheckpointError(
+        f"There are no checkpoints in {os.path.abspath(os.path.join(workdir, names[0]))}; "
+        f"train first with python -m experiments.train --workdir {workdir}.")
+  managers = {d: _inference_manager(d) for d in directories}
   try:
-    damaged = set()
+    damaged, reasons = [], []  # (step, directory) and `_damage` of each unreadable one.
     for _ in range(10):  # Each pass re-lists after a step vanished under us.
-      manager.reload()
-      steps = sorted(manager.all_steps(), reverse=True)
-      if step is not None:
-        if step not in steps:
-          raise CheckpointError(
-              f"There is no checkpoint of step {step} in {directory}; available: "
-              f"{', '.join(map(str, steps)) or 'none'} (training keeps only the newest "
-              "checkpoint.keep_last).")
-        steps = [step]
+      steps_by_directory = {}
+      for directory, manager in managers.items():
+        manager.reload()
+        steps_by_directory[directory] = sorted(manager.all_steps(), reverse=True)
+      candidates = inference_candidates(steps_by_directory, step)
+      if step is not None and not candidates:
+        available = sorted({s for steps in steps_by_directory.values() for s in steps},
+                           reverse=True)
+        raise CheckpointError(
+            f"There is no checkpoint of step {step} in {' or '.join(directories)}; "
+            f"available: {', '.join(map(str, available)) or 'none'} (training keeps only "
+            "the newest checkpoint.keep_last).")
       rotated = False
-      for candidate in (s for s in steps if s not in damaged):
+      for candidate, directory in (c for c in candidates if c not in damaged):
         try:
-          return (*_load_for_inference_step(manager, directory, candidate, get_family),
-                  candidate)
+          loaded = _load_for_inference_step(managers[directory], directory, candidate,
+                                            get_family)
         except UserError:  # A mismatch, or a config naming what cannot be built: no damage.
           raise
         except Exception as e:  # pylint: disable=broad-except
           if not os.path.isdir(os.path.join(directory, str(candidate))):
             rotated = True  # Removed by the training run's rotation while we read it.
             break
-          damaged.add(candidate)
-          console.warning(f"Checkpoint {directory}/{candidate} is damaged ({_damage(e)}); "
-                          "skipped it.")
+          damaged.append((candidate, directory))
+          reasons.append(_damage(e))
+          continue
+        if damaged:
+          console.warning(_fallback_message(candidate, directory, damaged, reasons))
+        return (*loaded, candidate)
       if not rotated:
         break
   finally:
-    manager.close()
-  raise CheckpointError(f"No readable checkpoint in {directory}; train again with "
-                        f"python -m experiments.train --workdir {workdir}.")
+    for manager in managers.values():
+      manager.close()
+  for (damaged_step, directory), reason in zip(damaged, reasons):
+    console.warning(f"Checkpoint {directory}/{damaged_step} is damaged ({reason}).")
+  raise CheckpointError(f"No readable checkpoint in {' or '.join(directories)}; train again "
+                        f"with python -m experiments.train --workdir {workdir}.")
+
+
+def _fallback_message(step: int, directory: str, damaged: List[Tuple[int, str]],
+                      reasons: List[str]) -> str:
+  """One line: which checkpoints are damaged (file and reason), and which one is read instead."""
+  what = "; ".join(f"{d}/{s} ({reason})" for (s, d), reason in zip(damaged, reasons))
+  why = ("an intact copy of the same step" if any(s == step for s, _ in damaged)
+         else "the newest readable one")
+  return (f"Checkpoint{'s' if len(damaged) > 1 else ''} {what} "
+          f"{'are' if len(damaged) > 1 else 'is'} damaged; reading {directory}/{step} "
+          f"instead, {why}.")
 
 
 def _merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:

@@ -108,3 +108,99 @@ def interleave_pairs(inputs, outputs) -> np.ndarray:
   """`[N, ...]`, `[N, ...]` -> `[2N, ...]` alternating input, output (columns of pairs)."""
   inputs, outputs = np.asarray(inputs), np.asarray(outputs)
   return np.stack([inputs, outputs], axis=1).reshape((-1,) + inputs.shape[1:])
+
+
+def _tick_text(value: float) -> str:
+  return f"{value:.3g}" if value else "0"
+
+
+def points_figure(points, radius: Optional[float] = None, modes=None, size: int = 256,
+                  title: Optional[str] = None) -> np.ndarray:
+  """2-D points `[N, 2]` on labelled axes -> uint8 RGB `[H, W, 3]`.
+
+  A framed square plot of `size` pixels spanning [-r, r] on both axes (x to the right, y up;
+  `radius` r defaults to 1.1 * max |coordinate|), ticks and their values at -r, -r/2, 0, r/2
+  and r, the points in dark grey and, if given, `modes` `[K, 2]` (a mixture's true means) as
+  red crosses. `title` goes in a strip above.
+  """
+  points = np.asarray(points, np.float64).reshape(-1, 2)
+  if radius is None:
+    extent = [np.max(np.abs(points), initial=0.0)]
+    if modes is not None:
+      extent.append(np.max(np.abs(np.asarray(modes, np.float64)), initial=0.0))
+    radius = 1.1 * max(float(max(extent)), 1e-6)
+  font = ImageFont.load_default()
+  ticks = [-radius, -radius / 2, 0.0, radius / 2, radius]
+  labels = [_tick_text(t) for t in ticks]
+  measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+  text_height = font.getbbox("0")[3]
+  left = int(max(measure.textlength(t, font=font) for t in labels)) + 8
+  right, top, bottom = 12, 8, text_height + 10
+  image = Image.new("RGB", (left + size + right, top + size + bottom), (255, 255, 255))
+  draw = ImageDraw.Draw(image)
+
+  def pixel(x, y):  # Data coordinates -> pixel centre inside the frame.
+    column = left + (np.asarray(x) + radius) / (2 * radius) * (size - 1)
+    row = top + (radius - np.asarray(y)) / (2 * radius) * (size - 1)
+    return column, row
+
+  draw.rectangle([left - 1, top - 1, left + size, top + size], outline=(0, 0, 0))
+  for tick, label in zip(ticks, labels):
+    column, row = pixel(tick, tick)
+    draw.line([column, top + size, column, top + size + 3], fill=(0, 0, 0))
+    draw.line([left - 4, row, left - 1, row], fill=(0, 0, 0))
+    width = measure.textlength(label, font=font)
+    draw.text((column - width / 2, top + size + 5), label, fill=(0, 0, 0), font=font)
+    draw.text((left - 6 - width, row - text_height / 2 - 1), label, fill=(0, 0, 0), font=font)
+  picture = np.asarray(image).copy()
+  columns, rows = pixel(points[:, 0], points[:, 1])
+  inside = np.all(np.abs(points) <= radius, axis=1)
+  picture[np.round(rows[inside]).astype(int), np.round(columns[inside]).astype(int)] = 60
+  if modes is not None:
+    draw = ImageDraw.Draw(image := Image.fromarray(picture))
+    for column, row in zip(*pixel(*np.asarray(modes, np.float64).reshape(-1, 2).T)):
+      draw.line([column - 6, row, column - 2, row], fill=(220, 0, 0))  # A cross with an open
+      draw.line([column + 2, row, column + 6, row], fill=(220, 0, 0))  # centre: the samples
+      draw.line([column, row - 6, column, row - 2], fill=(220, 0, 0))  # around the mode stay
+      draw.line([column, row + 2, column, row + 6], fill=(220, 0, 0))  # visible.
+    picture = np.asarray(image)
+  if title:
+    picture = np.concatenate([title_strip(title, picture.shape[1], 3), picture])
+  return picture
+
+
+def save_points_figure(path: str, points, radius: Optional[float] = None, modes=None,
+                       title: Optional[str] = None) -> str:
+  """Writes `points_figure(...)` to `path` as PNG."""
+  return _write_png(path, points_figure(points, radius, modes, title=title), 1)
+
+
+def save_labelled_rows(path: str, images, row_labels: Sequence[str], upscale: int = 1,
+                       title: Optional[str] = None) -> str:
+  """Writes `[R * C, H, W, ch]` images as a grid of R rows of C, each row's label on its left.
+
+  For the samples of a conditional model: row r holds the samples asked for class
+  `row_labels[r]`. `title` goes in a strip above.
+  """
+  images = np.asarray(images)
+  num_rows = len(row_labels)
+  if num_rows == 0 or len(images) % num_rows:
+    raise ValueError(f"{len(images)} images do not make {num_rows} equal rows")
+  grid = make_grid(images, num_columns=len(images) // num_rows)
+  grid = grid.repeat(upscale, axis=0).repeat(upscale, axis=1)
+  font = ImageFont.load_default()
+  measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+  width = int(max(measure.textlength(str(l), font=font) for l in row_labels)) + 8
+  strip = Image.new("L", (width, grid.shape[0]), 255)
+  draw = ImageDraw.Draw(strip)
+  row_height = (images.shape[1] + 1) * upscale  # One image and its padding.
+  text_height = font.getbbox("0")[3]
+  for index, label in enumerate(row_labels):
+    centre = upscale + index * row_height + images.shape[1] * upscale / 2
+    draw.text((width - 4 - measure.textlength(str(label), font=font),
+               centre - text_height / 2 - 1), str(label), fill=0, font=font)
+  labels = np.repeat(np.asarray(strip)[..., None], grid.shape[-1], axis=-1)
+  picture = np.concatenate([labels, grid], axis=1)
+  if title:
+    picture = np.concatenate([title_strip(title, picture.shape[1], picture.shape[-1]), picture])
+  return _write_png(path, picture, 1)

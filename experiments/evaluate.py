@@ -10,9 +10,18 @@ run may be training meanwhile. Exit code 2 is a user error (one line on stderr).
 Launched as several processes (the flags of experiments.train's multi-process runs), process
 0 evaluates on its own devices and the others wait for it.
 """
+import glob
+import importlib
+import json
+import os
+from typing import Dict, Optional
+
 from absl import app, flags
 
 from experiments import cli
+
+_CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+_MAX_SEED = 2**32 - 1  # As experiments.train's config.seed: grain's shuffle seed range.
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training run to evaluate.", required=True)
 _CLASSIFIER_WORKDIR = flags.DEFINE_string(
@@ -21,15 +30,93 @@ _CLASSIFIER_WORKDIR = flags.DEFINE_string(
 _NUM_SAMPLES = flags.DEFINE_integer(
     "num_samples", 10_000, "Samples for the sample metrics; at least the classifier's feature "
     "width + 1 (129 for the digits classifier).", lower_bound=1)
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest readable).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the samples and of KID's subsets.")
+_STEP = flags.DEFINE_integer(
+    "step", None, "Checkpoint step (default: the newest readable, from checkpoints/ or its "
+    "copy in checkpoints_best/).", lower_bound=0)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the samples and of KID's subsets, 0 to "
+                             f"{_MAX_SEED} (as training's config.seed).", lower_bound=0,
+                             upper_bound=_MAX_SEED)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir (default: the run's).")
 _EVAL_DIR = flags.DEFINE_string("eval_dir", None, "Where reports go (default: <workdir>/eval).")
 cli.define_distributed_flags()
 
 
+def _saved_family(workdir: str) -> Optional[str]:
+  """model.family of the config a training run saved in `workdir/config.json`, or None."""
+  try:
+    with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+      return json.load(f)["model"]["family"]
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+
+
+def _folder_problem(flag: str, path: Optional[str], what: str) -> Optional[str]:
+  """Why the folder given to `flag` cannot be used (None: it can, or the flag was not given)."""
+  if path is None:
+    return None
+  if not path.strip():
+    return f"--{flag} is empty; pass {what}."
+  if not os.path.exists(path):
+    return f"--{flag} {path} does not exist; pass {what}."
+  if not os.path.isdir(path):
+    return f"--{flag} {path} is a file, not a folder; pass {what}."
+  return None
+
+
+def flag_problem(workdir: str, classifier_workdir: Optional[str], data_dir: Optional[str],
+                 eval_dir: Optional[str]) -> Optional[str]:
+  """The first thing wrong with the folders the flags name, in one sentence, or None.
+
+  Checked before jax starts: each looks only at the file system.
+  """
+  run = "the --workdir of an experiments.train run, e.g. --workdir=runs/demo"
+  problem = _folder_problem("workdir", workdir, run)
+  if problem:
+    return problem
+  if classifier_workdir is not None and not classifier_workdir.strip():
+    return ("--classifier_workdir is empty; pass a classifier run on the run's dataset, or "
+            "omit the flag (default runs/classifier_<dataset>).")
+  # A classifier_workdir that does not exist is left to the evaluation, which knows the
+  # run's dataset and so the command that trains its classifier.
+  problem = _folder_problem("data_dir", data_dir,
+                            "the tfds data_dir the run was trained with, or omit the flag")
+  if problem:
+    return problem
+  if not any(os.path.isdir(os.path.join(workdir, d))
+             for d in ("checkpoints", "checkpoints_best")):
+    return (f"--workdir {workdir} is not a training run (it has no checkpoints/ folder); pass "
+            f"{run}.")
+  family = _saved_family(workdir)
+  if family == "classifier":
+    return (f"--workdir {workdir} is a classifier run; experiments.evaluate evaluates "
+            "generative models only (ae, vae, gan). A classifier run serves as "
+            "--classifier_workdir.")
+  if eval_dir is not None:
+    if not eval_dir.strip():
+      return ("--eval_dir is empty; pass a folder for the reports, or omit the flag "
+              "(default <workdir>/eval).")
+    if os.path.exists(eval_dir) and not os.path.isdir(eval_dir):
+      return f"--eval_dir {eval_dir} is a file, not a folder; pass a folder for the reports."
+  return None
+
+
+def classifier_configs() -> Dict[str, str]:
+  """`{dataset name: "experiments/configs/classifier_*.py"}`: the configs that train the
+  classifier (feature space and class oracle) of each dataset."""
+  found = {}
+  for path in sorted(glob.glob(os.path.join(_CONFIGS_DIR, "classifier_*.py"))):
+    name = os.path.splitext(os.path.basename(path))[0]
+    config = importlib.import_module(f"experiments.configs.{name}").get_config()
+    found.setdefault(config.dataset.name, f"experiments/configs/{name}.py")
+  return found
+
+
 def main(argv):
   cli.no_positional_arguments(argv)
+  problem = flag_problem(_WORKDIR.value, _CLASSIFIER_WORKDIR.value, _DATA_DIR.value,
+                         _EVAL_DIR.value)
+  if problem:
+    cli.fail(problem)
   settings = cli.distributed_settings()
   cli.supervise(settings)
   cli.start_distributed(settings)
@@ -43,7 +130,8 @@ def main(argv):
   results = cli.run_reporting_user_errors(
       report.evaluate_run, _WORKDIR.value, classifier_workdir=_CLASSIFIER_WORKDIR.value,
       num_samples=_NUM_SAMPLES.value, step=_STEP.value, seed=_SEED.value,
-      data_dir=_DATA_DIR.value, eval_dir=_EVAL_DIR.value)
+      data_dir=_DATA_DIR.value, eval_dir=_EVAL_DIR.value,
+      classifier_configs=classifier_configs())
   with open(f"{results['output_dir']}/eval.md", encoding="utf-8") as f:
     print(f.read())
   written = "eval.json, eval.md and hallucinated.png" if "generation" in results else (

@@ -217,6 +217,8 @@ def _damage(step_dir, how):
                 or root.endswith(os.sep + "d")]
   if how == "metadata_removed":
     os.remove(os.path.join(state_dir, "_METADATA"))
+  elif how == "manifest_removed":  # Without it the OCDBT store reads as empty.
+    os.remove(os.path.join(state_dir, "manifest.ocdbt"))
   elif how == "data_truncated":
     assert data_files
     for path in data_files:
@@ -230,6 +232,7 @@ def _damage(step_dir, how):
 
 @pytest.mark.parametrize("how,reason", [
     ("metadata_removed", r"state/_METADATA: No such file or directory"),
+    ("manifest_removed", r"state/manifest\.ocdbt: No such file or directory"),
     ("data_truncated", r"state/d/[0-9a-f]+: truncated to \d+ bytes"),
     ("data_removed", r"state/d/[0-9a-f]+: No such file or directory")])
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, data_dir, how, reason,
@@ -273,7 +276,7 @@ def test_reading_a_run_whose_training_rotates_a_step_away_is_not_damage(
   """The evaluation runner reads a workdir that is training: a step removed by the rotation
   of old checkpoints while it is read is not "damaged"; the newest one left is read."""
   workdir = tmp_path / "run"
-  _train(_short(20, 10), workdir, data_dir)
+  _train(_short(20, 10, keep_best=0), workdir, data_dir)  # No best copy of step 20 to read.
   original = ocp.CheckpointManager.restore
   rotated = []
 
@@ -292,6 +295,84 @@ def test_reading_a_run_whose_training_rotates_a_step_away_is_not_damage(
   assert "read only" not in said  # Nor orbax's warning about a directory it may write.
   reference = _read_state(workdir, 10)["train_state"]["params"]
   _assert_bitwise_equal(jax.device_get(state.params), reference)
+
+
+def _trained_with_a_best_copy_of_step_20(workdir, data_dir):
+  config = _short(20, 10)
+  config.train.eval_every = 10  # Evaluations feed checkpoints_best/ (keep_best 1).
+  _train(config, workdir, data_dir)
+  assert os.listdir(workdir / "checkpoints_best") == ["20"]
+
+
+def test_inference_reads_the_intact_best_copy_of_a_damaged_newest_step(tmp_path, data_dir,
+                                                                       capsys, monkeypatch):
+  """checkpoints/20 lost its manifest, checkpoints_best/20 is intact: step 20 is read from
+  the best copy (not step 10), said in one line naming the missing file, and orbax never
+  reads the damaged arrays (no "Event loop is closed" reports)."""
+  workdir = tmp_path / "run"
+  _trained_with_a_best_copy_of_step_20(workdir, data_dir)
+  _damage(workdir / "checkpoints" / "20", "manifest_removed")
+  capsys.readouterr()
+  with _Quiet(monkeypatch):
+    _, _, state, step = checkpointing.load_for_inference(str(workdir))
+  assert step == 20
+  (line,) = capsys.readouterr().err.strip().splitlines()
+  assert line == (
+      f"warning: Checkpoint {workdir}/checkpoints/20 ({workdir}/checkpoints/20/state/"
+      "manifest.ocdbt: No such file or directory) is damaged; reading "
+      f"{workdir}/checkpoints_best/20 instead, an intact copy of the same step."), line
+  best = os.path.join(workdir, "checkpoints_best", "20", "state")
+  with ocp.PyTreeCheckpointer() as checkpointer:
+    metadata = checkpointer.metadata(best).item_metadata.tree
+    saved = checkpointer.restore(best, args=ocp.args.PyTreeRestore(
+        restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                                  metadata)))
+  _assert_bitwise_equal(jax.device_get(state.params),
+                        jax.tree.map(np.asarray, saved["train_state"]["params"]))
+  assert os.path.isdir(workdir / "checkpoints" / "20")  # Reading changes nothing.
+
+
+def test_an_older_step_is_read_only_when_no_copy_of_the_newest_is_intact(tmp_path, data_dir,
+                                                                        capsys):
+  workdir = tmp_path / "run"
+  _trained_with_a_best_copy_of_step_20(workdir, data_dir)
+  for directory in ("checkpoints", "checkpoints_best"):
+    _damage(workdir / directory / "20", "manifest_removed")
+  capsys.readouterr()
+  assert checkpointing.load_for_inference(str(workdir))[3] == 10
+  (line,) = capsys.readouterr().err.strip().splitlines()
+  assert line.startswith(f"warning: Checkpoints {workdir}/checkpoints/20 (") and line.endswith(
+      f"are damaged; reading {workdir}/checkpoints/10 instead, the newest readable one."), line
+  assert line.count("manifest.ocdbt: No such file or directory") == 2
+
+
+def test_inference_candidates_put_the_newest_step_first_and_checkpoints_before_best():
+  assert checkpointing.inference_candidates(
+      {"latest": [30, 20, 10], "best": [30, 15]}, step=None) == [
+          (30, "latest"), (30, "best"), (20, "latest"), (15, "best"), (10, "latest")]
+  assert checkpointing.inference_candidates(
+      {"latest": [30, 20], "best": [20]}, step=20) == [(20, "latest"), (20, "best")]
+  assert checkpointing.inference_candidates({"latest": [30], "best": []}, step=5) == []
+
+
+def test_reports_of_reads_left_in_flight_by_a_failed_orbax_read_are_dropped():
+  """Damage that only orbax's own read finds: its other reads report "Event loop is closed"
+  into a closed loop (one traceback each, as unraisable exceptions). The hook installed on
+  import drops exactly those and passes any other report on."""
+  passed_on = []
+  hook = checkpointing._late_read_filter(  # pylint: disable=protected-access
+      lambda unraisable: passed_on.append(repr(unraisable.exc_value)))
+  unraisable = lambda error: type("Unraisable", (), {"exc_value": error})()
+  hook(unraisable(RuntimeError("Event loop is closed")))
+  assert passed_on == []
+  hook(unraisable(RuntimeError("something else")))
+  hook(unraisable(ValueError("Event loop is closed")))
+  assert passed_on == ["RuntimeError('something else')", "ValueError('Event loop is closed')"]
+  installed = subprocess.run(
+      [sys.executable, "-c", "import sys; from aigc_jax import checkpointing; "
+       "print(getattr(sys.unraisablehook, 'drops_late_reads', False))"],
+      cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert installed.stdout.strip() == "True", installed.stderr[-2000:]
 
 
 def test_no_usable_checkpoint_is_one_clear_error_and_a_rerun_keeps_the_logs_apart(

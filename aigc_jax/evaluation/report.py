@@ -74,6 +74,46 @@ def ms_ssim_settings(height: int, width: int) -> Dict[str, Any]:
   return {"filter_size": filter_size, "num_scales": num_scales}
 
 
+def ssim_settings(height: int, width: int) -> Optional[Dict[str, Any]]:
+  """SSIM's window for images of this size: the paper's 11 taps where they fit, else 7 (the
+  small-image window of `ms_ssim_settings`) or the largest odd size that fits; None below
+  3 pixels, where no window has room for local statistics."""
+  side = min(height, width)
+  if side >= 11:
+    return {"filter_size": 11}
+  if side < 3:
+    return None
+  return {"filter_size": min(7, side - (1 - side % 2))}
+
+
+def image_fidelity_plan(height: int, width: int
+                        ) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, Any]], List[str]]:
+  """(SSIM settings, MS-SSIM settings, notes for the report) for `height` x `width` images.
+
+  A metric is None when it cannot apply at this size: SSIM below 3 pixels, MS-SSIM when only
+  one scale fits (it would be SSIM again). Each change from the standard form, and each
+  skipped metric, has a note saying so.
+  """
+  notes = []
+  ssim = ssim_settings(height, width)
+  if ssim is None:
+    notes.append(f"ssim and ms_ssim skipped: {height}x{width} images are too small for any "
+                 "SSIM window.")
+    return None, None, notes
+  if ssim["filter_size"] != 11:
+    notes.append(f"ssim uses a {ssim['filter_size']}-tap Gaussian window: the standard 11 "
+                 f"taps do not fit {height}x{width} images.")
+  ms_ssim = ms_ssim_settings(height, width)
+  if ms_ssim["num_scales"] < 2:
+    notes.append(f"ms_ssim skipped: at {height}x{width} only one scale fits, which is ssim.")
+    return ssim, None, notes
+  if ms_ssim != {"filter_size": 11, "num_scales": 5}:
+    notes.append(f"ms_ssim uses {ms_ssim['num_scales']} scales of a "
+                 f"{ms_ssim['filter_size']}-tap window (the standard 5 scales of 11 taps need "
+                 f"{fidelity.ms_ssim_min_size(11, 5)} pixels), weights renormalised.")
+  return ssim, ms_ssim, notes
+
+
 def _in_batches(fn, batch_size: int, *arrays: np.ndarray) -> np.ndarray:
   """`fn(*batches)` over fixed-size, zero-padded batches of `arrays` (one compilation)."""
   outputs = []
@@ -158,26 +198,31 @@ class RealData:
 
 
 def _reconstruction(family, state, real: RealData, spec, extractor, key, batch_size
-                    ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-  """(fidelity metrics, reconstruction hallucination rates) of the held-out split."""
+                    ) -> Tuple[Dict[str, Any], Dict[str, Any], List[str]]:
+  """(fidelity metrics, reconstruction hallucination rates, notes on metrics adapted to the
+  image size or skipped) of the held-out split."""
   inputs, labels = real.heldout, real.heldout_labels
   if family.conditional:
     outputs = _in_batches(lambda x, y: family.reconstruct(state, x, key, y), batch_size,
                           inputs, labels)
   else:
     outputs = _in_batches(lambda x: family.reconstruct(state, x, key), batch_size, inputs)
+  notes = []
   if spec.kind == "points":  # Mean over coordinates: the per-image mean's counterpart.
     per_sample = {"mse": np.mean(np.square(inputs - outputs), axis=-1)}
   else:
-    per_sample = {"mse": fidelity.mse(inputs, outputs), "psnr": fidelity.psnr(inputs, outputs),
-                  "ssim": fidelity.ssim(inputs, outputs)}
+    per_sample = {"mse": fidelity.mse(inputs, outputs), "psnr": fidelity.psnr(inputs, outputs)}
   results = {name: _mean_and_standard_error(v) for name, v in per_sample.items()}
   if spec.kind == "image":
-    settings = ms_ssim_settings(*inputs.shape[1:3])
-    results["ms_ssim"] = _mean_and_standard_error(fidelity.ms_ssim(
-        inputs, outputs, filter_size=settings["filter_size"],
-        weights=fidelity.ms_ssim_weights(settings["num_scales"])))
-    results["ms_ssim"]["settings"] = settings
+    ssim, ms_ssim, notes = image_fidelity_plan(*inputs.shape[1:3])
+    if ssim is not None:
+      results["ssim"] = _mean_and_standard_error(fidelity.ssim(inputs, outputs, **ssim))
+      results["ssim"]["settings"] = ssim
+    if ms_ssim is not None:
+      results["ms_ssim"] = _mean_and_standard_error(fidelity.ms_ssim(
+          inputs, outputs, filter_size=ms_ssim["filter_size"],
+          weights=fidelity.ms_ssim_weights(ms_ssim["num_scales"])))
+      results["ms_ssim"]["settings"] = ms_ssim
   rates = {}
   if spec.reconstruction_check is not None:
     keeps = np.asarray(spec.reconstruction_check(inputs, outputs), bool)
@@ -187,14 +232,15 @@ def _reconstruction(family, state, real: RealData, spec, extractor, key, batch_s
                                                            labels)
     rates["reconstruction_class_flip_rate"] = _with_floor(
         flip, real.floors["reconstruction_class_flip_rate"])
-  return results, rates
+  return results, rates, notes
 
 
 def _samples(family, state, num_samples, key, batch_size, requested=None) -> np.ndarray:
   """`num_samples` samples, drawn `batch_size` at a time; `requested` `[num_samples]` labels
   for a conditional family."""
   batches = []
-  for index in tqdm.trange(-(-num_samples // batch_size), desc="sampling", leave=False):
+  for index in tqdm.trange(-(-num_samples // batch_size), desc="sampling", leave=False,
+                           disable=None):  # None: no bar where stderr is not a terminal.
     batch_key = jax.random.fold_in(key, index)
     if requested is None:
       batches.append(np.asarray(family.generate(state, batch_key, batch_size)))
@@ -329,6 +375,8 @@ def _markdown(results: Dict[str, Any]) -> str:
                      f"{floor['reverse_kl']:.4f} |")
       elif isinstance(value, float):
         lines.append(f"| {name} | {value:.4f} | | |")
+  if results.get("notes"):
+    lines += ["", "Notes:"] + [f"- {note}" for note in results["notes"]]
   return "\n".join(lines) + "\n"
 
 
@@ -342,7 +390,8 @@ def _output_dir(root: str, step: int, settings: Dict[str, Any]) -> str:
 def evaluate_run(workdir: str, *, classifier_workdir: Optional[str] = None,
                  num_samples: int = 10_000, step: Optional[int] = None, seed: int = 0,
                  batch_size: int = 500, data_dir: Optional[str] = None,
-                 eval_dir: Optional[str] = None) -> Dict[str, Any]:
+                 eval_dir: Optional[str] = None,
+                 classifier_configs: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
   """Evaluates the run in `workdir` and writes its report; returns the results dict.
 
   What can be checked is checked before the work starts (sampling and the metrics take
@@ -360,23 +409,52 @@ def evaluate_run(workdir: str, *, classifier_workdir: Optional[str] = None,
     batch_size: images per compiled call of sampling and reconstruction.
     data_dir: tfds data_dir (default: the run's `dataset.data_dir`, then tfds's default).
     eval_dir: where reports go (default `<workdir>/eval`).
+    classifier_configs: `{dataset name: config file}` of the classifier configs, named in the
+      message when no classifier is found (None: the message names none).
 
   Raises:
     ConfigError if `num_samples` is too small for the sample metrics (the message gives the
-    minimum) or no classifier is found; WorkdirError if the output folder cannot be written.
+    minimum), no classifier is found, or the run is not of a generative model (a
+    classifier); WorkdirError if the output folder cannot be written.
   """
   if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
     raise ConfigError(f"num_samples is {num_samples!r} (allowed: an integer >= 1); pass "
                       "--num_samples of at least a few hundred.")
-  progress = tqdm.tqdm(total=5, desc="evaluating", unit="phase")
+  # disable=None: no bar (nor its carriage returns and cursor escapes) on a stderr that is
+  # not a terminal, such as a log file.
+  progress = tqdm.tqdm(total=5, desc="evaluating", unit="phase", disable=None)
   try:
     return _evaluate_run(workdir, classifier_workdir, num_samples, step, seed, batch_size,
-                         data_dir, eval_dir, progress)
+                         data_dir, eval_dir, classifier_configs, progress)
   finally:
     progress.close()
 
 
-def _feature_space(spec, dataset: str, classifier_workdir: Optional[str]
+def missing_classifier_message(dataset: str, classifier_workdir: str,
+                               classifier_configs: Optional[Dict[str, str]]) -> str:
+  """What to run when `classifier_workdir` holds no classifier for `dataset`.
+
+  `classifier_configs` maps dataset names to the config files that train their classifier
+  (`experiments/configs/classifier_*.py`); None when the caller does not know them.
+  """
+  where = f"No classifier checkpoints in {classifier_workdir}"
+  train = "python -m experiments.train --config"
+  if not classifier_configs:
+    return (f"{where}; train the {dataset} classifier (model.family 'classifier') there "
+            "first (see experiments/configs/classifier_*.py), or pass --classifier_workdir.")
+  if dataset in classifier_configs:
+    return (f"{where}; train the {dataset} classifier first: {train} "
+            f"{classifier_configs[dataset]} --workdir {classifier_workdir}")
+  existing = ", ".join(f"{os.path.basename(path)} ({name})"
+                       for name, path in sorted(classifier_configs.items()))
+  example = sorted(classifier_configs.values())[0]
+  return (f"{where}, and no classifier config exists for dataset {dataset!r} (there are: "
+          f"{existing}); train one on {dataset} first, e.g. {train} {example} "
+          f"--config.dataset.name={dataset} --workdir {classifier_workdir}")
+
+
+def _feature_space(spec, dataset: str, classifier_workdir: Optional[str],
+                   classifier_configs: Optional[Dict[str, str]]
                    ) -> Tuple[FeatureExtractor, Optional[str], Optional[int]]:
   """(extractor, classifier workdir, its step): points are their own feature space; images
   need the dataset's classifier (features and class oracle)."""
@@ -384,11 +462,8 @@ def _feature_space(spec, dataset: str, classifier_workdir: Optional[str]
     return IdentityFeatureExtractor(), None, None
   classifier_workdir = classifier_workdir or os.path.join("runs", f"classifier_{dataset}")
   if not os.path.isdir(os.path.join(classifier_workdir, checkpointing.LATEST_DIR)):
-    raise ConfigError(
-        f"No classifier checkpoints in {classifier_workdir}; train the {dataset} "
-        "classifier first: python -m experiments.train --config "
-        f"experiments/configs/classifier_<dataset>.py --config.dataset.name="
-        f"{dataset} --workdir {classifier_workdir}")
+    raise ConfigError(missing_classifier_message(dataset, classifier_workdir,
+                                                 classifier_configs))
   classifier_step = checkpointing.newest_step(classifier_workdir)  # Pinned: it names the report.
   extractor = ClassifierFeatureExtractor.from_workdir(classifier_workdir, step=classifier_step,
                                                       dataset=dataset)
@@ -396,14 +471,19 @@ def _feature_space(spec, dataset: str, classifier_workdir: Optional[str]
 
 
 def _evaluate_run(workdir, classifier_workdir, num_samples, step, seed, batch_size, data_dir,
-                  eval_dir, progress) -> Dict[str, Any]:
+                  eval_dir, classifier_configs, progress) -> Dict[str, Any]:
   config, family, state, loaded_step = checkpointing.load_for_inference(workdir, step)
+  if family.generate is None and family.reconstruct is None:
+    raise ConfigError(
+        f"{workdir} is a run of model.family {config.model.family!r}, which neither "
+        "generates nor reconstructs; experiments.evaluate evaluates generative models only "
+        "(ae, vae, gan). A classifier run serves as --classifier_workdir.")
   eval_root = eval_dir or os.path.join(workdir, "eval")
   ensure_writable(eval_root, "--eval_dir" if eval_dir else "--eval_dir (default <workdir>/eval)")
   dataset = config.dataset.name
   spec = data.get_dataset_spec(dataset)
-  extractor, classifier_workdir, classifier_step = _feature_space(spec, dataset,
-                                                                  classifier_workdir)
+  extractor, classifier_workdir, classifier_step = _feature_space(
+      spec, dataset, classifier_workdir, classifier_configs)
   data_dir = data_dir or config.dataset.get("data_dir") or None
   real = RealData(dataset, extractor, data_dir)
   if family.generate is not None:
@@ -430,8 +510,10 @@ def _evaluate_run(workdir, classifier_workdir, num_samples, step, seed, batch_si
     results["classifier"] = {"workdir": os.path.abspath(classifier_workdir),
                              "test_accuracy": real.oracle_accuracy}
   if family.reconstruct is not None:
-    results["fidelity"], results["reconstruction"] = _reconstruction(
+    results["fidelity"], results["reconstruction"], notes = _reconstruction(
         family, state, real, spec, extractor, key, batch_size)
+    if notes:
+      results["notes"] = notes
   progress.update(1)
   out_dir = _output_dir(eval_root, loaded_step, settings)
   os.makedirs(out_dir, exist_ok=True)

@@ -21,12 +21,12 @@ import tqdm
 
 from aigc_jax import checkpointing, config_rules, console, data, distributed
 from aigc_jax.errors import ConfigError, NonFiniteLossError, UnknownNameError, WorkdirError
-from aigc_jax.image_grid import interleave_pairs, save_image_grid
 from aigc_jax.training.family import Family, get_family
 from aigc_jax.training.interrupts import (TrainingInterrupted, TrainingNotStarted,
                                           termination_signals)
 from aigc_jax.training.noise import BATCH_AXIS
 from aigc_jax.training.parallel import DataParallel, get_data_parallel
+from aigc_jax.training import writers
 from aigc_jax.training.writers import MetricWriter
 from aigc_jax.workdir import WorkdirLock, ensure_writable
 
@@ -84,24 +84,6 @@ def evaluate(family: Family, parallel: DataParallel, eval_step, state, config, k
   totals = jax.device_get(totals)
   weight = totals.pop("weight")
   return {name: float(value / weight) for name, value in totals.items()}
-
-
-def write_image_grids(family: Family, state, images, key, directory: str, step: int,
-                      num_samples: int) -> List[str]:
-  """Sample grid and, for families with an encoder, test inputs beside reconstructions."""
-  paths = []
-  if family.generate is not None:
-    samples = family.generate(state, key, num_samples)
-    paths.append(save_image_grid(os.path.join(directory, f"samples_{step:08d}.png"),
-                                 jax.device_get(samples), upscale=2))
-  if family.reconstruct is not None:
-    inputs = images[: max(num_samples // 2, 1)]
-    outputs = family.reconstruct(state, inputs, key)
-    pairs = interleave_pairs(inputs, jax.device_get(outputs))
-    paths.append(save_image_grid(
-        os.path.join(directory, f"reconstructions_{step:08d}.png"), pairs,
-        num_columns=2 * int(np.ceil(np.sqrt(len(inputs)))), upscale=2))
-  return paths
 
 
 def _is_due(step: int, every: int, num_steps: int) -> bool:
@@ -425,9 +407,9 @@ def _train(config, workdir, spec, family, parallel, *, fresh, allow_config_chang
           writer.write_scalars(step, "eval", results["eval"])
         checkpointer.save_best(step, one_copy, train_key, config, results["eval"])
       if sample_due:
-        for path in write_image_grids(family, parallel.local_copy(state), grid_inputs,
-                                      keys["sample"], os.path.join(workdir, "images"), step,
-                                      train_cfg.num_samples):
+        for path in writers.write_image_grids(
+            family, parallel.local_copy(state), grid_inputs, keys["sample"],
+            os.path.join(workdir, "images"), step, train_cfg.num_samples, spec):
           writer.write_image(step, os.path.basename(path).split("_")[0], path)
       if interrupted_by:
         checkpointer.wait()

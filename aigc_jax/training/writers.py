@@ -1,14 +1,18 @@
-"""Writers of what a run logs: scalars to TensorBoard (tensorboardX) and `metrics.jsonl`, image
-grids to TensorBoard; used by the loop only."""
+"""Writers of what a run logs: scalars to TensorBoard (tensorboardX) and `metrics.jsonl`, the
+PNG figures of samples and reconstructions, and those figures to TensorBoard; used by the loop
+only."""
 import json
 import os
 import sys
-from typing import Mapping
+from typing import List, Mapping
 
+import jax
 import numpy as np
 from PIL import Image
 
 from aigc_jax.errors import WorkdirError
+from aigc_jax.image_grid import (interleave_pairs, save_image_grid, save_labelled_rows,
+                                 save_points_figure)
 
 
 def _import_summary_writer():
@@ -67,3 +71,45 @@ class MetricWriter:
   def close(self) -> None:
     self._summary.close()
     self._jsonl.close()
+
+
+def class_rows(num_classes: int, num_samples: int) -> np.ndarray:
+  """`[K * max(1, num_samples // K)]` int32 labels, class k repeated on row k of the grid."""
+  return np.repeat(np.arange(num_classes, dtype=np.int32), max(1, num_samples // num_classes))
+
+
+def write_image_grids(family, state, images, key, directory: str, step: int, num_samples: int,
+                      spec) -> List[str]:
+  """Writes the sample figure and, for families with an encoder, test inputs beside their
+  reconstructions; returns the PNG paths.
+
+  Samples of 2-D points are drawn on labelled axes with the mixture's true modes (`spec.mixture`)
+  as red crosses; a conditional family's samples make one row per class, labelled with the
+  class each row was asked for.
+  """
+  paths = []
+  if family.generate is not None:
+    path = os.path.join(directory, f"samples_{step:08d}.png")
+    if spec.kind == "points":
+      samples = jax.device_get(family.generate(state, key, num_samples))
+      modes = None if spec.mixture is None else spec.mixture.means
+      title = f"{len(samples)} samples at step {step}" + (
+          f"; red crosses: the {len(modes)} true modes" if modes is not None else "")
+      paths.append(save_points_figure(path, samples, modes=modes, title=title))
+    elif family.conditional:
+      labels = class_rows(spec.num_classes, num_samples)
+      samples = jax.device_get(family.generate(state, key, len(labels), labels))
+      paths.append(save_labelled_rows(path, samples, [str(k) for k in range(spec.num_classes)],
+                                      upscale=2, title="row: class asked for"))
+    else:
+      paths.append(save_image_grid(path, jax.device_get(family.generate(state, key,
+                                                                         num_samples)),
+                                   upscale=2))
+  if family.reconstruct is not None:
+    inputs = images[: max(num_samples // 2, 1)]
+    outputs = family.reconstruct(state, inputs, key)
+    pairs = interleave_pairs(inputs, jax.device_get(outputs))
+    paths.append(save_image_grid(
+        os.path.join(directory, f"reconstructions_{step:08d}.png"), pairs,
+        num_columns=2 * int(np.ceil(np.sqrt(len(inputs)))), upscale=2))
+  return paths

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from PIL import Image
 
 from aigc_jax import checkpointing, data, training
 from aigc_jax.errors import ConfigError, WorkdirError
-from aigc_jax.evaluation import report
+from aigc_jax.evaluation import fidelity, report
 from aigc_jax.image_grid import save_side_by_side
 from tests import filesystems
 from tests.filesystems import small_filesystem  # noqa: F401  (a fixture)
@@ -68,6 +69,13 @@ def test_report_matches_direct_computation(tmp_path_factory, classifier, family,
     flip = on_disk["reconstruction"]["reconstruction_class_flip_rate"]
     assert flip["n"] == 300 and flip["ci_low"] <= flip["rate"] <= flip["ci_high"]
     assert "| mse |" in table and "| reconstruction_class_flip_rate |" in table
+    # One name per number: training's VAE value decodes a sampled code, not the posterior
+    # mean that the report's `mse` decodes (0.0067 against 0.0039 on one run), so it is
+    # `mse_sampled_code`; the AE's training value is the report's quantity and keeps `mse`.
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+      logged = set().union(*(json.loads(line) for line in f))
+    assert ("mse_sampled_code" in logged and "mse" not in logged) if family == "vae" else (
+        "mse" in logged and "mse_sampled_code" not in logged)
   else:
     assert "fidelity" not in on_disk
   if fam.generate is not None:
@@ -112,6 +120,10 @@ def test_cli_prints_the_table(tmp_path_factory, classifier):
   # Library logs stay quiet: no absl INFO lines, no "Given directory is read only".
   assert not [l for l in result.stderr.splitlines() if l[:1] in "IW" and l[1:5].isdigit()]
   assert "read only" not in result.stderr
+  # stderr is not a terminal here: no progress bar, so no carriage returns, cursor escapes or
+  # blank lines.
+  assert "\r" not in result.stderr and "\x1b[" not in result.stderr, result.stderr[-500:]
+  assert "" not in result.stderr.splitlines()
 
 
 def test_missing_classifier_is_one_line(tmp_path, tmp_path_factory, classifier):
@@ -119,7 +131,101 @@ def test_missing_classifier_is_one_line(tmp_path, tmp_path_factory, classifier):
   with pytest.raises(ConfigError) as info:
     report.evaluate_run(workdir, classifier_workdir=str(tmp_path / "nothing"))
   message = str(info.value)
-  assert "\n" not in message and "train the digits28 classifier first" in message
+  assert "\n" not in message and "train the digits28 classifier (model.family" in message
+
+
+class _HalfwayFamily:
+  """Reconstructs each image as its mean with 0.5 (no model: the fidelity code is the test)."""
+  conditional = False
+
+  @staticmethod
+  def reconstruct(state, images, key):
+    del state, key
+    return 0.5 * (images + 0.5)
+
+
+@pytest.mark.parametrize("side", [8, 28])
+def test_fidelity_of_small_images_uses_windows_that_fit_and_says_so(side):
+  """8x8 digits crashed in SSIM's 11-tap window; now SSIM takes a 7-tap window and MS-SSIM
+  (one scale would be SSIM again) is skipped, each with a note in the report."""
+  rng = np.random.default_rng(0)
+  images = rng.random((6, side, side, 1)).astype(np.float32)
+  real = types.SimpleNamespace(heldout=images, heldout_labels=np.zeros(6, np.int32))
+  spec = types.SimpleNamespace(kind="image", reconstruction_check=None)
+  extractor = types.SimpleNamespace(num_classes=None)
+  fidelity_results, _, notes = report._reconstruction(  # pylint: disable=protected-access
+      _HalfwayFamily, None, real, spec, extractor, None, batch_size=4)
+  outputs = _HalfwayFamily.reconstruct(None, images, None)
+  if side == 8:
+    assert fidelity_results["ssim"]["settings"] == {"filter_size": 7}
+    np.testing.assert_allclose(fidelity_results["ssim"]["mean"],
+                               np.mean(fidelity.ssim(images, outputs, filter_size=7)), rtol=1e-5)
+    assert "ms_ssim" not in fidelity_results
+    assert notes == ["ssim uses a 7-tap Gaussian window: the standard 11 taps do not fit 8x8 "
+                     "images.", "ms_ssim skipped: at 8x8 only one scale fits, which is ssim."]
+  else:
+    assert fidelity_results["ssim"]["settings"] == {"filter_size": 11}
+    assert fidelity_results["ms_ssim"]["settings"] == {"filter_size": 7, "num_scales": 3}
+    assert notes == ["ms_ssim uses 3 scales of a 7-tap window (the standard 5 scales of 11 "
+                     "taps need 176 pixels), weights renormalised."]
+  table = report._markdown({  # pylint: disable=protected-access
+      "settings": {"num_samples": 1, "seed": 0, "batch_size": 4, "classifier_workdir": None},
+      "family": "vae", "dataset": "digits", "workdir": "w", "step": 1,
+      "reference": {"n": 1, "of": 1, "split": "train"}, "held_out": {"n": 6, "split": "test"},
+      "fidelity": fidelity_results, "notes": notes})
+  assert table.endswith("\nNotes:\n" + "".join(f"- {n}\n" for n in notes))
+
+
+def test_image_fidelity_plan_skips_what_cannot_apply():
+  assert report.image_fidelity_plan(256, 256) == (
+      {"filter_size": 11}, {"filter_size": 11, "num_scales": 5}, [])
+  assert report.image_fidelity_plan(2, 2) == (None, None, [
+      "ssim and ms_ssim skipped: 2x2 images are too small for any SSIM window."])
+  assert report.ssim_settings(5, 9) == {"filter_size": 5}
+  assert report.ssim_settings(6, 6) == {"filter_size": 5}
+
+
+def test_missing_classifier_message_names_the_real_config_file(tmp_path, tmp_path_factory,
+                                                               classifier):
+  """The CLI names the config file that trains the dataset's classifier (it said
+  `classifier_<dataset>.py`), or says none exists and which do."""
+  workdir = _train("vae", "mlp", tmp_path_factory, classifier["data_dir"])
+  missing = str(tmp_path / "nothing")
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.evaluate", "--workdir", workdir,
+       "--classifier_workdir", missing, "--data_dir", classifier["data_dir"]],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2
+  (line,) = result.stderr.strip().splitlines()
+  assert line == (f"error: No classifier checkpoints in {missing}; train the digits28 "
+                  "classifier first: python -m experiments.train --config "
+                  f"experiments/configs/classifier_digits.py --workdir {missing}"), line
+  configs = {"digits28": "experiments/configs/classifier_digits.py",
+             "mnist": "experiments/configs/classifier_mnist.py"}
+  unknown = report.missing_classifier_message("digits", "runs/classifier_digits", configs)
+  assert unknown == (
+      "No classifier checkpoints in runs/classifier_digits, and no classifier config exists "
+      "for dataset 'digits' (there are: classifier_digits.py (digits28), classifier_mnist.py "
+      "(mnist)); train one on digits first, e.g. python -m experiments.train --config "
+      "experiments/configs/classifier_digits.py --config.dataset.name=digits --workdir "
+      "runs/classifier_digits")
+
+
+def test_a_classifier_run_is_refused_in_one_line_and_nothing_is_written(classifier):
+  before = sorted(os.listdir(classifier["workdir"]))
+  with pytest.raises(ConfigError) as info:  # The library, with or without config.json.
+    report.evaluate_run(classifier["workdir"], num_samples=200,
+                        data_dir=classifier["data_dir"])
+  assert "\n" not in str(info.value) and "evaluates generative models only" in str(info.value)
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.evaluate", "--workdir", classifier["workdir"]],
+      cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2
+  (line,) = result.stderr.strip().splitlines()
+  assert line == (f"error: --workdir {classifier['workdir']} is a classifier run; "
+                  "experiments.evaluate evaluates generative models only (ae, vae, gan). A "
+                  "classifier run serves as --classifier_workdir.")
+  assert sorted(os.listdir(classifier["workdir"])) == before  # No eval/ folder.
 
 
 def test_ms_ssim_settings_fit_the_image():

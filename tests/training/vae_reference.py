@@ -77,7 +77,7 @@ def vae_terms(params, x, eps, beta, nll, mean_fn, onehot=None):
   kl = 0.5 * np.sum(mean ** 2 + np.exp(logvar) - 1.0 - logvar, -1)
   return {"loss": np.mean(reconstruction + beta * kl),
           "reconstruction_nll": np.mean(reconstruction), "kl": np.mean(kl),
-          "mse": np.mean((mean_fn(outputs) - flat) ** 2)}
+          "mse_sampled_code": np.mean((mean_fn(outputs) - flat) ** 2)}
 
 
 def ae_terms(params, x_input, x_target, nll, mean_fn, onehot=None):
