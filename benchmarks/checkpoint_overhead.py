@@ -16,8 +16,12 @@ import time
 
 from absl import app, flags
 
-_NUM_STEPS = flags.DEFINE_integer("num_steps", 300, "Training steps per run.")
-_DATASET = flags.DEFINE_string("dataset", "digits28", "Dataset for the dcgan28 networks.")
+from experiments import cli
+
+_NUM_STEPS = flags.DEFINE_integer("num_steps", 300, "Training steps per run (at least 100: "
+                                  "the runs save every 100).", lower_bound=100)
+_DATASET = flags.DEFINE_enum("dataset", "digits28", ["digits28", "mnist", "fashion_mnist"],
+                             "A 28x28 dataset for the dcgan28 networks.")
 
 
 def run(save_every: int, async_save: bool, num_steps: int, dataset: str) -> float:
@@ -68,7 +72,7 @@ def time_saves(num_saves: int = 10):
 
 
 def main(argv):
-  del argv
+  cli.no_positional_arguments(argv)
   async_ms, sync_ms = time_saves()
   print(f"one save of the dcgan28 state blocks training for {async_ms:.1f} ms (async) and "
         f"{sync_ms:.1f} ms (synchronous), median of 10")
@@ -86,4 +90,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)  # Flag errors in one line; library logs quiet.

@@ -22,6 +22,7 @@ import time
 from typing import Dict, List, Optional
 
 from benchmarks import timing
+from experiments import cli
 
 RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results")
 
@@ -43,12 +44,21 @@ def _train_command(workdir: str, data_dir: str, extra: List[str]) -> List[str]:
           f"--config.dataset.data_dir={data_dir}", *extra]
 
 
+def _positive_int(text: str) -> int:
+  if not text.isdigit() or int(text) < 1:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+  return int(text)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--rounds", type=int, default=3)
-  parser.add_argument("--steps", type=int, default=1500)
+  parser.error = cli.fail  # One line `error: ...` and exit 2, as every command of the project.
+  parser.add_argument("--rounds", type=_positive_int, default=3)
+  parser.add_argument("--steps", type=_positive_int, default=1500)
   parser.add_argument("--output_dir", default=RESULTS_DIR)
   args = parser.parse_args()
+  if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+    cli.fail(f"--output_dir {args.output_dir} is a file; pass a folder.")
   scratch = tempfile.mkdtemp(prefix="default_job_")
   data_dir = os.path.join(scratch, "data")
   os.makedirs(data_dir)

@@ -21,11 +21,14 @@ from typing import Dict, List
 
 from absl import app, flags
 
-_NETWORK = flags.DEFINE_string("network", "dcgan28", "mlp_vae, dcgan28 or conv_ae.")
-_STEPS = flags.DEFINE_integer("steps", 20, "Steps traced.")
-_TOP = flags.DEFINE_integer("top", 25, "Ops listed.")
-_PARALLEL = flags.DEFINE_string("parallel", None,
-                                "auto, pmap or shard_map (default: the config's).")
+from experiments import cli
+
+_NETWORK = flags.DEFINE_enum("network", "dcgan28", ["mlp_vae", "dcgan28", "conv_ae"],
+                             "The network whose train step is traced.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Steps traced.", lower_bound=1)
+_TOP = flags.DEFINE_integer("top", 25, "Ops listed.", lower_bound=1)
+_PARALLEL = flags.DEFINE_enum("parallel", None, ["auto", "pmap", "shard_map"],
+                              "Data-parallel mode (default: the config's).")
 
 # Trace events that are not ops of the step (the runtime's own spans around them).
 _NOT_OPS = re.compile(r"^(ThunkExecutor|\$|PjitFunction|CommonPjRt|SlinkyThreadPool|"
@@ -80,11 +83,10 @@ def format_table(result: Dict[str, object], top: int) -> List[str]:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  cli.no_positional_arguments(argv)
   result = profile(_NETWORK.value, _STEPS.value, _PARALLEL.value)
   print("\n".join(format_table(result, _TOP.value)))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)  # Flag errors in one line; library logs quiet.

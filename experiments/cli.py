@@ -88,6 +88,9 @@ def _check_config_path(path: Optional[str]) -> None:
     fail(f"The config file {path} does not exist; {hint}.")
 
 
+_HELP_FLAGS = frozenset({"-?", "-h", "--help", "--helpshort", "--helpfull", "--helpxml"})
+
+
 def parse_flags(argv):
   """absl flag parser for `app.run(flags_parser=...)`: flag errors become one line.
 
@@ -107,6 +110,10 @@ def parse_flags(argv):
     _fail_unknown_key(e)
   except OSError as e:  # The config file failed to load, reported by an override.
     fail(f"Cannot load the config file given to --config ({' '.join(str(e).split())}).")
+  except SystemExit as e:
+    if e.code == 1 and _HELP_FLAGS.intersection(a.split("=", 1)[0] for a in argv[1:]):
+      sys.exit(0)  # absl prints the help asked for, then exits 1, as if it were an error.
+    raise
   console.quiet_library_logs(verbosity_given=flags.FLAGS["verbosity"].present)
   return remaining
 
@@ -144,9 +151,11 @@ def run_reporting_user_errors(fn, *args, **kwargs):
     return fn(*args, **kwargs)
   except UserError as e:
     fail(str(e))
-  except KeyboardInterrupt:  # Ctrl-C before the loop's handler was installed: nothing saved.
-    print("Interrupted by Ctrl-C; nothing was saved.", file=sys.stderr)
-    sys.exit(130)
+  except KeyboardInterrupt:  # Raised by `signals.start_raising`'s handler: nothing saved.
+    name = signals.pending() or "SIGINT"
+    signals.ignore()
+    print(f"Interrupted by {signals.describe(name)}; nothing was saved.", file=sys.stderr)
+    signals.exit_now(signals.exit_code(name))
   except Exception as e:
     interrupts = sys.modules.get("aigc_jax.training.interrupts")  # Loaded if it was raised.
     if interrupts is not None and isinstance(e, interrupts.TrainingInterrupted):

@@ -10,6 +10,12 @@ run may be training meanwhile. Exit code 2 is a user error (one line on stderr).
 Launched as several processes (the flags of experiments.train's multi-process runs), process
 0 evaluates on its own devices and the others wait for it.
 """
+from experiments import signals
+
+if __name__ == "__main__":
+  signals.record()  # Before the imports: a Ctrl-C during them is not a traceback.
+
+# pylint: disable=wrong-import-position
 import glob
 import importlib
 import json
@@ -127,6 +133,8 @@ def main(argv):
       distributed.barrier("evaluation done")
       return
   from aigc_jax.evaluation import report  # After flag parsing, so jax sees the final flags.
+  # Nothing is written before the end: a Ctrl-C from here on is one line and 130.
+  cli.run_reporting_user_errors(signals.start_raising)
   results = cli.run_reporting_user_errors(
       report.evaluate_run, _WORKDIR.value, classifier_workdir=_CLASSIFIER_WORKDIR.value,
       num_samples=_NUM_SAMPLES.value, step=_STEP.value, seed=_SEED.value,
