@@ -114,6 +114,57 @@ def _tick_text(value: float) -> str:
   return f"{value:.3g}" if value else "0"
 
 
+# How the point figures draw samples and a mixture's true modes (PIL and matplotlib alike).
+POINT_GREY = 60  # Of 255: the samples.
+MODE_RED = (220, 0, 0)  # The true modes' crosses.
+
+
+def points_radius(points, modes=None) -> float:
+  """Half the side of square axes centred at 0 that hold every point and mode: 1.1 * the
+  largest |coordinate| of either."""
+  extent = [np.max(np.abs(np.asarray(points, np.float64)), initial=0.0)]
+  if modes is not None:
+    extent.append(np.max(np.abs(np.asarray(modes, np.float64)), initial=0.0))
+  return 1.1 * max(float(max(extent)), 1e-6)
+
+
+def points_ticks(radius: float) -> list:
+  """The tick positions of axes spanning [-radius, radius]: ends, halves and 0."""
+  return [-radius, -radius / 2, 0.0, radius / 2, radius]
+
+
+def _open_cross():
+  """A matplotlib marker: a cross with an open centre, as `points_figure` draws the modes (the
+  samples around a mode stay visible)."""
+  # Imported here: training imports this module for its PIL figures and need not load
+  # matplotlib.
+  from matplotlib.path import Path  # pylint: disable=import-outside-toplevel
+  arms = [((-1, 0), (-0.35, 0)), ((0.35, 0), (1, 0)), ((0, -1), (0, -0.35)), ((0, 0.35), (0, 1))]
+  return Path([p for arm in arms for p in arm], [Path.MOVETO, Path.LINETO] * len(arms))
+
+
+def draw_points_on_axes(axes, points, radius: float, modes=None) -> None:
+  """Draws 2-D points `[N, 2]` on matplotlib `axes` as `points_figure` draws them: square
+  axes spanning [-radius, radius] with ticks at `points_ticks`, the points as small dark grey
+  dots labelled "samples" and, if given, `modes` `[K, 2]` as red crosses labelled "true
+  modes" (for a legend)."""
+  points = np.asarray(points, np.float64).reshape(-1, 2)
+  grey = (POINT_GREY / 255,) * 3
+  axes.scatter(points[:, 0], points[:, 1], s=4, color=grey, linewidths=0, label="samples")
+  if modes is not None:
+    modes = np.asarray(modes, np.float64).reshape(-1, 2)
+    axes.plot(modes[:, 0], modes[:, 1], linestyle="none", marker=_open_cross(), markersize=14,
+              markeredgewidth=1.5, color=tuple(c / 255 for c in MODE_RED),
+              label=f"true modes ({len(modes)})")
+  axes.set_xlim(-radius, radius)
+  axes.set_ylim(-radius, radius)
+  axes.set_aspect("equal")
+  ticks = points_ticks(radius)
+  axes.set_xticks(ticks, [_tick_text(t) for t in ticks])
+  axes.set_yticks(ticks, [_tick_text(t) for t in ticks])
+  axes.tick_params(labelsize=8)
+
+
 def points_figure(points, radius: Optional[float] = None, modes=None, size: int = 256,
                   title: Optional[str] = None) -> np.ndarray:
   """2-D points `[N, 2]` on labelled axes -> uint8 RGB `[H, W, 3]`.
@@ -125,12 +176,9 @@ def points_figure(points, radius: Optional[float] = None, modes=None, size: int 
   """
   points = np.asarray(points, np.float64).reshape(-1, 2)
   if radius is None:
-    extent = [np.max(np.abs(points), initial=0.0)]
-    if modes is not None:
-      extent.append(np.max(np.abs(np.asarray(modes, np.float64)), initial=0.0))
-    radius = 1.1 * max(float(max(extent)), 1e-6)
+    radius = points_radius(points, modes)
   font = ImageFont.load_default()
-  ticks = [-radius, -radius / 2, 0.0, radius / 2, radius]
+  ticks = points_ticks(radius)
   labels = [_tick_text(t) for t in ticks]
   measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
   text_height = font.getbbox("0")[3]
@@ -155,14 +203,14 @@ def points_figure(points, radius: Optional[float] = None, modes=None, size: int 
   picture = np.asarray(image).copy()
   columns, rows = pixel(points[:, 0], points[:, 1])
   inside = np.all(np.abs(points) <= radius, axis=1)
-  picture[np.round(rows[inside]).astype(int), np.round(columns[inside]).astype(int)] = 60
+  picture[np.round(rows[inside]).astype(int), np.round(columns[inside]).astype(int)] = POINT_GREY
   if modes is not None:
     draw = ImageDraw.Draw(image := Image.fromarray(picture))
     for column, row in zip(*pixel(*np.asarray(modes, np.float64).reshape(-1, 2).T)):
-      draw.line([column - 6, row, column - 2, row], fill=(220, 0, 0))  # A cross with an open
-      draw.line([column + 2, row, column + 6, row], fill=(220, 0, 0))  # centre: the samples
-      draw.line([column, row - 6, column, row - 2], fill=(220, 0, 0))  # around the mode stay
-      draw.line([column, row + 2, column, row + 6], fill=(220, 0, 0))  # visible.
+      draw.line([column - 6, row, column - 2, row], fill=MODE_RED)  # A cross with an open
+      draw.line([column + 2, row, column + 6, row], fill=MODE_RED)  # centre: the samples
+      draw.line([column, row - 6, column, row - 2], fill=MODE_RED)  # around the mode stay
+      draw.line([column, row + 2, column, row + 6], fill=MODE_RED)  # visible.
     picture = np.asarray(image)
   if title:
     picture = np.concatenate([title_strip(title, picture.shape[1], 3), picture])

@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+from matplotlib.figure import Figure
 import numpy as np
 import tqdm
 
@@ -40,7 +41,7 @@ from aigc_jax.errors import ConfigError
 from aigc_jax.evaluation import distribution, fidelity, hallucination, mode_collapse
 from aigc_jax.evaluation.features import (ClassifierFeatureExtractor, FeatureExtractor,
                                           IdentityFeatureExtractor)
-from aigc_jax.image_grid import save_side_by_side, scatter_picture
+from aigc_jax.image_grid import draw_points_on_axes, points_radius, save_side_by_side
 from aigc_jax.workdir import ensure_writable
 
 GRID_SIZE = 32  # Samples per side of the hallucination figure.
@@ -308,23 +309,47 @@ def hallucination_figure_titles(flags: np.ndarray, meaning: str = "off the manif
           f"not flagged: {total - flagged} of {total}, {min(total - flagged, GRID_SIZE)} shown"]
 
 
+# The 2-D hallucination figure: inches at HALLUCINATION_FIGURE_DPI (900 x 450 pixels).
+HALLUCINATION_FIGURE_INCHES = (9.0, 4.5)
+HALLUCINATION_FIGURE_DPI = 100
+
+
+def hallucination_points_figure(samples: np.ndarray, flags: np.ndarray,
+                                meaning: str = "off the manifold", modes=None) -> Figure:
+  """2-D points `[N, 2]` -> a matplotlib figure of two panels on the same axes: left the
+  flagged samples, right the others (every sample of each side is drawn), each titled with its
+  count, and `modes` `[K, 2]` (the mixture's true means, if known) as red crosses in both; a
+  legend below says what the marks are."""
+  flags = np.asarray(flags, bool)
+  radius = points_radius(samples, modes)
+  titles = [t.replace(f"{min(int(c), GRID_SIZE)} shown", "all shown").replace(": ", "\n", 1)
+            for t, c in zip(hallucination_figure_titles(flags, meaning),
+                            (flags.sum(), (~flags).sum()))]
+  figure = Figure(figsize=HALLUCINATION_FIGURE_INCHES, dpi=HALLUCINATION_FIGURE_DPI,
+                  layout="constrained")
+  for axes, side, title in zip(figure.subplots(1, 2), (flags, ~flags), titles):
+    draw_points_on_axes(axes, samples[side], radius, modes)
+    axes.set_title(title, fontsize=10)
+  handles, labels = figure.axes[0].get_legend_handles_labels()
+  figure.legend(handles, labels, loc="outside lower center", ncol=len(handles), fontsize=9)
+  return figure
+
+
 def save_hallucination_figure(path: str, samples: np.ndarray, flags: np.ndarray,
-                              meaning: str = "off the manifold") -> str:
+                              meaning: str = "off the manifold", modes=None) -> str:
   """Left: up to GRID_SIZE flagged samples; right: as many that were not flagged.
 
-  Images make two grids; 2-D points make two scatter pictures on the same axes (every
-  sample of each side is drawn). Each panel has a title strip naming it and its count
-  (`hallucination_figure_titles`).
+  Images make two grids, each with a title strip naming it and its count
+  (`hallucination_figure_titles`); 2-D points make `hallucination_points_figure` (`modes`, the
+  true modes, drawn if given).
   """
   flags = np.asarray(flags, bool)
-  titles = hallucination_figure_titles(flags, meaning)
   if np.ndim(samples) == 2:
-    radius = 1.1 * max(float(np.max(np.abs(samples))), 1e-6)
-    titles = [t.replace(f"{min(int(c), GRID_SIZE)} shown", "all shown")
-              for t, c in zip(titles, (flags.sum(), (~flags).sum()))]
-    pictures = [scatter_picture(samples[f], size=192, radius=radius)[None]
-                for f in (flags, ~flags)]
-    return save_side_by_side(path, pictures, titles=titles)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    hallucination_points_figure(samples, flags, meaning, modes).savefig(
+        path, dpi=HALLUCINATION_FIGURE_DPI)
+    return path
+  titles = hallucination_figure_titles(flags, meaning)
   halves = [samples[flags][:GRID_SIZE], samples[~flags][:GRID_SIZE]]
   return save_side_by_side(path, [h if len(h) else np.ones_like(samples[:1]) for h in halves],
                            upscale=2, titles=titles)
@@ -526,7 +551,8 @@ def _evaluate_run(workdir, classifier_workdir, num_samples, step, seed, batch_si
     results["generation"], flags, meaning = _generation(
         samples, real, spec, extractor, jax.random.fold_in(key, 2), requested)
     results["hallucination_figure"] = save_hallucination_figure(
-        os.path.join(out_dir, "hallucinated.png"), samples, flags, meaning)
+        os.path.join(out_dir, "hallucinated.png"), samples, flags, meaning,
+        modes=None if spec.mixture is None else spec.mixture.means)
   else:
     progress.update(1)
   with open(os.path.join(out_dir, "settings.json"), "w", encoding="utf-8") as f:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import types
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 import numpy as np
 import pytest
 from PIL import Image
@@ -318,6 +319,39 @@ def test_hallucination_figure_panels_are_titled_with_their_counts(tmp_path):
   assert (left < 128).sum() > 20 and (right < 128).sum() > 20  # Text above each panel.
 
 
+def test_2d_hallucination_figure_is_two_panels_on_the_same_axes_with_the_modes(tmp_path):
+  """Points: two framed panels of the same limits, with ticks, every sample of its side, the
+  true modes as crosses in both, titles that do not overlap and a legend; 900 x 450 pixels."""
+  modes = data.get_dataset_spec("gaussian_ring8").mixture.means
+  rng = np.random.default_rng(0)
+  samples = np.concatenate([modes[rng.integers(0, 8, 90)] + 0.01 * rng.normal(size=(90, 2)),
+                            rng.uniform(-2, 2, (10, 2))])
+  flags = np.arange(100) >= 90
+  meaning = "outside the known support"  # The longer title.
+  figure = report.hallucination_points_figure(samples, flags, meaning, modes)
+  left, right = figure.axes
+  assert left.get_xlim() == right.get_xlim() == left.get_ylim() == right.get_ylim()
+  low, high = left.get_xlim()
+  assert low == -high and high >= np.abs(samples).max()  # Every sample inside.
+  assert len(left.get_xticks()) == len(left.get_yticks()) == 5
+  for axes, count in ((left, 10), (right, 90)):
+    (dots,) = axes.collections
+    assert len(dots.get_offsets()) == count
+    (crosses,) = [line for line in axes.get_lines() if line.get_label().startswith("true modes")]
+    np.testing.assert_array_equal(np.stack([crosses.get_xdata(), crosses.get_ydata()], 1), modes)
+  assert left.get_title() == f"flagged ({meaning})\n10 of 100, all shown"
+  assert right.get_title() == "not flagged\n90 of 100, all shown"
+  canvas = FigureCanvasAgg(figure)
+  canvas.draw()  # Lays the figure out, as saving does.
+  renderer = canvas.get_renderer()
+  assert left.title.get_window_extent(renderer).x1 < right.title.get_window_extent(renderer).x0
+  (legend,) = figure.legends
+  assert [t.get_text() for t in legend.get_texts()] == ["samples", "true modes (8)"]
+  path = report.save_hallucination_figure(str(tmp_path / "points.png"), samples, flags, meaning,
+                                          modes=modes)
+  assert Image.open(path).size == (900, 450)
+
+
 def _numpy_off_manifold(reference, queries, k):
   """[n] bool: query farther than NND_k(r) from every reference r (float64, brute force)."""
   reference, queries = np.asarray(reference, np.float64), np.asarray(queries, np.float64)
@@ -354,7 +388,7 @@ def test_floors_are_each_estimator_on_held_out_real_data(tmp_path_factory, class
 
 
 def test_points_are_their_own_feature_space_with_exact_support_rates(tmp_path_factory,
-                                                                      classifier):
+                                                                      classifier, monkeypatch):
   """A VAE on the ring of 8 Gaussians: no classifier, exact support and mode-collapse metrics
   that agree with each other and with numpy on the real data."""
   config = helpers.tiny_config("vae")
@@ -364,6 +398,9 @@ def test_points_are_their_own_feature_space_with_exact_support_rates(tmp_path_fa
   config.train.update(num_steps=30, eval_every=0, sample_every=0)
   workdir = str(tmp_path_factory.mktemp("ring"))
   training.train_and_evaluate(config, workdir)
+  figures, save_figure = [], report.save_hallucination_figure
+  monkeypatch.setattr(report, "save_hallucination_figure",
+                      lambda *args, **kwargs: figures.append(kwargs) or save_figure(*args, **kwargs))
   results = report.evaluate_run(workdir, num_samples=500, data_dir=classifier["data_dir"])
   assert "classifier" not in results and results["settings"]["classifier_workdir"] is None
   assert results["reference"] == {"split": "train", "n": report.REFERENCE_SIZE, "of": 100_000}
@@ -385,7 +422,9 @@ def test_points_are_their_own_feature_space_with_exact_support_rates(tmp_path_fa
   with open(os.path.join(results["output_dir"], "eval.md")) as f:
     table = f.read()
   assert "feature space: the coordinates themselves" in table and "| modes_captured |" in table
-  assert Image.open(results["hallucination_figure"]).size[0] > 2 * 192
+  assert Image.open(results["hallucination_figure"]).size == (900, 450)
+  (call,) = figures  # The figure of the points draws the mixture's true modes.
+  np.testing.assert_array_equal(call["modes"], spec.mixture.means)
 
 
 def test_conditional_model_reports_its_control_error(tmp_path_factory, classifier):
