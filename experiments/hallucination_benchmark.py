@@ -25,7 +25,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _OUT = flags.DEFINE_string("out", None, "Output directory.", required=True)
 _PROTOCOL = flags.DEFINE_enum("protocol", "standard", ["standard", "pacgan"],
                               "standard: families and variants; pacgan: Lin et al.'s 2-D protocol.")
-_QUICK = flags.DEFINE_bool("quick", False, "A reduced run for CI (about a minute on 2 cores); with --only, the quick budget on the settings named.")
+_QUICK = flags.DEFINE_bool("quick", False, "A reduced run for CI (about 100 s on 2 cores); with --only, the quick budget on the settings named.")
 _ONLY = flags.DEFINE_list("only", [], "Keep settings whose dataset, name or dataset/name is listed.")
 _STEPS = flags.DEFINE_integer("steps", None, "Training steps of every setting (default: the "
                               "protocol's).")

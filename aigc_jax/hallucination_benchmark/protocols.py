@@ -7,7 +7,7 @@
 * `pacgan`: the PacGAN authors' 2-D protocol (Lin et al. 2018): GAN with pack sizes 1-4 on
   the ring and the grid, 400,000 steps, 10 trials, 2,500 samples from a fixed z set, measured
   every `eval_every` steps (the curve of modes captured and high-quality fraction).
-* `quick` (the standard protocol, reduced for CI, about a minute): two seeds, 100
+* `quick` (the standard protocol, reduced for CI, about 100 s on 2 cores): two seeds, 100
   steps on the ring and 20 on shapes, 300 samples, latent GMMs fitted to 1,000 training
   codes, and the settings in `QUICK_SETTINGS`.
 """
