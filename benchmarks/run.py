@@ -436,9 +436,11 @@ def flag_problem() -> Optional[str]:
     if not 1 <= _CORES.value <= usable:
       return (f"--cores={_CORES.value}: this process may use {usable} CPU cores; pass a "
               f"number from 1 to {usable}.")
-  if _DATA_DIR.value is not None and not os.path.isdir(os.path.expanduser(_DATA_DIR.value)):
-    return (f"--data_dir {_DATA_DIR.value} is not an existing folder; create it or leave the "
-            "flag out for tfds's default.")
+  data_dir = None if _DATA_DIR.value is None else os.path.expanduser(_DATA_DIR.value)
+  problem = cli.folder_flag_problem("data_dir", data_dir, "an existing tfds data_dir, or "
+                                    "leave the flag out for tfds's default", must_exist=True)
+  if problem:
+    return problem
   if not _CHILD_OUTPUT.value:
     return _output_dir_problem(_OUTPUT_DIR.value)
   return None
@@ -446,10 +448,10 @@ def flag_problem() -> Optional[str]:
 
 def _output_dir_problem(output_dir: str) -> Optional[str]:
   """Creates `output_dir` now, so that an unwritable one is said before the run, not after."""
-  if not output_dir:
-    return "--output_dir is empty; pass the folder the results files should go to."
-  if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-    return f"--output_dir {output_dir} is a file, not a folder; pass a folder."
+  problem = cli.folder_flag_problem("output_dir", output_dir, "the folder the results files "
+                                    "should go to", must_exist=False)
+  if problem:
+    return problem
   try:
     os.makedirs(output_dir, exist_ok=True)
   except OSError as e:

@@ -118,6 +118,25 @@ def parse_flags(argv):
   return remaining
 
 
+def folder_flag_problem(flag: str, path: Optional[str], what: str, *,
+                        must_exist: bool) -> Optional[str]:
+  """Why the folder given to `--flag` cannot be used, in one sentence ending in "pass
+  <what>.", or None (also when the flag was not given: `path` None).
+
+  must_exist: the folder must exist already (an input); otherwise a new one is fine (an
+  output), but never a file. Looks only at the file system, so it runs before jax starts.
+  """
+  if path is None:
+    return None
+  if not path.strip():
+    return f"--{flag} is empty; pass {what}."
+  if os.path.exists(path) and not os.path.isdir(path):
+    return f"--{flag} {path} is a file, not a folder; pass {what}."
+  if must_exist and not os.path.isdir(path):
+    return f"--{flag} {path} does not exist; pass {what}."
+  return None
+
+
 def no_positional_arguments(argv) -> None:
   """Unexpected positional arguments are a user error (absl's UsageError would exit 1)."""
   if len(argv) > 1:

@@ -122,8 +122,15 @@ def selected_configs() -> Dict[str, Any]:
   runs already in `--out` (a run trained further than this budget cannot be reused)."""
   from aigc_jax.errors import UnknownNameError, UserError  # pylint: disable=import-outside-toplevel
   from aigc_jax.hallucination_benchmark import folder  # pylint: disable=import-outside-toplevel
-  folder.check_out_dir(_OUT.value)
-  folder.check_not_a_file(_DATA_DIR.value, "--data_dir")
+  from experiments import cli  # pylint: disable=import-outside-toplevel
+  for problem in (
+      cli.folder_flag_problem("out", _OUT.value, "a new folder or the --out of an earlier "
+                              "run of this command", must_exist=False),
+      folder.training_run_problem(_OUT.value),
+      cli.folder_flag_problem("data_dir", _DATA_DIR.value or None, "a folder",
+                              must_exist=False)):
+    if problem:
+      raise UserError(problem)
   configs = variant_configs()
   unknown = sorted(set(_ONLY.value) - set(configs))
   if unknown:

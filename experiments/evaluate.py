@@ -56,19 +56,6 @@ def _saved_family(workdir: str) -> Optional[str]:
     return None
 
 
-def _folder_problem(flag: str, path: Optional[str], what: str) -> Optional[str]:
-  """Why the folder given to `flag` cannot be used (None: it can, or the flag was not given)."""
-  if path is None:
-    return None
-  if not path.strip():
-    return f"--{flag} is empty; pass {what}."
-  if not os.path.exists(path):
-    return f"--{flag} {path} does not exist; pass {what}."
-  if not os.path.isdir(path):
-    return f"--{flag} {path} is a file, not a folder; pass {what}."
-  return None
-
-
 def flag_problem(workdir: str, classifier_workdir: Optional[str], data_dir: Optional[str],
                  eval_dir: Optional[str]) -> Optional[str]:
   """The first thing wrong with the folders the flags name, in one sentence, or None.
@@ -76,7 +63,7 @@ def flag_problem(workdir: str, classifier_workdir: Optional[str], data_dir: Opti
   Checked before jax starts: each looks only at the file system.
   """
   run = "the --workdir of an experiments.train run, e.g. --workdir=runs/demo"
-  problem = _folder_problem("workdir", workdir, run)
+  problem = cli.folder_flag_problem("workdir", workdir, run, must_exist=True)
   if problem:
     return problem
   if classifier_workdir is not None and not classifier_workdir.strip():
@@ -84,8 +71,9 @@ def flag_problem(workdir: str, classifier_workdir: Optional[str], data_dir: Opti
             "omit the flag (default runs/classifier_<dataset>).")
   # A classifier_workdir that does not exist is left to the evaluation, which knows the
   # run's dataset and so the command that trains its classifier.
-  problem = _folder_problem("data_dir", data_dir,
-                            "the tfds data_dir the run was trained with, or omit the flag")
+  problem = cli.folder_flag_problem(
+      "data_dir", data_dir, "the tfds data_dir the run was trained with, or omit the flag",
+      must_exist=True)
   if problem:
     return problem
   if not any(os.path.isdir(os.path.join(workdir, d))
@@ -97,13 +85,9 @@ def flag_problem(workdir: str, classifier_workdir: Optional[str], data_dir: Opti
     return (f"--workdir {workdir} is a classifier run; experiments.evaluate evaluates "
             "generative models only (ae, vae, gan). A classifier run serves as "
             "--classifier_workdir.")
-  if eval_dir is not None:
-    if not eval_dir.strip():
-      return ("--eval_dir is empty; pass a folder for the reports, or omit the flag "
-              "(default <workdir>/eval).")
-    if os.path.exists(eval_dir) and not os.path.isdir(eval_dir):
-      return f"--eval_dir {eval_dir} is a file, not a folder; pass a folder for the reports."
-  return None
+  return cli.folder_flag_problem(
+      "eval_dir", eval_dir, "a folder for the reports, or omit the flag (default "
+      "<workdir>/eval)", must_exist=False)
 
 
 def classifier_configs() -> Dict[str, str]:

@@ -73,9 +73,16 @@ def check_flags() -> None:
               "seeds": "; the pacgan protocol's repetitions are --trials"}.get(name, "")
       raise UserError(f"--{name} applies to --protocol {protocol} only, and this run is "
                       f"--protocol {_PROTOCOL.value}: leave it out{hint}.")
-  folder.check_out_dir(_OUT.value)
-  folder.check_existing_dir(_CONFIGS_DIR.value, "--configs_dir", "config files")
-  folder.check_not_a_file(_DATA_DIR.value, "--data_dir")
+  from experiments import cli  # pylint: disable=import-outside-toplevel
+  for problem in (
+      cli.folder_flag_problem("out", _OUT.value, "a new folder or the --out of an earlier "
+                              "run of this command", must_exist=False),
+      folder.training_run_problem(_OUT.value),
+      cli.folder_flag_problem("configs_dir", _CONFIGS_DIR.value, "an existing folder of "
+                              "config files", must_exist=True),
+      cli.folder_flag_problem("data_dir", _DATA_DIR.value, "a folder", must_exist=False)):
+    if problem:
+      raise UserError(problem)
   if _ONLY.value:
     datasets, names = protocols.setting_names(
         _PROTOCOL.value, _CONFIGS_DIR.value, quick=_QUICK.value,

@@ -9,7 +9,6 @@ import os
 import shutil
 from typing import Iterable, List, Optional, Tuple
 
-from aigc_jax.errors import UserError
 
 SETTINGS_DIR = "settings"
 REPLACED_DIR = "replaced"  # settings/replaced/<UTC time>/: results a rerun replaced.
@@ -21,31 +20,14 @@ EXIT_SAVED = 75  # As an interrupted training run: saved, rerun to resume.
 EXIT_NOTHING_SAVED = 130
 
 
-def check_out_dir(path: str, flag: str = "--out") -> None:
-  """Raises UserError when `path` cannot be a command's output folder: a file, or the
-  workdir of a training run (the command would write its own files into that run)."""
-  if not path:
-    raise UserError(f"{flag} is empty; pass a folder for the outputs.")
-  if os.path.exists(path) and not os.path.isdir(path):
-    raise UserError(f"{flag} {path} is a file, not a folder; pass a new folder or the "
-                    f"{flag} of an earlier run of this command.")
+def training_run_problem(path: str, flag: str = "--out") -> Optional[str]:
+  """Why `path` cannot be a command's output folder because it is the workdir of a training
+  run (the command would write its own files into that run), or None."""
   markers = [m for m in TRAINING_MARKERS if os.path.exists(os.path.join(path, m))]
   if markers:
-    raise UserError(f"{flag} {path} is the workdir of a training run (it holds {markers[0]}); "
-                    "pass another folder, new or of an earlier run of this command.")
-
-
-def check_existing_dir(path: Optional[str], flag: str, what: str) -> None:
-  """Raises UserError unless `path` (when given) is an existing folder."""
-  if path is not None and not os.path.isdir(path):
-    state = "is a file" if os.path.exists(path) else "does not exist"
-    raise UserError(f"{flag} {path} {state}; pass an existing folder of {what}.")
-
-
-def check_not_a_file(path: Optional[str], flag: str) -> None:
-  """Raises UserError when `path` names a file (a folder, or a new one, is fine)."""
-  if path and os.path.exists(path) and not os.path.isdir(path):
-    raise UserError(f"{flag} {path} is a file, not a folder; pass a folder.")
+    return (f"{flag} {path} is the workdir of a training run (it holds {markers[0]}); pass "
+            "another folder, new or of an earlier run of this command.")
+  return None
 
 
 def newest_checkpoint(workdir: str) -> Optional[int]:

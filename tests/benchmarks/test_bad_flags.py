@@ -27,7 +27,7 @@ CHEAP = ("--quick", "--only=eval", "--networks=mlp_vae")
     ("--parallel=jit", "--parallel=jit: value should be one of <auto|pmap|shard_map>"),
     ("--stpes=3", "Unknown command line flag 'stpes'"),
     ("stray", "Unexpected arguments: stray"),
-    ("--data_dir={tmp}/missing", "/missing is not an existing folder"),
+    ("--data_dir={tmp}/missing", "/missing does not exist"),
     ("--output_dir={tmp}/a_file", "/a_file is a file, not a folder"),
 ])
 def test_bad_flag_is_one_line_and_exit_2(tmp_path, flag, expected):
