@@ -87,15 +87,15 @@ def test_a_module_that_cannot_be_imported_is_a_one_line_error():
 
 
 def _readme_variant() -> str:
-  """The README's "Add a model variant" example module, as a user copies it."""
-  with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+  """The example module of docs/adding_a_variant.md, as a user copies it."""
+  with open(os.path.join(REPO, "docs", "adding_a_variant.md"), encoding="utf-8") as f:
     blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
   (block,) = [b for b in blocks if "@LIKELIHOODS.register(" in b]
   return block
 
 
 def test_the_readme_variant_and_the_fixture_live_side_by_side(tmp_path):
-  """A user's copy of the README example and this test's fixture in one process (the test
+  """A user's copy of the docs' example and this test's fixture in one process (the test
   suite trains every config, the user's too): no name clash; importing the user's file a
   second time under another module name is harmless."""
   (tmp_path / "my_project").mkdir()
