@@ -27,7 +27,8 @@ from aigc_jax.training.interrupts import (TrainingInterrupted, TrainingNotStarte
 from aigc_jax.training.parallel import DataParallel, get_data_parallel, on_one_device
 from aigc_jax.training import writers
 from aigc_jax.training.writers import MetricWriter
-from aigc_jax.workdir import WorkdirLock, ensure_writable
+from aigc_jax.workdir import (WorkdirLock, ensure_writable, has_checkpoints,
+                              set_aside_previous_run)
 
 
 # Steps dispatched but not finished, at most. Without a bound the host runs ahead by hundreds
@@ -238,9 +239,9 @@ def _locked(workdir: str):
 def _set_aside_earlier_run(workdir: str, fresh: bool) -> None:
   """With `fresh`, or when there is no checkpoint to resume, moves an earlier run's outputs
   (logs, config, images, eval/) into `discarded/<time>/`, so two runs never share a log."""
-  if not fresh and checkpointing.has_checkpoints(workdir):
+  if not fresh and has_checkpoints(workdir):
     return
-  moved = checkpointing.set_aside_previous_run(workdir)
+  moved = set_aside_previous_run(workdir)
   if moved:
     console.event(f"Starting fresh: the previous run's outputs are in {moved}." if fresh else
                   "No checkpoint to resume from: starting at step 0; the earlier run's logs "
