@@ -1,6 +1,6 @@
 """Checkpoints on orbax-checkpoint: the only module that talks to orbax.
 
-Layout of a workdir:
+Where in a workdir (the names are `aigc_jax.workdir`'s):
   checkpoints/<step>/       the last `keep_last` saves (resume reads the newest good one)
   checkpoints_best/<step>/  the best `keep_best` by an evaluation metric (separate manager:
                             orbax's best_fn together with max_to_keep can delete the newest)
@@ -19,19 +19,20 @@ noticed by orbax until it is read: `restore_latest` tries steps newest first and
 one line naming the file and the reason, about each one it skips. Array files are read once
 here, synchronously, before orbax reads them (`_verify_arrays`): orbax's concurrent reads
 stop at the first failure and leave the others reporting into a closed event loop (those
-reports are dropped, `_late_read_filter`, for the damage only orbax's read finds). Evaluation
-(`load_for_inference`) reads the newest readable step, from its copy in `checkpoints_best/`
-when the one in `checkpoints/` is damaged, and says so in one line.
+reports are dropped, `_late_read_filter`, for the damage only orbax's read finds).
+
+`Checkpointer` writes and resumes a run; `CheckpointReader` reads one checkpoint folder for
+sampling and evaluation, as one process, without the optimiser states (which of its steps to
+read, and how to build the model it fits, is `aigc_jax.inference`'s).
 """
 import dataclasses
-import datetime
 import errno
 import json
 import os
 import re
 import shutil
 import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 import flax
 import grain
@@ -42,15 +43,9 @@ import tensorstore
 
 from aigc_jax import console, distributed
 from aigc_jax.errors import UserError
+from aigc_jax.workdir import BEST_DIR, LATEST_DIR, discarded_path
 
-LATEST_DIR = "checkpoints"
-BEST_DIR = "checkpoints_best"
-DISCARDED_DIR = "discarded"
 _METADATA_BYTES = 256 * 1024  # Beside the arrays: metadata, config, metrics, data state.
-# Everything a run writes in its workdir (besides the lock and discarded/): what `--fresh`
-# and a restart from step 0 set aside.
-RUN_OUTPUTS = (LATEST_DIR, BEST_DIR, "config.json", "resumes.jsonl", "metrics.jsonl",
-               "tensorboard", "images", "eval")
 
 
 class CheckpointError(UserError):
@@ -210,8 +205,9 @@ _STATUS_REASONS = {"NOT_FOUND": os.strerror(errno.ENOENT),
                    "DATA_LOSS": "corrupted data"}
 
 
-def _damage(error: BaseException) -> str:
-  """`<file>: <reason>` for a checkpoint read that failed, in one short line."""
+def describe_damage(error: BaseException) -> str:
+  """`<file>: <reason>` for a checkpoint read that failed, in one short line
+  ("<step>/state/manifest.ocdbt: No such file or directory", "...: truncated to 12 bytes")."""
   if isinstance(error, OSError) and error.filename:
     return f"{error.filename}: {error.strerror or error}"
   text = " ".join(str(error).split())
@@ -477,11 +473,10 @@ class Checkpointer:
 
     Every process calls it (each found the same damage): process 0 moves, all reload."""
     if jax.process_index() == 0:
-      target = os.path.join(os.path.dirname(self.directory), DISCARDED_DIR,
-                            f"damaged-step-{step}-{_timestamp()}")
+      target = discarded_path(os.path.dirname(self.directory), f"damaged-step-{step}-")
       os.makedirs(os.path.dirname(target), exist_ok=True)
       shutil.move(os.path.join(self.directory, str(step)), target)
-      console.warning(f"Checkpoint {self.directory}/{step} is damaged ({_damage(error)}); "
+      console.warning(f"Checkpoint {self.directory}/{step} is damaged ({describe_damage(error)}); "
                       f"moved it to {target} and trying the previous one.")
     distributed.barrier(f"damaged step {step} set aside")
     self._latest.reload()
@@ -505,8 +500,7 @@ class Checkpointer:
     later = sorted(int(n) for n in os.listdir(self.best_directory)
                    if n.isdigit() and int(n) > step)
     if later:
-      target = os.path.join(os.path.dirname(self.directory), DISCARDED_DIR,
-                            f"best-after-step-{step}-{_timestamp()}")
+      target = discarded_path(os.path.dirname(self.directory), f"best-after-step-{step}-")
       os.makedirs(target)
       for best_step in later:
         shutil.move(os.path.join(self.best_directory, str(best_step)),
@@ -524,64 +518,7 @@ class Checkpointer:
         manager.close()
 
 
-def _timestamp() -> str:
-  return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-
-
-def has_checkpoints(workdir: str) -> bool:
-  """Whether `workdir/checkpoints/` holds any finished step (damaged ones included)."""
-  return newest_step(workdir) is not None
-
-
-def newest_step(workdir: str) -> Optional[int]:
-  """The newest step in `workdir/checkpoints/` (not checked for damage), or None."""
-  directory = os.path.join(workdir, LATEST_DIR)
-  steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
-  return max(steps, default=None)
-
-
-def set_aside_previous_run(workdir: str) -> Optional[str]:
-  """Moves an earlier run's outputs (`RUN_OUTPUTS`) into `workdir/discarded/<UTC time>/`.
-
-  Used by `--fresh` and by a run that starts from step 0 in a workdir with an earlier run's
-  logs: nothing already written is deleted, and no two runs share a log. Other files in the
-  workdir are left where they are. Returns the new folder, or None if there was nothing.
-  """
-  names = [n for n in RUN_OUTPUTS if os.path.exists(os.path.join(workdir, n))]
-  if not names:
-    return None
-  target = os.path.join(workdir, DISCARDED_DIR, _timestamp())
-  os.makedirs(target)
-  for name in names:
-    shutil.move(os.path.join(workdir, name), os.path.join(target, name))
-  return target
-
-
-def _load_for_inference_step(manager, directory: str, step: int, get_family: Callable):
-  """(config, family, state) of one step of a run, reading parameters and BatchNorm stats."""
-  from aigc_jax import data  # pylint: disable=import-outside-toplevel
-  _verify_arrays(os.path.join(directory, str(step)))
-  config = ml_collections.ConfigDict(manager.restore(
-      step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"])
-  family = get_family(config, data.get_dataset_spec(config.dataset.name).image_shape)
-  template = jax.jit(family.init)(jax.random.PRNGKey(0))  # One compile, not one per op.
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  wanted = {"train_state": _without_optimizer(
-      abstract_state_tree(jax.eval_shape(lambda: template), jax.random.PRNGKey(0),
-                          device)["train_state"])}
-  saved = _saved_shapes(manager.item_metadata(step)["state"])
-  _check_matches({k: v for k, v in saved.items()
-                  if k.startswith("train_state.") and ".opt_state." not in k},
-                 wanted, f"{directory}/{step}")
-  restored = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.PyTreeRestore(
-          item=wanted, restore_args=ocp.checkpoint_utils.construct_restore_args(wanted),
-          partial_restore=True)))["state"]["train_state"]
-  merged = _merge(flax.serialization.to_state_dict(template), restored)
-  return config, family, flax.serialization.from_state_dict(template, merged)
-
-
-def _inference_manager(directory: str) -> ocp.CheckpointManager:
+def _read_only_manager(directory: str) -> ocp.CheckpointManager:
   """A manager that only reads `directory`, as this process alone."""
   # Not `read_only=True`: orbax then warns "Given directory is read only" about any directory.
   # Without `create`, `max_to_keep` or a save, this manager writes nothing.
@@ -593,106 +530,54 @@ def _inference_manager(directory: str) -> ocp.CheckpointManager:
           primary_host=jax.process_index(), active_processes={jax.process_index()})))
 
 
-def inference_candidates(steps_by_directory: Dict[str, List[int]], step: Optional[int]
-                         ) -> List[Tuple[int, str]]:
-  """The (step, directory) pairs to try, in order: newest step first, and for one step the
-  directories in the order given (`checkpoints/` before its copy in `checkpoints_best/`).
+class CheckpointReader:
+  """Reads the steps of one checkpoint folder (`checkpoints/` or `checkpoints_best/`) for
+  sampling and evaluation: as this process alone, writing nothing, optimiser states unread.
 
-  `step` keeps only that step's copies.
-  """
-  order = {directory: index for index, directory in enumerate(steps_by_directory)}
-  pairs = [(s, d) for d, steps in steps_by_directory.items() for s in steps
-           if step is None or s == step]
-  return sorted(pairs, key=lambda pair: (-pair[0], order[pair[1]]))
-
-
-def load_for_inference(workdir: str, step: Optional[int] = None, *, best: bool = False,
-                       get_family: Optional[Callable] = None) -> Tuple[Any, Any, Any, int]:
-  """Loads what sampling and evaluation need from a run: config, parameters, BatchNorm stats.
-
-  Optimiser states are not read. Arrays land on this process's first device; in a
-  multi-process run this process reads alone (no barriers with the others). Nothing in the workdir
-  is changed, and the run may be training meanwhile: a step that training rotates away
-  (it keeps the newest `checkpoint.keep_last`) while it is read is not damaged; the steps
-  are listed again and the newest one read instead.
-
-  Which checkpoint: the newest readable step of `checkpoints/` and `checkpoints_best/`
-  together, the copy in `checkpoints/` first; so a damaged newest step is read from its intact
-  copy in `checkpoints_best/` if there is one, and only then an older step. A step other than
-  the newest of `checkpoints/` is announced in one line saying why.
+  A read of a damaged step raises what the file system or orbax raised (`describe_damage`
+  says it in one line); a step that does not fit the model raises CheckpointMismatchError.
+  The folder may change meanwhile (a run training there rotates old steps away).
 
   Args:
-    workdir: a training run's workdir.
-    step: the step to load; None: the newest readable one.
-    best: read only `checkpoints_best/` (the best-by-metric saves).
-    get_family: the family factory (defaults to `aigc_jax.training.family.get_family`).
-
-  Returns:
-    (config, family, state, step): the run's ConfigDict, its `Family`, a single-device
-    state whose params and batch_stats are the checkpoint's, and the step loaded.
+    directory: the checkpoint folder, e.g. `<workdir>/checkpoints`.
   """
-  if get_family is None:
-    from aigc_jax.training.family import get_family  # Lazy: training imports this module.
-  names = (BEST_DIR,) if best else (LATEST_DIR, BEST_DIR)
-  directories = [os.path.abspath(os.path.join(workdir, n)) for n in names]
-  directories = [d for d in directories if os.path.isdir(d)]
-  if not directories:
-    raise CheckpointError(
-        f"There are no checkpoints in {os.path.abspath(os.path.join(workdir, names[0]))}; "
-        f"train first with python -m experiments.train --workdir {workdir}.")
-  managers = {d: _inference_manager(d) for d in directories}
-  try:
-    damaged, reasons = [], []  # (step, directory) and `_damage` of each unreadable one.
-    for _ in range(10):  # Each pass re-lists after a step vanished under us.
-      steps_by_directory = {}
-      for directory, manager in managers.items():
-        manager.reload()
-        steps_by_directory[directory] = sorted(manager.all_steps(), reverse=True)
-      candidates = inference_candidates(steps_by_directory, step)
-      if step is not None and not candidates:
-        available = sorted({s for steps in steps_by_directory.values() for s in steps},
-                           reverse=True)
-        raise CheckpointError(
-            f"There is no checkpoint of step {step} in {' or '.join(directories)}; "
-            f"available: {', '.join(map(str, available)) or 'none'} (training keeps only "
-            "the newest checkpoint.keep_last).")
-      rotated = False
-      for candidate, directory in (c for c in candidates if c not in damaged):
-        try:
-          loaded = _load_for_inference_step(managers[directory], directory, candidate,
-                                            get_family)
-        except UserError:  # A mismatch, or a config naming what cannot be built: no damage.
-          raise
-        except Exception as e:  # pylint: disable=broad-except
-          if not os.path.isdir(os.path.join(directory, str(candidate))):
-            rotated = True  # Removed by the training run's rotation while we read it.
-            break
-          damaged.append((candidate, directory))
-          reasons.append(_damage(e))
-          continue
-        if damaged:
-          console.warning(_fallback_message(candidate, directory, damaged, reasons))
-        return (*loaded, candidate)
-      if not rotated:
-        break
-  finally:
-    for manager in managers.values():
-      manager.close()
-  for (damaged_step, directory), reason in zip(damaged, reasons):
-    console.warning(f"Checkpoint {directory}/{damaged_step} is damaged ({reason}).")
-  raise CheckpointError(f"No readable checkpoint in {' or '.join(directories)}; train again "
-                        f"with python -m experiments.train --workdir {workdir}.")
 
+  def __init__(self, directory: str):
+    self.directory = directory
+    self._manager = _read_only_manager(directory)
 
-def _fallback_message(step: int, directory: str, damaged: List[Tuple[int, str]],
-                      reasons: List[str]) -> str:
-  """One line: which checkpoints are damaged (file and reason), and which one is read instead."""
-  what = "; ".join(f"{d}/{s} ({reason})" for (s, d), reason in zip(damaged, reasons))
-  why = ("an intact copy of the same step" if any(s == step for s, _ in damaged)
-         else "the newest readable one")
-  return (f"Checkpoint{'s' if len(damaged) > 1 else ''} {what} "
-          f"{'are' if len(damaged) > 1 else 'is'} damaged; reading {directory}/{step} "
-          f"instead, {why}.")
+  def steps(self) -> List[int]:
+    """The finished steps now on disk, newest first (listed again at every call)."""
+    self._manager.reload()
+    return sorted(self._manager.all_steps(), reverse=True)
+
+  def config(self, step: int) -> Dict[str, Any]:
+    """The config `step` was saved with (nested JSON dict), once its arrays read whole."""
+    _verify_arrays(os.path.join(self.directory, str(step)))
+    return self._manager.restore(
+        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+
+  def model_state(self, step: int, template: Any) -> Any:
+    """`template` (a train state the saved run's config builds) with the parameters and
+    BatchNorm statistics of `step`, on this process's first device; the optimiser states
+    stay the template's."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    wanted = {"train_state": _without_optimizer(
+        abstract_state_tree(jax.eval_shape(lambda: template), jax.random.PRNGKey(0),
+                            device)["train_state"])}
+    saved = _saved_shapes(self._manager.item_metadata(step)["state"])
+    _check_matches({k: v for k, v in saved.items()
+                    if k.startswith("train_state.") and ".opt_state." not in k},
+                   wanted, f"{self.directory}/{step}")
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(
+            item=wanted, restore_args=ocp.checkpoint_utils.construct_restore_args(wanted),
+            partial_restore=True)))["state"]["train_state"]
+    merged = _merge(flax.serialization.to_state_dict(template), restored)
+    return flax.serialization.from_state_dict(template, merged)
+
+  def close(self) -> None:
+    self._manager.close()
 
 
 def _merge(base: Dict[str, Any], update: Dict[str, Any]) -> Dict[str, Any]:

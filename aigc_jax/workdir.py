@@ -1,4 +1,15 @@
-"""A run's workdir: proving it writable, and one training run per workdir (`WorkdirLock`).
+"""A run's workdir: its layout, proving it writable, one training run per workdir
+(`WorkdirLock`), and setting an earlier run's outputs aside (`set_aside_previous_run`).
+
+Layout (what a training run writes; `aigc_jax.checkpointing` fills the checkpoint folders):
+  checkpoints/       orbax steps, the newest `checkpoint.keep_last` (`LATEST_DIR`)
+  checkpoints_best/  the best by an evaluation metric (`BEST_DIR`)
+  discarded/         whatever was set aside instead of deleted (`DISCARDED_DIR`)
+  run.lock           the lock of the run that holds the workdir (`LOCK_NAME`)
+  and the logs and outputs of `RUN_OUTPUTS`.
+
+Nothing a run wrote is deleted: an earlier run's outputs, damaged checkpoints and best saves
+of steps a resume recomputes all move into `discarded/<what>-<UTC time>/` (`discarded_path`).
 
 The lock is an OS lock held by process 0 of the run.
 
@@ -18,6 +29,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import socket
 import tempfile
 from typing import Any, Dict, Optional
@@ -26,6 +38,55 @@ from aigc_jax import console
 from aigc_jax.errors import WorkdirBusyError, WorkdirError
 
 LOCK_NAME = "run.lock"
+LATEST_DIR = "checkpoints"
+BEST_DIR = "checkpoints_best"
+DISCARDED_DIR = "discarded"
+# Everything a run writes in its workdir (besides the lock and discarded/): what `--fresh`
+# and a restart from step 0 set aside.
+RUN_OUTPUTS = (LATEST_DIR, BEST_DIR, "config.json", "resumes.jsonl", "metrics.jsonl",
+               "tensorboard", "images", "eval")
+
+
+def discarded_path(workdir: str, prefix: str = "") -> str:
+  """`workdir/discarded/<prefix><UTC time>`: a new name for something set aside (not created).
+
+  The time has microseconds, so two things set aside by one run get different names.
+  """
+  stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+  return os.path.join(workdir, DISCARDED_DIR, prefix + stamp)
+
+
+def newest_step(workdir: str) -> Optional[int]:
+  """The newest step in `workdir/checkpoints/` (not checked for damage), or None.
+
+  Orbax names each finished step's folder by the step alone; a save in progress has a
+  temporary name, so it is not counted.
+  """
+  directory = os.path.join(workdir, LATEST_DIR)
+  steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
+  return max(steps, default=None)
+
+
+def has_checkpoints(workdir: str) -> bool:
+  """Whether `workdir/checkpoints/` holds any finished step (damaged ones included)."""
+  return newest_step(workdir) is not None
+
+
+def set_aside_previous_run(workdir: str) -> Optional[str]:
+  """Moves an earlier run's outputs (`RUN_OUTPUTS`) into `workdir/discarded/<UTC time>/`.
+
+  Used by `--fresh` and by a run that starts from step 0 in a workdir with an earlier run's
+  logs: nothing already written is deleted, and no two runs share a log. Other files in the
+  workdir are left where they are. Returns the new folder, or None if there was nothing.
+  """
+  names = [n for n in RUN_OUTPUTS if os.path.exists(os.path.join(workdir, n))]
+  if not names:
+    return None
+  target = discarded_path(workdir)
+  os.makedirs(target)
+  for name in names:
+    shutil.move(os.path.join(workdir, name), os.path.join(target, name))
+  return target
 
 
 def ensure_writable(directory: str, flag: str = "--workdir") -> None:

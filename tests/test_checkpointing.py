@@ -19,7 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from aigc_jax import checkpointing, training
+from aigc_jax import checkpointing, inference, training
 from aigc_jax.errors import ConfigError, UserError, WorkdirError
 from tests import filesystems
 from tests.filesystems import small_filesystem  # noqa: F401  (a fixture)
@@ -288,7 +288,7 @@ def test_reading_a_run_whose_training_rotates_a_step_away_is_not_damage(
 
   monkeypatch.setattr(ocp.CheckpointManager, "restore", restore_while_training_rotates)
   capsys.readouterr()
-  config, _, state, step = checkpointing.load_for_inference(str(workdir))
+  config, _, state, step = inference.load_for_inference(str(workdir))
   assert rotated and step == 10 and config.train.num_steps == 20
   said = capsys.readouterr().err + "\n".join(r.getMessage() for r in caplog.records)
   assert "damaged" not in said and "train again" not in said
@@ -314,7 +314,7 @@ def test_inference_reads_the_intact_best_copy_of_a_damaged_newest_step(tmp_path,
   _damage(workdir / "checkpoints" / "20", "manifest_removed")
   capsys.readouterr()
   with _Quiet(monkeypatch):
-    _, _, state, step = checkpointing.load_for_inference(str(workdir))
+    _, _, state, step = inference.load_for_inference(str(workdir))
   assert step == 20
   (line,) = capsys.readouterr().err.strip().splitlines()
   assert line == (
@@ -339,20 +339,11 @@ def test_an_older_step_is_read_only_when_no_copy_of_the_newest_is_intact(tmp_pat
   for directory in ("checkpoints", "checkpoints_best"):
     _damage(workdir / directory / "20", "manifest_removed")
   capsys.readouterr()
-  assert checkpointing.load_for_inference(str(workdir))[3] == 10
+  assert inference.load_for_inference(str(workdir))[3] == 10
   (line,) = capsys.readouterr().err.strip().splitlines()
   assert line.startswith(f"warning: Checkpoints {workdir}/checkpoints/20 (") and line.endswith(
       f"are damaged; reading {workdir}/checkpoints/10 instead, the newest readable one."), line
   assert line.count("manifest.ocdbt: No such file or directory") == 2
-
-
-def test_inference_candidates_put_the_newest_step_first_and_checkpoints_before_best():
-  assert checkpointing.inference_candidates(
-      {"latest": [30, 20, 10], "best": [30, 15]}, step=None) == [
-          (30, "latest"), (30, "best"), (20, "latest"), (15, "best"), (10, "latest")]
-  assert checkpointing.inference_candidates(
-      {"latest": [30, 20], "best": [20]}, step=20) == [(20, "latest"), (20, "best")]
-  assert checkpointing.inference_candidates({"latest": [30], "best": []}, step=5) == []
 
 
 def test_reports_of_reads_left_in_flight_by_a_failed_orbax_read_are_dropped():
@@ -457,7 +448,7 @@ def test_resume_with_a_changed_config_keeps_the_history(tmp_path, data_dir, caps
       "optimizer.learning_rate": {"saved": 0.001, "new": 0.0003},
       "seed": {"saved": 0, "new": 1}, "train.num_steps": {"saved": 10, "new": 20}}
   # The checkpoint holds the config that trained it; resuming again needs no flag.
-  assert checkpointing.load_for_inference(str(workdir))[0].model.beta == 2.0
+  assert inference.load_for_inference(str(workdir))[0].model.beta == 2.0
 
 
 def test_rerun_of_a_step_that_has_a_best_checkpoint_finishes(tmp_path, data_dir, capsys):

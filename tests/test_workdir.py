@@ -72,3 +72,32 @@ def test_workdir_under_a_file_is_one_line(tmp_path):
   with pytest.raises(WorkdirError) as info:
     workdir.ensure_writable(str(tmp_path / "file" / "run"))
   assert "\n" not in str(info.value) and "Not a directory" in str(info.value)
+
+
+def test_an_earlier_runs_outputs_are_set_aside_and_nothing_else(tmp_path):
+  """`--fresh` moves exactly `RUN_OUTPUTS` into discarded/<UTC time>/; other files stay."""
+  run_dir = tmp_path / "run"
+  (run_dir / "checkpoints" / "10").mkdir(parents=True)
+  (run_dir / "eval" / "step_10").mkdir(parents=True)
+  (run_dir / "metrics.jsonl").write_text("{}\n")
+  (run_dir / "notes.txt").write_text("mine")
+  assert workdir.newest_step(str(run_dir)) == 10 and workdir.has_checkpoints(str(run_dir))
+  moved = workdir.set_aside_previous_run(str(run_dir))
+  assert os.path.dirname(moved) == str(run_dir / workdir.DISCARDED_DIR)
+  assert sorted(os.listdir(moved)) == ["checkpoints", "eval", "metrics.jsonl"]
+  assert sorted(os.listdir(run_dir)) == ["discarded", "notes.txt"]
+  assert not workdir.has_checkpoints(str(run_dir))
+  assert workdir.set_aside_previous_run(str(run_dir)) is None  # Nothing left to move.
+
+
+def test_the_newest_step_counts_finished_saves_only(tmp_path):
+  assert workdir.newest_step(str(tmp_path)) is None  # No checkpoints/ at all.
+  for name in ("5", "20", "30.orbax-checkpoint-tmp-1234"):
+    (tmp_path / workdir.LATEST_DIR / name).mkdir(parents=True)
+  assert workdir.newest_step(str(tmp_path)) == 20
+
+
+def test_things_set_aside_get_names_of_their_own(tmp_path):
+  first, second = (workdir.discarded_path(str(tmp_path), "damaged-step-20-") for _ in range(2))
+  assert first != second and not os.path.exists(first)
+  assert os.path.basename(first).startswith("damaged-step-20-20")  # ...-<UTC year>...

@@ -9,18 +9,17 @@ so that every call has the same shape (one compilation), and cuts the padding of
 
 `ClassifierFeatureExtractor` wraps the in-domain classifier (`models.classifier.Classifier`,
 trained by the "classifier" family): features are its penultimate activations, probabilities
-the softmax of its logits. `IdentityFeatureExtractor` is the feature space of low-dimensional
-points (the 2-D mixtures): the coordinates themselves. An Inception-v3 extractor loaded from a local weights file fits the
-same interface: resize and rescale inside `_features_batch`, and `num_classes = None` when
-only the pool features are wanted.
+the softmax of its logits; it receives a loaded model (`from_state`) and loads none itself.
+`IdentityFeatureExtractor` is the feature space of low-dimensional points (the 2-D
+mixtures): the coordinates themselves. An Inception-v3 extractor loaded from a local weights
+file fits the same interface: resize and rescale inside `_features_batch`, and
+`num_classes = None` when only the pool features are wanted.
 """
 import abc
 from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
-
-from aigc_jax.errors import ConfigError
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -109,33 +108,12 @@ class ClassifierFeatureExtractor(FeatureExtractor):
   def from_state(cls, state, batch_size: int = DEFAULT_BATCH_SIZE
                  ) -> "ClassifierFeatureExtractor":
     """From a classifier train state on the host (one copy): `results["state"]` of
-    `train_and_evaluate`, or a state loaded from a checkpoint."""
+    `train_and_evaluate`, or `aigc_jax.inference.load_classifier(workdir)` of a saved run."""
     variables = {"params": state.params}
     if state.batch_stats:
       variables["batch_stats"] = state.batch_stats
     num_classes = state.params["head"]["kernel"].shape[-1]
     return cls(state.apply_fn, variables, num_classes, batch_size)
-
-  @classmethod
-  def from_workdir(cls, workdir: str, step: Optional[int] = None,
-                   batch_size: int = DEFAULT_BATCH_SIZE,
-                   dataset: Optional[str] = None) -> "ClassifierFeatureExtractor":
-    """From the checkpoint of a classifier run in `workdir` (the latest, or `step`).
-
-    `dataset`, when given, must be the dataset the classifier was trained on.
-    """
-    # Imported here: checkpointing (orbax) is only needed to read a workdir.
-    from aigc_jax import checkpointing  # pylint: disable=import-outside-toplevel
-    config, _, state, _ = checkpointing.load_for_inference(workdir, step=step)
-    if config.model.family != "classifier":
-      raise ConfigError(
-          f"{workdir} holds a {config.model.family!r} run, not a 'classifier' run; point the "
-          "feature extractor at a workdir trained with a classifier config.")
-    if dataset is not None and config.dataset.name != dataset:
-      raise ConfigError(
-          f"The classifier in {workdir} was trained on {config.dataset.name!r}, not "
-          f"{dataset!r}; train a classifier on {dataset!r}.")
-    return cls.from_state(state, batch_size)
 
   def _features_batch(self, variables, images):
     return self._apply_fn(variables, images, method="features").astype(jnp.float32)

@@ -36,13 +36,13 @@ from matplotlib.figure import Figure
 import numpy as np
 import tqdm
 
-from aigc_jax import checkpointing, data
+from aigc_jax import data, inference
 from aigc_jax.errors import ConfigError
 from aigc_jax.evaluation import distribution, fidelity, hallucination, mode_collapse
 from aigc_jax.evaluation.features import (ClassifierFeatureExtractor, FeatureExtractor,
                                           IdentityFeatureExtractor)
 from aigc_jax.image_grid import draw_points_on_axes, points_radius, save_side_by_side
-from aigc_jax.workdir import ensure_writable
+from aigc_jax.workdir import LATEST_DIR, ensure_writable, newest_step
 
 GRID_SIZE = 32  # Samples per side of the hallucination figure.
 PRECISION_RECALL_K = 3  # Kynkäänniemi et al. 2019.
@@ -486,18 +486,18 @@ def _feature_space(spec, dataset: str, classifier_workdir: Optional[str],
   if spec.kind == "points":
     return IdentityFeatureExtractor(), None, None
   classifier_workdir = classifier_workdir or os.path.join("runs", f"classifier_{dataset}")
-  if not os.path.isdir(os.path.join(classifier_workdir, checkpointing.LATEST_DIR)):
+  if not os.path.isdir(os.path.join(classifier_workdir, LATEST_DIR)):
     raise ConfigError(missing_classifier_message(dataset, classifier_workdir,
                                                  classifier_configs))
-  classifier_step = checkpointing.newest_step(classifier_workdir)  # Pinned: it names the report.
-  extractor = ClassifierFeatureExtractor.from_workdir(classifier_workdir, step=classifier_step,
-                                                      dataset=dataset)
+  classifier_step = newest_step(classifier_workdir)  # Pinned: it names the report.
+  extractor = ClassifierFeatureExtractor.from_state(
+      inference.load_classifier(classifier_workdir, step=classifier_step, dataset=dataset))
   return extractor, classifier_workdir, classifier_step
 
 
 def _evaluate_run(workdir, classifier_workdir, num_samples, step, seed, batch_size, data_dir,
                   eval_dir, classifier_configs, progress) -> Dict[str, Any]:
-  config, family, state, loaded_step = checkpointing.load_for_inference(workdir, step)
+  config, family, state, loaded_step = inference.load_for_inference(workdir, step)
   if family.generate is None and family.reconstruct is None:
     raise ConfigError(
         f"{workdir} is a run of model.family {config.model.family!r}, which neither "

@@ -36,6 +36,7 @@ from aigc_jax.hallucination_benchmark import figures, folder, measure, tables
 from aigc_jax.hallucination_benchmark.protocols import Plan
 from aigc_jax.hallucination_benchmark.settings import FAMILIES, LATENT_GMM_COMPONENTS, Setting
 from aigc_jax.hallucination_benchmark.train import latent_gmm_group, train_setting
+from aigc_jax.workdir import newest_step
 
 # Fingerprint keys named as the flag that sets them; "checkpoints" follows from the steps.
 _FRIENDLY_KEYS = {"config.train.num_steps": "steps", "seeds": "seeds",
@@ -264,14 +265,15 @@ def shapes_classifier(out_dir: str, classifier_config, data_dir: Optional[str],
                       progress: Callable[[str], None] = print):
   """Trains (or resumes, or reloads) the simple_shapes classifier under out_dir."""
   # Imported here: the training loop pulls in orbax and the writers.
-  from aigc_jax import checkpointing, training  # pylint: disable=import-outside-toplevel
+  from aigc_jax import inference, training  # pylint: disable=import-outside-toplevel
   workdir = os.path.join(out_dir, folder.CLASSIFIER_DIR)
-  step = checkpointing.newest_step(workdir)
+  step = newest_step(workdir)
   if step is not None and step >= classifier_config.train.num_steps:
     # Loaded, not passed to the training loop, whose "already at step N" note names a
     # training flag the benchmark does not have.
     progress(f"simple_shapes classifier: reused the finished run in {workdir} (step {step})")
-    return ClassifierFeatureExtractor.from_workdir(workdir, step=step, dataset="simple_shapes")
+    return ClassifierFeatureExtractor.from_state(
+        inference.load_classifier(workdir, step=step, dataset="simple_shapes"))
   if data_dir:
     os.makedirs(data_dir, exist_ok=True)
     classifier_config.dataset.data_dir = data_dir

@@ -27,6 +27,7 @@ import ml_collections
 from aigc_jax import data, latent_gmm
 from aigc_jax.errors import ConfigError
 from aigc_jax.training.family import get_family
+from aigc_jax.training.parallel import on_one_device
 
 # Discovery is jax-free (the CLI uses it before jax starts); re-exported here.
 from aigc_jax.hallucination_benchmark.variants import (  # pylint: disable=unused-import
@@ -71,9 +72,7 @@ def unavailable_reason(config: ml_collections.ConfigDict) -> str:
              "label": jax.ShapeDtypeStruct((config.train.batch_size,), jnp.int32),
              "mask": jax.ShapeDtypeStruct((config.train.batch_size,), jnp.float32)}
     # Traced on a device axis of size 1, as the multi-seed trainer runs it.
-    from aigc_jax.training import multi_seed  # pylint: disable=import-outside-toplevel
-    jax.eval_shape(lambda s, b, k: multi_seed._one_device_step(family, s, b, k),  # pylint: disable=protected-access
-                   state, batch, jax.random.PRNGKey(0))
+    jax.eval_shape(on_one_device(family.train_step), state, batch, jax.random.PRNGKey(0))
   except ConfigError as e:
     return f"n/a: {e}"
   return ""

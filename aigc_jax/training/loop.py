@@ -24,11 +24,11 @@ from aigc_jax.errors import ConfigError, NonFiniteLossError, UnknownNameError, W
 from aigc_jax.training.family import Family, get_family
 from aigc_jax.training.interrupts import (TrainingInterrupted, TrainingNotStarted,
                                           termination_signals)
-from aigc_jax.training.noise import BATCH_AXIS
-from aigc_jax.training.parallel import DataParallel, get_data_parallel
+from aigc_jax.training.parallel import DataParallel, get_data_parallel, on_one_device
 from aigc_jax.training import writers
 from aigc_jax.training.writers import MetricWriter
-from aigc_jax.workdir import WorkdirLock, ensure_writable
+from aigc_jax.workdir import (WorkdirLock, ensure_writable, has_checkpoints,
+                              set_aside_previous_run)
 
 
 # Steps dispatched but not finished, at most. Without a bound the host runs ahead by hundreds
@@ -103,12 +103,11 @@ def _truncate_metrics(workdir: str, last_step: int) -> None:
 
 def _eval_metric_names(family: Family, abstract_state, image_shape) -> List[str]:
   """Names of the family's evaluation metrics, found by tracing (no computation)."""
-  batch = {"image": jax.ShapeDtypeStruct((1, 1) + tuple(image_shape), np.float32),
-           "label": jax.ShapeDtypeStruct((1, 1), np.int32),
-           "mask": jax.ShapeDtypeStruct((1, 1), np.float32)}
-  traced = jax.eval_shape(
-      jax.vmap(family.eval_step, in_axes=(None, 0, None), axis_name=BATCH_AXIS),
-      abstract_state, batch, jax.ShapeDtypeStruct((2,), np.uint32))
+  batch = {"image": jax.ShapeDtypeStruct((1,) + tuple(image_shape), np.float32),
+           "label": jax.ShapeDtypeStruct((1,), np.int32),
+           "mask": jax.ShapeDtypeStruct((1,), np.float32)}
+  traced = jax.eval_shape(on_one_device(family.eval_step), abstract_state, batch,
+                          jax.ShapeDtypeStruct((2,), np.uint32))
   return sorted(name for name in traced if name != "weight")
 
 
@@ -240,9 +239,9 @@ def _locked(workdir: str):
 def _set_aside_earlier_run(workdir: str, fresh: bool) -> None:
   """With `fresh`, or when there is no checkpoint to resume, moves an earlier run's outputs
   (logs, config, images, eval/) into `discarded/<time>/`, so two runs never share a log."""
-  if not fresh and checkpointing.has_checkpoints(workdir):
+  if not fresh and has_checkpoints(workdir):
     return
-  moved = checkpointing.set_aside_previous_run(workdir)
+  moved = set_aside_previous_run(workdir)
   if moved:
     console.event(f"Starting fresh: the previous run's outputs are in {moved}." if fresh else
                   "No checkpoint to resume from: starting at step 0; the earlier run's logs "

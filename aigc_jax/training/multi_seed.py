@@ -5,9 +5,9 @@ loop pays more in dispatch than the step costs, and one process per seed pays it
 seed. Here every seed advances together: `jax.vmap` over seeds of the family's own
 per-device `train_step`, and `jax.lax.scan` over steps, with batches drawn on the device.
 
-The step is exactly `family.train_step`, run on a device axis of size 1 (so its collectives
-over `noise.BATCH_AXIS` are identities): a seed trained here follows the same update rule as
-in the training loop, only its batches are drawn differently.
+The step is exactly `family.train_step`, run by `parallel.on_one_device` on a device axis of
+size 1 (so its collectives over `noise.BATCH_AXIS` are identities): a seed trained here
+follows the same update rule as in the training loop, only its batches are drawn differently.
 
 Batches: step t of a seed draws `batch_size` example indices uniformly WITH replacement from
 the training arrays, from `fold_in(data_key, t)` (the sampling of the PacGAN protocol, where
@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aigc_jax.training.family import Family
-from aigc_jax.training.noise import BATCH_AXIS
+from aigc_jax.training.parallel import on_one_device
 
 State = Any
 
@@ -55,16 +55,6 @@ def draw_batch(samples: jax.Array, labels: jax.Array, data_key: jax.Array, step:
                              samples.shape[0])
   return {"image": samples[index], "label": labels[index],
           "mask": jnp.ones((batch_size,), jnp.float32)}
-
-
-def _one_device_step(family: Family, state, batch, train_key):
-  """`family.train_step` on a device axis of size 1; returns (state, metrics) without it."""
-  add_axis = lambda tree: jax.tree.map(lambda x: x[None], tree)
-  new_state, metrics = jax.vmap(family.train_step, in_axes=(0, 0, None),
-                                axis_name=BATCH_AXIS)(add_axis(state), add_axis(batch),
-                                                      train_key)
-  drop_axis = lambda tree: jax.tree.map(lambda x: x[0], tree)
-  return drop_axis(new_state), drop_axis(metrics)
 
 
 class MultiSeedTrainer:
@@ -111,7 +101,7 @@ class MultiSeedTrainer:
       def per_seed(state, train_key, data_key, samples, labels):
         def body(state, _):
           batch = draw_batch(samples, labels, data_key, state.step, self.batch_size)
-          return _one_device_step(self.family, state, batch, train_key)
+          return on_one_device(self.family.train_step)(state, batch, train_key)
         return jax.lax.scan(body, state, None, length=num_steps)
       self._chunks[num_steps] = jax.jit(
           jax.vmap(per_seed, in_axes=(0, 0, 0, None, None)), donate_argnums=(0,))
@@ -122,7 +112,7 @@ class MultiSeedTrainer:
     if "single" not in self._chunks:
       def per_seed(state, train_key, data_key, samples, labels):
         batch = draw_batch(samples, labels, data_key, state.step, self.batch_size)
-        state, metrics = _one_device_step(self.family, state, batch, train_key)
+        state, metrics = on_one_device(self.family.train_step)(state, batch, train_key)
         return state, jax.tree.map(lambda m: m[None], metrics)
       self._chunks["single"] = jax.jit(
           jax.vmap(per_seed, in_axes=(0, 0, 0, None, None)), donate_argnums=(0,))

@@ -17,6 +17,10 @@ per device and average with collectives over `noise.BATCH_AXIS`.
 The modes give the same numbers (tests/training/test_parallel.py) and read each other's
 checkpoints, so a run may resume under another mode.
 
+`on_one_device` runs the same per-device step outside both, on a device axis of size 1 (its
+collectives are identities): for the multi-seed trainer, which vmaps it over seeds, and for
+tracing a step's outputs without devices.
+
 In a multi-process run (`aigc_jax.distributed`) each process passes its own
 `[local_devices, per_device, ...]` slice of the global batch. "shard_map" assembles global
 arrays from them (`jax.make_array_from_process_local_data`) on a mesh of every device of every
@@ -234,6 +238,28 @@ class ShardMapParallel(DataParallel):
 
   def compile_eval_step(self, step):
     return jax.jit(self._shard_mapped(step, P()))
+
+
+def on_one_device(step: Callable) -> Callable:
+  """A per-device `step(state, batch, key)` run alone: the same function of the same
+  arguments, without a device axis, jittable and vmappable.
+
+  The step's collectives over `BATCH_AXIS` (`pmean`, `psum`, `axis_index`) need an axis to
+  run in; here they run in a `jax.vmap` over a device axis of size 1, on which they are
+  identities (`axis_index` is 0), so the step computes what one device of a one-device
+  `pmap` would.
+
+  Args:
+    step: a family's `train_step` or `eval_step`: state and batch per device, key shared.
+  Returns:
+    `(state, batch, key) -> outputs` for a state and a batch `[per_device, ...]` of one device.
+  """
+  def alone(state, batch, key):
+    add_axis = lambda tree: jax.tree.map(lambda x: x[None], tree)
+    outputs = jax.vmap(step, in_axes=(0, 0, None), axis_name=BATCH_AXIS)(
+        add_axis(state), add_axis(batch), key)
+    return jax.tree.map(lambda x: x[0], outputs)
+  return alone
 
 
 def _devices_by_process():

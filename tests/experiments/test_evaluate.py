@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aigc_jax import checkpointing, data, training
+from aigc_jax import data, inference, training
 from aigc_jax.errors import ConfigError, WorkdirError
 from aigc_jax.evaluation import fidelity, report
 from aigc_jax.image_grid import save_side_by_side
@@ -59,7 +59,7 @@ def test_report_matches_direct_computation(tmp_path_factory, classifier, family,
     table = f.read()
   assert f"Settings: num_samples {NUM_SAMPLES}, seed 0, " in table
 
-  _, fam, state, _ = checkpointing.load_for_inference(workdir)
+  _, fam, state, _ = inference.load_for_inference(workdir)
   images, _ = data.load_split_images("digits28", "test", classifier["data_dir"])
   if fam.reconstruct is not None:
     recon = np.asarray(fam.reconstruct(state, images, None))
@@ -368,7 +368,8 @@ def test_floors_are_each_estimator_on_held_out_real_data(tmp_path_factory, class
                                 num_samples=NUM_SAMPLES, data_dir=classifier["data_dir"])
   assert results["reference"] == {"split": "train", "n": 1497, "of": 1497}
   assert results["held_out"] == {"split": "test", "n": 300}
-  extractor = ClassifierFeatureExtractor.from_workdir(classifier["workdir"])
+  extractor = ClassifierFeatureExtractor.from_state(
+      inference.load_classifier(classifier["workdir"]))
   train, _ = data.load_split_images("digits28", "train", classifier["data_dir"])
   test, labels = data.load_split_images("digits28", "test", classifier["data_dir"])
   off = _numpy_off_manifold(extractor.features(train), extractor.features(test), k=3)
@@ -449,4 +450,4 @@ def test_a_config_that_cannot_be_built_is_its_own_error_not_damage(tmp_path_fact
     raise ConfigError("Cannot import module 'gone' named in model.imports; install it.")
 
   with pytest.raises(ConfigError, match="^Cannot import module 'gone'"):
-    checkpointing.load_for_inference(workdir, get_family=unbuildable)
+    inference.load_for_inference(workdir, get_family=unbuildable)

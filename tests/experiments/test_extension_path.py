@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from aigc_jax import checkpointing, data, training
+from aigc_jax import data, inference, training
 from aigc_jax.errors import ConfigError
 from aigc_jax.training.family import get_family
 from tests.fixtures import my_variant_config
@@ -54,7 +54,7 @@ def test_variant_in_its_own_file_trains_resumes_and_evaluates(tmp_path, tmp_path
   straight_rows = _rows(str(tmp_path / "straight"))
   for row, straight_row in zip([r for r in rows if r["step"] > 2], straight_rows[2:]):
     np.testing.assert_allclose(row["loss"], straight_row["loss"], rtol=1e-6)
-  _, family, state, step = checkpointing.load_for_inference(workdir)
+  _, family, state, step = inference.load_for_inference(workdir)
   assert step == 4
   assert helpers.max_abs_difference(state.params, straight["state"].params) < 1e-6
 

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 import pytest
 
-from aigc_jax import checkpointing, data, training
+from aigc_jax import data, inference, training
 from experiments.configs import vae_digits
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -88,7 +88,7 @@ def _wait_for_training(workdir, processes, timeout=TIMEOUT_S, path="metrics.json
 
 
 def _params(workdir, step=None):
-  return checkpointing.load_for_inference(str(workdir), step)[2].params
+  return inference.load_for_inference(str(workdir), step)[2].params
 
 
 def _assert_close(a, b):

@@ -161,9 +161,11 @@ def test_a_finished_classifier_is_loaded_without_the_training_loops_note(tmp_pat
   --config.train.num_steps", a flag the benchmark does not have."""
   (tmp_path / folder.CLASSIFIER_DIR / "checkpoints" / "60").mkdir(parents=True)
   loaded = []
-  monkeypatch.setattr(runner.ClassifierFeatureExtractor, "from_workdir",
-                      lambda workdir, **kwargs: loaded.append((workdir, kwargs)) or "extractor")
-  from aigc_jax import training  # pylint: disable=import-outside-toplevel
+  from aigc_jax import inference, training  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(inference, "load_classifier",
+                      lambda workdir, **kwargs: loaded.append((workdir, kwargs)) or "state")
+  monkeypatch.setattr(runner.ClassifierFeatureExtractor, "from_state",
+                      lambda state: {"state": "extractor"}[state])
   monkeypatch.setattr(training, "train_and_evaluate",
                       lambda *a, **k: pytest.fail("the finished classifier was trained again"))
   config = ml_collections.ConfigDict({"train": {"num_steps": 60}, "dataset": {}})

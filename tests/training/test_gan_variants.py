@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax import checkpointing, training
+from aigc_jax import inference, training
 from aigc_jax.errors import ConfigError, UnknownNameError
 from aigc_jax.models import bodies
 from aigc_jax.models.gan import Generator
@@ -118,7 +118,7 @@ def test_ema_and_spectral_norm_state_are_saved_and_load_for_inference_restores_t
   (tmp_path / "tfds").mkdir()  # config.dataset.data_dir must exist.
   config.dataset.data_dir = str(tmp_path / "tfds")
   results = training.train_and_evaluate(config, str(tmp_path / "run"))
-  _, family, loaded, step = checkpointing.load_for_inference(str(tmp_path / "run"))
+  _, family, loaded, step = inference.load_for_inference(str(tmp_path / "run"))
   trained = results["state"]
   assert step == 2
   assert helpers.max_abs_difference(loaded.generator_ema, trained.generator_ema) == 0.0

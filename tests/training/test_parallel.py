@@ -1,8 +1,11 @@
-"""pmap over 8 devices == one device == shard_map, for every family."""
+"""pmap over 8 devices == one device == shard_map, for every family; a step run alone (no
+pmap) == one device."""
 import jax
 import numpy as np
 import pytest
 
+from aigc_jax.training import noise, parallel
+from aigc_jax.training.family import get_family
 from experiments.configs import base
 from tests.training import helpers
 
@@ -129,3 +132,38 @@ def test_flag_count_sums_over_every_device(on):
   parallel = on(8)
   assert int(jax.device_get(parallel.count_flags(True))) == 8
   assert int(jax.device_get(parallel.count_flags(False))) == 0
+
+
+def test_a_step_run_alone_sees_one_device_of_a_one_device_axis():
+  """`on_one_device`: collectives over the device axis are identities and `axis_index` is 0."""
+  def step(state, batch, key):
+    total = jax.lax.psum(batch["x"].sum(), noise.BATCH_AXIS)
+    return {"state": jax.lax.pmean(state, noise.BATCH_AXIS), "total": total,
+            "device": jax.lax.axis_index(noise.BATCH_AXIS), "key": key}
+  batch = {"x": np.arange(6, dtype=np.float32).reshape(3, 2)}
+  key = jax.random.PRNGKey(3)
+  out = jax.jit(parallel.on_one_device(step))(np.float32(2.5), batch, key)
+  assert float(out["state"]) == 2.5 and float(out["total"]) == 15.0
+  assert int(out["device"]) == 0 and np.shape(out["total"]) == ()
+  np.testing.assert_array_equal(out["key"], key)
+
+
+@pytest.mark.parametrize("family,body", [("vae", "mlp"), ("gan", "conv")])
+def test_a_train_step_run_alone_equals_a_one_device_pmap(family, body):
+  """The multi-seed trainer's step is the training loop's on one device (up to float
+  rounding: XLA fuses a pmap and a jit of a vmap differently)."""
+  config = _config(family, body)
+  batches = helpers.random_batches(NUM_STEPS, GLOBAL_BATCH)
+  expected, expected_metrics = helpers.run_steps(config, batches, helpers.pmap_on(1))
+  state = helpers.initial_state(config)
+  step = jax.jit(parallel.on_one_device(get_family(config, (28, 28, 1)).train_step))
+  for batch, metrics in zip(batches, expected_metrics):
+    state, got = step(state, batch, jax.random.PRNGKey(1))
+    assert set(got) == set(metrics)
+    for name in metrics:
+      np.testing.assert_allclose(got[name], metrics[name], rtol=1e-5, atol=1e-6)
+  assert int(state.step) == NUM_STEPS
+  assert helpers.max_abs_difference(jax.device_get(state), expected) < 2e-5
+  before, after = helpers.parameters(helpers.initial_state(config)), helpers.parameters(state)
+  for name in before:  # It trained: equal is not "nothing happened".
+    assert helpers.max_abs_difference(before[name], after[name]) > 1e-3, name
