@@ -13,7 +13,7 @@ SIGINT save a checkpoint and exit with code 75 (a Ctrl-C before the first step: 
 nothing saved; see experiments/signals.py); exit code 2 is a user error (one line on stderr),
 1 a bug (traceback). Library logs: --verbosity=0 (INFO) or 1 (DEBUG).
 
-One process of a multi-process run (README, "Launch on many machines"): the same command on
+One process of a multi-process run (docs/multi_host.md): the same command on
 every process, with --coordinator_address, --num_processes, --process_id (or the JAX_*
 environment variables) or --distributed (SLURM, TPU pods); exit code 69 when another process
 of the run died.

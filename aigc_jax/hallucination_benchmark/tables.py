@@ -31,7 +31,7 @@ EXACT_RATES = ("support_hallucination_rate", "reconstruction_hallucination_rate"
 MODE_METRICS = ("modes_captured", "high_quality_fraction", "reverse_kl")
 FILTER_SCORES = ("realism", "confidence", "discriminator")
 # The evaluation runner's estimator (`evaluation.report`: k = 3, training-split reference);
-# its calibration against the exact rate is in README.md, "Measuring hallucination".
+# its calibration against the exact rate is in docs/hallucination_benchmark.md, "Calibration".
 DEFAULT_ESTIMATOR = "manifold_k3_train"
 # Filtering table: hallucinations removed while keeping at least these fractions of valid.
 FILTER_KEPT_TARGETS = (0.99, 0.96, 0.9, 0.75)
