@@ -110,7 +110,7 @@ def get_family(config: ml_collections.ConfigDict, sample_shape: Tuple[int, ...])
   """The family of an experiment config: `build_family` on `config.model`, with the
   dataset's number of classes and the optimiser of `config.optimizer` over
   `config.train.num_steps`, once the rules of those sections pass (one-line ConfigError)."""
-  import_config_modules(config.model)
+  import_config_modules(config.model)  # First: a module that cannot be imported says so.
   config_rules.check_config(config, sections=_SECTIONS_READ)
   return build_family(
       config.model, sample_shape,
