@@ -4,19 +4,25 @@ Two tables, the one place to extend when a config gains a key:
 - `RULES`: dotted key -> `Rule` (a test and the allowed range in words). `check_config`
   applies every rule whose key the config has, before any work, and names each bad value
   in one line. Keys without a rule are not checked here (names are checked by the
-  registries, shapes by the models).
+  registries, shapes by the models, settings that cannot work together by the family
+  builders). Every range lives here only: a builder trusts that its caller checked its
+  section (`training.family.get_family` does).
 - `CHANGEABLE_ON_RESUME`: keys a resumed run may change without `allow_config_change`,
   because they change what is logged, kept or read, not what is trained.
 
+Batch sizes are checked in one place too, `check_batch_sizes`: whole GAN packs (and
+discriminator chunks), split evenly over the devices.
+
 This module imports neither jax nor the training code, so the command-line tools can check
-a config before jax starts.
+a config before jax starts; what it needs of training (the learning-rate schedules, for a
+resume) is passed in.
 """
 import dataclasses
 import json
 import math
 import numbers
 import os
-from typing import Any, Callable, Dict, List, Mapping, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import ml_collections
 
@@ -178,13 +184,22 @@ def config_from_json(tree: Mapping[str, Any]) -> ml_collections.ConfigDict:
   return convert(dict(tree))
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError naming every value outside its rule's range, in one line.
+def check_config(config: ml_collections.ConfigDict,
+                 sections: Optional[Sequence[str]] = None) -> None:
+  """Raises ConfigError naming every value outside its rule's range, in one line; then the
+  batch sizes' divisibility on one device (`check_batch_sizes`).
+
+  Args:
+    config: an experiment config, or the part of one that a caller builds from.
+    sections: the top-level sections (and keys) whose rules apply, e.g. `("model", "train")`;
+      None: every rule. The batch sizes are checked when "model" and "train" are both in.
 
   Reads nothing but the config (and whether `dataset.data_dir` exists).
   """
   values = {}
   for key in RULES:
+    if sections is not None and key.split(".")[0] not in sections:
+      continue
     node, found = config, True
     for part in key.split("."):
       if isinstance(node, (ml_collections.ConfigDict, dict)) and part in node:
@@ -199,6 +214,46 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if problems:
     raise ConfigError(f"Invalid config value{'s' if len(problems) > 1 else ''}: "
                       f"{'; '.join(problems)}.")
+  if "model" in config and "train" in config and (
+      sections is None or {"model", "train"} <= set(sections)):
+    check_batch_sizes(config)
+
+
+def _batch_multiples(config: ml_collections.ConfigDict) -> Dict[str, Tuple[int, str]]:
+  """What each global batch must hold whole units of, and the units in words.
+
+  A GAN's discriminator judges packs of `model.gan.pack_size` (m) samples, and with
+  `discriminator_steps` (k) updates each takes a chunk of the batch: a training batch holds
+  whole m * k, an evaluation batch whole packs. Other families: 1.
+  """
+  if config.model.get("family") != "gan":
+    return {"batch_size": (1, ""), "eval_batch_size": (1, "")}
+  m, k = config.model.gan.pack_size, config.model.gan.discriminator_steps
+  return {"batch_size": (m * k, f"model.gan.pack_size={m} x discriminator_steps={k}"),
+          "eval_batch_size": (m, f"model.gan.pack_size={m}")}
+
+
+def check_batch_sizes(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
+  """`train.batch_size` and `train.eval_batch_size` split evenly over `num_devices` (all
+  devices of all hosts), each device's share in whole GAN packs and discriminator chunks;
+  else one ConfigError naming the batch. Call after the ranges (`check_config`) pass."""
+  multiples = _batch_multiples(config)
+  for key in ("batch_size", "eval_batch_size"):
+    value = config.train[key]
+    multiple, units = multiples[key]
+    if value % multiple:
+      raise ConfigError(f"train.{key}={value} is not divisible by {multiple} ({units}).")
+    if value % num_devices:
+      raise ConfigError(
+          f"train.{key} is {value}, which does not split over the {num_devices} devices of "
+          f"this run (allowed: a multiple of {num_devices}).")
+    per_device = value // num_devices
+    if per_device % multiple:
+      m, k = config.model.gan.pack_size, config.model.gan.discriminator_steps
+      divisor = (f"model.gan.pack_size * discriminator_steps = {multiple}"
+                 if key == "batch_size" and k > 1 else f"model.gan.pack_size = {m}")
+      raise ConfigError(f"The per-device train.{key} must be divisible by {divisor}, got "
+                        f"{per_device}; change the batch size or the number of devices.")
 
 
 _ABSENT = object()  # A key one of the two configs lacks (it came with a newer version).
@@ -216,12 +271,17 @@ def config_changes(saved, new) -> Dict[str, Tuple[Any, Any]]:
           if saved.get(key, _ABSENT) != new.get(key, _ABSENT)}
 
 
-def schedule_depends_on_num_steps(optimizer: ml_collections.ConfigDict, saved_steps: int,
+# `(optimizer section, num_steps) -> (step -> learning rate)`: training's schedules
+# (`training.optimizers.learning_rate_schedule`), passed in so that this module needs no optax.
+LearningRateSchedule = Callable[[ml_collections.ConfigDict, int], Callable[[int], Any]]
+
+
+def schedule_depends_on_num_steps(learning_rate_schedule: LearningRateSchedule,
+                                  optimizer: ml_collections.ConfigDict, saved_steps: int,
                                   new_steps: int) -> bool:
   """Whether the learning rate over steps [0, saved_steps] differs between the two lengths."""
-  from aigc_jax.training.optimizers import SCHEDULES  # pylint: disable=import-outside-toplevel
-  make = SCHEDULES.get(optimizer.schedule)
-  before, after = make(optimizer, saved_steps), make(optimizer, new_steps)
+  before = learning_rate_schedule(optimizer, saved_steps)
+  after = learning_rate_schedule(optimizer, new_steps)
   probes = sorted({int(round(s)) for s in (saved_steps * i / 64 for i in range(65))})
   return any(not math.isclose(float(before(s)), float(after(s)), rel_tol=1e-6, abs_tol=1e-12)
              for s in probes)
@@ -247,7 +307,8 @@ def _check_same_run(saved: Mapping[str, Any], config: ml_collections.ConfigDict,
 
 
 def check_resume(saved: Mapping[str, Any], config: ml_collections.ConfigDict, step: int,
-                 where: str, allow_config_change: bool) -> Dict[str, Any]:
+                 where: str, allow_config_change: bool, *,
+                 learning_rate_schedule: LearningRateSchedule) -> Dict[str, Any]:
   """Checks that `config` may resume a checkpoint of `step` saved with config `saved`.
 
   Args:
@@ -257,6 +318,8 @@ def check_resume(saved: Mapping[str, Any], config: ml_collections.ConfigDict, st
     where: the checkpoint directory, for messages.
     allow_config_change: accept changes outside CHANGEABLE_ON_RESUME (and a longer run under
       a schedule that depends on `train.num_steps`).
+    learning_rate_schedule: `(config.optimizer, num_steps) -> schedule`, to tell whether a
+      longer run changes the learning rate of the steps already trained.
 
   Returns:
     The record of this resume: `{"changes": {key: {"saved": a, "new": b}}, "forced": [keys
@@ -277,7 +340,8 @@ def check_resume(saved: Mapping[str, Any], config: ml_collections.ConfigDict, st
   refused = [key for key in changes if key not in CHANGEABLE_ON_RESUME]
   saved_steps = changes.get("train.num_steps", (num_steps,))[0]
   if ("train.num_steps" in changes and isinstance(saved_steps, int) and "optimizer.schedule"
-      not in changes and schedule_depends_on_num_steps(config.optimizer, saved_steps, num_steps)):
+      not in changes and schedule_depends_on_num_steps(
+          learning_rate_schedule, config.optimizer, saved_steps, num_steps)):
     refused.append("train.num_steps")
   if refused and not allow_config_change:
     shown = ", ".join(f"{key} {_show(changes[key][0])} -> {_show(changes[key][1])}"

@@ -1,4 +1,5 @@
 """Config values refused before any work, and the rules of a resume with a changed config."""
+import functools
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ import pytest
 
 from aigc_jax import config_rules, training
 from aigc_jax.errors import ConfigError
+from aigc_jax.training import optimizers
 from tests.training import helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,14 +92,19 @@ def _saved(config):
   return json.loads(config.to_json_best_effort())
 
 
+# As the loop calls it: with training's learning-rate schedules.
+_check_resume = functools.partial(config_rules.check_resume,
+                                  learning_rate_schedule=optimizers.learning_rate_schedule)
+
+
 def test_resume_allows_longer_runs_and_logging_changes_and_records_them():
   saved = helpers.tiny_config("vae")
   config = helpers.tiny_config("vae")
   config.train.num_steps = 40
   config.train.log_every = 7
   config.checkpoint.keep_last = 5
-  record = config_rules.check_resume(_saved(saved), config, step=4, where="W",
-                                     allow_config_change=False)
+  record = _check_resume(_saved(saved), config, step=4, where="W",
+                         allow_config_change=False)
   assert record == {"changes": {"checkpoint.keep_last": {"saved": 3, "new": 5},
                                 "train.log_every": {"saved": 50, "new": 7},
                                 "train.num_steps": {"saved": 4, "new": 40}},
@@ -111,14 +118,14 @@ def test_resume_refuses_changes_to_what_is_trained_naming_saved_and_new_values()
   config.optimizer.learning_rate = 3e-4
   config.seed = 1
   with pytest.raises(ConfigError) as info:
-    config_rules.check_resume(_saved(saved), config, step=4, where="W",
-                              allow_config_change=False)
+    _check_resume(_saved(saved), config, step=4, where="W",
+                  allow_config_change=False)
   message = str(info.value)
   assert "\n" not in message and "--allow_config_change" in message
   assert ("model.beta 1.0 -> 2.0, optimizer.learning_rate 0.001 -> 0.0003, seed 0 -> 1"
           in message)
-  record = config_rules.check_resume(_saved(saved), config, step=4, where="W",
-                                     allow_config_change=True)
+  record = _check_resume(_saved(saved), config, step=4, where="W",
+                         allow_config_change=True)
   assert record["forced"] == ["model.beta", "optimizer.learning_rate", "seed"]
   assert record["changes"]["model.beta"] == {"saved": 1.0, "new": 2.0}
 
@@ -128,8 +135,8 @@ def test_resume_cannot_shorten_a_run():
   config.train.num_steps = 100
   with pytest.raises(ConfigError, match="train.num_steps is 100 but the checkpoint in W is at "
                      "step 300; a run cannot be shortened"):
-    config_rules.check_resume(_saved(config), config, step=300, where="W",
-                              allow_config_change=True)
+    _check_resume(_saved(config), config, step=300, where="W",
+                  allow_config_change=True)
 
 
 @pytest.mark.parametrize("schedule,refused", [("constant", False), ("warmup_cosine", True)])
@@ -143,12 +150,12 @@ def test_longer_run_is_refused_when_the_schedule_depends_on_its_length(schedule,
   config.optimizer.warmup_steps = 2
   config.train.num_steps = 20
   if not refused:
-    config_rules.check_resume(_saved(saved), config, 10, "W", allow_config_change=False)
+    _check_resume(_saved(saved), config, 10, "W", allow_config_change=False)
     return
   with pytest.raises(ConfigError, match=r"train.num_steps 10 -> 20 \(the learning-rate "
                      r"schedule optimizer.schedule='warmup_cosine' depends on train.num_steps"):
-    config_rules.check_resume(_saved(saved), config, 10, "W", allow_config_change=False)
-  record = config_rules.check_resume(_saved(saved), config, 10, "W", allow_config_change=True)
+    _check_resume(_saved(saved), config, 10, "W", allow_config_change=False)
+  record = _check_resume(_saved(saved), config, 10, "W", allow_config_change=True)
   assert record["forced"] == ["train.num_steps"]
 
 
@@ -165,8 +172,8 @@ def test_a_resume_as_another_kind_of_run_is_refused_first_naming_both(
   _set(config, key, value)
   config.train.num_steps = 1  # Shorter than the checkpoint: reported only for the same run.
   with pytest.raises(ConfigError) as info:
-    config_rules.check_resume(_saved(saved), config, step=4, where="W",
-                              allow_config_change=allow_config_change)
+    _check_resume(_saved(saved), config, step=4, where="W",
+                  allow_config_change=allow_config_change)
   message = str(info.value)
   assert "\n" not in message and "shortened" not in message
   assert message.startswith("The checkpoint in W (step 4) is of a vae on digits28 run; this "

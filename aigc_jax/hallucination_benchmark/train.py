@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aigc_jax import latent_gmm
+from aigc_jax import data, latent_gmm
 from aigc_jax.hallucination_benchmark import measure
 from aigc_jax.hallucination_benchmark.settings import LATENT_GMM_COMPONENTS, Setting
 from aigc_jax.models.gan import pack
@@ -43,7 +43,9 @@ def discriminator_scores(setting: Setting, state, samples, labels=None) -> np.nd
   With packing (m > 1) the discriminator judges packs, so a sample is scored as a pack of m
   copies of itself.
   """
-  setup = gan_setup(setting.config, samples.shape[1:])
+  config = setting.config
+  setup = gan_setup(config.model, samples.shape[1:],
+                    data.get_dataset_spec(config.dataset.name).num_classes)
   disc = state.discriminator
 
   @jax.jit

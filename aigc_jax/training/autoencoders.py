@@ -33,7 +33,6 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from aigc_jax import data
 from aigc_jax.errors import ConfigError, UnknownNameError
 from aigc_jax.models.autoencoder import Autoencoder
 from aigc_jax.models.likelihoods import flatten_features, get_likelihood
@@ -42,7 +41,6 @@ from aigc_jax.models.vae import VAE
 from aigc_jax.registry import unknown_name_message
 from aigc_jax.training import corruptions, noise, steps
 from aigc_jax.training.family import FAMILIES, Family
-from aigc_jax.training.optimizers import build_optimizer
 from aigc_jax.training.state import TrainState
 
 CONDITIONINGS = ("none", "concat")  # "projection" is a discriminator's: GAN only.
@@ -64,7 +62,8 @@ def kl_weight_schedule(model_cfg: ml_collections.ConfigDict) -> optax.Schedule:
 
 def _check_variant_config(model_cfg: ml_collections.ConfigDict, variational: bool,
                           likelihood) -> None:
-  """One-line errors for variant settings that cannot work together."""
+  """One-line errors for variant settings that cannot work together (single ranges are
+  `config_rules.RULES`')."""
   family = model_cfg.family
   if model_cfg.conditioning == "projection":
     raise ConfigError(
@@ -83,12 +82,6 @@ def _check_variant_config(model_cfg: ml_collections.ConfigDict, variational: boo
   if not variational and model_cfg.kl_warmup_steps > 0:
     raise ConfigError("model.kl_warmup_steps anneals the KL weight of the vae family; set it "
                       "to 0 for the ae family.")
-  if model_cfg.kl_warmup_steps < 0:
-    raise ConfigError(f"model.kl_warmup_steps must be >= 0 (0 = no warm-up), got "
-                      f"{model_cfg.kl_warmup_steps}.")
-  if model_cfg.kl_warmup_start < 0:
-    raise ConfigError(f"model.kl_warmup_start is a KL weight and must be >= 0, got "
-                      f"{model_cfg.kl_warmup_start}.")
   corruptions.CORRUPTIONS.get(model_cfg.corruption)  # Unknown names list the choices.
   if model_cfg.corruption != "none":
     if variational:
@@ -102,12 +95,12 @@ def _check_variant_config(model_cfg: ml_collections.ConfigDict, variational: boo
           f"model.corruption={model_cfg.corruption!r}, got {level}.")
 
 
-def _make_family(config: ml_collections.ConfigDict, sample_shape, variational: bool) -> Family:
-  model_cfg = config.model
+def _make_family(model_cfg: ml_collections.ConfigDict, sample_shape, variational: bool,
+                 num_classes: int, optimizer: optax.GradientTransformation) -> Family:
   likelihood = get_likelihood(model_cfg.likelihood, model_cfg.likelihood_scale)
   _check_variant_config(model_cfg, variational, likelihood)
   conditional = model_cfg.conditioning == "concat"
-  num_classes = data.get_dataset_spec(config.dataset.name).num_classes if conditional else 0
+  num_classes = num_classes if conditional else 0
   latent_dim = model_cfg.latent_dim
   encoder = build_encoder(model_cfg.encoder, 2 * latent_dim if variational else latent_dim,
                           noise.BATCH_AXIS, compute_dtype=model_cfg.compute_dtype)
@@ -115,7 +108,6 @@ def _make_family(config: ml_collections.ConfigDict, sample_shape, variational: b
                           compute_dtype=model_cfg.compute_dtype)
   model_cls = VAE if variational else Autoencoder
   model = model_cls(encoder=encoder, decoder=decoder)
-  optimizer = build_optimizer(config.optimizer, config.train.num_steps)
   kl_weight = kl_weight_schedule(model_cfg)
 
   def output_mean(outputs):
@@ -232,14 +224,16 @@ def _make_family(config: ml_collections.ConfigDict, sample_shape, variational: b
       decode=jax.jit(decode))
 
 
-def make_ae_family(config: ml_collections.ConfigDict, sample_shape) -> Family:
-  """The (denoising, conditional) autoencoder of `config.model`."""
-  return _make_family(config, sample_shape, variational=False)
+def make_ae_family(model: ml_collections.ConfigDict, sample_shape, *, num_classes: int,
+                   optimizer: optax.GradientTransformation) -> Family:
+  """The (denoising, conditional) autoencoder of the `config.model` section `model`."""
+  return _make_family(model, sample_shape, False, num_classes, optimizer)
 
 
-def make_vae_family(config: ml_collections.ConfigDict, sample_shape) -> Family:
-  """The VAE of `config.model` (beta, KL warm-up, conditional)."""
-  return _make_family(config, sample_shape, variational=True)
+def make_vae_family(model: ml_collections.ConfigDict, sample_shape, *, num_classes: int,
+                    optimizer: optax.GradientTransformation) -> Family:
+  """The VAE of the `config.model` section `model` (beta, KL warm-up, conditional)."""
+  return _make_family(model, sample_shape, True, num_classes, optimizer)
 
 
 FAMILIES.register("ae")(make_ae_family)

@@ -2,8 +2,8 @@
 
 Loss (per example, nats): softmax cross-entropy -log softmax(logits)[label], averaged over the
 global batch; accuracy = 1[argmax logits == label]. The network is `models.classifier`: an
-encoder body with `config.model.feature_dim` outputs, the activation, then Dense(K) with K
-from the dataset spec. It neither samples nor reconstructs (`generate = reconstruct = None`).
+encoder body with `config.model.feature_dim` outputs, the activation, then Dense(K), K the
+dataset's number of classes. It neither samples nor reconstructs (`generate = reconstruct = None`).
 """
 import functools
 
@@ -11,12 +11,10 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from aigc_jax import data
 from aigc_jax.models.classifier import Classifier
 from aigc_jax.models.networks import build_encoder
 from aigc_jax.training import noise, steps
 from aigc_jax.training.family import FAMILIES, Family
-from aigc_jax.training.optimizers import build_optimizer
 from aigc_jax.training.state import TrainState
 
 
@@ -33,19 +31,18 @@ def _per_example_terms(state, params, batch, key, train):
   return terms, batch_stats
 
 
-def build_classifier(config: ml_collections.ConfigDict, batch_axis_name=noise.BATCH_AXIS
-                     ) -> Classifier:
-  """The `Classifier` of `config.model` for `config.dataset.name`'s number of classes."""
-  model_cfg = config.model
+def build_classifier(model_cfg: ml_collections.ConfigDict, num_classes: int,
+                     batch_axis_name=noise.BATCH_AXIS) -> Classifier:
+  """The `Classifier` of the `config.model` section `model_cfg`, with `num_classes` outputs."""
   return Classifier(
       trunk=build_encoder(model_cfg.encoder, model_cfg.feature_dim, batch_axis_name),
-      num_classes=data.get_dataset_spec(config.dataset.name).num_classes,
-      activation=model_cfg.encoder.activation)
+      num_classes=num_classes, activation=model_cfg.encoder.activation)
 
 
-def make_classifier_family(config: ml_collections.ConfigDict, image_shape) -> Family:
-  model = build_classifier(config)
-  optimizer = build_optimizer(config.optimizer, config.train.num_steps)
+def make_classifier_family(model_cfg: ml_collections.ConfigDict, image_shape, *,
+                           num_classes: int, optimizer: optax.GradientTransformation) -> Family:
+  """The classifier of the `config.model` section `model_cfg` over `num_classes` classes."""
+  model = build_classifier(model_cfg, num_classes)
 
   def init(key):
     variables = model.init(key, jnp.zeros((1,) + tuple(image_shape), jnp.float32), train=False)

@@ -4,6 +4,12 @@ Families differ in their networks, losses and states, not in how they train: the
 `training.loop` drives any `Family`. A step is written for ONE device and averages with
 `jax.lax.pmean` over `noise.BATCH_AXIS`; `training.parallel` maps it over devices.
 
+A family is built from its config section alone: a builder registered in `FAMILIES` takes
+`(model, sample_shape, *, num_classes, optimizer)`, i.e. `config.model`, the shape of one
+sample, the dataset's number of classes and the optax optimiser of its networks, as
+big_vision builds `model_mod.Model(**config.model)`. `get_family` makes those from an
+experiment config, after checking the ranges of what they read (`config_rules.RULES`).
+
 Batches are dicts: `image [per_device, H, W, C]` float32 in [0, 1], `label [per_device]`
 int32, `mask [per_device]` float32 (1 real example, 0 padding; only eval batches pad).
 """
@@ -13,9 +19,12 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import jax
 import ml_collections
+import optax
 
+from aigc_jax import config_rules, data
 from aigc_jax.errors import ConfigError
 from aigc_jax.registry import Registry
+from aigc_jax.training.optimizers import build_optimizer
 
 State = Any
 Batch = Dict[str, jax.Array]
@@ -58,17 +67,26 @@ class Family:
   decode: Optional[Callable[..., jax.Array]] = None
 
 
-FamilyFactory = Callable[[ml_collections.ConfigDict, Tuple[int, int, int]], Family]
+# `(model, sample_shape, *, num_classes, optimizer) -> Family`: `model` is the experiment's
+# `config.model` section, already checked against `config_rules.RULES`; `sample_shape` is
+# (H, W, C) for images or e.g. (2,) for points; `num_classes` the dataset's (conditional
+# families and the classifier use it); `optimizer` the optax transformation of every network.
+FamilyFactory = Callable[..., Family]
 FAMILIES = Registry[FamilyFactory]("model family")
 
+# The config sections `get_family` reads: their rules are checked before a family is built.
+# Not `dataset.data_dir`: a saved run's config must build where its data directory is absent.
+_SECTIONS_READ = ("model", "optimizer", "train")
 
-def import_config_modules(config: ml_collections.ConfigDict) -> None:
-  """Imports the modules named in `config.model.imports`, so their registrations exist.
+
+def import_config_modules(model: ml_collections.ConfigDict) -> None:
+  """Imports the modules named in `model.imports` (the `config.model` section), so their
+  registrations exist.
 
   This is how a variant living in its own file (a family, body, likelihood, corruption...)
   is found by name, in training and in a later evaluation that reads the saved config.
   """
-  for name in config.model.get("imports", ()):
+  for name in model.get("imports", ()):
     try:
       importlib.import_module(name)
     except ModuleNotFoundError as e:
@@ -78,8 +96,23 @@ def import_config_modules(config: ml_collections.ConfigDict) -> None:
                         "module path importable from the working directory.") from None
 
 
-def get_family(config: ml_collections.ConfigDict, image_shape: Tuple[int, ...]) -> Family:
-  """The family named by `config.model.family`, built for samples of `image_shape`
-  ((H, W, C) images, or e.g. (2,) points), after `import_config_modules(config)`."""
-  import_config_modules(config)
-  return FAMILIES.get(config.model.family)(config, tuple(image_shape))
+def build_family(model: ml_collections.ConfigDict, sample_shape: Tuple[int, ...], *,
+                 num_classes: int, optimizer: optax.GradientTransformation) -> Family:
+  """The family named by `model.family` (a `config.model` section), for samples of
+  `sample_shape`, after `import_config_modules(model)`. The caller checks the section's
+  ranges (`config_rules.check_config`); `get_family` does."""
+  import_config_modules(model)
+  return FAMILIES.get(model.family)(model, tuple(sample_shape), num_classes=num_classes,
+                                    optimizer=optimizer)
+
+
+def get_family(config: ml_collections.ConfigDict, sample_shape: Tuple[int, ...]) -> Family:
+  """The family of an experiment config: `build_family` on `config.model`, with the
+  dataset's number of classes and the optimiser of `config.optimizer` over
+  `config.train.num_steps`, once the rules of those sections pass (one-line ConfigError)."""
+  import_config_modules(config.model)  # First: a module that cannot be imported says so.
+  config_rules.check_config(config, sections=_SECTIONS_READ)
+  return build_family(
+      config.model, sample_shape,
+      num_classes=data.get_dataset_spec(config.dataset.name).num_classes,
+      optimizer=build_optimizer(config.optimizer, config.train.num_steps))

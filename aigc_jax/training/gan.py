@@ -1,6 +1,7 @@
 """The GAN family: both updates in one step, the loss and its variants named by the config.
 
-One train step, per device (`config.model.gan` names each part; see experiments/configs/base.py):
+One train step, per device (`config.model.gan` names each part; see experiments/configs/base.py;
+per-device batches hold whole packs and chunks, `config_rules.check_batch_sizes`):
 1. z_i = normal(fold_in(fold_in(key, step), i)) for example i of the global batch; the
    generator makes one sample per real example (with PacGAN packing, the batch's m pack slots
    in separate calls, so BatchNorm statistics are per slot, as in the PacGAN authors' code).
@@ -34,7 +35,6 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from aigc_jax import data
 from aigc_jax.errors import ConfigError, UnknownNameError
 from aigc_jax.models.gan import (CONDITIONINGS, GENERATOR_OUTPUTS, Discriminator, Generator,
                                  pack)
@@ -44,7 +44,6 @@ from aigc_jax.training import noise
 from aigc_jax.training.diff_augment import diff_augment, parse_policy
 from aigc_jax.training.family import FAMILIES, Family
 from aigc_jax.training.gan_losses import GAN_LOSSES, REGULARIZERS, GANLoss, Regularizer
-from aigc_jax.training.optimizers import build_optimizer
 from aigc_jax.training.state import GANState, TrainState
 
 # Folded into the run key before the step, for every draw other than z (which keeps the
@@ -84,14 +83,6 @@ class GANSetup:
   def labels(self, batch):
     return batch["label"] if self.conditional else None
 
-  def check_per_device_batch(self, per_device: int, what: str, chunks: int = 1) -> None:
-    """Per-device batches hold whole packs (in each discriminator step's chunk)."""
-    if per_device % (chunks * self.pack_size):
-      divisor = (f"model.gan.pack_size * discriminator_steps = {chunks * self.pack_size}"
-                 if chunks > 1 else f"model.gan.pack_size = {self.pack_size}")
-      raise ConfigError(f"The per-device {what} must be divisible by {divisor}, got "
-                        f"{per_device}; change the batch size or the number of devices.")
-
 
 def _choice(value, choices, kind):
   if value not in choices:
@@ -99,33 +90,18 @@ def _choice(value, choices, kind):
   return value
 
 
-def gan_setup(config: ml_collections.ConfigDict, sample_shape) -> GANSetup:
-  """Reads and checks `config.model` for the GAN family; one-line ConfigErrors."""
-  model_cfg, gan_cfg = config.model, config.model.gan
+def gan_setup(model_cfg: ml_collections.ConfigDict, sample_shape, num_classes: int) -> GANSetup:
+  """Reads the `config.model` section for the GAN family, with the dataset's `num_classes`;
+  one-line ConfigErrors for settings that cannot work together (single ranges and batch
+  divisibility are `config_rules`')."""
+  gan_cfg = model_cfg.gan
   conditioning = _choice(model_cfg.conditioning, CONDITIONINGS, "conditioning")
   regularizer = REGULARIZERS.get(gan_cfg.regularizer)
   if regularizer is not None and model_cfg.encoder.norm != "none":
     raise ConfigError(
         f"model.gan.regularizer={gan_cfg.regularizer!r} needs each example's input gradient to "
         "depend on that example only; set model.encoder.norm='none' (no BatchNorm).")
-  if gan_cfg.regularizer_weight < 0:
-    raise ConfigError(f"model.gan.regularizer_weight must be >= 0, got "
-                      f"{gan_cfg.regularizer_weight}.")
-  if not 0.0 <= gan_cfg.ema_decay < 1.0:
-    raise ConfigError(f"model.gan.ema_decay must be in [0, 1) (0 = off), got "
-                      f"{gan_cfg.ema_decay}.")
   pack_size, discriminator_steps = gan_cfg.pack_size, gan_cfg.discriminator_steps
-  if pack_size < 1:
-    raise ConfigError(f"model.gan.pack_size must be >= 1 (1 = no packing), got {pack_size}.")
-  if discriminator_steps < 1:
-    raise ConfigError(f"model.gan.discriminator_steps must be >= 1, got {discriminator_steps}.")
-  for key, multiple in (("batch_size", pack_size * discriminator_steps),
-                        ("eval_batch_size", pack_size)):
-    if config.train[key] % multiple:
-      raise ConfigError(f"train.{key}={config.train[key]} is not divisible by {multiple} "
-                        f"(model.gan.pack_size={pack_size}"
-                        + (f" x discriminator_steps={discriminator_steps})." if key == "batch_size"
-                           else ")."))
   if pack_size > 1 and conditioning != "none":
     raise ConfigError("PacGAN packing of a conditional GAN is not supported; set "
                       "model.gan.pack_size=1 or model.conditioning='none'.")
@@ -133,9 +109,6 @@ def gan_setup(config: ml_collections.ConfigDict, sample_shape) -> GANSetup:
   if augment_policy and len(sample_shape) != 3:
     raise ConfigError(f"DiffAugment works on images, but the samples have shape "
                       f"{tuple(sample_shape)}; set model.gan.diff_augment=''.")
-  num_classes = 0
-  if conditioning != "none":
-    num_classes = data.get_dataset_spec(config.dataset.name).num_classes
   return GANSetup(
       latent_dim=model_cfg.latent_dim,
       loss=GAN_LOSSES.get(gan_cfg.loss),
@@ -146,7 +119,7 @@ def gan_setup(config: ml_collections.ConfigDict, sample_shape) -> GANSetup:
       discriminator_steps=discriminator_steps,
       ema_decay=float(gan_cfg.ema_decay),
       output=_choice(gan_cfg.generator_output, GENERATOR_OUTPUTS, "generator output"),
-      num_classes=num_classes)
+      num_classes=num_classes if conditioning != "none" else 0)
 
 
 def _latents(key, per_device_batch, latent_dim):
@@ -219,7 +192,6 @@ def _train_step(state: GANState, batch, key, *, setup: GANSetup):
   gen, disc = state.generator, state.discriminator
   real = setup.to_model_space(batch["image"])
   labels = setup.labels(batch)
-  setup.check_per_device_batch(real.shape[0], "train.batch_size", setup.discriminator_steps)
   z = _latents(jax.random.fold_in(key, state.step), real.shape[0], setup.latent_dim)
   keys = _auxiliary_keys(key, state.step)
 
@@ -267,7 +239,6 @@ def _eval_step(state: GANState, batch, key, *, setup: GANSetup):
   gen, disc = state.generator, state.discriminator
   real = setup.to_model_space(batch["image"])
   labels = setup.labels(batch)
-  setup.check_per_device_batch(real.shape[0], "train.eval_batch_size")
   z = _latents(key, real.shape[0], setup.latent_dim)
   fake = gen.apply_fn(gen.variables(sampling_params(state)), z, labels)
   real_logits = disc.apply_fn(disc.variables(), pack(real, setup.pack_size), labels)
@@ -281,9 +252,14 @@ def _eval_step(state: GANState, batch, key, *, setup: GANSetup):
   return jax.lax.psum(sums, noise.BATCH_AXIS)
 
 
-def make_gan_family(config: ml_collections.ConfigDict, sample_shape) -> Family:
-  model_cfg = config.model
-  setup = gan_setup(config, sample_shape)
+def make_gan_family(model_cfg: ml_collections.ConfigDict, sample_shape, *, num_classes: int,
+                    optimizer: optax.GradientTransformation) -> Family:
+  """The GAN of the `config.model` section `model_cfg`; both networks train with `optimizer`.
+
+  Batches hold whole packs and discriminator chunks on every device
+  (`config_rules.check_batch_sizes`).
+  """
+  setup = gan_setup(model_cfg, sample_shape, num_classes)
   spectral_norm = bool(model_cfg.gan.spectral_norm)
   projection = model_cfg.conditioning == "projection"
   feature_dim = model_cfg.encoder.widths[-1] if projection else 0
@@ -295,7 +271,6 @@ def make_gan_family(config: ml_collections.ConfigDict, sample_shape) -> Family:
                     spectral_norm=spectral_norm, compute_dtype=model_cfg.compute_dtype),
       conditioning=model_cfg.conditioning, num_classes=setup.num_classes,
       feature_dim=feature_dim, spectral_norm=spectral_norm)
-  optimizer = build_optimizer(config.optimizer, config.train.num_steps)
   packed_shape = tuple(sample_shape[:-1]) + (setup.pack_size * sample_shape[-1],)
   init_labels = jnp.zeros((1,), jnp.int32) if setup.conditional else None
 

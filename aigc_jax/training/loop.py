@@ -20,12 +20,12 @@ import numpy as np
 import tqdm
 
 from aigc_jax import checkpointing, config_rules, console, data, distributed
-from aigc_jax.errors import ConfigError, NonFiniteLossError, UnknownNameError, WorkdirError
+from aigc_jax.errors import NonFiniteLossError, UnknownNameError, WorkdirError
 from aigc_jax.training.family import Family, get_family
 from aigc_jax.training.interrupts import (TrainingInterrupted, TrainingNotStarted,
                                           termination_signals)
 from aigc_jax.training.parallel import DataParallel, get_data_parallel, on_one_device
-from aigc_jax.training import writers
+from aigc_jax.training import optimizers, writers
 from aigc_jax.training.writers import MetricWriter
 from aigc_jax.workdir import (WorkdirLock, ensure_writable, has_checkpoints,
                               set_aside_previous_run)
@@ -137,17 +137,6 @@ def _close_all(closers, quietly: bool) -> None:
                       f"{getattr(close, '__qualname__', close)} also failed: {e}")
 
 
-def _check_batch_sizes(config: ml_collections.ConfigDict, parallel: DataParallel) -> None:
-  """Both batch sizes split evenly over every device of every host, or one ConfigError."""
-  devices = jax.process_count() * parallel.num_local_devices
-  for key in ("batch_size", "eval_batch_size"):
-    value = config.train[key]
-    if value % devices:
-      raise ConfigError(
-          f"train.{key} is {value}, which does not split over the {devices} devices of this "
-          f"run (allowed: a multiple of {devices}).")
-
-
 def _record_resume(workdir: str, step: int, num_steps: int, record: Dict[str, Any]) -> None:
   """Appends one line to `resumes.jsonl`: when, from which step, and what the config changed.
 
@@ -203,7 +192,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   spec = data.get_dataset_spec(config.dataset.name)
   family = get_family(config, spec.image_shape)
   parallel = get_data_parallel(config.train.parallel)
-  _check_batch_sizes(config, parallel)
+  config_rules.check_batch_sizes(config, jax.process_count() * parallel.num_local_devices)
   ensure_writable(workdir)
   with _locked(workdir):
     return _train(config, workdir, spec, family, parallel, fresh=fresh,
@@ -263,8 +252,9 @@ def _start_or_resume(config, workdir, family, parallel, checkpointer, keys, abst
   resume: Dict[str, Any] = {}
 
   def check_saved_config(saved: Dict[str, Any], step: int) -> None:
-    resume.update(config_rules.check_resume(saved, config, step, checkpointer.directory,
-                                            allow_config_change))
+    resume.update(config_rules.check_resume(
+        saved, config, step, checkpointer.directory, allow_config_change,
+        learning_rate_schedule=optimizers.learning_rate_schedule))
 
   restored = checkpointer.restore_latest(
       checkpointing.abstract_state_tree(abstract_state, keys["train"],

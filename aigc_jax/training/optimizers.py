@@ -18,13 +18,17 @@ OPTIMIZERS.register("adamw")(lambda cfg, lr: optax.adamw(
 OPTIMIZERS.register("sgd")(lambda cfg, lr: optax.sgd(lr, momentum=cfg.momentum or None))
 
 
+def learning_rate_schedule(cfg: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
+  """The `cfg.schedule` learning rate of a run of `num_steps` steps, as a function of the step."""
+  return SCHEDULES.get(cfg.schedule)(cfg, num_steps)
+
+
 def build_optimizer(cfg: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
   """`cfg.name` optimiser with `cfg.schedule` learning rate, after optional norm clipping.
 
   `cfg.grad_clip_norm > 0` clips the global gradient norm first (optax.clip_by_global_norm).
   """
-  learning_rate = SCHEDULES.get(cfg.schedule)(cfg, num_steps)
-  optimizer = OPTIMIZERS.get(cfg.name)(cfg, learning_rate)
+  optimizer = OPTIMIZERS.get(cfg.name)(cfg, learning_rate_schedule(cfg, num_steps))
   if cfg.grad_clip_norm > 0:
     optimizer = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), optimizer)
   return optimizer

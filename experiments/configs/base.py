@@ -3,9 +3,12 @@
 Every knob the library reads lives here, with what it means. Override any from the command
 line: `--config.train.num_steps=500 --config.optimizer.learning_rate=3e-4`. The allowed range
 of each value is checked before a run starts (`aigc_jax/config_rules.py`, `RULES`: add a rule
-there with a new key); a resumed run may change only the keys in `CHANGEABLE_ON_RESUME`
-there (intervals, `num_samples`, `eval_batch_size`, checkpoint retention, `data_dir`, a longer
-`num_steps`) unless `--allow_config_change`.
+there with a new key; the library holds no second copy of a range); a resumed run may
+change only the keys in `CHANGEABLE_ON_RESUME` there (intervals, `num_samples`,
+`eval_batch_size`, checkpoint retention, `data_dir`, a longer `num_steps`) unless
+`--allow_config_change`. A model family is built from `config.model`
+alone, plus the dataset's number of classes and the optimiser of `config.optimizer`
+(`aigc_jax/training/family.py`, `build_family`).
 """
 import ml_collections
 
@@ -87,7 +90,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   # PacGAN (Lin et al. 2018): the discriminator judges packs of this many samples, concatenated
   # (features for points, channels for images); 1 = the plain GAN. A step uses batch_size real
   # and batch_size generated samples, i.e. batch_size / pack_size packs of each, so the
-  # per-device batch (and eval batch) must be divisible by it.
+  # per-device batch (and eval batch) must be divisible by it (`config_rules.check_batch_sizes`).
   config.model.gan.pack_size = 1
   # Discriminator updates per generator update (WGAN-GP's n_critic): the batch is split into
   # this many chunks (example i in chunk i mod k), one update each; the generator's update

@@ -2,6 +2,7 @@
 import jax
 import numpy as np
 
+from aigc_jax import config_rules
 from aigc_jax.training.family import get_family
 from aigc_jax.training.parallel import PmapParallel, ShardMapParallel
 from experiments.configs import base
@@ -47,7 +48,11 @@ def device_layout(batch, num_devices):
 
 
 def run_steps(config, batches, parallel, seed=0):
-  """Runs the family's train step over `batches` under `parallel`; returns (state, metrics)."""
+  """Runs the family's train step over `batches` under `parallel`; returns (state, metrics).
+
+  Checks the batch sizes over the devices first, as the loop does.
+  """
+  config_rules.check_batch_sizes(config, parallel.num_local_devices)
   family = get_family(config, batches[0]["image"].shape[1:])
   state = parallel.put_state(family.init(jax.random.PRNGKey(seed)))
   step = parallel.compile_train_step(family.train_step)

@@ -277,14 +277,16 @@ def _set(**values):
      "none, projection."),
     (dict(model__gan__diff_augment="color,flip"), "Unknown DiffAugment policy 'flip'; valid "
      "choices are: color, cutout, translation."),
-    (dict(model__gan__ema_decay=1.0), "model.gan.ema_decay must be in [0, 1)"),
-    (dict(model__gan__regularizer_weight=-1.0), "model.gan.regularizer_weight must be >= 0"),
-    (dict(model__gan__pack_size=0), "model.gan.pack_size must be >= 1"),
+    (dict(model__gan__ema_decay=1.0), "model.gan.ema_decay is 1.0 (allowed: a number in [0, 1))"),
+    (dict(model__gan__regularizer_weight=-1.0), "model.gan.regularizer_weight is -1.0 (allowed: "
+     "a finite number >= 0)"),
+    (dict(model__gan__pack_size=0), "model.gan.pack_size is 0 (allowed: an integer >= 1)"),
     (dict(model__gan__pack_size=3), "train.batch_size=8 is not divisible by 3 "
      "(model.gan.pack_size=3 x discriminator_steps=1)."),
     (dict(model__gan__pack_size=2, model__gan__discriminator_steps=3), "train.batch_size=8 is "
      "not divisible by 6 (model.gan.pack_size=2 x discriminator_steps=3)."),
-    (dict(model__gan__discriminator_steps=0), "model.gan.discriminator_steps must be >= 1"),
+    (dict(model__gan__discriminator_steps=0), "model.gan.discriminator_steps is 0 (allowed: an "
+     "integer >= 1)"),
     (dict(model__gan__pack_size=2, model__conditioning="concat"),
      "PacGAN packing of a conditional GAN is not supported"),
     (dict(model__gan__regularizer="r1", model__encoder__norm="batch"),
