@@ -22,7 +22,6 @@ import pytest
 from aigc_jax import checkpointing, inference, training
 from aigc_jax.errors import ConfigError, UserError, WorkdirError
 from tests import filesystems
-from tests.filesystems import small_filesystem  # noqa: F401  (a fixture)
 from tests.training import helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

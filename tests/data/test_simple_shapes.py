@@ -14,7 +14,7 @@ def test_layout_regions_and_templates():
   assert sorted(covered + list(ss.GUTTER_COLUMNS)) == list(range(32))  # A partition.
   assert {n: int(t.sum()) for n, t in ss.TEMPLATES.items()} == {
       "triangle": 40, "square": 36, "pentagon": 53}
-  for name, template in ss.TEMPLATES.items():
+  for template in ss.TEMPLATES.values():
     np.testing.assert_array_equal(template, template[:, ::-1])  # Left-right symmetric.
     assert template.shape[1] <= ss.REGION_WIDTH
   assert ss.class_names() == ["triangle", "square", "triangle+square", "pentagon",

@@ -16,7 +16,6 @@ from aigc_jax.errors import ConfigError, WorkdirError
 from aigc_jax.evaluation import fidelity, report
 from aigc_jax.image_grid import save_side_by_side
 from tests import filesystems
-from tests.filesystems import small_filesystem  # noqa: F401  (a fixture)
 from tests.training import classifier_run, helpers
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -11,7 +11,7 @@ from aigc_jax.evaluation.features import ClassifierFeatureExtractor
 from aigc_jax.models.conditioning import join_label
 from aigc_jax.training.family import get_family
 from experiments.configs import base, cvae_digits
-from tests.training import classifier_run, helpers
+from tests.training import classifier_run
 from tests.training import vae_cases as cases
 from tests.training import vae_reference as ref
 
