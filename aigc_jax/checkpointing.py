@@ -563,7 +563,7 @@ def _load_for_inference_step(manager, directory: str, step: int, get_family: Cal
   _verify_arrays(os.path.join(directory, str(step)))
   config = ml_collections.ConfigDict(manager.restore(
       step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"])
-  family = get_family(config, data.get_dataset_spec(config.dataset.name).image_shape)
+  family = get_family(config, data.get_dataset_spec(config.dataset.name).sample_shape)
   template = jax.jit(family.init)(jax.random.PRNGKey(0))  # One compile, not one per op.
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   wanted = {"train_state": _without_optimizer(

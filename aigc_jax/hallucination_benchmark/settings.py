@@ -110,6 +110,11 @@ class Setting:
   def key(self) -> str:
     return f"{self.dataset}/{self.name}"
 
+  @property
+  def stem(self) -> str:
+    """The name of its files under settings/: `<dataset>__<name>`."""
+    return f"{self.dataset}__{self.name}"
+
   def config_json(self) -> str:
     return self.config.to_json_best_effort(sort_keys=True)
 
