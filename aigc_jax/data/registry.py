@@ -56,11 +56,6 @@ class DatasetSpec:
       raise ValueError(f"a points dataset's sample_shape must be (D,), got {self.sample_shape}")
 
   @property
-  def image_shape(self) -> tuple[int, ...]:
-    """Alias of `sample_shape`, kept for the call sites written when every sample was an image."""
-    return self.sample_shape
-
-  @property
   def has_known_support(self) -> bool:
     """Whether a hallucination can be counted exactly on this dataset (`support_check` set)."""
     return self.support_check is not None

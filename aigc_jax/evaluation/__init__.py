@@ -1,5 +1,7 @@
 """Evaluation: per-image fidelity, feature extractors, feature-distribution metrics,
-hallucination rates, mode-collapse metrics, rejection filtering and estimator calibration."""
+hallucination rates, mode-collapse metrics, rejection filtering and estimator calibration;
+the one measurement layer both `experiments.evaluate` and the hallucination benchmark use:
+`reference` (real sets and floors), `sampling`, `evaluators` (rates under canonical names)."""
 from aigc_jax.evaluation.calibration import CalibrationStatistics
 from aigc_jax.evaluation.calibration import calibration_statistics
 from aigc_jax.evaluation.calibration import calibration_table
@@ -10,11 +12,15 @@ from aigc_jax.evaluation.distribution import frechet_distance
 from aigc_jax.evaluation.distribution import frechet_distance_from_statistics
 from aigc_jax.evaluation.distribution import gaussian_statistics
 from aigc_jax.evaluation.distribution import kernel_inception_distance
-from aigc_jax.evaluation.distribution import kid
 from aigc_jax.evaluation.distribution import knn_radii
 from aigc_jax.evaluation.distribution import manifold_membership
 from aigc_jax.evaluation.distribution import precision_recall
 from aigc_jax.evaluation.distribution import realism_score
+from aigc_jax.evaluation.evaluators import SAMPLE_EVALUATORS
+from aigc_jax.evaluation.evaluators import SampleSet
+from aigc_jax.evaluation.evaluators import reconstruction_rates
+from aigc_jax.evaluation.evaluators import sample_rates
+from aigc_jax.evaluation.evaluators import sample_set
 from aigc_jax.evaluation.features import ClassifierFeatureExtractor
 from aigc_jax.evaluation.features import FeatureExtractor
 from aigc_jax.evaluation.features import IdentityFeatureExtractor
@@ -42,3 +48,6 @@ from aigc_jax.evaluation.mode_collapse import ModeCollapseMetrics
 from aigc_jax.evaluation.mode_collapse import mode_collapse_metrics
 from aigc_jax.evaluation.mode_collapse import nearest_mode
 from aigc_jax.evaluation.mode_collapse import reverse_kl_to_uniform
+from aigc_jax.evaluation.reference import Reference
+from aigc_jax.evaluation.reference import build_reference
+from aigc_jax.evaluation.statistics import mean_and_standard_error

@@ -113,8 +113,6 @@ def kernel_inception_distance(feats_real, feats_fake, key, *, num_subsets: int =
   return jnp.mean(mmd2), jnp.std(mmd2)
 
 
-kid = kernel_inception_distance
-
 
 def unbiased_polynomial_mmd2(x: jax.Array, y: jax.Array) -> jax.Array:
   """Unbiased MMD^2 between x [m, D] and y [m, D] with k(x, y) = (x.y / D + 1)^3; a scalar."""

@@ -13,9 +13,11 @@ are their own feature space), then computes:
   Gaussian mixtures PacGAN's modes captured / high-quality fraction / reverse KL.
 
 Every estimated rate comes with its real-data FLOOR: the same estimator applied to held-out
-real data as if it were generated (what a perfect model would score). The reference set of the
-k-NN metrics is the training split (at most `REFERENCE_SIZE` examples, a fixed random subset),
-so the held-out split is free to measure the floor on; both are named in `eval.json`.
+real data as if it were generated (what a perfect model would score). The real sets follow the
+one rule of `evaluation.reference` (shared with the hallucination benchmark): the k-NN
+reference is a fixed random subset of at most 10,000 training examples, so the held-out split
+is free to measure the floor on; both are named in `eval.json`. The rates are computed by
+`evaluation.evaluators`, under its canonical names.
 
 It writes `settings.json`, `eval.json`, `eval.md` (a markdown table) and `hallucinated.png`
 (flagged samples beside samples that were not flagged, each panel titled with its count;
@@ -31,23 +33,23 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 import jax
-import jax.numpy as jnp
 from matplotlib.figure import Figure
 import numpy as np
 import tqdm
 
 from aigc_jax import data, inference
 from aigc_jax.errors import ConfigError
-from aigc_jax.evaluation import distribution, fidelity, hallucination, mode_collapse
+from aigc_jax.evaluation import (distribution, evaluators, fidelity, hallucination, sampling,
+                                 statistics)
 from aigc_jax.evaluation.features import (ClassifierFeatureExtractor, FeatureExtractor,
                                           IdentityFeatureExtractor)
+from aigc_jax.evaluation.reference import Reference, build_reference
 from aigc_jax.image_grid import draw_points_on_axes, points_radius, save_side_by_side
 from aigc_jax.workdir import LATEST_DIR, ensure_writable, newest_step
 
 GRID_SIZE = 32  # Samples per side of the hallucination figure.
-PRECISION_RECALL_K = 3  # Kynkäänniemi et al. 2019.
+PRECISION_RECALL_K = evaluators.PRECISION_RECALL_K  # Kynkäänniemi et al. 2019.
 DENSITY_COVERAGE_K = 5  # Naeem et al. 2020.
-REFERENCE_SIZE = 10_000  # Training examples, at most, in the k-NN metrics' reference set.
 
 
 def minimum_num_samples(feature_dim: int) -> int:
@@ -115,106 +117,46 @@ def image_fidelity_plan(height: int, width: int
   return ssim, ms_ssim, notes
 
 
-def _in_batches(fn, batch_size: int, *arrays: np.ndarray) -> np.ndarray:
-  """`fn(*batches)` over fixed-size, zero-padded batches of `arrays` (one compilation)."""
-  outputs = []
-  for start in range(0, len(arrays[0]), batch_size):
-    chunks = [a[start:start + batch_size] for a in arrays]
-    padded = [np.concatenate([c, np.zeros((batch_size - len(c),) + c.shape[1:], c.dtype)])
-              for c in chunks]
-    outputs.append(np.asarray(fn(*padded))[:len(chunks[0])])
-  return np.concatenate(outputs)
-
-
 def _mean_and_standard_error(values) -> Dict[str, float]:
-  values = np.asarray(values, np.float64)
-  values = values[np.isfinite(values)]  # PSNR of a perfect reconstruction is inf.
-  return {"mean": float(values.mean()),
-          "standard_error": float(values.std(ddof=1) / np.sqrt(len(values)))}
+  mean, standard_error = statistics.mean_and_standard_error(values)
+  return {"mean": mean, "standard_error": standard_error}
 
 
-def _with_floor(estimate: hallucination.RateEstimate,
-                floor: Optional[hallucination.RateEstimate]) -> Dict[str, Any]:
-  """A rate's dict, with the same estimator's rate on held-out real data under "floor"."""
-  result = estimate.as_dict()
-  if floor is not None:
-    result["floor"] = floor.as_dict()
-  return result
+def with_floors(rates: Dict[str, hallucination.RateEstimate],
+                floors: Dict[str, hallucination.RateEstimate]) -> Dict[str, Dict[str, Any]]:
+  """Each rate's dict, with the same estimator's rate on held-out real data under "floor"."""
+  out = {}
+  for name, estimate in rates.items():
+    out[name] = estimate.as_dict()
+    if name in floors:
+      out[name]["floor"] = floors[name].as_dict()
+  return out
 
 
-def _reference_subset(num_examples: int, seed: int) -> np.ndarray:
-  """Sorted indices of at most REFERENCE_SIZE training examples (all of them if fewer)."""
-  if num_examples <= REFERENCE_SIZE:
-    return np.arange(num_examples)
-  return np.sort(np.random.default_rng(seed).choice(num_examples, REFERENCE_SIZE,
-                                                    replace=False))
+def load_reference(dataset: str, extractor: FeatureExtractor,
+                   data_dir: Optional[str]) -> Reference:
+  """The dataset's `Reference` (`evaluation.reference`'s rule; the whole test split is the
+  held-out floor set)."""
+  spec = data.get_dataset_spec(dataset)
+  train = data.load_split_images(dataset, spec.train_split, data_dir)
+  test = data.load_split_images(dataset, spec.test_split, data_dir)
+  return build_reference(spec, train, test, extractor, train_split=spec.train_split,
+                         test_split=spec.test_split)
 
 
-class RealData:
-  """The real data an evaluation compares against, and each estimator's floor on it.
-
-  Attributes:
-    heldout: `[N, *sample_shape]` float32, the test split: what is reconstructed, and the
-      "model" whose rates are the floors (real data treated as generated).
-    heldout_labels: `[N]` int32.
-    reference_feats: `[R, D]` features of at most REFERENCE_SIZE training examples, the real
-      manifold of the k-NN metrics (a fixed subset, independent of the evaluation seed).
-    heldout_probs: `[N, K]` oracle probabilities of the held-out split; None without an oracle.
-    floors: `{rate name: RateEstimate}`, each estimator on the held-out split.
-  """
-
-  def __init__(self, dataset: str, extractor: FeatureExtractor, data_dir: Optional[str]):
-    spec = data.get_dataset_spec(dataset)
-    self.heldout, self.heldout_labels = data.load_split_images(dataset, spec.test_split,
-                                                               data_dir)
-    train, _ = data.load_split_images(dataset, spec.train_split, data_dir)
-    subset = _reference_subset(len(train), seed=0)
-    self.reference = {"split": spec.train_split, "n": int(len(subset)),
-                      "of": int(len(train))}
-    self.heldout_split = {"split": spec.test_split, "n": int(len(self.heldout))}
-    self.reference_feats = extractor.features(train[subset])
-    self.heldout_feats = extractor.features(self.heldout)
-    self.heldout_probs = (extractor.probabilities(self.heldout)
-                          if extractor.num_classes else None)
-    floors = {"manifold_hallucination_rate": hallucination.manifold_hallucination_rate(
-        self.reference_feats, self.heldout_feats, k=PRECISION_RECALL_K)[0]}
-    if self.heldout_probs is not None:
-      floors["unrecognisable_rate"] = hallucination.unrecognisable_rate(self.heldout_probs)[0]
-      # A perfect reconstruction, or a perfectly controlled sample, still "fails" where the
-      # oracle misclassifies real data: the oracle's error on the held-out split.
-      oracle_error = hallucination.reconstruction_class_flip_rate(
-          self.heldout_probs, self.heldout_labels)[0]
-      floors["reconstruction_class_flip_rate"] = oracle_error
-      floors["control_error_rate"] = oracle_error
-    if spec.support_check is not None:
-      floors["support_hallucination_rate"] = hallucination.support_hallucination_rate(
-          self.heldout, spec.support_check)[0]
-    self.floors = floors
-
-  @property
-  def oracle_accuracy(self) -> Optional[float]:
-    if self.heldout_probs is None:
-      return None
-    return float(np.mean(np.argmax(np.asarray(self.heldout_probs), -1) == self.heldout_labels))
-
-
-def _reconstruction(family, state, real: RealData, spec, extractor, key, batch_size
+def _reconstruction(family, state, reference: Reference, key, batch_size
                     ) -> Tuple[Dict[str, Any], Dict[str, Any], List[str]]:
   """(fidelity metrics, reconstruction hallucination rates, notes on metrics adapted to the
   image size or skipped) of the held-out split."""
-  inputs, labels = real.heldout, real.heldout_labels
-  if family.conditional:
-    outputs = _in_batches(lambda x, y: family.reconstruct(state, x, key, y), batch_size,
-                          inputs, labels)
-  else:
-    outputs = _in_batches(lambda x: family.reconstruct(state, x, key), batch_size, inputs)
+  inputs, labels = reference.held_out, reference.held_out_labels
+  outputs = sampling.reconstruct(family, state, inputs, labels, key, batch_size)
   notes = []
-  if spec.kind == "points":  # Mean over coordinates: the per-image mean's counterpart.
+  if reference.spec.kind == "points":  # Mean over coordinates: the per-image mean's counterpart.
     per_sample = {"mse": np.mean(np.square(inputs - outputs), axis=-1)}
   else:
     per_sample = {"mse": fidelity.mse(inputs, outputs), "psnr": fidelity.psnr(inputs, outputs)}
   results = {name: _mean_and_standard_error(v) for name, v in per_sample.items()}
-  if spec.kind == "image":
+  if reference.spec.kind == "image":
     ssim, ms_ssim, notes = image_fidelity_plan(*inputs.shape[1:3])
     if ssim is not None:
       results["ssim"] = _mean_and_standard_error(fidelity.ssim(inputs, outputs, **ssim))
@@ -224,38 +166,18 @@ def _reconstruction(family, state, real: RealData, spec, extractor, key, batch_s
           inputs, outputs, filter_size=ms_ssim["filter_size"],
           weights=fidelity.ms_ssim_weights(ms_ssim["num_scales"])))
       results["ms_ssim"]["settings"] = ms_ssim
-  rates = {}
-  if spec.reconstruction_check is not None:
-    keeps = np.asarray(spec.reconstruction_check(inputs, outputs), bool)
-    rates["reconstruction_hallucination_rate"] = hallucination.rate_from_flags(~keeps).as_dict()
-  if extractor.num_classes:
-    flip, _ = hallucination.reconstruction_class_flip_rate(extractor.probabilities(outputs),
-                                                           labels)
-    rates["reconstruction_class_flip_rate"] = _with_floor(
-        flip, real.floors["reconstruction_class_flip_rate"])
-  return results, rates, notes
+  rates = evaluators.reconstruction_rates(reference, inputs, labels, outputs)
+  return results, with_floors(evaluators.estimates(rates), reference.floors), notes
 
 
-def _samples(family, state, num_samples, key, batch_size, requested=None) -> np.ndarray:
-  """`num_samples` samples, drawn `batch_size` at a time; `requested` `[num_samples]` labels
-  for a conditional family."""
-  batches = []
-  for index in tqdm.trange(-(-num_samples // batch_size), desc="sampling", leave=False,
-                           disable=None):  # None: no bar where stderr is not a terminal.
-    batch_key = jax.random.fold_in(key, index)
-    if requested is None:
-      batches.append(np.asarray(family.generate(state, batch_key, batch_size)))
-    else:
-      labels = np.resize(requested[index * batch_size:(index + 1) * batch_size], batch_size)
-      batches.append(np.asarray(family.generate(state, batch_key, batch_size, labels)))
-  return np.concatenate(batches)[:num_samples]
-
-
-def _generation(samples, real: RealData, spec, extractor, key, requested=None
-                ) -> Tuple[Dict[str, Any], np.ndarray, str]:
-  """Sample metrics and rates; returns (results, per-sample flags, what the flags mean)."""
-  real_feats, floors = real.reference_feats, real.floors
-  fake_feats = extractor.features(samples)
+def generation_results(reference: Reference, samples: np.ndarray, key, requested=None
+                       ) -> Tuple[Dict[str, Any], np.ndarray, str]:
+  """Sample metrics and rates of generated `samples` `[N, *sample_shape]` (`requested` `[N]`
+  classes of a conditional model); returns (results, per-sample flags, what they mean):
+  flagged by the exact check where the support is known, else by the manifold estimate."""
+  real_feats = reference.reference_feats
+  measured = evaluators.sample_set(reference.extractor, samples, requested)
+  fake_feats = measured.feats
   precision, recall = distribution.precision_recall(real_feats, fake_feats,
                                                     k=PRECISION_RECALL_K)
   density, coverage = distribution.density_coverage(real_feats, fake_feats,
@@ -263,38 +185,23 @@ def _generation(samples, real: RealData, spec, extractor, key, requested=None
   subset_size = min(1000, len(real_feats), len(fake_feats))
   kid_mean, kid_std = distribution.kernel_inception_distance(
       real_feats, fake_feats, key, num_subsets=100, subset_size=subset_size)
-  manifold, manifold_flags = hallucination.manifold_hallucination_rate(
-      real_feats, fake_feats, k=PRECISION_RECALL_K)
+  rates = evaluators.sample_rates(reference, measured, evaluators.GENERATION)
   results = {
       "num_samples": int(len(samples)),
       "fid": distribution.frechet_distance(real_feats, fake_feats),
       "kid": {"mean": float(kid_mean), "std": float(kid_std), "subset_size": subset_size},
       "precision": float(precision), "recall": float(recall),
       "density": float(density), "coverage": float(coverage),
-      "manifold_hallucination_rate": _with_floor(manifold,
-                                                 floors["manifold_hallucination_rate"]),
+      **with_floors(evaluators.estimates(rates), reference.floors),
   }
-  flags, meaning = np.asarray(manifold_flags), "off the manifold"
-  if extractor.num_classes:
-    probs = extractor.probabilities(samples)
-    unrecognisable, _ = hallucination.unrecognisable_rate(probs)
-    results["unrecognisable_rate"] = _with_floor(unrecognisable, floors["unrecognisable_rate"])
-    if requested is not None:
-      control, _ = hallucination.control_error_rate(probs, requested)
-      results["control_error_rate"] = _with_floor(control, floors["control_error_rate"])
-  if spec.support_check is not None:
-    support, support_flags = hallucination.support_hallucination_rate(samples,
-                                                                      spec.support_check)
-    results["support_hallucination_rate"] = _with_floor(
-        support, floors["support_hallucination_rate"])
-    flags, meaning = np.asarray(support_flags), "outside the known support"
-  if spec.mixture is not None:
-    mixture = spec.mixture
-    results["mode_collapse"] = mode_collapse.mode_collapse_metrics(
-        samples, mixture.means, mixture.stds).as_dict()
-    results["mode_collapse"]["floor"] = mode_collapse.mode_collapse_metrics(
-        real.heldout, mixture.means, mixture.stds).as_dict()
-  return results, flags, meaning
+  if "support_hallucination_rate" in rates:
+    flags, meaning = rates["support_hallucination_rate"][1], "outside the known support"
+  else:
+    flags, meaning = rates["manifold_hallucination_rate"][1], "off the manifold"
+  modes = evaluators.mode_metrics(reference, samples)
+  if modes is not None:
+    results["mode_collapse"] = dict(modes, floor=reference.mode_floor)
+  return results, np.asarray(flags), meaning
 
 
 def hallucination_figure_titles(flags: np.ndarray, meaning: str = "off the manifold"
@@ -510,9 +417,9 @@ def _evaluate_run(workdir, classifier_workdir, num_samples, step, seed, batch_si
   extractor, classifier_workdir, classifier_step = _feature_space(
       spec, dataset, classifier_workdir, classifier_configs)
   data_dir = data_dir or config.dataset.get("data_dir") or None
-  real = RealData(dataset, extractor, data_dir)
+  reference = load_reference(dataset, extractor, data_dir)
   if family.generate is not None:
-    feature_dim = int(real.reference_feats.shape[-1])
+    feature_dim = reference.feature_dim
     minimum = minimum_num_samples(feature_dim)
     if num_samples < minimum:
       raise ConfigError(
@@ -528,15 +435,15 @@ def _evaluate_run(workdir, classifier_workdir, num_samples, step, seed, batch_si
   results: Dict[str, Any] = {
       "workdir": os.path.abspath(workdir), "step": loaded_step,
       "family": config.model.family, "dataset": dataset,
-      "num_test_images": int(len(real.heldout)), "seed": seed, "settings": settings,
-      "reference": real.reference, "held_out": real.heldout_split,
+      "num_test_images": int(len(reference.held_out)), "seed": seed, "settings": settings,
+      "reference": reference.reference_split, "held_out": reference.held_out_split,
   }
   if classifier_workdir:
     results["classifier"] = {"workdir": os.path.abspath(classifier_workdir),
-                             "test_accuracy": real.oracle_accuracy}
+                             "test_accuracy": reference.oracle_accuracy}
   if family.reconstruct is not None:
     results["fidelity"], results["reconstruction"], notes = _reconstruction(
-        family, state, real, spec, extractor, key, batch_size)
+        family, state, reference, key, batch_size)
     if notes:
       results["notes"] = notes
   progress.update(1)
@@ -545,11 +452,11 @@ def _evaluate_run(workdir, classifier_workdir, num_samples, step, seed, batch_si
   if family.generate is not None:
     requested = (np.arange(num_samples, dtype=np.int32) % spec.num_classes
                  if family.conditional else None)
-    samples = _samples(family, state, num_samples, jax.random.fold_in(key, 1), batch_size,
-                       requested)
+    samples = sampling.generate(family, state, num_samples, jax.random.fold_in(key, 1),
+                                batch_size, requested)
     progress.update(1)
-    results["generation"], flags, meaning = _generation(
-        samples, real, spec, extractor, jax.random.fold_in(key, 2), requested)
+    results["generation"], flags, meaning = generation_results(
+        reference, samples, jax.random.fold_in(key, 2), requested)
     results["hallucination_figure"] = save_hallucination_figure(
         os.path.join(out_dir, "hallucinated.png"), samples, flags, meaning,
         modes=None if spec.mixture is None else spec.mixture.means)

@@ -19,17 +19,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
-from aigc_jax.hallucination_benchmark import tables  # pylint: disable=wrong-import-position
+from aigc_jax.hallucination_benchmark import folder, tables  # pylint: disable=wrong-import-position
 
 GRID_SIDE = 8
 AITHAL_POINT = (0.96, 0.95)  # Valid kept, hallucinations removed (Aithal et al. 2024).
 FRACTION_LIMITS = (-0.02, 1.02)  # Axes of fractions, padded so that 0 and 1 stay visible.
-
-
-def _saved_samples(out_dir, setting):
-  # Imported here: runner imports this module.
-  from aigc_jax.hallucination_benchmark import runner  # pylint: disable=import-outside-toplevel
-  return runner.saved_samples(out_dir, setting)
 
 
 def _panels(count: int, columns: int = 4, size: float = 3.0):
@@ -41,8 +35,7 @@ def _panels(count: int, columns: int = 4, size: float = 3.0):
   return fig, axes.ravel()
 
 
-def points_figure(path, dataset, reference, items) -> str:
-  mixture = reference.dataset.spec.mixture
+def points_figure(path, dataset, mixture, items) -> str:
   fig, axes = _panels(len(items))
   for ax, (name, (samples, valid)) in zip(axes, items):
     for mean in mixture.means:
@@ -177,7 +170,7 @@ def pacgan_figure(path, plan, records) -> str:
   return path
 
 
-def write_all(out_dir: str, plan, records, references) -> List[str]:
+def write_all(out_dir: str, plan, records, setups) -> List[str]:
   directory = os.path.join(out_dir, "figures")
   os.makedirs(directory, exist_ok=True)
   paths = []
@@ -185,18 +178,20 @@ def write_all(out_dir: str, plan, records, references) -> List[str]:
     items = []
     for setting, _ in records:
       if setting.dataset == dataset:
-        saved = _saved_samples(out_dir, setting)
+        saved = folder.saved_samples(out_dir, setting.stem)
         if saved is not None:
           items.append((setting.name, saved))
     if not items:
       continue
-    if references[dataset].dataset.spec.kind == "points":
+    spec = setups[dataset].reference.spec
+    if spec.kind == "points":
       paths.append(points_figure(os.path.join(directory, f"samples_{dataset}.png"), dataset,
-                                 references[dataset], items))
+                                 spec.mixture, items))
     else:
       paths.append(shapes_figure(os.path.join(directory, f"samples_{dataset}.png"), items))
   cal_rows = [row for setting, record in records
-              for row in tables.calibration_rows(setting, record, references[setting.dataset])]
+              for row in tables.calibration_rows(setting, record,
+                                                 setups[setting.dataset].reference)]
   cal_rows = [r for r in cal_rows if np.isfinite(r["estimate"])]
   if cal_rows:
     paths.append(calibration_figure(os.path.join(directory, "calibration.png"), cal_rows))

@@ -9,6 +9,7 @@ import os
 import shutil
 from typing import Iterable, List, Optional, Tuple
 
+import numpy as np
 
 SETTINGS_DIR = "settings"
 REPLACED_DIR = "replaced"  # settings/replaced/<UTC time>/: results a rerun replaced.
@@ -36,6 +37,26 @@ def newest_checkpoint(workdir: str) -> Optional[int]:
   directory = os.path.join(workdir, "checkpoints")
   steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
   return max(steps, default=None)
+
+
+def setting_file(out_dir: str, stem: str, ext: str) -> str:
+  """`out_dir/settings/<stem>.<ext>`: a setting's measurements (json) or samples (npz)."""
+  return os.path.join(out_dir, SETTINGS_DIR, f"{stem}.{ext}")
+
+
+def save_samples(out_dir: str, stem: str, samples: np.ndarray, valid: np.ndarray) -> None:
+  """Seed 0's final samples `[N, ...]` and their validity `[N]` bool, for the figures."""
+  os.makedirs(os.path.join(out_dir, SETTINGS_DIR), exist_ok=True)
+  np.savez_compressed(setting_file(out_dir, stem, "npz"), samples=samples, valid=valid)
+
+
+def saved_samples(out_dir: str, stem: str) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+  """(samples, valid) saved by `save_samples`, or None."""
+  path = setting_file(out_dir, stem, "npz")
+  if not os.path.exists(path):
+    return None
+  with np.load(path) as f:
+    return f["samples"], f["valid"]
 
 
 def saved_stems(out_dir: str) -> List[str]:

@@ -16,8 +16,9 @@ are rebuilt from every finished setting in the folder, not only this run's.
 
 A folder holds one protocol's results: a run whose plan would replace a saved setting by
 another one (other steps, seeds, checkpoints, config), or that finds settings of another
-protocol, `--quick` or sample count, is refused before any training (`conflicts`) unless
-`overwrite`, which moves those files to settings/replaced/<UTC time>/.
+protocol, `--quick` or sample count, or measured by an older version of the measurement
+layer (`MEASUREMENT`), is refused before any training (`conflicts`) unless `overwrite`, which
+moves those files to settings/replaced/<UTC time>/.
 """
 import dataclasses
 import json
@@ -42,18 +43,17 @@ from aigc_jax.workdir import newest_step
 _FRIENDLY_KEYS = {"config.train.num_steps": "steps", "seeds": "seeds",
                   "latent_gmm_codes": "latent-GMM codes"}
 _SHOWN_DIFFERENCES = 3
-
-
-def _stem(setting: Setting) -> str:
-  return f"{setting.dataset}__{setting.name}"
-
-
-def _setting_path(out_dir: str, setting: Setting, ext: str) -> str:
-  return os.path.join(out_dir, folder.SETTINGS_DIR, f"{_stem(setting)}.{ext}")
+# The version of the measurement layer a saved setting was measured by. 2: the rates of
+# `aigc_jax.evaluation.evaluators` under their canonical names, the real sets of
+# `evaluation.reference`. Files of version 1 (no "measurement" key: `manifold_k3_train`,
+# `unrecognisable`..., the first N training examples as reference) are not mixed in: a run
+# meeting one is refused (`conflicts`), and --overwrite moves it aside and retrains it.
+MEASUREMENT = 2
+OLD_MEASUREMENT = "measurement version 1 -> 2"
 
 
 def _read_record(out_dir: str, stem: str) -> Dict[str, Any]:
-  with open(os.path.join(out_dir, folder.SETTINGS_DIR, f"{stem}.json"), encoding="utf-8") as f:
+  with open(folder.setting_file(out_dir, stem, "json"), encoding="utf-8") as f:
     return json.load(f)
 
 
@@ -71,7 +71,7 @@ def _to_json(value):
 
 def load_saved(out_dir: str, setting: Setting) -> Optional[Dict[str, Any]]:
   """The saved result of `setting`, or None when absent or made with another config."""
-  path = _setting_path(out_dir, setting, "json")
+  path = folder.setting_file(out_dir, setting.stem, "json")
   if not os.path.exists(path):
     return None
   with open(path, encoding="utf-8") as f:
@@ -116,12 +116,14 @@ def fingerprint_difference(saved: str, wanted: str) -> str:
 def _run_info(plan: Plan, dataset: str) -> Dict[str, Any]:
   """What a saved setting records of the run that made it, to keep one folder's rows alike."""
   return {"protocol": plan.protocol, "quick": plan.quick,
-          "num_samples": plan.num_samples[dataset]}
+          "num_samples": plan.num_samples[dataset], "measurement": MEASUREMENT}
 
 
 def _run_difference(plan: Plan, dataset: str, record: Dict[str, Any]) -> str:
   """How the run that saved `record` differs from `plan` ("" when alike or not recorded:
   files saved before the record held it)."""
+  if record.get("measurement") != MEASUREMENT and "checkpoints" in record:
+    return OLD_MEASUREMENT
   if "protocol" not in record:
     return ""
   if dataset not in plan.num_samples:  # A dataset this protocol does not have.
@@ -137,7 +139,7 @@ def conflicts(plan: Plan, out_dir: str) -> List[Tuple[str, str]]:
   """(saved setting, what differs) for each setting saved in `out_dir` that this plan would
   replace (same name, other fingerprint) or that another kind of run made (protocol,
   --quick, sample count): running on would lose it from the results."""
-  wanted = {_stem(s): s for s in plan.settings}
+  wanted = {s.stem: s for s in plan.settings}
   out = []
   for stem in folder.saved_stems(out_dir):
     record = _read_record(out_dir, stem)
@@ -164,6 +166,12 @@ def check_folder(plan: Plan, out_dir: str, overwrite: bool,
     return
   stem, why = found[0]
   more = f" and {len(found) - 1} more saved settings" if len(found) > 1 else ""
+  if why == OLD_MEASUREMENT:
+    raise UserError(
+        f"{out_dir} holds {folder.SETTINGS_DIR}/{stem}.json{more} measured by an older version "
+        "of the benchmark (old rate names such as manifold_k3_train, another reference rule); "
+        "pass another --out, or pass --overwrite to move the old files to "
+        f"{folder.SETTINGS_DIR}/{folder.REPLACED_DIR}/<time>/ and retrain.")
   raise UserError(
       f"{out_dir} holds {folder.SETTINGS_DIR}/{stem}.json made with other flags ({why}){more}; "
       "rerun with the flags that made it to reuse it, pass another --out, or pass --overwrite "
@@ -213,7 +221,7 @@ def _row_order(plan: Plan):
 def folder_plan(plan: Plan, out_dir: str) -> Tuple[Plan, Dict[str, Dict[str, Any]]]:
   """`plan` with every other setting saved in `out_dir` (rows of the tables), and their
   records by setting key. Run after `check_folder`: every saved setting is of this kind."""
-  wanted = {_stem(s) for s in plan.settings}
+  wanted = {s.stem for s in plan.settings}
   extra, records = [], {}
   for stem in folder.saved_stems(out_dir):
     if stem in wanted or stem.split("__", 1)[0] not in plan.num_samples:
@@ -224,12 +232,6 @@ def folder_plan(plan: Plan, out_dir: str) -> Tuple[Plan, Dict[str, Dict[str, Any
     records[setting.key] = record
   settings = sorted(plan.settings + tuple(extra), key=_row_order(plan))
   return dataclasses.replace(plan, settings=tuple(settings)), records
-
-
-def _save_samples(out_dir: str, setting: Setting, samples, valid) -> None:
-  if samples is not None:
-    os.makedirs(os.path.join(out_dir, "settings"), exist_ok=True)
-    np.savez_compressed(_setting_path(out_dir, setting, "npz"), samples=samples, valid=valid)
 
 
 def _latent_gmm_setting(setting: Setting, num_components: int) -> Setting:
@@ -252,10 +254,9 @@ def latent_gmm_records(setting: Setting, record: Dict[str, Any]
   return derived
 
 
-def _save(out_dir: str, setting: Setting, record: Dict[str, Any], samples=None, valid=None):
-  os.makedirs(os.path.join(out_dir, "settings"), exist_ok=True)
-  _save_samples(out_dir, setting, samples, valid)
-  path = _setting_path(out_dir, setting, "json")
+def _save(out_dir: str, setting: Setting, record: Dict[str, Any]) -> None:
+  os.makedirs(os.path.join(out_dir, folder.SETTINGS_DIR), exist_ok=True)
+  path = folder.setting_file(out_dir, setting.stem, "json")
   with open(path + ".tmp", "w", encoding="utf-8") as f:
     json.dump(_to_json(record), f)
   os.replace(path + ".tmp", path)  # Whole or absent, even if interrupted.
@@ -281,41 +282,42 @@ def shapes_classifier(out_dir: str, classifier_config, data_dir: Optional[str],
   return ClassifierFeatureExtractor.from_state(results["state"])
 
 
-def build_references(plan: Plan, out_dir: str, classifier_config, data_dir: Optional[str],
-                     progress: Callable[[str], None]) -> Dict[str, measure.Reference]:
-  references = {}
+def build_setups(plan: Plan, out_dir: str, classifier_config, data_dir: Optional[str],
+                 progress: Callable[[str], None]) -> Dict[str, measure.DatasetSetup]:
+  """Per dataset of `plan`: its arrays and the evaluation layer's `Reference` (features,
+  floors), with the shapes classifier as features and oracle on images."""
+  setups = {}
   for dataset_name in plan.datasets:
     start = time.perf_counter()
     dataset = datasets_lib.load(dataset_name)
     extractor = None
     if dataset.spec.kind == "image":
       extractor = shapes_classifier(out_dir, classifier_config, data_dir, progress)
-    references[dataset_name] = measure.build_reference(dataset, extractor,
-                                                       plan.num_samples[dataset_name])
+    setups[dataset_name] = measure.dataset_setup(dataset, extractor,
+                                                 plan.num_samples[dataset_name])
     progress(f"{dataset_name}: references and floors in {time.perf_counter() - start:.0f} s")
-  return references
+  return setups
 
 
-def _train_and_save(plan: Plan, setting: Setting, out_dir: str, reference: measure.Reference,
+def _train_and_save(plan: Plan, setting: Setting, out_dir: str, setup: measure.DatasetSetup,
                     progress: Callable[[str], None]) -> Dict[str, Any]:
   """Trains and measures `setting` (unless unavailable), saves it; returns its record."""
   record = {"fingerprint": setting.fingerprint(), "unavailable": setting.unavailable,
             **_run_info(plan, setting.dataset), "setting": _setting_info(setting)}
-  samples = valid = None
   if setting.unavailable:
     progress(f"{setting.key}: {setting.unavailable}")
   else:
     seeds = len(setting.seeds)
     progress(f"{setting.key}: training {seeds} seed{'' if seeds == 1 else 's'} for "
              f"{setting.config.train.num_steps} steps")
-    result = train_setting(setting, reference, progress=progress)
-    samples, valid = result.pop("final_samples", None), result.pop("final_valid", None)
-    record.update({k: v for k, v in result.items() if not k.startswith("final_")})
-    for num_components in LATENT_GMM_COMPONENTS:
-      group = latent_gmm_group(num_components)
-      _save_samples(out_dir, _latent_gmm_setting(setting, num_components),
-                    result.get(f"final_{group}_samples"), result.get(f"final_{group}_valid"))
-  _save(out_dir, setting, record, samples, valid)
+    result = train_setting(setting, setup, progress=progress)
+    record.update(result.record())
+    stems = {"generation": setting.stem,
+             **{latent_gmm_group(k): _latent_gmm_setting(setting, k).stem
+                for k in LATENT_GMM_COMPONENTS}}
+    for group, final in result.final_samples.items():
+      folder.save_samples(out_dir, stems[group], final.samples, final.valid)
+  _save(out_dir, setting, record)
   return json.loads(json.dumps(_to_json(record)))  # As it reads back: string keys.
 
 
@@ -333,7 +335,7 @@ def run_plan(plan: Plan, out_dir: str, classifier_config, *, data_dir: Optional[
   os.makedirs(out_dir, exist_ok=True)
   check_folder(plan, out_dir, overwrite, progress)
   tables_plan, saved_records = folder_plan(plan, out_dir)
-  references = build_references(tables_plan, out_dir, classifier_config, data_dir, progress)
+  setups = build_setups(tables_plan, out_dir, classifier_config, data_dir, progress)
   wanted = {s.key for s in plan.settings}
   records = []
   for setting in tables_plan.settings:
@@ -344,21 +346,12 @@ def run_plan(plan: Plan, out_dir: str, classifier_config, *, data_dir: Optional[
       if record is not None:
         progress(f"{setting.key}: already measured, reused")
       else:
-        record = _train_and_save(plan, setting, out_dir, references[setting.dataset], progress)
+        record = _train_and_save(plan, setting, out_dir, setups[setting.dataset], progress)
     records.append((setting, record))
     records += latent_gmm_records(setting, record)
-  results = tables.write_all(out_dir, tables_plan, records, references)
+  results = tables.write_all(out_dir, tables_plan, records, setups)
   if make_figures:
-    results["figures"] = figures.write_all(out_dir, tables_plan, records, references)
+    results["figures"] = figures.write_all(out_dir, tables_plan, records, setups)
     with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
       json.dump(_to_json(results), f, indent=1)
   return results
-
-
-def saved_samples(out_dir: str, setting: Setting):
-  """(samples, valid) of seed 0's final checkpoint, or None."""
-  path = _setting_path(out_dir, setting, "npz")
-  if not os.path.exists(path):
-    return None
-  with np.load(path) as f:
-    return f["samples"], f["valid"]

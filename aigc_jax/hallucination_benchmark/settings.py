@@ -17,7 +17,6 @@ Variants are discovered from the config files, never listed here. Rule:
 """
 import dataclasses
 import json
-import os
 from typing import Any, Dict, Optional, Sequence, Tuple
 
 import jax
@@ -29,10 +28,6 @@ from aigc_jax.errors import ConfigError
 from aigc_jax.training.family import get_family
 from aigc_jax.training.parallel import on_one_device
 
-# Discovery is jax-free (the CLI uses it before jax starts); re-exported here.
-from aigc_jax.hallucination_benchmark.variants import (  # pylint: disable=unused-import
-    FAMILIES, KNOB_SECTIONS, NOT_KNOB_BODY_KEYS, NOT_KNOBS, REFERENCE_DATASET, Variant,
-    discover_variants, flatten, load_config_file, variant_knobs)
 
 # Config keys of the training loop (logging, periodic evaluation, checkpoints) that the
 # benchmark's trainer does not read: left out of a setting's fingerprint.
@@ -108,6 +103,11 @@ class Setting:
   @property
   def key(self) -> str:
     return f"{self.dataset}/{self.name}"
+
+  @property
+  def stem(self) -> str:
+    """The name of its files under settings/: `<dataset>__<name>`."""
+    return f"{self.dataset}__{self.name}"
 
   def config_json(self) -> str:
     return self.config.to_json_best_effort(sort_keys=True)

@@ -4,9 +4,10 @@ results: one row per (dataset, setting) at its final checkpoint, plus a `real_da
 dataset (held-out real data treated as a model: its exact rates are the dataset's floor,
 0.0111 on the mixtures and 0 on simple_shapes). Each metric is the mean over seeds with its
 standard error (`_se`, std / sqrt(seeds)); each rate also has `_ci_low` / `_ci_high`, the 95%
-Wilson interval of the count pooled over seeds (sampling error only). Each estimated rate
-`est_<name>` has its `est_<name>_floor`. `config` is the exact config (JSON) and `seeds`
-the seeds.
+Wilson interval of the count pooled over seeds (sampling error only). Each rate is named as in
+`aigc_jax.evaluation.evaluators` (and `eval.json`), and `<name>_floor` is its floor, the same
+estimator on the held-out real data of `evaluation.reference`. `config` is the exact config
+(JSON) and `seeds` the seeds.
 
 filtering.csv: per (dataset, filter score), the hallucinations removed at 99 / 96 / 90 / 75%
 of valid samples kept (`filtering_rows`).
@@ -23,6 +24,8 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 
 from aigc_jax.evaluation import calibration, hallucination
+from aigc_jax.evaluation.reference import Reference
+from aigc_jax.evaluation.statistics import mean_and_standard_error
 from aigc_jax.hallucination_benchmark import measure
 from aigc_jax.hallucination_benchmark.protocols import Plan
 from aigc_jax.hallucination_benchmark.settings import Setting
@@ -32,21 +35,12 @@ MODE_METRICS = ("modes_captured", "high_quality_fraction", "reverse_kl")
 FILTER_SCORES = ("realism", "confidence", "discriminator")
 # The evaluation runner's estimator (`evaluation.report`: k = 3, training-split reference);
 # its calibration against the exact rate is in docs/hallucination_benchmark.md, "Calibration".
-DEFAULT_ESTIMATOR = "manifold_k3_train"
+DEFAULT_ESTIMATOR = "manifold_hallucination_rate"
 # Filtering table: hallucinations removed while keeping at least these fractions of valid.
 FILTER_KEPT_TARGETS = (0.99, 0.96, 0.9, 0.75)
 CALIBRATION_COLUMNS = ("dataset", "setting", "family", "seed", "step", "target", "exact",
                        "exact_ci_low", "exact_ci_high", "estimator", "estimate", "ci_low",
                        "ci_high", "n", "floor")
-
-
-def _mean_se(values: Sequence[float]) -> Tuple[float, float]:
-  values = np.asarray([v for v in values if v is not None], np.float64)
-  values = values[np.isfinite(values)]
-  if not len(values):
-    return float("nan"), float("nan")
-  se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
-  return float(values.mean()), se
 
 
 def _pooled_interval(rate_dicts: Sequence[Dict[str, float]]) -> Tuple[float, float]:
@@ -57,7 +51,7 @@ def _pooled_interval(rate_dicts: Sequence[Dict[str, float]]) -> Tuple[float, flo
 
 
 def _rate_columns(prefix: str, rate_dicts: List[Dict[str, float]]) -> Dict[str, float]:
-  mean, se = _mean_se([r["rate"] for r in rate_dicts])
+  mean, se = mean_and_standard_error([r["rate"] for r in rate_dicts])
   low, high = _pooled_interval(rate_dicts)
   return {prefix: mean, f"{prefix}_se": se, f"{prefix}_ci_low": low, f"{prefix}_ci_high": high}
 
@@ -71,14 +65,15 @@ def final_measurements(record: Dict[str, Any]) -> List[Dict[str, Any]]:
 
 
 def setting_row(setting: Setting, record: Dict[str, Any],
-                reference: measure.Reference) -> Dict[str, Any]:
+                setup: measure.DatasetSetup) -> Dict[str, Any]:
   """The results row of one setting (final checkpoint, over seeds)."""
+  reference = setup.reference
   row: Dict[str, Any] = {
       "dataset": setting.dataset, "setting": setting.name, "family": setting.family,
       "variant": os.path.basename(setting.variant), "status": setting.unavailable or "ok",
       "knobs": json.dumps(setting.knobs, sort_keys=True), "seeds": " ".join(map(str,
                                                                                 setting.seeds)),
-      "num_steps": setting.config.train.num_steps, "num_samples": reference.num_samples,
+      "num_steps": setting.config.train.num_steps, "num_samples": setup.num_samples,
       "train_seconds": record.get("seconds", float("nan")),
   }
   per_seed = final_measurements(record)
@@ -86,55 +81,57 @@ def setting_row(setting: Setting, record: Dict[str, Any],
   reconstruction = [m["reconstruction"] for m in per_seed if "reconstruction" in m]
   if generation:
     exact = [g["exact"] for g in generation]
-    row.update(_rate_columns("support_hallucination_rate",
-                             [e["support_hallucination_rate"] for e in exact]))
+    row.update(_floored_columns("support_hallucination_rate",
+                                [e["support_hallucination_rate"] for e in exact], reference))
     for name in MODE_METRICS:
       if name in exact[0]:
-        row[name], row[f"{name}_se"] = _mean_se([e[name] for e in exact])
+        row[name], row[f"{name}_se"] = mean_and_standard_error([e[name] for e in exact])
     for name in generation[0]["estimated"]:
-      row.update(_estimate_columns(name, [g["estimated"][name] for g in generation],
-                                   reference))
+      row.update(_floored_columns(name, [g["estimated"][name] for g in generation],
+                                  reference))
     for score in FILTER_SCORES:
       if score in generation[0].get("filtering", {}):
         values = [g["filtering"][score]["removed_at_96"] for g in generation]
         row[f"filter_{score}_removed_at_96"], row[f"filter_{score}_removed_at_96_se"] = (
-            _mean_se(values))
+            mean_and_standard_error(values))
   if reconstruction:
-    row.update(_rate_columns(
+    row.update(_floored_columns(
         "reconstruction_hallucination_rate",
-        [r["exact"]["reconstruction_hallucination_rate"] for r in reconstruction]))
+        [r["exact"]["reconstruction_hallucination_rate"] for r in reconstruction], reference))
     for name in reconstruction[0]["estimated"]:
-      row.update(_estimate_columns(name, [r["estimated"][name] for r in reconstruction],
-                                   reference))
+      row.update(_floored_columns(name, [r["estimated"][name] for r in reconstruction],
+                                  reference))
   row["config"] = setting.config_json()
   return row
 
 
-def _estimate_columns(name: str, rate_dicts, reference: measure.Reference) -> Dict[str, float]:
-  columns = {f"est_{k}": v for k, v in _rate_columns(name, rate_dicts).items()}
-  columns[f"est_{name}_floor"] = reference.floors.get(name, {}).get("rate", float("nan"))
-  return columns
+def _floor(reference: Reference, name: str) -> float:
+  floor = reference.floors.get(name)
+  return float("nan") if floor is None else float(floor.rate)
 
 
-def real_data_row(dataset: str, reference: measure.Reference) -> Dict[str, Any]:
-  """Held-out real data treated as a model: exact floors, and estimates = their floors."""
-  real = reference.real_rates
+def _floored_columns(name: str, rate_dicts, reference: Reference) -> Dict[str, float]:
+  """`_rate_columns` and `<name>_floor`."""
+  return {**_rate_columns(name, rate_dicts), f"{name}_floor": _floor(reference, name)}
+
+
+def real_data_row(dataset: str, setup: measure.DatasetSetup) -> Dict[str, Any]:
+  """Held-out real data treated as a model: every rate is its floor."""
+  reference = setup.reference
   row: Dict[str, Any] = {"dataset": dataset, "setting": "real_data", "family": "data",
                          "variant": "", "status": "ok", "knobs": "{}", "seeds": "",
-                         "num_steps": 0, "num_samples": reference.num_samples}
-  for name in EXACT_RATES:
-    if name in real:
-      row.update(_rate_columns(name, [real[name]]))
+                         "num_steps": 0, "num_samples": setup.num_samples}
   for name in MODE_METRICS:
-    if name in real:
-      row[name] = real[name]
+    if reference.mode_floor is not None:
+      row[name] = reference.mode_floor[name]
   for name, floor in reference.floors.items():
-    row.update(_estimate_columns(name, [floor], reference))
+    if name != "control_error_rate":  # The benchmark asks for no classes to be controlled.
+      row.update(_floored_columns(name, [floor.as_dict()], reference))
   return row
 
 
 def calibration_rows(setting: Setting, record: Dict[str, Any],
-                     reference: measure.Reference) -> List[Dict[str, Any]]:
+                     reference: Reference) -> List[Dict[str, Any]]:
   """Every (model, estimator) pair of one setting, over seeds and checkpoints."""
   rows = []
   for step, per_seed in sorted((record.get("checkpoints") or {}).items(), key=lambda x: int(x[0])):
@@ -152,7 +149,7 @@ def calibration_rows(setting: Setting, record: Dict[str, Any],
               "exact_ci_low": exact["ci_low"], "exact_ci_high": exact["ci_high"],
               "estimator": name, "estimate": estimate["rate"], "ci_low": estimate["ci_low"],
               "ci_high": estimate["ci_high"], "n": estimate["n"],
-              "floor": reference.floors.get(name, {}).get("rate", float("nan"))})
+              "floor": _floor(reference, name)})
   return rows
 
 
@@ -204,7 +201,7 @@ def filtering_rows(records) -> List[Dict[str, Any]]:
   for (dataset, score), summaries in sorted(groups.items()):
     row = {"dataset": dataset, "score": score, "models": len(summaries)}
     for target in FILTER_KEPT_TARGETS:
-      mean, se = _mean_se([removed_at_kept(s, target) for s in summaries])
+      mean, se = mean_and_standard_error([removed_at_kept(s, target) for s in summaries])
       row[f"removed_at_kept_{target:g}"], row[f"removed_at_kept_{target:g}_se"] = mean, se
     rows.append(row)
   return rows
@@ -241,14 +238,13 @@ def _fmt_rate(row, name) -> str:
 
 
 def _fmt_estimate(row, name) -> str:
-  key = f"est_{name}"
-  if key not in row:
+  if name not in row:
     return "–"
-  return f"{_fmt_mean_se(row, key)} (floor {_fmt(row.get(key + '_floor'))})"
+  return f"{_fmt_mean_se(row, name)} (floor {_fmt(row.get(name + '_floor'))})"
 
 
 def results_markdown(plan: Plan, rows: List[Dict[str, Any]], summary: List[Dict[str, Any]],
-                     references: Dict[str, measure.Reference],
+                     setups: Dict[str, measure.DatasetSetup],
                      filter_table: Sequence[Dict[str, Any]] = ()) -> str:
   lines = [f"# Hallucination benchmark ({plan.protocol} protocol"
            f"{', quick' if plan.quick else ''})", "",
@@ -256,12 +252,12 @@ def results_markdown(plan: Plan, rows: List[Dict[str, Any]], summary: List[Dict[
            "the count pooled over seeds]; estimated rates with their floor (the same estimator "
            "on held-out real data). `real_data`: held-out real data treated as a model.", ""]
   for dataset in plan.datasets:
-    ref = references[dataset]
+    reference = setups[dataset].reference
     lines += [f"## {dataset}", ""]
-    if ref.classifier_accuracy is not None:
+    if reference.oracle_accuracy is not None:
       lines += [f"Classifier (features and oracle) test accuracy: "
-                f"{ref.classifier_accuracy:.4f}.", ""]
-    mixture = ref.dataset.spec.mixture is not None
+                f"{reference.oracle_accuracy:.4f}.", ""]
+    mixture = reference.spec.mixture is not None
     header = ["setting", "steps", "seeds"]
     if mixture:
       header += ["modes captured", "high-quality fraction", "reverse KL"]
@@ -281,11 +277,12 @@ def results_markdown(plan: Plan, rows: List[Dict[str, Any]], summary: List[Dict[
                   _fmt_mean_se(row, "high_quality_fraction"), _fmt_mean_se(row, "reverse_kl")]
       cells += [_fmt_rate(row, "support_hallucination_rate"),
                 _fmt_rate(row, "reconstruction_hallucination_rate"),
-                _fmt_estimate(row, "manifold_k3_test"), _fmt_estimate(row, "manifold_k3_train"),
-                _fmt_estimate(row, "topp_test")]
+                _fmt_estimate(row, "manifold_hallucination_rate_k3_test"),
+                _fmt_estimate(row, "manifold_hallucination_rate"),
+                _fmt_estimate(row, "topological_hallucination_rate_test")]
       if not mixture:
-        cells += [_fmt_estimate(row, "unrecognisable"),
-                  _fmt_estimate(row, "reconstruction_class_flip")]
+        cells += [_fmt_estimate(row, "unrecognisable_rate"),
+                  _fmt_estimate(row, "reconstruction_class_flip_rate")]
       filters = {s: row[f"filter_{s}_removed_at_96"] for s in FILTER_SCORES
                  if np.isfinite(row.get(f"filter_{s}_removed_at_96", np.nan))}
       best = max(filters, key=filters.get) if filters else None
@@ -326,15 +323,15 @@ def results_markdown(plan: Plan, rows: List[Dict[str, Any]], summary: List[Dict[
   return "\n".join(lines)
 
 
-def write_all(out_dir: str, plan: Plan, records, references) -> Dict[str, Any]:
+def write_all(out_dir: str, plan: Plan, records, setups) -> Dict[str, Any]:
   """Writes results.csv / .md / .json and calibration.csv; returns the results dict."""
   rows, cal_rows = [], []
   for dataset in plan.datasets:
-    rows.append(real_data_row(dataset, references[dataset]))
+    rows.append(real_data_row(dataset, setups[dataset]))
     for setting, record in records:
       if setting.dataset == dataset:
-        rows.append(setting_row(setting, record, references[dataset]))
-        cal_rows += calibration_rows(setting, record, references[dataset])
+        rows.append(setting_row(setting, record, setups[dataset]))
+        cal_rows += calibration_rows(setting, record, setups[dataset].reference)
   summary = calibration_summary(cal_rows)
   filters = filtering_rows(records)
   _write_csv(os.path.join(out_dir, "results.csv"), rows)
@@ -342,15 +339,17 @@ def write_all(out_dir: str, plan: Plan, records, references) -> Dict[str, Any]:
     _write_csv(os.path.join(out_dir, "filtering.csv"), filters)
   _write_csv(os.path.join(out_dir, "calibration.csv"), cal_rows, CALIBRATION_COLUMNS)
   with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
-    f.write(results_markdown(plan, rows, summary, references, filters))
+    f.write(results_markdown(plan, rows, summary, setups, filters))
   results = {
       "protocol": plan.protocol, "quick": plan.quick, "rows": rows,
       "calibration": summary, "default_estimator": DEFAULT_ESTIMATOR,
       "filtering_table": filters,
-      "floors": {d: r.floors for d, r in references.items()},
-      "real_data": {d: {k: v for k, v in r.real_rates.items() if not k.startswith("_")}
-                    for d, r in references.items()},
-      "classifier_accuracy": {d: r.classifier_accuracy for d, r in references.items()},
+      "floors": {d: {name: floor.as_dict() for name, floor in s.reference.floors.items()}
+                 for d, s in setups.items()},
+      "real_data": {d: {**{name: s.reference.floors[name].as_dict() for name in EXACT_RATES
+                           if name in s.reference.floors}, **(s.reference.mode_floor or {})}
+                    for d, s in setups.items()},
+      "classifier_accuracy": {d: s.reference.oracle_accuracy for d, s in setups.items()},
       "filtering": {f"{s.dataset}/{s.name}": [m["generation"]["filtering"]
                                               for m in final_measurements(r)
                                               if "generation" in m]
@@ -373,7 +372,7 @@ def curve_over_steps(record: Dict[str, Any]) -> Dict[str, Any]:
     for name in MODE_METRICS + ("support_hallucination_rate",):
       if name in exact[0]:
         values = [e[name]["rate"] if isinstance(e[name], dict) else e[name] for e in exact]
-        mean, se = _mean_se(values)
+        mean, se = mean_and_standard_error(values)
         out.setdefault(name, []).append(mean)
         out.setdefault(f"{name}_se", []).append(se)
   return out

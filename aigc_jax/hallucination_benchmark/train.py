@@ -13,14 +13,16 @@ latent GMMs (`aigc_jax.latent_gmm`: `LATENT_GMM_COMPONENTS` components fitted to
 codes, seed 0), which make the plain AE a generative model and give the calibration models
 that hallucinate less than prior sampling does.
 """
+import dataclasses
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from aigc_jax import data, latent_gmm
+from aigc_jax.evaluation import sampling
 from aigc_jax.hallucination_benchmark import measure
 from aigc_jax.hallucination_benchmark.settings import LATENT_GMM_COMPONENTS, Setting
 from aigc_jax.models.gan import pack
@@ -62,85 +64,96 @@ def discriminator_scores(setting: Setting, state, samples, labels=None) -> np.nd
   return np.concatenate(out).astype(np.float64)
 
 
-def _generate(family, state, num: int, labels):
-  key = jax.random.PRNGKey(SAMPLE_KEY)
-  parts = []
-  for index, start in enumerate(range(0, num, GENERATE_BATCH)):
-    size = min(GENERATE_BATCH, num - start)
-    batch_labels = None if labels is None else jnp.asarray(labels[start:start + size])
-    parts.append(np.asarray(family.generate(state, jax.random.fold_in(key, index), size,
-                                            batch_labels)))
-  return np.concatenate(parts)
-
-
-def _reconstruct(family, state, inputs, labels):
-  parts = []
-  for start in range(0, len(inputs), GENERATE_BATCH):
-    batch_labels = (jnp.asarray(labels[start:start + GENERATE_BATCH])
-                    if family.conditional else None)
-    parts.append(np.asarray(family.reconstruct(state, jnp.asarray(
-        inputs[start:start + GENERATE_BATCH]), jax.random.PRNGKey(0), batch_labels)))
-  return np.concatenate(parts)
-
-
 def uses_latent_gmm(family) -> bool:
   """Unconditional families with an encoder are also sampled through a latent GMM."""
   return family.encode is not None and not family.conditional
 
 
-def _measure_samples(out, group: str, prefix: str, reference: measure.Reference, samples,
-                     extra, with_filtering: bool, keep_samples: bool) -> None:
-  """Puts the measurements of generated `samples` in `out[group]` and, with `keep_samples`,
-  the samples and their validity in `out[prefix + "samples"]`, `out[prefix + "valid"]`."""
-  out[group] = measure.measure_generation(reference, samples, extra, with_filtering)
-  valid = out[group].pop("valid")
-  if keep_samples:
-    out[f"{prefix}samples"] = measure.sanitize(samples, reference.dataset.spec.kind)
-    out[f"{prefix}valid"] = valid
+@dataclasses.dataclass(frozen=True)
+class FinalSamples:
+  """Seed 0's samples at the last checkpoint, for the figures.
+
+  Attributes:
+    samples: `[N, *sample_shape]` float32, sanitized (`measure.sanitize`).
+    valid: `[N]` bool, inside the known support.
+  """
+  samples: np.ndarray
+  valid: np.ndarray
 
 
-def measure_state(setting: Setting, family, state, reference: measure.Reference,
-                  with_filtering: bool, keep_samples: bool) -> Dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class StateMeasurement:
+  """Every measurement of one trained model (one seed at one checkpoint).
+
+  Attributes:
+    groups: the JSON record: {"generation", latent_gmm_group(K), "reconstruction": ...},
+      each group present where it applies.
+    samples: {generation group: FinalSamples}, filled only when the samples are kept.
+  """
+  groups: Dict[str, Any]
+  samples: Dict[str, FinalSamples]
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingResult:
+  """One trained setting, measured.
+
+  Attributes:
+    checkpoints: {step: [per-seed `StateMeasurement.groups`]}.
+    seconds: training wall time.
+    final_samples: {generation group: seed 0's FinalSamples at the last checkpoint}.
+  """
+  checkpoints: Dict[int, List[Dict[str, Any]]]
+  seconds: float
+  final_samples: Dict[str, FinalSamples]
+
+  def record(self) -> Dict[str, Any]:
+    """The JSON part saved in the setting's file."""
+    return {"checkpoints": self.checkpoints, "seconds": self.seconds}
+
+
+def measure_state(setting: Setting, family, state, setup: measure.DatasetSetup,
+                  with_filtering: bool, keep_samples: bool) -> StateMeasurement:
   """Every measurement of one trained model (one seed at one checkpoint)."""
-  out: Dict[str, Any] = {}
-  num = reference.num_samples
+  groups: Dict[str, Any] = {}
+  kept: Dict[str, FinalSamples] = {}
+  spec = setup.reference.spec
+
+  def measure_samples(group: str, samples, extra) -> None:
+    measured = measure.measure_generation(setup, samples, extra, with_filtering)
+    groups[group] = measured.record()
+    if keep_samples:
+      kept[group] = FinalSamples(measure.sanitize(samples, spec.kind), measured.valid)
+
+  num = setup.num_samples
   if family.generate is not None:
-    spec = reference.dataset.spec
     # Conditional models are asked for classes in turn (uniform, as both datasets' classes).
     labels = (np.arange(num, dtype=np.int32) % spec.num_classes) if family.conditional else None
-    samples = _generate(family, state, num, labels)
+    samples = sampling.generate(family, state, num, jax.random.PRNGKey(SAMPLE_KEY),
+                                GENERATE_BATCH, labels)
     extra = {}
     if setting.family == "gan" and with_filtering:
       extra["discriminator"] = discriminator_scores(
           setting, state, measure.sanitize(samples, spec.kind), labels)
-    _measure_samples(out, "generation", "", reference, samples, extra, with_filtering,
-                     keep_samples)
+    measure_samples("generation", samples, extra)
   for num_components in (LATENT_GMM_COMPONENTS if uses_latent_gmm(family) else ()):
-    group = latent_gmm_group(num_components)
     samples = latent_gmm.generate(family, state,
-                                  reference.dataset.train[0][:setting.latent_gmm_codes], num,
+                                  setup.dataset.train[0][:setting.latent_gmm_codes], num,
                                   num_components=num_components)
-    _measure_samples(out, group, f"{group}_", reference, samples, {}, with_filtering,
-                     keep_samples)
+    measure_samples(latent_gmm_group(num_components), samples, {})
   if family.reconstruct is not None:
-    inputs, labels = (a[:num] for a in reference.dataset.test)
-    out["reconstruction"] = measure.measure_reconstruction(
-        reference, inputs, labels, _reconstruct(family, state, inputs, labels))
-  return out
+    inputs, labels = setup.reference.held_out, setup.reference.held_out_labels
+    groups["reconstruction"] = measure.measure_reconstruction(
+        setup, inputs, labels, sampling.reconstruct(family, state, inputs, labels,
+                                                    jax.random.PRNGKey(0), GENERATE_BATCH))
+  return StateMeasurement(groups, kept)
 
 
-def train_setting(setting: Setting, reference: measure.Reference, *,
+def train_setting(setting: Setting, setup: measure.DatasetSetup, *,
                   seeds_per_call: Optional[int] = None, scan_steps: Optional[bool] = None,
-                  progress: Callable[[str], None] = print) -> Dict[str, Any]:
-  """Trains every seed of `setting` and measures each at each checkpoint.
-
-  Returns:
-    {"checkpoints": {step: [per-seed measurement]}, "seconds": training wall time,
-     "final_samples": seed 0's samples at the last checkpoint (generating families),
-     "final_valid": their validity, and the same of each latent GMM's samples,
-     "final_generation_latent_gmm<K>_samples" / "..._valid" (unconditional AE / VAE)}.
-  """
-  dataset = reference.dataset
+                  progress: Callable[[str], None] = print) -> SettingResult:
+  """Trains every seed of `setting` and measures each at each checkpoint."""
+  dataset = setup.dataset
   train_x, train_y = dataset.train
   family = get_family(setting.config, dataset.spec.sample_shape)
   images = dataset.spec.kind == "image"
@@ -154,7 +167,8 @@ def train_setting(setting: Setting, reference: measure.Reference, *,
                                         seeds_per_call=seeds_per_call, scan_steps=scan_steps)
   states = trainer.init()
   done, seconds = 0, 0.0
-  results: Dict[str, Any] = {"checkpoints": {}}
+  checkpoints: Dict[int, List[Dict[str, Any]]] = {}
+  final_samples: Dict[str, FinalSamples] = {}
   # Equal chunks (one compilation) up to each checkpoint.
   chunk = int(np.gcd.reduce(np.diff((0,) + setting.checkpoints)))
   for step in setting.checkpoints:
@@ -168,14 +182,10 @@ def train_setting(setting: Setting, reference: measure.Reference, *,
     per_seed = []
     for index in range(len(setting.seeds)):
       measured = measure_state(setting, family, multi_seed.select_seed(states, index),
-                               reference, with_filtering=final,
+                               setup, with_filtering=final,
                                keep_samples=final and index == 0)
-      for prefix in ("",) + tuple(f"{latent_gmm_group(k)}_" for k in LATENT_GMM_COMPONENTS):
-        if f"{prefix}samples" in measured:
-          results[f"final_{prefix}samples"] = measured.pop(f"{prefix}samples")
-          results[f"final_{prefix}valid"] = measured.pop(f"{prefix}valid")
-      per_seed.append(measured)
-    results["checkpoints"][step] = per_seed
+      final_samples.update(measured.samples)
+      per_seed.append(measured.groups)
+    checkpoints[step] = per_seed
     progress(f"  {setting.key}: step {step} measured ({seconds:.0f} s of training)")
-  results["seconds"] = seconds
-  return results
+  return SettingResult(checkpoints, seconds, final_samples)

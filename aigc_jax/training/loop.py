@@ -190,7 +190,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   config_rules.check_config(config)  # Before anything is read or written.
   spec = data.get_dataset_spec(config.dataset.name)
-  family = get_family(config, spec.image_shape)
+  family = get_family(config, spec.sample_shape)
   parallel = get_data_parallel(config.train.parallel)
   config_rules.check_batch_sizes(config, jax.process_count() * parallel.num_local_devices)
   ensure_writable(workdir)
@@ -316,7 +316,7 @@ def _train(config, workdir, spec, family, parallel, *, fresh, allow_config_chang
     _set_aside_earlier_run(workdir, fresh)
   distributed.barrier("earlier run set aside")  # Before any process opens checkpoints/.
   abstract_state = jax.eval_shape(family.init, keys["init"])
-  checkpointer = _make_checkpointer(config, workdir, family, abstract_state, spec.image_shape)
+  checkpointer = _make_checkpointer(config, workdir, family, abstract_state, spec.sample_shape)
   closers = [checkpointer.close]  # Closed in this order, however the run ends.
   finished = False
   try:

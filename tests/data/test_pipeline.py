@@ -117,13 +117,13 @@ def test_digits_preparation_survives_two_concurrent_callers(tmp_path):
 # --- registry ----------------------------------------------------------------------------
 
 def test_registry_specs():
-  assert data.get_dataset_spec("digits28").image_shape == (28, 28, 1)
+  assert data.get_dataset_spec("digits28").sample_shape == (28, 28, 1)
   assert data.get_dataset_spec("cifar10").tfds_name == "cifar10"
-  assert data.get_dataset_spec("cifar10").image_shape == (32, 32, 3)
+  assert data.get_dataset_spec("cifar10").sample_shape == (32, 32, 3)
   assert set(data.DATASETS) == {"digits", "digits28", "mnist", "fashion_mnist", "cifar10",
                                 "gaussian_ring8", "gaussian_grid25", "simple_shapes"}
   for name, spec in data.DATASETS.items():
-    assert spec.image_shape == spec.sample_shape  # The old name is an alias.
+    assert not hasattr(spec, "image_shape")  # One name: the old alias is gone.
     known = name in ("gaussian_ring8", "gaussian_grid25", "simple_shapes")
     assert spec.has_known_support == known == (spec.reconstruction_check is not None)
     assert spec.kind == ("points" if name.startswith("gaussian") else "image")

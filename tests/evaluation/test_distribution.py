@@ -230,7 +230,7 @@ def test_unbiased_mmd2_matches_numpy():
 
 def test_kid_with_whole_sets_as_subsets_is_the_full_mmd2():
   real, fake = _features(seed=9, num_real=120, num_fake=120)
-  mean, std = distribution.kid(real, fake, jax.random.key(0), num_subsets=3, subset_size=120)
+  mean, std = distribution.kernel_inception_distance(real, fake, jax.random.key(0), num_subsets=3, subset_size=120)
   # Every subset is a permutation of the whole set, which MMD^2 does not see.
   assert abs(float(mean) - _reference_mmd2(real, fake)) < 1e-5
   assert float(std) < 1e-5
@@ -240,11 +240,11 @@ def test_kid_near_zero_for_one_distribution_and_positive_for_a_shift():
   rng = np.random.default_rng(10)
   real, same, shifted = (rng.standard_normal((600, 16)).astype(np.float32) for _ in range(3))
   shifted = shifted + 0.5
-  same_mean, same_std = distribution.kid(real, same, 0, num_subsets=20, subset_size=200)
-  shift_mean, shift_std = distribution.kid(real, shifted, 0, num_subsets=20, subset_size=200)
+  same_mean, same_std = distribution.kernel_inception_distance(real, same, 0, num_subsets=20, subset_size=200)
+  shift_mean, shift_std = distribution.kernel_inception_distance(real, shifted, 0, num_subsets=20, subset_size=200)
   print(f"kid same {float(same_mean):.5f}+-{float(same_std):.5f}, "
         f"shifted {float(shift_mean):.5f}+-{float(shift_std):.5f}")
   assert abs(float(same_mean)) < 0.1 * float(shift_mean)
   assert float(shift_mean) > 5 * float(shift_std) > 0
   with pytest.raises(ValueError, match="subset_size"):
-    distribution.kid(real, same, 0, subset_size=1000)
+    distribution.kernel_inception_distance(real, same, 0, subset_size=1000)

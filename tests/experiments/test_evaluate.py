@@ -14,6 +14,7 @@ from PIL import Image
 from aigc_jax import data, inference, training
 from aigc_jax.errors import ConfigError, WorkdirError
 from aigc_jax.evaluation import fidelity, report
+from aigc_jax.evaluation import reference as reference_lib
 from aigc_jax.image_grid import save_side_by_side
 from tests import filesystems
 from tests.training import classifier_run, helpers
@@ -150,11 +151,12 @@ def test_fidelity_of_small_images_uses_windows_that_fit_and_says_so(side):
   (one scale would be SSIM again) is skipped, each with a note in the report."""
   rng = np.random.default_rng(0)
   images = rng.random((6, side, side, 1)).astype(np.float32)
-  real = types.SimpleNamespace(heldout=images, heldout_labels=np.zeros(6, np.int32))
-  spec = types.SimpleNamespace(kind="image", reconstruction_check=None)
-  extractor = types.SimpleNamespace(num_classes=None)
+  reference = types.SimpleNamespace(
+      held_out=images, held_out_labels=np.zeros(6, np.int32), floors={},
+      spec=types.SimpleNamespace(kind="image", reconstruction_check=None),
+      extractor=types.SimpleNamespace(has_class_oracle=False))
   fidelity_results, _, notes = report._reconstruction(  # pylint: disable=protected-access
-      _HalfwayFamily, None, real, spec, extractor, None, batch_size=4)
+      _HalfwayFamily, None, reference, None, batch_size=4)
   outputs = _HalfwayFamily.reconstruct(None, images, None)
   if side == 8:
     assert fidelity_results["ssim"]["settings"] == {"filter_size": 7}
@@ -240,7 +242,7 @@ def no_sampling(monkeypatch):
   """Fails the test if the runner starts sampling: the checks must come before the work."""
   def forbidden(*args, **kwargs):
     raise AssertionError("sampling started before the check")
-  monkeypatch.setattr(report, "_samples", forbidden)
+  monkeypatch.setattr(report.sampling, "generate", forbidden)
   monkeypatch.setattr(report, "_reconstruction", forbidden)
 
 
@@ -403,7 +405,8 @@ def test_points_are_their_own_feature_space_with_exact_support_rates(tmp_path_fa
                       lambda *args, **kwargs: figures.append(kwargs) or save_figure(*args, **kwargs))
   results = report.evaluate_run(workdir, num_samples=500, data_dir=classifier["data_dir"])
   assert "classifier" not in results and results["settings"]["classifier_workdir"] is None
-  assert results["reference"] == {"split": "train", "n": report.REFERENCE_SIZE, "of": 100_000}
+  assert results["reference"] == {"split": "train", "n": reference_lib.REFERENCE_SIZE,
+                                  "of": 100_000}
   generation, reconstruction = results["generation"], results["reconstruction"]
   support, collapse = generation["support_hallucination_rate"], generation["mode_collapse"]
   # Two implementations of "within 3 standard deviations of the nearest mode" agree.

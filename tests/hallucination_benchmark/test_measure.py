@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from aigc_jax.data import gaussian_mixtures, simple_shapes
+from aigc_jax.evaluation import evaluators, reference as reference_lib
 from aigc_jax.hallucination_benchmark import datasets, measure, protocols, runner, tables
 from experiments.configs import hallucination_bases
 
@@ -12,8 +13,8 @@ NUM_SAMPLES = 400
 
 @pytest.fixture(scope="module")
 def ring_reference():
-  return measure.build_reference(datasets.load("gaussian_ring8"), None, NUM_SAMPLES,
-                                 test_reference_size=1_000)
+  return measure.dataset_setup(datasets.load("gaussian_ring8"), None, NUM_SAMPLES,
+                               test_reference_size=1_000)
 
 
 def _planted_ring(num, invalid_fraction, seed=0):
@@ -30,47 +31,51 @@ def _planted_ring(num, invalid_fraction, seed=0):
 def test_a_planted_model_is_measured_at_its_invalid_fraction(ring_reference):
   points, num_invalid = _planted_ring(NUM_SAMPLES, 0.15)
   measured = measure.measure_generation(ring_reference, points)
-  exact = measured["exact"]
+  exact = measured.exact
   assert exact["support_hallucination_rate"]["count"] == num_invalid
   assert exact["support_hallucination_rate"]["rate"] == pytest.approx(num_invalid / NUM_SAMPLES)
   assert exact["modes_captured"] == 8
   assert exact["high_quality_fraction"] == pytest.approx(1 - num_invalid / NUM_SAMPLES)
   # The manifold estimators see the same stray points: they lie outside every real k-NN ball.
-  manifold = measured["estimated"]["manifold_k3_test"]
+  manifold = measured.estimated["manifold_hallucination_rate_k3_test"]
   assert manifold["count"] >= num_invalid
   # A filter whose score is the exact validity removes every hallucination at 96% kept.
-  summary = measure.filtering_summary({"oracle": measured["valid"].astype(float)},
-                                      measured["valid"])["oracle"]
+  summary = evaluators.filtering_summary({"oracle": measured.valid.astype(float)},
+                                         measured.valid)["oracle"]
   assert summary["removed_at_96"] == 1.0 and summary["valid_kept_at_96"] >= 0.96
   # The realism score: stray points far from the ring have the lowest scores.
-  realism = measured["filtering"]["realism"]
+  realism = measured.filtering["realism"]
   assert realism["removed_at_96"] == 1.0
 
 
 def test_real_data_as_a_model_measures_the_known_floors(ring_reference):
-  real = ring_reference.real_rates["support_hallucination_rate"]
+  reference = ring_reference.reference
+  real = reference.floors["support_hallucination_rate"].as_dict()
   floor = 1.0 - gaussian_mixtures.TRUE_MIXTURE_VALID_FRACTION  # 0.0111: P(chi2_2 >= 9).
   assert real["ci_low"] <= floor <= real["ci_high"]
   # On the whole held-out test split the rate is within sampling error of 1 - (1 - e^-4.5).
   test_points = datasets.load("gaussian_ring8").test[0]
-  rate = measure.exact_generation_rates(ring_reference.dataset, test_points)
+  rate = measure.measure_generation(ring_reference, test_points, with_filtering=False).exact
   expected = 1.0 - gaussian_mixtures.TRUE_MIXTURE_VALID_FRACTION
   assert abs(rate["support_hallucination_rate"]["rate"] - expected) < 3 * np.sqrt(
       expected * (1 - expected) / len(test_points))
   # Every estimator has a floor, and the floor IS the estimator on held-out real data.
-  assert set(ring_reference.floors) == {"manifold_k1_test", "manifold_k3_test",
-                                        "manifold_k5_test", "manifold_k10_test",
-                                        "manifold_k3_train", "topp_test"}
-  _, (held_out, _) = ring_reference.dataset.reference_and_floor("test", NUM_SAMPLES, 1_000)
-  again = ring_reference.estimated_rates(held_out)
-  assert again["manifold_k3_test"] == ring_reference.floors["manifold_k3_test"]
-  assert 0.0 < ring_reference.floors["manifold_k3_test"]["rate"] < 0.1
+  assert set(reference.floors) == {
+      "manifold_hallucination_rate_k1_test", "manifold_hallucination_rate_k3_test",
+      "manifold_hallucination_rate_k5_test", "manifold_hallucination_rate_k10_test",
+      "manifold_hallucination_rate", "topological_hallucination_rate_test",
+      "support_hallucination_rate", "reconstruction_hallucination_rate"}
+  ring = ring_reference.dataset
+  _, (held_out, _) = reference_lib.real_sets(ring.train, ring.test, NUM_SAMPLES, 1_000)["test"]
+  again = evaluators.variants(reference, evaluators.sample_set(reference.extractor, held_out))
+  name = "manifold_hallucination_rate_k3_test"
+  assert again[name][0].as_dict() == reference.floors[name].as_dict()
+  assert 0.0 < reference.floors[name].as_dict()["rate"] < 0.1
 
 
 def test_floor_sets_are_disjoint_from_their_references():
   ring = datasets.load("gaussian_ring8")
-  for name in ("test", "train"):
-    ref, (floor, _) = ring.reference_and_floor(name, 500, 1_000)
+  for ref, (floor, _) in reference_lib.real_sets(ring.train, ring.test, 500, 1_000).values():
     common = set(map(tuple, ref.tolist())) & set(map(tuple, floor.tolist()))
     assert not common and len(floor) == 500
 
@@ -78,20 +83,24 @@ def test_floor_sets_are_disjoint_from_their_references():
 def test_shapes_exact_rates_of_real_and_planted_images():
   shapes = datasets.load("simple_shapes")
   images, labels = shapes.test
-  valid = measure.exact_generation_rates(shapes, images[:200])
-  assert valid["support_hallucination_rate"]["count"] == 0  # The floor on shapes is 0.
+  reference = reference_lib.Reference(
+      spec=shapes.spec, extractor=_NoOracle(), reference_split={}, held_out_split={},
+      reference_feats=np.zeros((1, 1)), held_out=images[:200], held_out_labels=labels[:200])
+  setup = measure.DatasetSetup(shapes, reference, 200)
+  exact = lambda samples: evaluators.estimates(evaluators.support(
+      reference, evaluators.SampleSet(samples, None, None)))
+  valid = exact(images[:200])
+  assert valid["support_hallucination_rate"].as_dict()["count"] == 0  # The floor is 0.
   planted = images[:200].copy()
   planted[:30, 5:11, simple_shapes.GUTTER_COLUMNS[0]] = 1.0  # A stroke in the gutter.
   planted[30:50] = 0.0  # All-black images are not in the support.
-  rate = measure.exact_generation_rates(shapes, planted)["support_hallucination_rate"]
+  rate = exact(planted)["support_hallucination_rate"].as_dict()
   assert rate["count"] == 50 and rate["rate"] == pytest.approx(0.25)
   # Reconstruction: identical copies keep content; a swapped image does not.
-  reference = measure.Reference(dataset=shapes, extractor=_NoOracle(), num_samples=200,
-                                reference_feats={}, topp_support=None, key=None)
   recon = images[:200].copy()
   recon[:10] = images[100:110]
   changed = int(np.sum(np.any(images[:10] != images[100:110], axis=(1, 2, 3))))
-  measured = measure.measure_reconstruction(reference, images[:200], labels[:200], recon)
+  measured = measure.measure_reconstruction(setup, images[:200], labels[:200], recon)
   assert measured["exact"]["reconstruction_hallucination_rate"]["count"] == changed
 
 

@@ -6,6 +6,7 @@ The CLI runs are the cheapest there are: the quick budget's 300 samples, one see
 the ring's GAN, and DiffAugment's "n/a" row (nothing to train).
 """
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -173,3 +174,23 @@ def test_a_finished_classifier_is_loaded_without_the_training_loops_note(tmp_pat
   assert runner.shapes_classifier(str(tmp_path), config, None, messages.append) == "extractor"
   assert loaded[0][1]["step"] == 60
   assert "reused" in messages[0] and "--config" not in messages[0]
+
+
+def test_a_setting_measured_under_the_old_names_is_refused_in_one_line(tmp_path):
+  """A settings/*.json of the first measurement layer (keys `manifold_k3_train`,
+  `unrecognisable`..., no "measurement" version) is never mixed with this version's rows:
+  the run is refused in one line, and --overwrite moves it aside to be retrained."""
+  plan = _plan(_setting())
+  _save(tmp_path, _setting(), plan)
+  path = tmp_path / "settings" / "gaussian_ring8__gan.json"
+  record = json.loads(path.read_text())
+  del record["measurement"]
+  record["checkpoints"] = {"2": [{"generation": {"estimated": {"manifold_k3_train": {}}}}]}
+  path.write_text(json.dumps(record))
+  assert runner.conflicts(plan, str(tmp_path)) == [("gaussian_ring8__gan",
+                                                    runner.OLD_MEASUREMENT)]
+  with pytest.raises(UserError, match="older version of the benchmark") as error:
+    runner.check_folder(plan, str(tmp_path), overwrite=False, progress=lambda _: None)
+  assert "\n" not in str(error.value) and "--overwrite" in str(error.value)
+  runner.check_folder(plan, str(tmp_path), overwrite=True, progress=lambda _: None)
+  assert folder.saved_stems(str(tmp_path)) == []

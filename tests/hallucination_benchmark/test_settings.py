@@ -7,6 +7,7 @@ import pytest
 
 from aigc_jax.errors import ConfigError
 from aigc_jax.hallucination_benchmark import protocols, settings
+from aigc_jax.hallucination_benchmark import variants as variants_lib
 from experiments.configs import hallucination_bases
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "configs")
@@ -17,7 +18,7 @@ def _base(dataset, family):
 
 
 def test_knobs_of_the_shipped_variants():
-  variants = {v.name: v for v in settings.discover_variants(CONFIGS)}
+  variants = {v.name: v for v in variants_lib.discover_variants(CONFIGS)}
   assert variants["gan_hinge"].knobs == {"model.gan.loss": "hinge"}
   assert variants["gan_hinge"].family == "gan"
   assert variants["wgan_gp"].knobs == {
@@ -38,7 +39,7 @@ def test_network_sizes_are_not_knobs():
   variant.model.encoder.widths = (7,)
   variant.model.decoder.body = "mlp"
   variant.model.beta = 2.0
-  assert settings.variant_knobs(variant, reference) == {"model.beta": 2.0}
+  assert variants_lib.variant_knobs(variant, reference) == {"model.beta": 2.0}
 
 
 def test_a_new_config_file_becomes_a_new_row(tmp_path):
@@ -70,7 +71,7 @@ def test_a_new_config_file_becomes_a_new_row(tmp_path):
 def test_a_variant_without_its_reference_is_one_line(tmp_path):
   shutil.copy(os.path.join(CONFIGS, "gan_hinge_digits.py"), tmp_path / "gan_hinge_digits.py")
   with pytest.raises(ConfigError, match="gan_digits.py .its reference. is not in"):
-    settings.discover_variants(str(tmp_path))
+    variants_lib.discover_variants(str(tmp_path))
 
 
 def test_variants_that_cannot_apply_say_why():
