@@ -35,7 +35,8 @@ from aigc_jax.evaluation.features import ClassifierFeatureExtractor
 from aigc_jax.hallucination_benchmark import datasets as datasets_lib
 from aigc_jax.hallucination_benchmark import figures, folder, measure, tables
 from aigc_jax.hallucination_benchmark.protocols import Plan
-from aigc_jax.hallucination_benchmark.settings import FAMILIES, LATENT_GMM_COMPONENTS, Setting
+from aigc_jax.hallucination_benchmark.settings import LATENT_GMM_COMPONENTS, Setting
+from aigc_jax.hallucination_benchmark.variants import FAMILIES
 from aigc_jax.hallucination_benchmark.train import latent_gmm_group, train_setting
 from aigc_jax.workdir import newest_step
 
