@@ -25,6 +25,7 @@ reports are dropped, `_late_read_filter`, for the damage only orbax's read finds
 sampling and evaluation, as one process, without the optimiser states (which of its steps to
 read, and how to build the model it fits, is `aigc_jax.inference`'s).
 """
+
 import dataclasses
 import errno
 import json
@@ -60,6 +61,7 @@ class CheckpointMismatchError(CheckpointError):
 class Restored:
   """What `restore_latest` gives back: the state tree (in the target's layout), its step, the
   config it was saved with (nested JSON dict) and the metrics saved beside it."""
+
   train_state: Dict[str, Any]
   rng: jax.Array
   step: int
@@ -74,8 +76,9 @@ def state_tree(state: Any, rng: jax.Array) -> Dict[str, Any]:
 
 def abstract_state_tree(state: Any, rng: jax.Array, sharding: jax.sharding.Sharding):
   """`state_tree` of shapes and dtypes (works on `jax.eval_shape` output), placed on `sharding`."""
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                      state_tree(state, rng))
+  return jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state_tree(state, rng)
+  )
 
 
 def _without_optimizer(tree):
@@ -88,8 +91,10 @@ def _without_optimizer(tree):
 def _leaf_shapes(tree) -> Dict[str, tuple]:
   """{"train_state.params.encoder.Dense_0.kernel": shape, ...} of a tree of arrays or structs."""
   flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-  return {".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): tuple(leaf.shape)
-          for path, leaf in flat}
+  return {
+    ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path): tuple(leaf.shape)
+    for path, leaf in flat
+  }
 
 
 def _saved_shapes(metadata) -> Dict[str, tuple]:
@@ -106,19 +111,25 @@ def _check_matches(saved: Dict[str, tuple], target, where: str) -> None:
   params_first = lambda key: (".opt_state." in key, key)  # Model keys say most.
   missing = sorted(set(wanted) - set(saved), key=params_first)
   unexpected = sorted(set(saved) - set(wanted), key=params_first)
-  reshaped = [f"{k} {saved[k]} vs {wanted[k]}" for k in
-              sorted(set(saved) & set(wanted), key=params_first) if saved[k] != wanted[k]]
+  reshaped = [
+    f"{k} {saved[k]} vs {wanted[k]}"
+    for k in sorted(set(saved) & set(wanted), key=params_first)
+    if saved[k] != wanted[k]
+  ]
   if missing or unexpected or reshaped:
     parts = []
-    for label, keys in (("missing from the checkpoint", missing),
-                        ("not in this config's model", unexpected),
-                        ("of other shapes (checkpoint vs config)", reshaped)):
+    for label, keys in (
+      ("missing from the checkpoint", missing),
+      ("not in this config's model", unexpected),
+      ("of other shapes (checkpoint vs config)", reshaped),
+    ):
       if keys:
         shown = ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
         parts.append(f"{label}: {shown}")
     raise CheckpointMismatchError(
-        f"The checkpoint {where} does not fit the model this config builds ({'; '.join(parts)}); "
-        "train with the config the checkpoint was saved with, or use a new --workdir.")
+      f"The checkpoint {where} does not fit the model this config builds ({'; '.join(parts)}); "
+      "train with the config the checkpoint was saved with, or use a new --workdir."
+    )
 
 
 def _remove_incomplete_saves(directory: str) -> None:
@@ -153,8 +164,7 @@ class _DataHandler(grain.checkpoint.CheckpointHandler):
     if not saved:
       raise ValueError(f"No data iterator state in {directory}.")
     state = saved[0].read_text()
-    item.set_state(json.loads(state) if isinstance(item, grain.DatasetIterator)
-                   else state.encode())
+    item.set_state(json.loads(state) if isinstance(item, grain.DatasetIterator) else state.encode())
     item.start_prefetch()
     return item
 
@@ -171,8 +181,12 @@ class _DataRestore(grain.checkpoint.CheckpointRestore):
 
 def _item_handlers() -> Dict[str, Any]:
   """Handlers of the named items, so a new process can read metadata before any save."""
-  return {"state": ocp.PyTreeCheckpointHandler(), "data": _DataHandler(),
-          "config": ocp.JsonCheckpointHandler(), "metrics": ocp.JsonCheckpointHandler()}
+  return {
+    "state": ocp.PyTreeCheckpointHandler(),
+    "data": _DataHandler(),
+    "config": ocp.JsonCheckpointHandler(),
+    "metrics": ocp.JsonCheckpointHandler(),
+  }
 
 
 def _open_manager(directory: str, options) -> ocp.CheckpointManager:
@@ -200,9 +214,11 @@ def _os_reason(error: BaseException) -> Optional[str]:
 
 
 # tensorstore status codes of a damaged file, as the OS or a reader would say it.
-_STATUS_REASONS = {"NOT_FOUND": os.strerror(errno.ENOENT),
-                   "PERMISSION_DENIED": os.strerror(errno.EACCES),
-                   "DATA_LOSS": "corrupted data"}
+_STATUS_REASONS = {
+  "NOT_FOUND": os.strerror(errno.ENOENT),
+  "PERMISSION_DENIED": os.strerror(errno.EACCES),
+  "DATA_LOSS": "corrupted data",
+}
 
 
 def describe_damage(error: BaseException) -> str:
@@ -217,8 +233,11 @@ def describe_damage(error: BaseException) -> str:
   if size:
     reason = f"truncated to {size.group(1)} bytes"
   else:
-    reason = (_os_reason(error) or (status and _STATUS_REASONS.get(status.group(1)))
-              or f"{type(error).__name__}: {text.split(' [tensorstore_spec')[0][:160]}")
+    reason = (
+      _os_reason(error)
+      or (status and _STATUS_REASONS.get(status.group(1)))
+      or f"{type(error).__name__}: {text.split(' [tensorstore_spec')[0][:160]}"
+    )
   return f"{path.group(1)}: {reason}" if path else reason
 
 
@@ -231,11 +250,13 @@ def _late_read_filter(previous_hook: Callable[[Any], None]) -> Callable[[Any], N
   raised and handled. `_verify_arrays` keeps damaged steps from orbax; this catches the
   damage that only orbax's read finds.
   """
+
   def hook(unraisable) -> None:
     error = unraisable.exc_value
     if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
       return
     previous_hook(unraisable)
+
   hook.drops_late_reads = True
   return hook
 
@@ -274,7 +295,8 @@ def _verify_arrays(step_dir: str) -> None:
       raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), manifest)
     return  # Not an OCDBT store: orbax reads it file by file and names the file itself.
   store = tensorstore.KvStore.open(
-      {"driver": "ocdbt", "base": {"driver": "file", "path": item + "/"}}).result()
+    {"driver": "ocdbt", "base": {"driver": "file", "path": item + "/"}}
+  ).result()
   for key in store.list().result():
     store.read(key).result()
 
@@ -286,8 +308,9 @@ def _write_error(error: BaseException, step: int, directory: str) -> Exception:
   if reason is None:
     return error
   return CheckpointError(
-      f"Could not write the checkpoint of step {step} to {directory} ({reason}); free disk "
-      "space or make the workdir writable. Earlier checkpoints are untouched.")
+    f"Could not write the checkpoint of step {step} to {directory} ({reason}); free disk "
+    "space or make the workdir writable. Earlier checkpoints are untouched."
+  )
 
 
 class _IteratorState:
@@ -317,23 +340,45 @@ class Checkpointer:
       copy); `wait()` blocks until every started save has finished.
   """
 
-  def __init__(self, workdir: str, *, keep_last: int = 3, keep_best: int = 0,
-               best_metric: str = "loss", best_mode: str = "min", async_save: bool = True):
+  def __init__(
+    self,
+    workdir: str,
+    *,
+    keep_last: int = 3,
+    keep_best: int = 0,
+    best_metric: str = "loss",
+    best_mode: str = "min",
+    async_save: bool = True,
+  ):
     self.directory = os.path.abspath(os.path.join(workdir, LATEST_DIR))
     self.best_directory = os.path.abspath(os.path.join(workdir, BEST_DIR))
     self.best_metric = best_metric
     for directory in (self.directory, self.best_directory):
       _remove_incomplete_saves(directory)
     distributed.barrier("incomplete saves removed")  # Process 0 removed them.
-    self._latest = self._manager(self.directory, ocp.CheckpointManagerOptions(
-        max_to_keep=keep_last, enable_async_checkpointing=async_save, create=True,
-        cleanup_tmp_directories=True))
+    self._latest = self._manager(
+      self.directory,
+      ocp.CheckpointManagerOptions(
+        max_to_keep=keep_last,
+        enable_async_checkpointing=async_save,
+        create=True,
+        cleanup_tmp_directories=True,
+      ),
+    )
     self._best = None
     if keep_best > 0:
-      self._best = self._manager(self.best_directory, ocp.CheckpointManagerOptions(
-          max_to_keep=keep_best, best_fn=lambda metrics: metrics[best_metric],
-          best_mode=best_mode, keep_checkpoints_without_metrics=False,
-          enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=True))
+      self._best = self._manager(
+        self.best_directory,
+        ocp.CheckpointManagerOptions(
+          max_to_keep=keep_best,
+          best_fn=lambda metrics: metrics[best_metric],
+          best_mode=best_mode,
+          keep_checkpoints_without_metrics=False,
+          enable_async_checkpointing=async_save,
+          create=True,
+          cleanup_tmp_directories=True,
+        ),
+      )
 
   @staticmethod
   def _manager(directory: str, options) -> ocp.CheckpointManager:
@@ -341,8 +386,9 @@ class Checkpointer:
       return _open_manager(directory, options)
     except OSError as e:
       raise CheckpointError(
-          f"Cannot create the checkpoint directory {directory} ({_os_reason(e) or e}); make the "
-          "workdir writable or choose another --workdir.") from e
+        f"Cannot create the checkpoint directory {directory} ({_os_reason(e) or e}); make the "
+        "workdir writable or choose another --workdir."
+      ) from e
 
   def steps(self) -> List[int]:
     """Steps of the complete checkpoints on disk, newest first (damaged ones included)."""
@@ -360,10 +406,11 @@ class Checkpointer:
       free = stats.f_bavail * stats.f_frsize
       if free < needed:
         raise CheckpointError(
-            f"Could not write the checkpoint of step {step} to {manager.directory} "
-            f"({os.strerror(errno.ENOSPC)}: about {needed / 2**20:.1f} MiB needed, "
-            f"{free / 2**20:.1f} MiB free); free disk space or make the workdir writable. "
-            "Earlier checkpoints are untouched.")
+          f"Could not write the checkpoint of step {step} to {manager.directory} "
+          f"({os.strerror(errno.ENOSPC)}: about {needed / 2**20:.1f} MiB needed, "
+          f"{free / 2**20:.1f} MiB free); free disk space or make the workdir writable. "
+          "Earlier checkpoints are untouched."
+        )
       manager.save(step, args=args, metrics=metrics, force=True)
     except CheckpointError:
       raise
@@ -373,8 +420,15 @@ class Checkpointer:
         raise
       raise error from e
 
-  def save(self, step: int, state: Any, rng: jax.Array, data_iterator: Any,
-           config: ml_collections.ConfigDict, metrics: Optional[Dict[str, float]] = None):
+  def save(
+    self,
+    step: int,
+    state: Any,
+    rng: jax.Array,
+    data_iterator: Any,
+    config: ml_collections.ConfigDict,
+    metrics: Optional[Dict[str, float]] = None,
+  ):
     """Starts saving everything a resume needs at `step`; returns once the arrays are copied.
 
     `state` is one copy of the train state (any device layout with one logical copy).
@@ -385,22 +439,30 @@ class Checkpointer:
       raise _write_error(e, step, self.directory) from e
     tree = state_tree(state, rng)
     args = ocp.args.Composite(
-        state=ocp.args.PyTreeSave(tree),
-        data=_DataSave(data_state),
-        config=ocp.args.JsonSave(_config_json(config)),
-        metrics=ocp.args.JsonSave(dict(metrics or {})))
+      state=ocp.args.PyTreeSave(tree),
+      data=_DataSave(data_state),
+      config=ocp.args.JsonSave(_config_json(config)),
+      metrics=ocp.args.JsonSave(dict(metrics or {})),
+    )
     self._write(self._latest, step, args, tree)
 
-  def save_best(self, step: int, state: Any, rng: jax.Array,
-                config: ml_collections.ConfigDict, metrics: Dict[str, float]) -> None:
+  def save_best(
+    self,
+    step: int,
+    state: Any,
+    rng: jax.Array,
+    config: ml_collections.ConfigDict,
+    metrics: Dict[str, float],
+  ) -> None:
     """Offers `step` to the best-by-`best_metric` checkpoints (kept only if among the best)."""
     if self._best is None:
       return
     tree = state_tree(state, rng)
     args = ocp.args.Composite(
-        state=ocp.args.PyTreeSave(tree),
-        config=ocp.args.JsonSave(_config_json(config)),
-        metrics=ocp.args.JsonSave(dict(metrics)))
+      state=ocp.args.PyTreeSave(tree),
+      config=ocp.args.JsonSave(_config_json(config)),
+      metrics=ocp.args.JsonSave(dict(metrics)),
+    )
     self._write(self._best, step, args, tree, metrics=dict(metrics))
 
   def wait(self) -> None:
@@ -413,12 +475,16 @@ class Checkpointer:
         if reason is None:
           raise
         raise CheckpointError(
-            f"A checkpoint write to {manager.directory} failed ({reason}); free disk space or "
-            "make the workdir writable. Earlier checkpoints are untouched.") from e
+          f"A checkpoint write to {manager.directory} failed ({reason}); free disk space or "
+          "make the workdir writable. Earlier checkpoints are untouched."
+        ) from e
 
-  def restore_latest(self, abstract_tree: Dict[str, Any], data_iterator: Any,
-                     check_config: Optional[Callable[[Dict[str, Any], int], None]] = None
-                     ) -> Optional[Restored]:
+  def restore_latest(
+    self,
+    abstract_tree: Dict[str, Any],
+    data_iterator: Any,
+    check_config: Optional[Callable[[Dict[str, Any], int], None]] = None,
+  ) -> Optional[Restored]:
     """Restores the newest readable checkpoint into `abstract_tree`'s shardings.
 
     Args:
@@ -440,8 +506,10 @@ class Checkpointer:
       try:
         _verify_arrays(where)
         saved_shapes = _saved_shapes(self._latest.item_metadata(step)["state"])
-        items = self._latest.restore(step, args=ocp.args.Composite(
-            config=ocp.args.JsonRestore(), metrics=ocp.args.JsonRestore()))
+        items = self._latest.restore(
+          step,
+          args=ocp.args.Composite(config=ocp.args.JsonRestore(), metrics=ocp.args.JsonRestore()),
+        )
       except Exception as e:  # Damaged step: a file missing, truncated or unreadable.
         failures.append(step)
         self._set_aside_damaged(step, e)
@@ -450,22 +518,33 @@ class Checkpointer:
         check_config(items["config"], step)
       _check_matches(saved_shapes, abstract_tree, where)
       try:
-        restored = self._latest.restore(step, args=ocp.args.Composite(
+        restored = self._latest.restore(
+          step,
+          args=ocp.args.Composite(
             state=ocp.args.PyTreeRestore(
-                item=abstract_tree,
-                restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_tree)),
-            data=_DataRestore(data_iterator)))
+              item=abstract_tree,
+              restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_tree),
+            ),
+            data=_DataRestore(data_iterator),
+          ),
+        )
       except Exception as e:  # Damage the scan cannot see (corrupted bytes).
         failures.append(step)
         self._set_aside_damaged(step, e)
         continue
       state = restored["state"]
-      return Restored(train_state=state["train_state"], rng=state["rng"], step=step,
-                      config=items["config"], metrics=dict(items["metrics"] or {}))
+      return Restored(
+        train_state=state["train_state"],
+        rng=state["rng"],
+        step=step,
+        config=items["config"],
+        metrics=dict(items["metrics"] or {}),
+      )
     if failures:
       raise CheckpointError(
-          f"None of the checkpoints in {self.directory} (steps {', '.join(map(str, steps))}) "
-          "can be read (each was moved to discarded/); rerun with --fresh to start over.")
+        f"None of the checkpoints in {self.directory} (steps {', '.join(map(str, steps))}) "
+        "can be read (each was moved to discarded/); rerun with --fresh to start over."
+      )
     return None
 
   def _set_aside_damaged(self, step: int, error: BaseException) -> None:
@@ -476,8 +555,10 @@ class Checkpointer:
       target = discarded_path(os.path.dirname(self.directory), f"damaged-step-{step}-")
       os.makedirs(os.path.dirname(target), exist_ok=True)
       shutil.move(os.path.join(self.directory, str(step)), target)
-      console.warning(f"Checkpoint {self.directory}/{step} is damaged ({describe_damage(error)}); "
-                      f"moved it to {target} and trying the previous one.")
+      console.warning(
+        f"Checkpoint {self.directory}/{step} is damaged ({describe_damage(error)}); "
+        f"moved it to {target} and trying the previous one."
+      )
     distributed.barrier(f"damaged step {step} set aside")
     self._latest.reload()
 
@@ -497,16 +578,18 @@ class Checkpointer:
     return later
 
   def _move_best_after(self, step: int) -> List[int]:
-    later = sorted(int(n) for n in os.listdir(self.best_directory)
-                   if n.isdigit() and int(n) > step)
+    later = sorted(int(n) for n in os.listdir(self.best_directory) if n.isdigit() and int(n) > step)
     if later:
       target = discarded_path(os.path.dirname(self.directory), f"best-after-step-{step}-")
       os.makedirs(target)
       for best_step in later:
-        shutil.move(os.path.join(self.best_directory, str(best_step)),
-                    os.path.join(target, str(best_step)))
-      console.event(f"Moved the best checkpoints of steps {', '.join(map(str, later))}, after "
-                    f"the resumed step, to {target}.")
+        shutil.move(
+          os.path.join(self.best_directory, str(best_step)), os.path.join(target, str(best_step))
+        )
+      console.event(
+        f"Moved the best checkpoints of steps {', '.join(map(str, later))}, after "
+        f"the resumed step, to {target}."
+      )
     return later
 
   def close(self) -> None:
@@ -524,10 +607,16 @@ def _read_only_manager(directory: str) -> ocp.CheckpointManager:
   # Without `create`, `max_to_keep` or a save, this manager writes nothing.
   # This process alone reads (in a multi-process run, process 0 evaluates while the others
   # wait): orbax would otherwise wait at barriers for every process.
-  return _open_manager(directory, ocp.CheckpointManagerOptions(
-      create=False, enable_async_checkpointing=False,
+  return _open_manager(
+    directory,
+    ocp.CheckpointManagerOptions(
+      create=False,
+      enable_async_checkpointing=False,
       multiprocessing_options=ocp.options.MultiprocessingOptions(
-          primary_host=jax.process_index(), active_processes={jax.process_index()})))
+        primary_host=jax.process_index(), active_processes={jax.process_index()}
+      ),
+    ),
+  )
 
 
 class CheckpointReader:
@@ -554,25 +643,38 @@ class CheckpointReader:
   def config(self, step: int) -> Dict[str, Any]:
     """The config `step` was saved with (nested JSON dict), once its arrays read whole."""
     _verify_arrays(os.path.join(self.directory, str(step)))
-    return self._manager.restore(
-        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+    return self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))[
+      "config"
+    ]
 
   def model_state(self, step: int, template: Any) -> Any:
     """`template` (a train state the saved run's config builds) with the parameters and
     BatchNorm statistics of `step`, on this process's first device; the optimiser states
     stay the template's."""
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    wanted = {"train_state": _without_optimizer(
-        abstract_state_tree(jax.eval_shape(lambda: template), jax.random.PRNGKey(0),
-                            device)["train_state"])}
+    wanted = {
+      "train_state": _without_optimizer(
+        abstract_state_tree(jax.eval_shape(lambda: template), jax.random.PRNGKey(0), device)[
+          "train_state"
+        ]
+      )
+    }
     saved = _saved_shapes(self._manager.item_metadata(step)["state"])
-    _check_matches({k: v for k, v in saved.items()
-                    if k.startswith("train_state.") and ".opt_state." not in k},
-                   wanted, f"{self.directory}/{step}")
-    restored = self._manager.restore(step, args=ocp.args.Composite(
+    _check_matches(
+      {k: v for k, v in saved.items() if k.startswith("train_state.") and ".opt_state." not in k},
+      wanted,
+      f"{self.directory}/{step}",
+    )
+    restored = self._manager.restore(
+      step,
+      args=ocp.args.Composite(
         state=ocp.args.PyTreeRestore(
-            item=wanted, restore_args=ocp.checkpoint_utils.construct_restore_args(wanted),
-            partial_restore=True)))["state"]["train_state"]
+          item=wanted,
+          restore_args=ocp.checkpoint_utils.construct_restore_args(wanted),
+          partial_restore=True,
+        )
+      ),
+    )["state"]["train_state"]
     merged = _merge(flax.serialization.to_state_dict(template), restored)
     return flax.serialization.from_state_dict(template, merged)
 

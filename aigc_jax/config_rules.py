@@ -17,6 +17,7 @@ This module imports neither jax nor the training code, so the command-line tools
 a config before jax starts; what it needs of training (the learning-rate schedules, for a
 resume) is passed in.
 """
+
 import dataclasses
 import json
 import math
@@ -32,6 +33,7 @@ from aigc_jax.errors import ConfigError
 @dataclasses.dataclass(frozen=True)
 class Rule:
   """`check(value) -> bool`, and `allowed`: the allowed range in words ("an integer >= 1")."""
+
   check: Callable[[Any], bool]
   allowed: str
 
@@ -41,8 +43,9 @@ def _is_integer(value) -> bool:
 
 
 def _is_finite_number(value) -> bool:
-  return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-          and math.isfinite(float(value)))
+  return (
+    isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+  )
 
 
 def integer_at_least(minimum: int) -> Rule:
@@ -64,8 +67,9 @@ def number_at_least(bound: float) -> Rule:
 
 def number_in(low: float, high: float) -> Rule:
   """A finite number in [low, high)."""
-  return Rule(lambda v: _is_finite_number(v) and low <= v < high,
-              f"a number in [{low:g}, {high:g})")
+  return Rule(
+    lambda v: _is_finite_number(v) and low <= v < high, f"a number in [{low:g}, {high:g})"
+  )
 
 
 def one_of(*choices: str) -> Rule:
@@ -73,61 +77,75 @@ def one_of(*choices: str) -> Rule:
 
 
 def widths() -> Rule:
-  return Rule(lambda v: isinstance(v, (tuple, list)) and all(_is_integer(w) and w >= 1 for w in v),
-              "a tuple of integers >= 1")
+  return Rule(
+    lambda v: isinstance(v, (tuple, list)) and all(_is_integer(w) and w >= 1 for w in v),
+    "a tuple of integers >= 1",
+  )
 
 
 def existing_directory_or_empty() -> Rule:
   # tfds would create a missing data_dir anywhere, even under /; a typo must not do that.
-  return Rule(lambda v: v == "" or (isinstance(v, str) and os.path.isdir(os.path.expanduser(v))),
-              "an existing directory, or empty for tfds's default")
+  return Rule(
+    lambda v: v == "" or (isinstance(v, str) and os.path.isdir(os.path.expanduser(v))),
+    "an existing directory, or empty for tfds's default",
+  )
 
 
 RULES: Dict[str, Rule] = {
-    "seed": integer_in(0, 2**32),  # grain's shuffle seed range.
-    "dataset.data_dir": existing_directory_or_empty(),
-    "model.latent_dim": integer_at_least(1),
-    "model.feature_dim": integer_at_least(1),
-    "model.beta": number_at_least(0),
-    "model.likelihood_scale": number_above(0),
-    "model.encoder.widths": widths(),
-    "model.decoder.widths": widths(),
-    "model.kl_warmup_steps": integer_at_least(0),
-    "model.kl_warmup_start": number_at_least(0),
-    "model.gan.regularizer_weight": number_at_least(0),
-    "model.gan.ema_decay": number_in(0, 1),
-    "model.gan.pack_size": integer_at_least(1),
-    "model.gan.discriminator_steps": integer_at_least(1),
-    "optimizer.learning_rate": number_above(0),
-    "optimizer.warmup_steps": integer_at_least(0),
-    "optimizer.b1": number_in(0, 1),
-    "optimizer.b2": number_in(0, 1),
-    "optimizer.eps": number_above(0),
-    "optimizer.weight_decay": number_at_least(0),
-    "optimizer.momentum": number_in(0, 1),
-    "optimizer.grad_clip_norm": number_at_least(0),
-    "train.batch_size": integer_at_least(1),
-    "train.num_steps": integer_at_least(1),
-    "train.log_every": integer_at_least(0),
-    "train.eval_every": integer_at_least(0),
-    "train.eval_batch_size": integer_at_least(1),
-    "train.sample_every": integer_at_least(0),
-    "train.num_samples": integer_at_least(1),
-    "checkpoint.save_every": integer_at_least(0),
-    "checkpoint.keep_last": integer_at_least(1),
-    "checkpoint.keep_best": integer_at_least(0),
-    "checkpoint.best_mode": one_of("min", "max"),
+  "seed": integer_in(0, 2**32),  # grain's shuffle seed range.
+  "dataset.data_dir": existing_directory_or_empty(),
+  "model.latent_dim": integer_at_least(1),
+  "model.feature_dim": integer_at_least(1),
+  "model.beta": number_at_least(0),
+  "model.likelihood_scale": number_above(0),
+  "model.encoder.widths": widths(),
+  "model.decoder.widths": widths(),
+  "model.kl_warmup_steps": integer_at_least(0),
+  "model.kl_warmup_start": number_at_least(0),
+  "model.gan.regularizer_weight": number_at_least(0),
+  "model.gan.ema_decay": number_in(0, 1),
+  "model.gan.pack_size": integer_at_least(1),
+  "model.gan.discriminator_steps": integer_at_least(1),
+  "optimizer.learning_rate": number_above(0),
+  "optimizer.warmup_steps": integer_at_least(0),
+  "optimizer.b1": number_in(0, 1),
+  "optimizer.b2": number_in(0, 1),
+  "optimizer.eps": number_above(0),
+  "optimizer.weight_decay": number_at_least(0),
+  "optimizer.momentum": number_in(0, 1),
+  "optimizer.grad_clip_norm": number_at_least(0),
+  "train.batch_size": integer_at_least(1),
+  "train.num_steps": integer_at_least(1),
+  "train.log_every": integer_at_least(0),
+  "train.eval_every": integer_at_least(0),
+  "train.eval_batch_size": integer_at_least(1),
+  "train.sample_every": integer_at_least(0),
+  "train.num_samples": integer_at_least(1),
+  "checkpoint.save_every": integer_at_least(0),
+  "checkpoint.keep_last": integer_at_least(1),
+  "checkpoint.keep_best": integer_at_least(0),
+  "checkpoint.best_mode": one_of("min", "max"),
 }
 
 # Keys a resumed run may change: they change what is logged, kept or read, not the training.
 # `train.num_steps` may only grow, and only when the learning-rate schedule does not depend
 # on it (see `check_resume`); `train.parallel` gives the same numbers either way (tested).
-CHANGEABLE_ON_RESUME = frozenset({
-    "train.num_steps", "train.log_every", "train.eval_every", "train.sample_every",
-    "train.num_samples", "train.eval_batch_size", "train.parallel",
-    "checkpoint.save_every", "checkpoint.keep_last", "checkpoint.keep_best",
-    "checkpoint.async_save", "dataset.data_dir",
-})
+CHANGEABLE_ON_RESUME = frozenset(
+  {
+    "train.num_steps",
+    "train.log_every",
+    "train.eval_every",
+    "train.sample_every",
+    "train.num_samples",
+    "train.eval_batch_size",
+    "train.parallel",
+    "checkpoint.save_every",
+    "checkpoint.keep_last",
+    "checkpoint.keep_best",
+    "checkpoint.async_save",
+    "dataset.data_dir",
+  }
+)
 
 
 # What a run is. A checkpoint of one cannot continue as another, even with
@@ -149,6 +167,7 @@ def as_flat_dict(config) -> Dict[str, Any]:
         walk(f"{prefix}{key}.", value)
       else:
         flat[prefix + key] = value
+
   walk("", config)
   return flat
 
@@ -164,6 +183,7 @@ def missing_keys(config, reference) -> List[str]:
         missing.append(prefix + key)
       elif isinstance(value, (ml_collections.ConfigDict, dict)):
         walk(f"{prefix}{key}.", node[key], value)
+
   walk("", config, reference)
   return missing
 
@@ -175,17 +195,20 @@ def config_from_json(tree: Mapping[str, Any]) -> ml_collections.ConfigDict:
   override such as `--config.model.encoder.widths=(8,16)` parses by the field's type, so
   lists become tuples.
   """
+
   def convert(value):
     if isinstance(value, dict):
       return ml_collections.ConfigDict({k: convert(v) for k, v in value.items()})
     if isinstance(value, list):
       return tuple(convert(v) for v in value)
     return value
+
   return convert(dict(tree))
 
 
-def check_config(config: ml_collections.ConfigDict,
-                 sections: Optional[Sequence[str]] = None) -> None:
+def check_config(
+  config: ml_collections.ConfigDict, sections: Optional[Sequence[str]] = None
+) -> None:
   """Raises ConfigError naming every value outside its rule's range, in one line; then the
   batch sizes' divisibility on one device (`check_batch_sizes`).
 
@@ -209,13 +232,20 @@ def check_config(config: ml_collections.ConfigDict,
         break
     if found:
       values[key] = node
-  problems = [f"{key} is {values[key]!r} (allowed: {RULES[key].allowed})"
-              for key in RULES if key in values and not RULES[key].check(values[key])]
+  problems = [
+    f"{key} is {values[key]!r} (allowed: {RULES[key].allowed})"
+    for key in RULES
+    if key in values and not RULES[key].check(values[key])
+  ]
   if problems:
-    raise ConfigError(f"Invalid config value{'s' if len(problems) > 1 else ''}: "
-                      f"{'; '.join(problems)}.")
-  if "model" in config and "train" in config and (
-      sections is None or {"model", "train"} <= set(sections)):
+    raise ConfigError(
+      f"Invalid config value{'s' if len(problems) > 1 else ''}: {'; '.join(problems)}."
+    )
+  if (
+    "model" in config
+    and "train" in config
+    and (sections is None or {"model", "train"} <= set(sections))
+  ):
     check_batch_sizes(config)
 
 
@@ -229,8 +259,10 @@ def _batch_multiples(config: ml_collections.ConfigDict) -> Dict[str, Tuple[int, 
   if config.model.get("family") != "gan":
     return {"batch_size": (1, ""), "eval_batch_size": (1, "")}
   m, k = config.model.gan.pack_size, config.model.gan.discriminator_steps
-  return {"batch_size": (m * k, f"model.gan.pack_size={m} x discriminator_steps={k}"),
-          "eval_batch_size": (m, f"model.gan.pack_size={m}")}
+  return {
+    "batch_size": (m * k, f"model.gan.pack_size={m} x discriminator_steps={k}"),
+    "eval_batch_size": (m, f"model.gan.pack_size={m}"),
+  }
 
 
 def check_batch_sizes(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
@@ -245,15 +277,21 @@ def check_batch_sizes(config: ml_collections.ConfigDict, num_devices: int = 1) -
       raise ConfigError(f"train.{key}={value} is not divisible by {multiple} ({units}).")
     if value % num_devices:
       raise ConfigError(
-          f"train.{key} is {value}, which does not split over the {num_devices} devices of "
-          f"this run (allowed: a multiple of {num_devices}).")
+        f"train.{key} is {value}, which does not split over the {num_devices} devices of "
+        f"this run (allowed: a multiple of {num_devices})."
+      )
     per_device = value // num_devices
     if per_device % multiple:
       m, k = config.model.gan.pack_size, config.model.gan.discriminator_steps
-      divisor = (f"model.gan.pack_size * discriminator_steps = {multiple}"
-                 if key == "batch_size" and k > 1 else f"model.gan.pack_size = {m}")
-      raise ConfigError(f"The per-device train.{key} must be divisible by {divisor}, got "
-                        f"{per_device}; change the batch size or the number of devices.")
+      divisor = (
+        f"model.gan.pack_size * discriminator_steps = {multiple}"
+        if key == "batch_size" and k > 1
+        else f"model.gan.pack_size = {m}"
+      )
+      raise ConfigError(
+        f"The per-device train.{key} must be divisible by {divisor}, got "
+        f"{per_device}; change the batch size or the number of devices."
+      )
 
 
 _ABSENT = object()  # A key one of the two configs lacks (it came with a newer version).
@@ -266,9 +304,11 @@ def _show(value) -> str:
 def config_changes(saved, new) -> Dict[str, Tuple[Any, Any]]:
   """`{key: (saved value, new value)}` of every dotted key whose value differs."""
   saved, new = as_flat_dict(saved), as_flat_dict(new)
-  return {key: (saved.get(key, _ABSENT), new.get(key, _ABSENT))
-          for key in sorted(set(saved) | set(new))
-          if saved.get(key, _ABSENT) != new.get(key, _ABSENT)}
+  return {
+    key: (saved.get(key, _ABSENT), new.get(key, _ABSENT))
+    for key in sorted(set(saved) | set(new))
+    if saved.get(key, _ABSENT) != new.get(key, _ABSENT)
+  }
 
 
 # `(optimizer section, num_steps) -> (step -> learning rate)`: training's schedules
@@ -276,39 +316,55 @@ def config_changes(saved, new) -> Dict[str, Tuple[Any, Any]]:
 LearningRateSchedule = Callable[[ml_collections.ConfigDict, int], Callable[[int], Any]]
 
 
-def schedule_depends_on_num_steps(learning_rate_schedule: LearningRateSchedule,
-                                  optimizer: ml_collections.ConfigDict, saved_steps: int,
-                                  new_steps: int) -> bool:
+def schedule_depends_on_num_steps(
+  learning_rate_schedule: LearningRateSchedule,
+  optimizer: ml_collections.ConfigDict,
+  saved_steps: int,
+  new_steps: int,
+) -> bool:
   """Whether the learning rate over steps [0, saved_steps] differs between the two lengths."""
   before = learning_rate_schedule(optimizer, saved_steps)
   after = learning_rate_schedule(optimizer, new_steps)
   probes = sorted({int(round(s)) for s in (saved_steps * i / 64 for i in range(65))})
-  return any(not math.isclose(float(before(s)), float(after(s)), rel_tol=1e-6, abs_tol=1e-12)
-             for s in probes)
+  return any(
+    not math.isclose(float(before(s)), float(after(s)), rel_tol=1e-6, abs_tol=1e-12) for s in probes
+  )
 
 
-def _check_same_run(saved: Mapping[str, Any], config: ml_collections.ConfigDict, step: int,
-                    where: str) -> None:
+def _check_same_run(
+  saved: Mapping[str, Any], config: ml_collections.ConfigDict, step: int, where: str
+) -> None:
   """One line if `config` trains another kind of run than the checkpoint's (WHAT_THE_RUN_IS)."""
   saved_flat, new_flat = as_flat_dict(saved), as_flat_dict(config)
-  changed = [key for key in WHAT_THE_RUN_IS
-             if saved_flat.get(key, _ABSENT) != new_flat.get(key, _ABSENT)]
+  changed = [
+    key for key in WHAT_THE_RUN_IS if saved_flat.get(key, _ABSENT) != new_flat.get(key, _ABSENT)
+  ]
   if not changed:
     return
 
   def run(flat):
     return f"{flat.get('model.family', '?')} on {flat.get('dataset.name', '?')}"
-  shown = ", ".join(f"{key} {_show(saved_flat.get(key, _ABSENT))} -> "
-                    f"{_show(new_flat.get(key, _ABSENT))}" for key in changed)
+
+  shown = ", ".join(
+    f"{key} {_show(saved_flat.get(key, _ABSENT))} -> {_show(new_flat.get(key, _ABSENT))}"
+    for key in changed
+  )
   raise ConfigError(
-      f"The checkpoint in {where} (step {step}) is of a {run(saved_flat)} run; this config "
-      f"trains a {run(new_flat)} ({shown}), which cannot continue it: pass --fresh to start "
-      "a new run here (the earlier one is moved to discarded/), or another --workdir.")
+    f"The checkpoint in {where} (step {step}) is of a {run(saved_flat)} run; this config "
+    f"trains a {run(new_flat)} ({shown}), which cannot continue it: pass --fresh to start "
+    "a new run here (the earlier one is moved to discarded/), or another --workdir."
+  )
 
 
-def check_resume(saved: Mapping[str, Any], config: ml_collections.ConfigDict, step: int,
-                 where: str, allow_config_change: bool, *,
-                 learning_rate_schedule: LearningRateSchedule) -> Dict[str, Any]:
+def check_resume(
+  saved: Mapping[str, Any],
+  config: ml_collections.ConfigDict,
+  step: int,
+  where: str,
+  allow_config_change: bool,
+  *,
+  learning_rate_schedule: LearningRateSchedule,
+) -> Dict[str, Any]:
   """Checks that `config` may resume a checkpoint of `step` saved with config `saved`.
 
   Args:
@@ -333,28 +389,42 @@ def check_resume(saved: Mapping[str, Any], config: ml_collections.ConfigDict, st
   num_steps = config.train.num_steps
   if num_steps < step:
     raise ConfigError(
-        f"train.num_steps is {num_steps} but the checkpoint in {where} is at step {step}; a "
-        f"run cannot be shortened: pass --config.train.num_steps above {step} to train "
-        "further, or --fresh to start a new run.")
+      f"train.num_steps is {num_steps} but the checkpoint in {where} is at step {step}; a "
+      f"run cannot be shortened: pass --config.train.num_steps above {step} to train "
+      "further, or --fresh to start a new run."
+    )
   changes = config_changes(saved, config)
   refused = [key for key in changes if key not in CHANGEABLE_ON_RESUME]
   saved_steps = changes.get("train.num_steps", (num_steps,))[0]
-  if ("train.num_steps" in changes and isinstance(saved_steps, int) and "optimizer.schedule"
-      not in changes and schedule_depends_on_num_steps(
-          learning_rate_schedule, config.optimizer, saved_steps, num_steps)):
+  if (
+    "train.num_steps" in changes
+    and isinstance(saved_steps, int)
+    and "optimizer.schedule" not in changes
+    and schedule_depends_on_num_steps(
+      learning_rate_schedule, config.optimizer, saved_steps, num_steps
+    )
+  ):
     refused.append("train.num_steps")
   if refused and not allow_config_change:
-    shown = ", ".join(f"{key} {_show(changes[key][0])} -> {_show(changes[key][1])}"
-                      for key in sorted(refused))
-    schedule = (" (the learning-rate schedule optimizer.schedule="
-                f"{config.optimizer.schedule!r} depends on train.num_steps)"
-                if "train.num_steps" in refused else "")
+    shown = ", ".join(
+      f"{key} {_show(changes[key][0])} -> {_show(changes[key][1])}" for key in sorted(refused)
+    )
+    schedule = (
+      " (the learning-rate schedule optimizer.schedule="
+      f"{config.optimizer.schedule!r} depends on train.num_steps)"
+      if "train.num_steps" in refused
+      else ""
+    )
     raise ConfigError(
-        f"The checkpoint in {where} (step {step}) was trained with other values of "
-        f"{shown}{schedule}; resume with the saved values, pass --allow_config_change to "
-        "resume with the new ones anyway (recorded in resumes.jsonl), or --fresh to start "
-        "a new run.")
-  return {"changes": {key: {"saved": None if old is _ABSENT else old,
-                            "new": None if new is _ABSENT else new}
-                      for key, (old, new) in changes.items()},
-          "forced": sorted(refused)}
+      f"The checkpoint in {where} (step {step}) was trained with other values of "
+      f"{shown}{schedule}; resume with the saved values, pass --allow_config_change to "
+      "resume with the new ones anyway (recorded in resumes.jsonl), or --fresh to start "
+      "a new run."
+    )
+  return {
+    "changes": {
+      key: {"saved": None if old is _ABSENT else old, "new": None if new is _ABSENT else new}
+      for key, (old, new) in changes.items()
+    },
+    "forced": sorted(refused),
+  }

@@ -9,6 +9,7 @@ unless the user asks for more (`--verbosity=0` on the command line).
 Library users silence the events as any Python logger:
 `logging.getLogger("aigc_jax").setLevel(logging.WARNING)`.
 """
+
 import logging
 import os
 import sys

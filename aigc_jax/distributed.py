@@ -13,6 +13,7 @@ either, nothing is initialised and a run is exactly the single-process run it al
 The rest are the few cross-process agreements the loop needs: a barrier, a message from
 process 0 to all (the workdir lock's verdict), and the recognition of a lost peer.
 """
+
 import dataclasses
 import logging
 import os
@@ -44,6 +45,7 @@ class Settings:
     others stop (JAX's `heartbeat_timeout_seconds`; JAX's default is 100).
   initialization_timeout_s: how long the processes wait for each other at the start.
   """
+
   auto: bool = False
   coordinator_address: Optional[str] = None
   num_processes: Optional[int] = None
@@ -54,8 +56,9 @@ class Settings:
   @property
   def requested(self) -> bool:
     """Whether these settings ask for a multi-process run at all."""
-    return self.auto or any(v is not None for v in (
-        self.coordinator_address, self.num_processes, self.process_id))
+    return self.auto or any(
+      v is not None for v in (self.coordinator_address, self.num_processes, self.process_id)
+    )
 
 
 def _env_int(name: str) -> Optional[int]:
@@ -66,21 +69,29 @@ def _env_int(name: str) -> Optional[int]:
     return int(value)
   except ValueError:
     raise DistributedSetupError(
-        f"The environment variable {name}={value!r} is not an integer; set it to a whole "
-        "number or unset it.") from None
+      f"The environment variable {name}={value!r} is not an integer; set it to a whole "
+      "number or unset it."
+    ) from None
 
 
-def settings_from(*, auto: bool = False, coordinator_address: Optional[str] = None,
-                  num_processes: Optional[int] = None, process_id: Optional[int] = None,
-                  heartbeat_timeout_s: int = 100,
-                  initialization_timeout_s: int = 300) -> Settings:
+def settings_from(
+  *,
+  auto: bool = False,
+  coordinator_address: Optional[str] = None,
+  num_processes: Optional[int] = None,
+  process_id: Optional[int] = None,
+  heartbeat_timeout_s: int = 100,
+  initialization_timeout_s: int = 300,
+) -> Settings:
   """Settings from command-line values, each falling back to its environment variable."""
   settings = Settings(
-      auto=auto,
-      coordinator_address=coordinator_address or os.environ.get(ENV_COORDINATOR_ADDRESS) or None,
-      num_processes=num_processes if num_processes is not None else _env_int(ENV_NUM_PROCESSES),
-      process_id=process_id if process_id is not None else _env_int(ENV_PROCESS_ID),
-      heartbeat_timeout_s=heartbeat_timeout_s, initialization_timeout_s=initialization_timeout_s)
+    auto=auto,
+    coordinator_address=coordinator_address or os.environ.get(ENV_COORDINATOR_ADDRESS) or None,
+    num_processes=num_processes if num_processes is not None else _env_int(ENV_NUM_PROCESSES),
+    process_id=process_id if process_id is not None else _env_int(ENV_PROCESS_ID),
+    heartbeat_timeout_s=heartbeat_timeout_s,
+    initialization_timeout_s=initialization_timeout_s,
+  )
   _check(settings)
   return settings
 
@@ -89,22 +100,30 @@ def _check(settings: Settings) -> None:
   """One-line errors for settings that cannot work, before JAX tries them."""
   if settings.num_processes is not None and settings.num_processes < 1:
     raise DistributedSetupError(
-        f"--num_processes is {settings.num_processes}; it must be at least 1.")
+      f"--num_processes is {settings.num_processes}; it must be at least 1."
+    )
   if settings.process_id is not None and settings.process_id < 0:
     raise DistributedSetupError(f"--process_id is {settings.process_id}; it must be >= 0.")
-  if (settings.num_processes is not None and settings.process_id is not None
-      and settings.process_id >= settings.num_processes):
+  if (
+    settings.num_processes is not None
+    and settings.process_id is not None
+    and settings.process_id >= settings.num_processes
+  ):
     raise DistributedSetupError(
-        f"--process_id is {settings.process_id} but --num_processes is "
-        f"{settings.num_processes}; process ids run from 0 to num_processes - 1.")
+      f"--process_id is {settings.process_id} but --num_processes is "
+      f"{settings.num_processes}; process ids run from 0 to num_processes - 1."
+    )
   if settings.coordinator_address is not None and not re.fullmatch(
-      r"\S+:\d+", settings.coordinator_address):
+    r"\S+:\d+", settings.coordinator_address
+  ):
     raise DistributedSetupError(
-        f"--coordinator_address {settings.coordinator_address!r} is not HOST:PORT; pass the "
-        "address of process 0 and a free port, e.g. 10.0.0.1:1234.")
+      f"--coordinator_address {settings.coordinator_address!r} is not HOST:PORT; pass the "
+      "address of process 0 and a free port, e.g. 10.0.0.1:1234."
+    )
   if settings.heartbeat_timeout_s < 1 or settings.initialization_timeout_s < 1:
-    raise DistributedSetupError("--heartbeat_timeout and --initialization_timeout must be at "
-                                "least 1 second.")
+    raise DistributedSetupError(
+      "--heartbeat_timeout and --initialization_timeout must be at least 1 second."
+    )
 
 
 def initialize(settings: Settings) -> bool:
@@ -118,18 +137,22 @@ def initialize(settings: Settings) -> bool:
   if not settings.requested:
     return False
   import jax  # pylint: disable=import-outside-toplevel
+
   try:
     jax.distributed.initialize(
-        coordinator_address=settings.coordinator_address,
-        num_processes=settings.num_processes, process_id=settings.process_id,
-        initialization_timeout=settings.initialization_timeout_s,
-        heartbeat_timeout_seconds=settings.heartbeat_timeout_s)
+      coordinator_address=settings.coordinator_address,
+      num_processes=settings.num_processes,
+      process_id=settings.process_id,
+      initialization_timeout=settings.initialization_timeout_s,
+      heartbeat_timeout_seconds=settings.heartbeat_timeout_s,
+    )
   except (ValueError, TypeError) as e:  # JAX's own checks: a value is missing or wrong.
     raise DistributedSetupError(
-        f"Cannot start a multi-process run ({' '.join(str(e).split())}); pass "
-        "--coordinator_address, --num_processes and --process_id (or set JAX_COORDINATOR_ADDRESS, "
-        "JAX_NUM_PROCESSES, JAX_PROCESS_ID), or run under SLURM / on a TPU pod with "
-        "--distributed.") from e
+      f"Cannot start a multi-process run ({' '.join(str(e).split())}); pass "
+      "--coordinator_address, --num_processes and --process_id (or set JAX_COORDINATOR_ADDRESS, "
+      "JAX_NUM_PROCESSES, JAX_PROCESS_ID), or run under SLURM / on a TPU pod with "
+      "--distributed."
+    ) from e
   # JAX's preemption notifier has taken SIGTERM, which then no longer ends the process; give
   # it back its default action until the training loop installs its own handler (in the
   # main thread only: elsewhere Python cannot set handlers).
@@ -137,6 +160,7 @@ def initialize(settings: Settings) -> bool:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
   if jax.process_index() != 0:  # Events are process 0's to tell; warnings stay everyone's.
     from aigc_jax import console  # pylint: disable=import-outside-toplevel
+
     console.LOGGER.setLevel(logging.WARNING)
   return True
 
@@ -144,6 +168,7 @@ def initialize(settings: Settings) -> bool:
 def is_multiprocess() -> bool:
   """Whether this run has more than one process (starts JAX's backends if not yet)."""
   import jax  # pylint: disable=import-outside-toplevel
+
   return jax.process_count() > 1
 
 
@@ -152,6 +177,7 @@ def barrier(name: str) -> None:
   if not is_multiprocess():
     return
   from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
   multihost_utils.sync_global_devices(f"aigc_jax:{name}")
 
 
@@ -167,19 +193,22 @@ def message_from_process_0(message: str) -> str:
     return message
   import numpy as np  # pylint: disable=import-outside-toplevel
   from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
   encoded = message.encode("utf-8")[:_MESSAGE_BYTES]
   buffer = np.zeros(_MESSAGE_BYTES + 4, np.uint8)
   buffer[:4] = np.frombuffer(np.uint32(len(encoded)).tobytes(), np.uint8)
-  buffer[4:4 + len(encoded)] = np.frombuffer(encoded, np.uint8)
+  buffer[4 : 4 + len(encoded)] = np.frombuffer(encoded, np.uint8)
   received = np.asarray(multihost_utils.broadcast_one_to_all(buffer))
   length = int(np.frombuffer(received[:4].tobytes(), np.uint32)[0])
-  return received[4:4 + length].tobytes().decode("utf-8", errors="replace")
+  return received[4 : 4 + length].tobytes().decode("utf-8", errors="replace")
 
 
 # What a collective or the coordination service says when another process is gone.
 _PEER_FAILURE = re.compile(
-    r"Gloo .*(failed|error)|Connection (reset|refused|closed)|coordination service|"
-    r"another task died|DEADLINE_EXCEEDED|UNAVAILABLE", re.IGNORECASE)
+  r"Gloo .*(failed|error)|Connection (reset|refused|closed)|coordination service|"
+  r"another task died|DEADLINE_EXCEEDED|UNAVAILABLE",
+  re.IGNORECASE,
+)
 
 
 def peer_failure_detail(error: BaseException) -> str:
@@ -199,11 +228,15 @@ def is_peer_failure(error: BaseException) -> bool:
   return bool(_PEER_FAILURE.search(str(error)))
 
 
-def peer_lost_message(detail: str = "", process_id: Optional[int] = None,
-                      num_processes: Optional[int] = None) -> str:
+def peer_lost_message(
+  detail: str = "", process_id: Optional[int] = None, num_processes: Optional[int] = None
+) -> str:
   """The one line printed when this process stops because another one is gone."""
-  where = (f"process {process_id} of {num_processes}: "
-           if process_id is not None and num_processes else "")
-  return (f"{where}another process of this run died or became unreachable"
-          f"{f' ({detail})' if detail else ''}; this one stopped too. Restart every process "
-          "with the same command to resume from the newest checkpoint.")
+  where = (
+    f"process {process_id} of {num_processes}: " if process_id is not None and num_processes else ""
+  )
+  return (
+    f"{where}another process of this run died or became unreachable"
+    f"{f' ({detail})' if detail else ''}; this one stopped too. Restart every process "
+    "with the same command to resume from the newest checkpoint."
+  )

@@ -1,4 +1,5 @@
 """PNG grids of images, for training samples, reconstructions and evaluation figures."""
+
 import math
 import os
 
@@ -33,12 +34,13 @@ def make_grid(images, num_columns: int = 0, padding: int = 1) -> np.ndarray:
   num, height, width, channels = images.shape
   cols = num_columns or int(math.ceil(math.sqrt(num)))
   rows = int(math.ceil(num / cols))
-  grid = np.ones((rows * (height + padding) + padding, cols * (width + padding) + padding,
-                  channels), np.float32)
+  grid = np.ones(
+    (rows * (height + padding) + padding, cols * (width + padding) + padding, channels), np.float32
+  )
   for i, image in enumerate(images):
     top = padding + (i // cols) * (height + padding)
     left = padding + (i % cols) * (width + padding)
-    grid[top:top + height, left:left + width] = image
+    grid[top : top + height, left : left + width] = image
   return np.round(grid * 255).astype(np.uint8)
 
 
@@ -79,8 +81,9 @@ def title_strip(text: str, width: int, channels: int) -> np.ndarray:
   return np.repeat(np.asarray(strip)[..., None], channels, axis=-1)
 
 
-def save_side_by_side(path: str, image_sets, upscale: int = 1, gap: int = 4,
-                      titles: Optional[Sequence[str]] = None) -> str:
+def save_side_by_side(
+  path: str, image_sets, upscale: int = 1, gap: int = 4, titles: Optional[Sequence[str]] = None
+) -> str:
   """Writes one PNG of several grids (one per `[N_i, H, W, C]` set) side by side.
 
   Each grid uses the same number of columns, so equal-size sets line up; a white gap of
@@ -88,19 +91,24 @@ def save_side_by_side(path: str, image_sets, upscale: int = 1, gap: int = 4,
   the grids in a white strip.
   """
   columns = int(math.ceil(math.sqrt(max(len(s) for s in image_sets))))
-  grids = [make_grid(s, columns).repeat(upscale, axis=0).repeat(upscale, axis=1)
-           for s in image_sets]
+  grids = [
+    make_grid(s, columns).repeat(upscale, axis=0).repeat(upscale, axis=1) for s in image_sets
+  ]
   if titles is not None:
     if len(titles) != len(grids):
       raise ValueError(f"{len(titles)} titles for {len(grids)} image sets")
     strips = [title_strip(t, g.shape[1], g.shape[2]) for t, g in zip(titles, grids)]
     strip_height = max(s.shape[0] for s in strips)
-    grids = [np.concatenate([np.pad(s, ((0, strip_height - s.shape[0]), (0, 0), (0, 0)),
-                                    constant_values=255), g])
-             for s, g in zip(strips, grids)]
+    grids = [
+      np.concatenate(
+        [np.pad(s, ((0, strip_height - s.shape[0]), (0, 0), (0, 0)), constant_values=255), g]
+      )
+      for s, g in zip(strips, grids)
+    ]
   height = max(g.shape[0] for g in grids)
-  padded = [np.pad(g, ((0, height - g.shape[0]), (0, gap), (0, 0)), constant_values=255)
-            for g in grids]
+  padded = [
+    np.pad(g, ((0, height - g.shape[0]), (0, gap), (0, 0)), constant_values=255) for g in grids
+  ]
   return _write_png(path, np.concatenate(padded, axis=1)[:, :-gap], 1)
 
 
@@ -139,6 +147,7 @@ def _open_cross():
   # Imported here: training imports this module for its PIL figures and need not load
   # matplotlib.
   from matplotlib.path import Path  # pylint: disable=import-outside-toplevel
+
   arms = [((-1, 0), (-0.35, 0)), ((0.35, 0), (1, 0)), ((0, -1), (0, -0.35)), ((0, 0.35), (0, 1))]
   return Path([p for arm in arms for p in arm], [Path.MOVETO, Path.LINETO] * len(arms))
 
@@ -153,9 +162,16 @@ def draw_points_on_axes(axes, points, radius: float, modes=None) -> None:
   axes.scatter(points[:, 0], points[:, 1], s=4, color=grey, linewidths=0, label="samples")
   if modes is not None:
     modes = np.asarray(modes, np.float64).reshape(-1, 2)
-    axes.plot(modes[:, 0], modes[:, 1], linestyle="none", marker=_open_cross(), markersize=14,
-              markeredgewidth=1.5, color=tuple(c / 255 for c in MODE_RED),
-              label=f"true modes ({len(modes)})")
+    axes.plot(
+      modes[:, 0],
+      modes[:, 1],
+      linestyle="none",
+      marker=_open_cross(),
+      markersize=14,
+      markeredgewidth=1.5,
+      color=tuple(c / 255 for c in MODE_RED),
+      label=f"true modes ({len(modes)})",
+    )
   axes.set_xlim(-radius, radius)
   axes.set_ylim(-radius, radius)
   axes.set_aspect("equal")
@@ -165,8 +181,9 @@ def draw_points_on_axes(axes, points, radius: float, modes=None) -> None:
   axes.tick_params(labelsize=8)
 
 
-def points_figure(points, radius: Optional[float] = None, modes=None, size: int = 256,
-                  title: Optional[str] = None) -> np.ndarray:
+def points_figure(
+  points, radius: Optional[float] = None, modes=None, size: int = 256, title: Optional[str] = None
+) -> np.ndarray:
   """2-D points `[N, 2]` on labelled axes -> uint8 RGB `[H, W, 3]`.
 
   A framed square plot of `size` pixels spanning [-r, r] on both axes (x to the right, y up;
@@ -217,14 +234,16 @@ def points_figure(points, radius: Optional[float] = None, modes=None, size: int 
   return picture
 
 
-def save_points_figure(path: str, points, radius: Optional[float] = None, modes=None,
-                       title: Optional[str] = None) -> str:
+def save_points_figure(
+  path: str, points, radius: Optional[float] = None, modes=None, title: Optional[str] = None
+) -> str:
   """Writes `points_figure(...)` to `path` as PNG."""
   return _write_png(path, points_figure(points, radius, modes, title=title), 1)
 
 
-def save_labelled_rows(path: str, images, row_labels: Sequence[str], upscale: int = 1,
-                       title: Optional[str] = None) -> str:
+def save_labelled_rows(
+  path: str, images, row_labels: Sequence[str], upscale: int = 1, title: Optional[str] = None
+) -> str:
   """Writes `[R * C, H, W, ch]` images as a grid of R rows of C, each row's label on its left.
 
   For the samples of a conditional model: row r holds the samples asked for class
@@ -245,8 +264,12 @@ def save_labelled_rows(path: str, images, row_labels: Sequence[str], upscale: in
   text_height = font.getbbox("0")[3]
   for index, label in enumerate(row_labels):
     centre = upscale + index * row_height + images.shape[1] * upscale / 2
-    draw.text((width - 4 - measure.textlength(str(label), font=font),
-               centre - text_height / 2 - 1), str(label), fill=0, font=font)
+    draw.text(
+      (width - 4 - measure.textlength(str(label), font=font), centre - text_height / 2 - 1),
+      str(label),
+      fill=0,
+      font=font,
+    )
   labels = np.repeat(np.asarray(strip)[..., None], grid.shape[-1], axis=-1)
   picture = np.concatenate([labels, grid], axis=1)
   if title:

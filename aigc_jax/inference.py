@@ -11,6 +11,7 @@ is read from its intact copy in `checkpoints_best/` if there is one, and only th
 step, said in one line. Reading never changes the workdir, and the run may be training
 meanwhile: a step that its rotation removes while it is read is not damage.
 """
+
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -27,16 +28,18 @@ from aigc_jax.workdir import BEST_DIR, LATEST_DIR
 _RELISTS = 10
 
 
-def inference_candidates(steps_by_directory: Dict[str, List[int]], step: Optional[int]
-                         ) -> List[Tuple[int, str]]:
+def inference_candidates(
+  steps_by_directory: Dict[str, List[int]], step: Optional[int]
+) -> List[Tuple[int, str]]:
   """The (step, directory) pairs to try, in order: newest step first, and for one step the
   directories in the order given (`checkpoints/` before its copy in `checkpoints_best/`).
 
   `step` keeps only that step's copies.
   """
   order = {directory: index for index, directory in enumerate(steps_by_directory)}
-  pairs = [(s, d) for d, steps in steps_by_directory.items() for s in steps
-           if step is None or s == step]
+  pairs = [
+    (s, d) for d, steps in steps_by_directory.items() for s in steps if step is None or s == step
+  ]
   return sorted(pairs, key=lambda pair: (-pair[0], order[pair[1]]))
 
 
@@ -48,8 +51,13 @@ def _load_step(reader: CheckpointReader, step: int, get_family: Callable):
   return config, family, reader.model_state(step, template)
 
 
-def load_for_inference(workdir: str, step: Optional[int] = None, *, best: bool = False,
-                       get_family: Optional[Callable] = None) -> Tuple[Any, Any, Any, int]:
+def load_for_inference(
+  workdir: str,
+  step: Optional[int] = None,
+  *,
+  best: bool = False,
+  get_family: Optional[Callable] = None,
+) -> Tuple[Any, Any, Any, int]:
   """Loads what sampling and evaluation need from a run: config, parameters, BatchNorm stats.
 
   Optimiser states are not read. Arrays land on this process's first device; in a
@@ -79,8 +87,9 @@ def load_for_inference(workdir: str, step: Optional[int] = None, *, best: bool =
   directories = [d for d in directories if os.path.isdir(d)]
   if not directories:
     raise CheckpointError(
-        f"There are no checkpoints in {os.path.abspath(os.path.join(workdir, names[0]))}; "
-        f"train first with python -m experiments.train --workdir {workdir}.")
+      f"There are no checkpoints in {os.path.abspath(os.path.join(workdir, names[0]))}; "
+      f"train first with python -m experiments.train --workdir {workdir}."
+    )
   readers = {d: CheckpointReader(d) for d in directories}
   try:
     damaged, reasons = [], []  # (step, directory) and `describe_damage` of each unreadable one.
@@ -88,12 +97,14 @@ def load_for_inference(workdir: str, step: Optional[int] = None, *, best: bool =
       steps_by_directory = {d: reader.steps() for d, reader in readers.items()}
       candidates = inference_candidates(steps_by_directory, step)
       if step is not None and not candidates:
-        available = sorted({s for steps in steps_by_directory.values() for s in steps},
-                           reverse=True)
+        available = sorted(
+          {s for steps in steps_by_directory.values() for s in steps}, reverse=True
+        )
         raise CheckpointError(
-            f"There is no checkpoint of step {step} in {' or '.join(directories)}; "
-            f"available: {', '.join(map(str, available)) or 'none'} (training keeps only "
-            "the newest checkpoint.keep_last).")
+          f"There is no checkpoint of step {step} in {' or '.join(directories)}; "
+          f"available: {', '.join(map(str, available)) or 'none'} (training keeps only "
+          "the newest checkpoint.keep_last)."
+        )
       rotated = False
       for candidate, directory in (c for c in candidates if c not in damaged):
         try:
@@ -117,23 +128,30 @@ def load_for_inference(workdir: str, step: Optional[int] = None, *, best: bool =
       reader.close()
   for (damaged_step, directory), reason in zip(damaged, reasons):
     console.warning(f"Checkpoint {directory}/{damaged_step} is damaged ({reason}).")
-  raise CheckpointError(f"No readable checkpoint in {' or '.join(directories)}; train again "
-                        f"with python -m experiments.train --workdir {workdir}.")
+  raise CheckpointError(
+    f"No readable checkpoint in {' or '.join(directories)}; train again "
+    f"with python -m experiments.train --workdir {workdir}."
+  )
 
 
-def _fallback_message(step: int, directory: str, damaged: List[Tuple[int, str]],
-                      reasons: List[str]) -> str:
+def _fallback_message(
+  step: int, directory: str, damaged: List[Tuple[int, str]], reasons: List[str]
+) -> str:
   """One line: which checkpoints are damaged (file and reason), and which one is read instead."""
   what = "; ".join(f"{d}/{s} ({reason})" for (s, d), reason in zip(damaged, reasons))
-  why = ("an intact copy of the same step" if any(s == step for s, _ in damaged)
-         else "the newest readable one")
-  return (f"Checkpoint{'s' if len(damaged) > 1 else ''} {what} "
-          f"{'are' if len(damaged) > 1 else 'is'} damaged; reading {directory}/{step} "
-          f"instead, {why}.")
+  why = (
+    "an intact copy of the same step"
+    if any(s == step for s, _ in damaged)
+    else "the newest readable one"
+  )
+  return (
+    f"Checkpoint{'s' if len(damaged) > 1 else ''} {what} "
+    f"{'are' if len(damaged) > 1 else 'is'} damaged; reading {directory}/{step} "
+    f"instead, {why}."
+  )
 
 
-def load_classifier(workdir: str, step: Optional[int] = None,
-                    dataset: Optional[str] = None) -> Any:
+def load_classifier(workdir: str, step: Optional[int] = None, dataset: Optional[str] = None) -> Any:
   """The train state of the classifier run in `workdir` (the newest step, or `step`).
 
   For `ClassifierFeatureExtractor.from_state`. `dataset`, when given, must be the dataset the
@@ -142,10 +160,12 @@ def load_classifier(workdir: str, step: Optional[int] = None,
   config, _, state, _ = load_for_inference(workdir, step=step)
   if config.model.family != "classifier":
     raise ConfigError(
-        f"{workdir} holds a {config.model.family!r} run, not a 'classifier' run; point the "
-        "feature extractor at a workdir trained with a classifier config.")
+      f"{workdir} holds a {config.model.family!r} run, not a 'classifier' run; point the "
+      "feature extractor at a workdir trained with a classifier config."
+    )
   if dataset is not None and config.dataset.name != dataset:
     raise ConfigError(
-        f"The classifier in {workdir} was trained on {config.dataset.name!r}, not "
-        f"{dataset!r}; train a classifier on {dataset!r}.")
+      f"The classifier in {workdir} was trained on {config.dataset.name!r}, not "
+      f"{dataset!r}; train a classifier on {dataset!r}."
+    )
   return state

@@ -8,6 +8,7 @@ blends. The paper uses 10 full-covariance components.
 
 Both functions are deterministic given `seed`.
 """
+
 import warnings
 
 import jax.numpy as jnp
@@ -20,18 +21,24 @@ MAX_FIT_CODES = 10_000  # Codes of at most this many training samples are fitted
 BATCH = 500
 
 
-def fit(codes: np.ndarray, num_components: int = NUM_COMPONENTS, seed: int = 0
-        ) -> GaussianMixture:
+def fit(codes: np.ndarray, num_components: int = NUM_COMPONENTS, seed: int = 0) -> GaussianMixture:
   """A full-covariance Gaussian mixture fitted to `codes [N, latent_dim]` (float64)."""
   codes = np.asarray(codes, np.float64)
   if len(codes) < num_components:
-    raise ValueError(f"A latent GMM of {num_components} components needs at least that many "
-                     f"codes, got {len(codes)}.")
+    raise ValueError(
+      f"A latent GMM of {num_components} components needs at least that many "
+      f"codes, got {len(codes)}."
+    )
   with warnings.catch_warnings():
     # EM stopped at max_iter still gives a valid mixture to sample from; the warning is noise.
     warnings.simplefilter("ignore", ConvergenceWarning)
-    return GaussianMixture(n_components=num_components, covariance_type="full",
-                           reg_covar=1e-6, max_iter=200, random_state=seed).fit(codes)
+    return GaussianMixture(
+      n_components=num_components,
+      covariance_type="full",
+      reg_covar=1e-6,
+      max_iter=200,
+      random_state=seed,
+    ).fit(codes)
 
 
 def sample_codes(mixture: GaussianMixture, num: int, seed: int = 0) -> np.ndarray:
@@ -41,8 +48,14 @@ def sample_codes(mixture: GaussianMixture, num: int, seed: int = 0) -> np.ndarra
   return codes[np.random.default_rng(seed).permutation(num)].astype(np.float32)
 
 
-def generate(family, state, train_samples: np.ndarray, num: int,
-             num_components: int = NUM_COMPONENTS, seed: int = 0) -> np.ndarray:
+def generate(
+  family,
+  state,
+  train_samples: np.ndarray,
+  num: int,
+  num_components: int = NUM_COMPONENTS,
+  seed: int = 0,
+) -> np.ndarray:
   """`num` samples `[num, *sample_shape]`: decoded draws of a GMM of the training codes.
 
   Args:
@@ -51,11 +64,21 @@ def generate(family, state, train_samples: np.ndarray, num: int,
     train_samples: `[N, *sample_shape]` training data; the first `MAX_FIT_CODES` are encoded.
   """
   if family.encode is None or family.conditional:
-    raise ValueError("Latent-GMM sampling needs an unconditional family with an encoder "
-                     "(ae, vae and their unconditional variants).")
+    raise ValueError(
+      "Latent-GMM sampling needs an unconditional family with an encoder "
+      "(ae, vae and their unconditional variants)."
+    )
   inputs = train_samples[:MAX_FIT_CODES]
-  codes = np.concatenate([np.asarray(family.encode(state, jnp.asarray(inputs[i:i + BATCH])))
-                          for i in range(0, len(inputs), BATCH)])
+  codes = np.concatenate(
+    [
+      np.asarray(family.encode(state, jnp.asarray(inputs[i : i + BATCH])))
+      for i in range(0, len(inputs), BATCH)
+    ]
+  )
   codes = sample_codes(fit(codes, num_components, seed), num, seed)
-  return np.concatenate([np.asarray(family.decode(state, jnp.asarray(codes[i:i + BATCH])))
-                         for i in range(0, num, BATCH)])
+  return np.concatenate(
+    [
+      np.asarray(family.decode(state, jnp.asarray(codes[i : i + BATCH])))
+      for i in range(0, num, BATCH)
+    ]
+  )

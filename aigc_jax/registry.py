@@ -1,4 +1,5 @@
 """Name -> factory registries for everything a config names (models, datasets, families...)."""
+
 import inspect
 import os
 from typing import Callable, Dict, Generic, Iterable, Optional, Tuple, TypeVar
@@ -69,13 +70,16 @@ class Registry(Generic[T]):
     object is kept, so a reloaded module's code is the one used. Another definition under a
     taken name raises NameTakenError (a ConfigError, one line naming both).
     """
+
     def decorator(entry: T) -> T:
       if name in self._entries and not same_definition(self._entries[name], entry):
         raise NameTakenError(
-            f"{self.kind} {name!r} is already registered by {_describe(self._entries[name])}; "
-            f"{_describe(entry)} cannot take the name too: register it under another name.")
+          f"{self.kind} {name!r} is already registered by {_describe(self._entries[name])}; "
+          f"{_describe(entry)} cannot take the name too: register it under another name."
+        )
       self._entries[name] = entry
       return entry
+
     return decorator
 
   def get(self, name: str) -> T:

@@ -24,6 +24,7 @@ write nothing that another run could clash with.
 
 This module imports neither jax nor orbax.
 """
+
 import datetime
 import errno
 import fcntl
@@ -43,8 +44,16 @@ BEST_DIR = "checkpoints_best"
 DISCARDED_DIR = "discarded"
 # Everything a run writes in its workdir (besides the lock and discarded/): what `--fresh`
 # and a restart from step 0 set aside.
-RUN_OUTPUTS = (LATEST_DIR, BEST_DIR, "config.json", "resumes.jsonl", "metrics.jsonl",
-               "tensorboard", "images", "eval")
+RUN_OUTPUTS = (
+  LATEST_DIR,
+  BEST_DIR,
+  "config.json",
+  "resumes.jsonl",
+  "metrics.jsonl",
+  "tensorboard",
+  "images",
+  "eval",
+)
 
 
 def discarded_path(workdir: str, prefix: str = "") -> str:
@@ -95,21 +104,23 @@ def ensure_writable(directory: str, flag: str = "--workdir") -> None:
   `flag` names the command-line flag that chose the directory, for the message.
   """
   if not directory:
-    raise WorkdirError(f"{flag} is empty; pass a directory for the outputs, e.g. "
-                       f"{flag}=runs/demo.")
+    raise WorkdirError(f"{flag} is empty; pass a directory for the outputs, e.g. {flag}=runs/demo.")
   try:
     os.makedirs(directory, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-test-"):
       pass
   except OSError as e:
     raise WorkdirError(
-        f"Cannot write to {os.path.abspath(directory)} ({e.strerror or e}); choose a "
-        f"writable {flag} with free space.") from e
+      f"Cannot write to {os.path.abspath(directory)} ({e.strerror or e}); choose a "
+      f"writable {flag} with free space."
+    ) from e
 
 
 def _describe(record: Dict[str, Any]) -> str:
-  return (f"host {record.get('host', '?')}, pid {record.get('pid', '?')}, started "
-          f"{record.get('started', '?')}")
+  return (
+    f"host {record.get('host', '?')}, pid {record.get('pid', '?')}, started "
+    f"{record.get('started', '?')}"
+  )
 
 
 def _read_record(fd: int) -> Optional[Dict[str, Any]]:
@@ -146,30 +157,38 @@ class WorkdirLock:
     try:
       fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-      raise WorkdirError(f"Cannot create the lock file {self.path} ({e.strerror or e}); choose "
-                         "a writable --workdir.") from e
+      raise WorkdirError(
+        f"Cannot create the lock file {self.path} ({e.strerror or e}); choose a writable --workdir."
+      ) from e
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       holder = _read_record(fd)
       os.close(fd)
       raise WorkdirBusyError(
-          f"The workdir {os.path.dirname(self.path)} is in use by another run "
-          f"({_describe(holder) if holder else 'holder unknown'}); wait for it to finish, stop "
-          "it, or choose another --workdir.") from None
+        f"The workdir {os.path.dirname(self.path)} is in use by another run "
+        f"({_describe(holder) if holder else 'holder unknown'}); wait for it to finish, stop "
+        "it, or choose another --workdir."
+      ) from None
     except OSError as e:
       if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
         os.close(fd)
         raise
-      console.warning(f"The filesystem of {self.path} cannot lock files ({e.strerror}); make "
-                      "sure no other run uses this workdir.")
+      console.warning(
+        f"The filesystem of {self.path} cannot lock files ({e.strerror}); make "
+        "sure no other run uses this workdir."
+      )
     self.previous_holder = _read_record(fd)
     if self.previous_holder:
       console.warning(
-          f"The previous run on this workdir ({_describe(self.previous_holder)}) ended without "
-          "releasing it (killed or crashed); taking over.")
-    record = {"host": socket.gethostname(), "pid": os.getpid(),
-              "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+        f"The previous run on this workdir ({_describe(self.previous_holder)}) ended without "
+        "releasing it (killed or crashed); taking over."
+      )
+    record = {
+      "host": socket.gethostname(),
+      "pid": os.getpid(),
+      "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, (json.dumps(record) + "\n").encode())

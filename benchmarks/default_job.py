@@ -11,6 +11,7 @@ fresh process, which also fills the compilation cache). Results: `benchmarks/res
 
   python -m benchmarks.default_job [--rounds 3]   (needs `.[bench]` for the PyTorch side)
 """
+
 import argparse
 import datetime
 import json
@@ -30,8 +31,9 @@ RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results")
 def _run(command: List[str], env: Optional[Dict[str, str]] = None) -> float:
   """Seconds from start to exit of `command`; raises with its stderr's tail if it fails."""
   start = time.perf_counter()
-  result = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          env=env)
+  result = subprocess.run(
+    command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+  )
   seconds = time.perf_counter() - start
   if result.returncode:
     raise RuntimeError(f"{' '.join(command)} exited {result.returncode}: {result.stderr[-2000:]}")
@@ -39,9 +41,16 @@ def _run(command: List[str], env: Optional[Dict[str, str]] = None) -> float:
 
 
 def _train_command(workdir: str, data_dir: str, extra: List[str]) -> List[str]:
-  return [sys.executable, "-m", "experiments.train", "--config",
-          "experiments/configs/vae_digits.py", f"--workdir={workdir}",
-          f"--config.dataset.data_dir={data_dir}", *extra]
+  return [
+    sys.executable,
+    "-m",
+    "experiments.train",
+    "--config",
+    "experiments/configs/vae_digits.py",
+    f"--workdir={workdir}",
+    f"--config.dataset.data_dir={data_dir}",
+    *extra,
+  ]
 
 
 def _positive_int(text: str) -> int:
@@ -64,49 +73,77 @@ def main() -> None:
   os.makedirs(data_dir)
   steps = [f"--config.train.num_steps={args.steps}"]
   runs = iter(range(10**6))
-  cached = dict(os.environ, JAX_COMPILATION_CACHE_DIR=os.path.join(scratch, "jax_cache"),
-                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+  cached = dict(
+    os.environ,
+    JAX_COMPILATION_CACHE_DIR=os.path.join(scratch, "jax_cache"),
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1",
+  )
   # First use: the dataset is generated as part of the run (and the cache filled).
   first_use = _run(_train_command(os.path.join(scratch, "first"), data_dir, steps), cached)
   runners = {
-      "jax": lambda: _run(_train_command(os.path.join(scratch, f"jax{next(runs)}"), data_dir,
-                                         steps)),
-      "jax, compilation cache": lambda: _run(
-          _train_command(os.path.join(scratch, f"jax{next(runs)}"), data_dir, steps), cached),
-      "torch": lambda: _run([sys.executable, "-m", "benchmarks.torch_default_job",
-                             "--out", os.path.join(scratch, f"torch{next(runs)}"),
-                             "--steps", str(args.steps)]),
+    "jax": lambda: _run(_train_command(os.path.join(scratch, f"jax{next(runs)}"), data_dir, steps)),
+    "jax, compilation cache": lambda: _run(
+      _train_command(os.path.join(scratch, f"jax{next(runs)}"), data_dir, steps), cached
+    ),
+    "torch": lambda: _run(
+      [
+        sys.executable,
+        "-m",
+        "benchmarks.torch_default_job",
+        "--out",
+        os.path.join(scratch, f"torch{next(runs)}"),
+        "--steps",
+        str(args.steps),
+      ]
+    ),
   }
   load_at_start = [round(x, 2) for x in os.getloadavg()]
   durations = timing.interleaved(runners, {name: 1 for name in runners}, args.rounds)
   seconds: Dict[str, Dict[str, float]] = {k: timing.summarize(v) for k, v in durations.items()}
   machine = timing.machine_stamp()
-  results = {"machine": machine, "steps": args.steps, "rounds": args.rounds,
-             "load_average_at_start": load_at_start,
-             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-             "first_use_seconds": first_use, "seconds": seconds, "runs": durations,
-             "jax_over_torch_time": seconds["jax"]["median"] / seconds["torch"]["median"],
-             "cached_jax_over_torch_time": (seconds["jax, compilation cache"]["median"]
-                                            / seconds["torch"]["median"])}
+  results = {
+    "machine": machine,
+    "steps": args.steps,
+    "rounds": args.rounds,
+    "load_average_at_start": load_at_start,
+    "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+    "first_use_seconds": first_use,
+    "seconds": seconds,
+    "runs": durations,
+    "jax_over_torch_time": seconds["jax"]["median"] / seconds["torch"]["median"],
+    "cached_jax_over_torch_time": (
+      seconds["jax, compilation cache"]["median"] / seconds["torch"]["median"]
+    ),
+  }
   os.makedirs(args.output_dir, exist_ok=True)
-  stem = os.path.join(args.output_dir, f"default-job-{timing.machine_slug(machine)}-"
-                      f"{datetime.date.today().isoformat()}")
+  stem = os.path.join(
+    args.output_dir,
+    f"default-job-{timing.machine_slug(machine)}-{datetime.date.today().isoformat()}",
+  )
   with open(stem + ".json", "w", encoding="utf-8") as f:
     json.dump(results, f, indent=2)
-  lines = [f"# The default job end to end ({args.steps} steps of vae_digits), "
-           f"{machine['cpu_model']}, {machine['cores']} cores", "",
-           f"{machine['date']}; jax {machine['jax']}; load average {load_at_start[0]} at the "
-           f"start, {results['load_average_at_end'][0]} at the end; {args.rounds} alternating "
-           "rounds, each a fresh process, dataset prepared before the rounds.", "",
-           "| command | median s | quartiles s | runs s |", "|---|---|---|---|"]
+  lines = [
+    f"# The default job end to end ({args.steps} steps of vae_digits), "
+    f"{machine['cpu_model']}, {machine['cores']} cores",
+    "",
+    f"{machine['date']}; jax {machine['jax']}; load average {load_at_start[0]} at the "
+    f"start, {results['load_average_at_end'][0]} at the end; {args.rounds} alternating "
+    "rounds, each a fresh process, dataset prepared before the rounds.",
+    "",
+    "| command | median s | quartiles s | runs s |",
+    "|---|---|---|---|",
+  ]
   for name, s in seconds.items():
     runs_text = ", ".join(f"{x:.1f}" for x in durations[name])
-    lines.append(f"| {name} | {s['median']:.1f} | {s['q25']:.1f}, {s['q75']:.1f} | "
-                 f"{runs_text} |")
-  lines += ["", f"jax time / torch time: {results['jax_over_torch_time']:.2f} (with a warm "
-            f"compilation cache: {results['cached_jax_over_torch_time']:.2f}). "
-            f"First use (jax, dataset generated in the run): {first_use:.1f} s.", ""]
+    lines.append(f"| {name} | {s['median']:.1f} | {s['q25']:.1f}, {s['q75']:.1f} | {runs_text} |")
+  lines += [
+    "",
+    f"jax time / torch time: {results['jax_over_torch_time']:.2f} (with a warm "
+    f"compilation cache: {results['cached_jax_over_torch_time']:.2f}). "
+    f"First use (jax, dataset generated in the run): {first_use:.1f} s.",
+    "",
+  ]
   with open(stem + ".md", "w", encoding="utf-8") as f:
     f.write("\n".join(lines))
   print("\n".join(lines))

@@ -10,6 +10,7 @@ for a gradient of the discriminator's second convolution) and its share of the s
 time. Ops run one after another on the CPU backend, so the shares add up to the compute time;
 the rest is dispatch and waiting.
 """
+
 import collections
 import glob
 import gzip
@@ -23,23 +24,28 @@ from absl import app, flags
 
 from experiments import cli
 
-_NETWORK = flags.DEFINE_enum("network", "dcgan28", ["mlp_vae", "dcgan28", "conv_ae"],
-                             "The network whose train step is traced.")
+_NETWORK = flags.DEFINE_enum(
+  "network", "dcgan28", ["mlp_vae", "dcgan28", "conv_ae"], "The network whose train step is traced."
+)
 _STEPS = flags.DEFINE_integer("steps", 20, "Steps traced.", lower_bound=1)
 _TOP = flags.DEFINE_integer("top", 25, "Ops listed.", lower_bound=1)
-_PARALLEL = flags.DEFINE_enum("parallel", None, ["auto", "pmap", "shard_map"],
-                              "Data-parallel mode (default: the config's).")
+_PARALLEL = flags.DEFINE_enum(
+  "parallel", None, ["auto", "pmap", "shard_map"], "Data-parallel mode (default: the config's)."
+)
 
 # Trace events that are not ops of the step (the runtime's own spans around them).
-_NOT_OPS = re.compile(r"^(ThunkExecutor|\$|PjitFunction|CommonPjRt|SlinkyThreadPool|"
-                      r"PmapFunction|TfrtCpu|Execute)")
+_NOT_OPS = re.compile(
+  r"^(ThunkExecutor|\$|PjitFunction|CommonPjRt|SlinkyThreadPool|"
+  r"PmapFunction|TfrtCpu|Execute)"
+)
 
 
 def op_sources(hlo_text: str) -> Dict[str, str]:
   """HLO instruction name -> the `op_name` of its metadata (where it came from in JAX)."""
   sources = {}
-  for match in re.finditer(r"^\s*(?:ROOT )?%?([\w.\-]+) = [^\n]*?op_name=\"([^\"]+)\"",
-                           hlo_text, re.MULTILINE):
+  for match in re.finditer(
+    r"^\s*(?:ROOT )?%?([\w.\-]+) = [^\n]*?op_name=\"([^\"]+)\"", hlo_text, re.MULTILINE
+  ):
     sources.setdefault(match.group(1), match.group(2))
   return sources
 
@@ -48,6 +54,7 @@ def profile(network: str, num_steps: int, parallel_mode=None) -> Dict[str, objec
   """Per-op microseconds per step of `network`'s bare step, and the step's wall time."""
   import jax
   from benchmarks import workloads
+
   bare = workloads.bare_step(network, parallel_mode=parallel_mode)
   for _ in range(3):
     bare.run()
@@ -65,16 +72,22 @@ def profile(network: str, num_steps: int, parallel_mode=None) -> Dict[str, objec
   for event in events:
     if not _NOT_OPS.match(event["name"]):
       totals[event["name"]] += event["dur"] / num_steps
-  return {"network": network, "step_seconds": wall, "op_microseconds": dict(totals),
-          "sources": op_sources(bare.hlo_text())}
+  return {
+    "network": network,
+    "step_seconds": wall,
+    "op_microseconds": dict(totals),
+    "sources": op_sources(bare.hlo_text()),
+  }
 
 
 def format_table(result: Dict[str, object], top: int) -> List[str]:
   step_us = 1e6 * result["step_seconds"]
   ops = sorted(result["op_microseconds"].items(), key=lambda kv: -kv[1])
-  lines = [f"{result['network']}: {step_us / 1e3:.2f} ms per step (wall, traced), "
-           f"ops {sum(result['op_microseconds'].values()) / 1e3:.2f} ms",
-           f"{'ms':>8} {'share':>6}  op  <-  source"]
+  lines = [
+    f"{result['network']}: {step_us / 1e3:.2f} ms per step (wall, traced), "
+    f"ops {sum(result['op_microseconds'].values()) / 1e3:.2f} ms",
+    f"{'ms':>8} {'share':>6}  op  <-  source",
+  ]
   for name, micros in ops[:top]:
     source = result["sources"].get(name, "")
     source = re.sub(r"^jit\([^)]*\)/", "", source)

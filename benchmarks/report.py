@@ -1,4 +1,5 @@
 """The markdown tables of a benchmark results dict (what `benchmarks.run` writes beside the JSON)."""
+
 from typing import Dict, List
 
 
@@ -7,86 +8,152 @@ def _ms(seconds: Dict[str, float]) -> str:
 
 
 def _table(header: List[str], rows: List[List[str]]) -> List[str]:
-  return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-          + ["| " + " | ".join(row) + " |" for row in rows] + [""])
+  return (
+    ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    + ["| " + " | ".join(row) + " |" for row in rows]
+    + [""]
+  )
 
 
 def to_markdown(results: Dict) -> str:
   machine = results["machine"]
-  lines = [f"# Benchmarks: {machine['cpu_model']}, {machine['cores']} cores, "
-           f"{machine['backend']} ({machine['num_devices']} x {machine['device_kind']})", "",
-           f"{machine['date']}; jax {machine['jax']}, jaxlib {machine['jaxlib']}; load average "
-           f"{machine['load_average_at_start'][0]} at the start, "
-           f"{machine.get('load_average_at_end', ['?'])[0]} at the end; data-parallel mode "
-           f"{results['options'].get('parallel_mode') or 'of the configs (auto)'}. Step times: "
-           "median [quartiles] in ms.", ""]
+  lines = [
+    f"# Benchmarks: {machine['cpu_model']}, {machine['cores']} cores, "
+    f"{machine['backend']} ({machine['num_devices']} x {machine['device_kind']})",
+    "",
+    f"{machine['date']}; jax {machine['jax']}, jaxlib {machine['jaxlib']}; load average "
+    f"{machine['load_average_at_start'][0]} at the start, "
+    f"{machine.get('load_average_at_end', ['?'])[0]} at the end; data-parallel mode "
+    f"{results['options'].get('parallel_mode') or 'of the configs (auto)'}. Step times: "
+    "median [quartiles] in ms.",
+    "",
+  ]
   if "interrupted" in results:
     stop = results["interrupted"]
-    lines += [f"**Interrupted by {stop['signal']}**: partial results. Finished: "
-              f"{', '.join(results.get('sections_finished', [])) or 'nothing'}; not run: "
-              f"{', '.join(stop['sections_not_run']) or 'nothing'}.", ""]
+    lines += [
+      f"**Interrupted by {stop['signal']}**: partial results. Finished: "
+      f"{', '.join(results.get('sections_finished', [])) or 'nothing'}; not run: "
+      f"{', '.join(stop['sections_not_run']) or 'nothing'}.",
+      "",
+    ]
   if "peak" in results:
     peak = results["peak"]
-    lines += [f"Matrix-product peak (float32 {peak['matmul_size']}^3, timed in the same rounds): "
-              f"{peak['flops_per_second'] / 1e9:.0f} GFLOP/s.", ""]
+    lines += [
+      f"Matrix-product peak (float32 {peak['matmul_size']}^3, timed in the same rounds): "
+      f"{peak['flops_per_second'] / 1e9:.0f} GFLOP/s.",
+      "",
+    ]
   torch_networks = results.get("torch", {}).get("networks", {})
   if "steps" in results:
     lines += ["## Train step (compiled, data on the devices)", ""]
     rows = []
     for name, e in results["steps"].items():
       flops = e.get("flops_per_step")
-      row = [name, str(e["batch_size"]), str(e["num_devices"]),
-             f"{e['first_call_seconds']:.2f}", _ms(e["step_seconds"]),
-             f"{e['samples_per_second']:.0f}",
-             f"{flops / 1e9:.3f}" if flops else "-",
-             f"{e['flops_per_second'] / 1e9:.1f}" if flops else "-",
-             f"{100 * e['fraction_of_peak']:.1f}%" if flops else "-"]
+      row = [
+        name,
+        str(e["batch_size"]),
+        str(e["num_devices"]),
+        f"{e['first_call_seconds']:.2f}",
+        _ms(e["step_seconds"]),
+        f"{e['samples_per_second']:.0f}",
+        f"{flops / 1e9:.3f}" if flops else "-",
+        f"{e['flops_per_second'] / 1e9:.1f}" if flops else "-",
+        f"{100 * e['fraction_of_peak']:.1f}%" if flops else "-",
+      ]
       if name in torch_networks:
         t = torch_networks[name]
-        row += [_ms(t["step_seconds"]), f"{t['samples_per_second']:.0f}",
-                f"{e['samples_per_second'] / t['samples_per_second']:.2f}x"]
+        row += [
+          _ms(t["step_seconds"]),
+          f"{t['samples_per_second']:.0f}",
+          f"{e['samples_per_second'] / t['samples_per_second']:.2f}x",
+        ]
       else:
         row += ["-", "-", "-"]
       rows.append(row)
-    lines += _table(["network", "batch", "devices", "compile + 1st step s", "step ms",
-                     "samples/s", "GFLOP/step", "GFLOP/s", "of peak", "torch step ms",
-                     "torch samples/s", "jax / torch"], rows)
+    lines += _table(
+      [
+        "network",
+        "batch",
+        "devices",
+        "compile + 1st step s",
+        "step ms",
+        "samples/s",
+        "GFLOP/step",
+        "GFLOP/s",
+        "of peak",
+        "torch step ms",
+        "torch samples/s",
+        "jax / torch",
+      ],
+      rows,
+    )
   if "skipped" in results.get("torch", {}):
     lines += [f"PyTorch: {results['torch']['skipped']}", ""]
   if "loop" in results:
     lines += ["## Training loop (`train_and_evaluate`, logging and checkpointing on)", ""]
-    rows = [[name, str(e["num_steps"]), f"{e['samples_per_second']:.0f}",
-             f"{e['bare_samples_per_second']:.0f}", f"{100 * e['fraction_of_bare_step']:.0f}%"]
-            for name, e in results["loop"].items()]
-    lines += _table(["network", "steps", "loop samples/s", "bare step samples/s",
-                     "loop / step"], rows)
+    rows = [
+      [
+        name,
+        str(e["num_steps"]),
+        f"{e['samples_per_second']:.0f}",
+        f"{e['bare_samples_per_second']:.0f}",
+        f"{100 * e['fraction_of_bare_step']:.0f}%",
+      ]
+      for name, e in results["loop"].items()
+    ]
+    lines += _table(
+      ["network", "steps", "loop samples/s", "bare step samples/s", "loop / step"], rows
+    )
   if "input" in results:
     lines += ["## Input pipeline (`data.create_iterator`, digits28 train split)", ""]
-    rows = [[str(e["batch_size"]), f"{e['batches_per_second']:.0f}",
-             _ms(e["seconds_per_batch"]), _ms(e["put_batch_seconds"])]
-            for e in results["input"].values()]
+    rows = [
+      [
+        str(e["batch_size"]),
+        f"{e['batches_per_second']:.0f}",
+        _ms(e["seconds_per_batch"]),
+        _ms(e["put_batch_seconds"]),
+      ]
+      for e in results["input"].values()
+    ]
     lines += _table(["batch", "batches/s", "ms per batch", "host -> device ms"], rows)
   if "eval" in results or "evaluate_cli" in results:
     lines += ["## Evaluation", ""]
     rows = []
     if "eval" in results:
       ssim, prdc = results["eval"]["ssim"], results["eval"]["prdc"]
-      rows.append([f"SSIM, {ssim['num_images']} images 28x28",
-                   f"{ssim['first_call_seconds']:.2f}", f"{ssim['seconds']['median']:.2f}"])
-      rows.append([f"precision/recall + density/coverage, {prdc['num_real']} x "
-                   f"{prdc['num_fake']} features of width {prdc['width']}",
-                   f"{prdc['first_call_seconds']:.2f}", f"{prdc['seconds']['median']:.2f}"])
+      rows.append(
+        [
+          f"SSIM, {ssim['num_images']} images 28x28",
+          f"{ssim['first_call_seconds']:.2f}",
+          f"{ssim['seconds']['median']:.2f}",
+        ]
+      )
+      rows.append(
+        [
+          f"precision/recall + density/coverage, {prdc['num_real']} x "
+          f"{prdc['num_fake']} features of width {prdc['width']}",
+          f"{prdc['first_call_seconds']:.2f}",
+          f"{prdc['seconds']['median']:.2f}",
+        ]
+      )
     if "evaluate_cli" in results:
       e = results["evaluate_cli"]
-      rows.append([f"`python -m experiments.evaluate`, {e['config']}, {e['num_samples']} "
-                   "samples", f"{e['seconds']:.1f}", "-"])
+      rows.append(
+        [
+          f"`python -m experiments.evaluate`, {e['config']}, {e['num_samples']} samples",
+          f"{e['seconds']:.1f}",
+          "-",
+        ]
+      )
     lines += _table(["what", "first call s", "again s"], rows)
   if "scaling" in results:
     scaling = results["scaling"]
     counts = sorted({int(c) for v in scaling["samples_per_second"].values() for c in v})
     kind = "forced host devices" if scaling["forced_host_devices"] else "devices"
     lines += [f"## Samples/s by device count ({kind}, same global batch)", ""]
-    rows = [[name] + [f"{per_count[str(c)]:.0f}" for c in counts]
-            for name, per_count in scaling["samples_per_second"].items()]
+    rows = [
+      [name] + [f"{per_count[str(c)]:.0f}" for c in counts]
+      for name, per_count in scaling["samples_per_second"].items()
+    ]
     lines += _table(["network"] + [str(c) for c in counts], rows)
   return "\n".join(lines)

@@ -37,6 +37,7 @@ not run), one line on stderr says where, and the exit code is 75; with none fini
 line and exit code 130. Exit codes as in experiments/cli.py. Library logs (orbax, absl) are
 kept to warnings unless --verbosity is given, as in `experiments.train`.
 """
+
 from experiments import signals
 
 if __name__ == "__main__":  # Before the imports: a Ctrl-C during them is not a traceback.
@@ -67,13 +68,15 @@ EXIT_NOTHING_SAVED = 130
 @dataclasses.dataclass
 class Options:
   """What to run and how long. `Options()` is the full run, `Options.quick()` the short one."""
+
   sections: Tuple[str, ...] = SECTIONS
   networks: Tuple[str, ...] = NETWORKS
   rounds: int = 12  # Alternating rounds of step timing.
   round_seconds: float = 0.4  # Time per contender per round.
   matmul_size: int = 2048  # The peak: a float32 [n, n] @ [n, n].
   loop_steps: Dict[str, int] = dataclasses.field(
-      default_factory=lambda: {"mlp_vae": 1000, "dcgan28": 200, "conv_ae": 300})
+    default_factory=lambda: {"mlp_vae": 1000, "dcgan28": 200, "conv_ae": 300}
+  )
   loop_windows: int = 10  # Logging windows per loop run (the first and last are left out).
   loop_saves: int = 4  # Checkpoints per loop run (asynchronous, as by default).
   input_batches: int = 200
@@ -90,25 +93,38 @@ class Options:
 
   @classmethod
   def quick(cls, **overrides) -> "Options":
-    values = dict(rounds=2, round_seconds=0.05, matmul_size=1024,
-                  loop_steps={"mlp_vae": 12, "dcgan28": 12, "conv_ae": 12}, loop_windows=4,
-                  input_batches=10, ssim_images=1000, prdc_features=1000, eval_repeats=1,
-                  evaluate_samples=500, classifier_steps=10, model_steps=10,
-                  scaling_devices=(1, 2))
+    values = dict(
+      rounds=2,
+      round_seconds=0.05,
+      matmul_size=1024,
+      loop_steps={"mlp_vae": 12, "dcgan28": 12, "conv_ae": 12},
+      loop_windows=4,
+      input_batches=10,
+      ssim_images=1000,
+      prdc_features=1000,
+      eval_repeats=1,
+      evaluate_samples=500,
+      classifier_steps=10,
+      model_steps=10,
+      scaling_devices=(1, 2),
+    )
     values.update(overrides)
     return cls(**values)
 
 
 def _torch_runner(name: str, batch_size: int, threads: int):
   import torch
+
   torch.set_num_threads(threads)
   from benchmarks import torch_reference
+
   return torch_reference.make_step(name, batch_size)
 
 
 def _torch_available() -> bool:
   try:
     import torch  # noqa: F401
+
     return True
   except ImportError:
     return False
@@ -116,6 +132,7 @@ def _torch_available() -> bool:
 
 def _bare_step(options: Options, name: str, devices=None):
   from benchmarks import workloads
+
   return workloads.bare_step(name, devices, parallel_mode=options.parallel_mode)
 
 
@@ -128,11 +145,16 @@ def _shared_bare_step(options: Options, bare_steps: Dict, name: str):
 
 def _step_entry(bare, seconds, peak_seconds, peak_flops) -> Dict[str, object]:
   from benchmarks import timing
+
   summary = timing.summarize(seconds)
-  entry = {"batch_size": bare.batch_size, "num_devices": bare.num_devices,
-           "first_call_seconds": bare.first_call_seconds, "step_seconds": summary,
-           "samples_per_second": bare.batch_size / summary["median"],
-           "flops_per_step": bare.flops_per_step}
+  entry = {
+    "batch_size": bare.batch_size,
+    "num_devices": bare.num_devices,
+    "first_call_seconds": bare.first_call_seconds,
+    "step_seconds": summary,
+    "samples_per_second": bare.batch_size / summary["median"],
+    "flops_per_step": bare.flops_per_step,
+  }
   if bare.flops_per_step is not None:
     peak = timing.summarize(peak_seconds)
     entry["flops_per_second"] = bare.flops_per_step / summary["median"]
@@ -144,6 +166,7 @@ def _step_entry(bare, seconds, peak_seconds, peak_flops) -> Dict[str, object]:
 def _steps_and_torch(options: Options, bare_steps: Dict) -> Dict[str, object]:
   """Bare JAX steps, the matmul peak and (if asked) PyTorch, in alternating rounds."""
   from benchmarks import timing, workloads
+
   results: Dict[str, object] = {}
   with_torch = "torch" in options.sections
   if with_torch and not _torch_available():
@@ -164,36 +187,52 @@ def _steps_and_torch(options: Options, bare_steps: Dict) -> Dict[str, object]:
     results["steps"][name] = _step_entry(bare, seconds["jax"], seconds["peak"], peak_flops)
     if with_torch:
       summary = timing.summarize(seconds["torch"])
-      torch_results[name] = {"batch_size": bare.batch_size, "step_seconds": summary,
-                             "samples_per_second": bare.batch_size / summary["median"]}
+      torch_results[name] = {
+        "batch_size": bare.batch_size,
+        "step_seconds": summary,
+        "samples_per_second": bare.batch_size / summary["median"],
+      }
   peak = timing.summarize(all_peak_seconds)
-  results["peak"] = {"matmul_size": options.matmul_size, "flops": peak_flops,
-                     "seconds": peak, "flops_per_second": peak_flops / peak["median"]}
+  results["peak"] = {
+    "matmul_size": options.matmul_size,
+    "flops": peak_flops,
+    "seconds": peak,
+    "flops_per_second": peak_flops / peak["median"],
+  }
   if with_torch:
     import torch
-    results["torch"] = {"version": torch.__version__, "threads": torch.get_num_threads(),
-                        "networks": torch_results}
+
+    results["torch"] = {
+      "version": torch.__version__,
+      "threads": torch.get_num_threads(),
+      "networks": torch_results,
+    }
   return results
 
 
 def _loop(options: Options, bare_steps: Dict) -> Dict[str, object]:
   """The training loop against the bare step timed just before and just after it."""
   from benchmarks import timing, workloads
+
   loops = {}
   for name in options.networks:
     bare = _shared_bare_step(options, bare_steps, name)
     count = timing.calls_per_round(bare.run, options.round_seconds) * max(options.rounds // 4, 1)
     before = timing.time_calls(bare.run, count)
     num_steps = options.loop_steps[name]
-    entry = workloads.training_loop(name, num_steps, max(num_steps // options.loop_windows, 1),
-                                    max(num_steps // options.loop_saves, 1), options.data_dir,
-                                    options.parallel_mode)
+    entry = workloads.training_loop(
+      name,
+      num_steps,
+      max(num_steps // options.loop_windows, 1),
+      max(num_steps // options.loop_saves, 1),
+      options.data_dir,
+      options.parallel_mode,
+    )
     after = timing.time_calls(bare.run, count)
     step = timing.summarize(before + after)
     entry["bare_step_seconds"] = step
     entry["bare_samples_per_second"] = bare.batch_size / step["median"]
-    entry["fraction_of_bare_step"] = (entry["samples_per_second"]
-                                      / entry["bare_samples_per_second"])
+    entry["fraction_of_bare_step"] = entry["samples_per_second"] / entry["bare_samples_per_second"]
     loops[name] = entry
   return {"loop": loops}
 
@@ -201,14 +240,16 @@ def _loop(options: Options, bare_steps: Dict) -> Dict[str, object]:
 def _input(options: Options, bare_steps: Dict) -> Dict[str, object]:
   import jax
   from benchmarks import timing, workloads
+
   inputs = {}
   for name in options.networks:
     batch_size = workloads.network_config(name).train.batch_size
     key = f"batch_{batch_size}"
     if key in inputs:
       continue
-    entry = workloads.input_pipeline(batch_size, options.input_batches,
-                                     jax.local_device_count(), options.data_dir)
+    entry = workloads.input_pipeline(
+      batch_size, options.input_batches, jax.local_device_count(), options.data_dir
+    )
     bare = _shared_bare_step(options, bare_steps, name)
     put = timing.summarize(timing.time_calls(bare.put_batch, options.input_batches))
     entry["put_batch_seconds"] = put
@@ -219,18 +260,26 @@ def _input(options: Options, bare_steps: Dict) -> Dict[str, object]:
 def _eval(options: Options, bare_steps: Dict) -> Dict[str, object]:
   del bare_steps
   from benchmarks import workloads
-  return {"eval": {
+
+  return {
+    "eval": {
       "ssim": workloads.ssim_throughput(options.ssim_images, options.eval_repeats),
-      "prdc": workloads.prdc_throughput(options.prdc_features, options.prdc_width,
-                                        options.eval_repeats)}}
+      "prdc": workloads.prdc_throughput(
+        options.prdc_features, options.prdc_width, options.eval_repeats
+      ),
+    }
+  }
 
 
 def _evaluate_cli(options: Options, bare_steps: Dict) -> Dict[str, object]:
   del bare_steps
   from benchmarks import workloads
-  return {"evaluate_cli": workloads.evaluate_cli(
-      options.evaluate_samples, options.classifier_steps, options.model_steps,
-      options.data_dir)}
+
+  return {
+    "evaluate_cli": workloads.evaluate_cli(
+      options.evaluate_samples, options.classifier_steps, options.model_steps, options.data_dir
+    )
+  }
 
 
 def _scaling(options: Options, bare_steps: Dict) -> Dict[str, object]:
@@ -238,11 +287,16 @@ def _scaling(options: Options, bare_steps: Dict) -> Dict[str, object]:
   del bare_steps  # Each count builds its own.
   import jax
   from benchmarks import timing, workloads
+
   per_count = {}
   if jax.default_backend() == "cpu":
-    args = ["--only=steps", f"--networks={','.join(options.networks)}",
-            f"--rounds={options.rounds}", f"--round_seconds={options.round_seconds}",
-            f"--matmul_size={options.matmul_size}"]
+    args = [
+      "--only=steps",
+      f"--networks={','.join(options.networks)}",
+      f"--rounds={options.rounds}",
+      f"--round_seconds={options.round_seconds}",
+      f"--matmul_size={options.matmul_size}",
+    ]
     if options.parallel_mode:
       args.append(f"--parallel={options.parallel_mode}")
     for count in options.scaling_devices:
@@ -256,14 +310,21 @@ def _scaling(options: Options, bare_steps: Dict) -> Dict[str, object]:
         bare = _bare_step(options, name, devices[:count])
         calls = timing.calls_per_round(bare.run, options.round_seconds) * options.rounds
         summary = timing.summarize(timing.time_calls(bare.run, calls))
-        per_count[str(count)][name] = {"num_devices": count, "step_seconds": summary,
-                                       "samples_per_second": bare.batch_size / summary["median"]}
-  return {"scaling": {
+        per_count[str(count)][name] = {
+          "num_devices": count,
+          "step_seconds": summary,
+          "samples_per_second": bare.batch_size / summary["median"],
+        }
+  return {
+    "scaling": {
       "forced_host_devices": jax.default_backend() == "cpu",
-      "samples_per_second": {name: {count: entry[name]["samples_per_second"]
-                                    for count, entry in per_count.items()}
-                             for name in options.networks},
-      "runs": per_count}}
+      "samples_per_second": {
+        name: {count: entry[name]["samples_per_second"] for count, entry in per_count.items()}
+        for name in options.networks
+      },
+      "runs": per_count,
+    }
+  }
 
 
 def _ratios(results: Dict) -> Dict[str, Dict[str, float]]:
@@ -273,7 +334,8 @@ def _ratios(results: Dict) -> Dict[str, Dict[str, float]]:
   for name, entry in steps.items():
     if name in torch_networks:
       ratios.setdefault("jax_over_torch", {})[name] = (
-          entry["samples_per_second"] / torch_networks[name]["samples_per_second"])
+        entry["samples_per_second"] / torch_networks[name]["samples_per_second"]
+      )
     if "fraction_of_peak" in entry:
       ratios.setdefault("fraction_of_peak", {})[name] = entry["fraction_of_peak"]
   for name, entry in results.get("loop", {}).items():
@@ -284,18 +346,20 @@ def _ratios(results: Dict) -> Dict[str, Dict[str, float]]:
 # The sections in the order they run, each with the function that measures it; "steps" and
 # "torch" are timed together, in the same rounds.
 _SECTION_RUNNERS: Tuple[Tuple[Tuple[str, ...], Callable[[Options, Dict], Dict]], ...] = (
-    (("steps", "torch"), _steps_and_torch),
-    (("loop",), _loop),
-    (("input",), _input),
-    (("eval",), _eval),
-    (("evaluate_cli",), _evaluate_cli),
-    (("scaling",), _scaling),
+  (("steps", "torch"), _steps_and_torch),
+  (("loop",), _loop),
+  (("input",), _input),
+  (("eval",), _eval),
+  (("evaluate_cli",), _evaluate_cli),
+  (("scaling",), _scaling),
 )
 
 
-def run_benchmarks(options: Options, results: Optional[Dict] = None,
-                   on_section_done: Optional[Callable[[Tuple[str, ...], float], None]] = None
-                   ) -> Dict[str, object]:
+def run_benchmarks(
+  options: Options,
+  results: Optional[Dict] = None,
+  on_section_done: Optional[Callable[[Tuple[str, ...], float], None]] = None,
+) -> Dict[str, object]:
   """Runs the sections of `options`; returns the results (what the JSON file holds).
 
   `results` (default: a new dict) is filled one whole section at a time, and
@@ -304,13 +368,21 @@ def run_benchmarks(options: Options, results: Optional[Dict] = None,
   after each.
   """
   from benchmarks import timing
+
   unknown = (set(options.sections) - set(SECTIONS)) | (set(options.networks) - set(NETWORKS))
   if unknown:
-    raise ValueError(f"unknown sections or networks {sorted(unknown)}; sections: "
-                     f"{', '.join(SECTIONS)}; networks: {', '.join(NETWORKS)}")
+    raise ValueError(
+      f"unknown sections or networks {sorted(unknown)}; sections: "
+      f"{', '.join(SECTIONS)}; networks: {', '.join(NETWORKS)}"
+    )
   results = {} if results is None else results
-  results.update({"machine": timing.machine_stamp(), "options": dataclasses.asdict(options),
-                  "sections_finished": []})
+  results.update(
+    {
+      "machine": timing.machine_stamp(),
+      "options": dataclasses.asdict(options),
+      "sections_finished": [],
+    }
+  )
   bare_steps: Dict = {}
   for names, runner in _SECTION_RUNNERS:
     asked = tuple(n for n in names if n in options.sections)
@@ -335,9 +407,12 @@ def finish_results(results: Dict) -> None:
 def _results_stem(results: Dict, quick: bool) -> str:
   """`<machine>-<date>[-quick][-interrupted]`, the date of the run's start."""
   from benchmarks import timing
+
   date = str(results["machine"]["date"])[:10]
-  return (f"{timing.machine_slug(results['machine'])}-{date}{'-quick' if quick else ''}"
-          f"{'-interrupted' if 'interrupted' in results else ''}")
+  return (
+    f"{timing.machine_slug(results['machine'])}-{date}{'-quick' if quick else ''}"
+    f"{'-interrupted' if 'interrupted' in results else ''}"
+  )
 
 
 def _write_new(path: str, text: str) -> bool:
@@ -357,6 +432,7 @@ def write_results(results: Dict, output_dir: str, quick: bool) -> Tuple[str, str
   is added to the stem.
   """
   from benchmarks import report
+
   os.makedirs(output_dir, exist_ok=True)
   stem = _results_stem(results, quick)
   texts = (json.dumps(results, indent=2), report.to_markdown(results))
@@ -375,8 +451,9 @@ def mark_interrupted(results: Dict, options: Options, signal_name: str) -> None:
   """Marks `results` (holding the sections finished so far) as a run stopped by a signal."""
   finished = results.get("sections_finished", [])
   results["interrupted"] = {
-      "signal": signal_name,
-      "sections_not_run": [s for s in options.sections if s not in finished]}
+    "signal": signal_name,
+    "sections_not_run": [s for s in options.sections if s not in finished],
+  }
 
 
 _ONLY = flags.DEFINE_list("only", list(SECTIONS), f"Sections to run: {', '.join(SECTIONS)}.")
@@ -385,24 +462,36 @@ _QUICK = flags.DEFINE_bool("quick", False, "Few steps and small evaluation sets.
 _ROUNDS = flags.DEFINE_integer("rounds", None, "Alternating timing rounds (default 12; 2 quick).")
 _ROUND_SECONDS = flags.DEFINE_float("round_seconds", None, "Seconds per contender per round.")
 _MATMUL_SIZE = flags.DEFINE_integer("matmul_size", None, "Side of the peak matrix product.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir, an existing folder "
-                                "(default: tfds's).")
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir", None, "tfds data_dir, an existing folder (default: tfds's)."
+)
 _OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", RESULTS_DIR, "Where the results files go (created if missing). The default "
-    "is the repository's committed benchmarks/results/; pass another folder for a run that "
-    "is not meant to be committed.")
-_PARALLEL = flags.DEFINE_enum("parallel", None, ["auto", "pmap", "shard_map"],
-                              "Data-parallel mode of steps and loop (default: the configs', "
-                              "auto, which is shard_map).")
+  "output_dir",
+  RESULTS_DIR,
+  "Where the results files go (created if missing). The default "
+  "is the repository's committed benchmarks/results/; pass another folder for a run that "
+  "is not meant to be committed.",
+)
+_PARALLEL = flags.DEFINE_enum(
+  "parallel",
+  None,
+  ["auto", "pmap", "shard_map"],
+  "Data-parallel mode of steps and loop (default: the configs', auto, which is shard_map).",
+)
 _CORES = flags.DEFINE_integer(
-    "cores", None, "Run on the first N CPU cores only (process affinity, set before jax "
-    "starts; PyTorch gets as many threads). Default: all the process may use.")
-_CHILD_OUTPUT = flags.DEFINE_string("child_output", None,
-                                    "Internal (scaling): write the JSON here and nothing else.")
+  "cores",
+  None,
+  "Run on the first N CPU cores only (process affinity, set before jax "
+  "starts; PyTorch gets as many threads). Default: all the process may use.",
+)
+_CHILD_OUTPUT = flags.DEFINE_string(
+  "child_output", None, "Internal (scaling): write the JSON here and nothing else."
+)
 
 
-def _unknown_names(flag: str, given: Sequence[str], valid: Sequence[str], what: str
-                   ) -> Optional[str]:
+def _unknown_names(
+  flag: str, given: Sequence[str], valid: Sequence[str], what: str
+) -> Optional[str]:
   """The one-line complaint about `--flag` values not in `valid`, or None if all are valid."""
   if not given:
     return f"--{flag} names no {what}; pass some of: {', '.join(valid)}."
@@ -411,34 +500,45 @@ def _unknown_names(flag: str, given: Sequence[str], valid: Sequence[str], what: 
     return None
   close = difflib.get_close_matches(unknown[0], valid, n=1)
   hint = f" (did you mean {close[0]!r}?)" if close else ""
-  return (f"--{flag}: unknown {what} {', '.join(map(repr, unknown))}{hint}; valid: "
-          f"{', '.join(valid)}.")
+  return (
+    f"--{flag}: unknown {what} {', '.join(map(repr, unknown))}{hint}; valid: {', '.join(valid)}."
+  )
 
 
 def flag_problem() -> Optional[str]:
   """What is wrong with the parsed flags, in one line, or None. Reads no more than the flags,
   the usable cores and the file system, so it runs before jax starts."""
   from benchmarks import timing
-  for problem in (_unknown_names("only", _ONLY.value, SECTIONS, "section"),
-                  _unknown_names("networks", _NETWORKS.value, NETWORKS, "network")):
+
+  for problem in (
+    _unknown_names("only", _ONLY.value, SECTIONS, "section"),
+    _unknown_names("networks", _NETWORKS.value, NETWORKS, "network"),
+  ):
     if problem:
       return problem
   for flag, low in ((_ROUNDS, 1), (_MATMUL_SIZE, 1)):
     if flag.value is not None and flag.value < low:
       return f"--{flag.name}={flag.value}: must be an integer >= {low}."
   if _ROUND_SECONDS.value is not None and not (
-      math.isfinite(_ROUND_SECONDS.value) and _ROUND_SECONDS.value > 0):
+    math.isfinite(_ROUND_SECONDS.value) and _ROUND_SECONDS.value > 0
+  ):
     return f"--round_seconds={_ROUND_SECONDS.value}: must be a number of seconds above 0."
   if _CORES.value is not None:
     if not hasattr(os, "sched_setaffinity"):
       return "--cores needs process affinity (Linux); leave it out on this system."
     usable = timing.usable_cores()
     if not 1 <= _CORES.value <= usable:
-      return (f"--cores={_CORES.value}: this process may use {usable} CPU cores; pass a "
-              f"number from 1 to {usable}.")
+      return (
+        f"--cores={_CORES.value}: this process may use {usable} CPU cores; pass a "
+        f"number from 1 to {usable}."
+      )
   data_dir = None if _DATA_DIR.value is None else os.path.expanduser(_DATA_DIR.value)
-  problem = cli.folder_flag_problem("data_dir", data_dir, "an existing tfds data_dir, or "
-                                    "leave the flag out for tfds's default", must_exist=True)
+  problem = cli.folder_flag_problem(
+    "data_dir",
+    data_dir,
+    "an existing tfds data_dir, or leave the flag out for tfds's default",
+    must_exist=True,
+  )
   if problem:
     return problem
   if not _CHILD_OUTPUT.value:
@@ -448,8 +548,9 @@ def flag_problem() -> Optional[str]:
 
 def _output_dir_problem(output_dir: str) -> Optional[str]:
   """Creates `output_dir` now, so that an unwritable one is said before the run, not after."""
-  problem = cli.folder_flag_problem("output_dir", output_dir, "the folder the results files "
-                                    "should go to", must_exist=False)
+  problem = cli.folder_flag_problem(
+    "output_dir", output_dir, "the folder the results files should go to", must_exist=False
+  )
   if problem:
     return problem
   try:
@@ -463,8 +564,7 @@ def _output_dir_problem(output_dir: str) -> Optional[str]:
 
 def _report_section(sections: Tuple[str, ...], seconds: float) -> None:
   """One progress line per finished section; also stops a run whose Ctrl-C jax swallowed."""
-  print(f"benchmarks: {', '.join(sections)} done in {seconds:.1f} s", file=sys.stderr,
-        flush=True)
+  print(f"benchmarks: {', '.join(sections)} done in {seconds:.1f} s", file=sys.stderr, flush=True)
   if signals.pending():
     raise KeyboardInterrupt
 
@@ -482,16 +582,21 @@ def _save_interrupted(results: Dict, options: Options, quick: bool, signal_name:
   signals.ignore()  # A second Ctrl-C must not stop the saving.
   finished = results.get("sections_finished", [])
   if not finished or _CHILD_OUTPUT.value:
-    print(f"Interrupted by {signal_name} before any section finished; nothing was saved.",
-          file=sys.stderr)
+    print(
+      f"Interrupted by {signal_name} before any section finished; nothing was saved.",
+      file=sys.stderr,
+    )
     return EXIT_NOTHING_SAVED
   mark_interrupted(results, options, signal_name)
   finish_results(results)
   json_path, markdown_path = write_results(results, _OUTPUT_DIR.value, quick)
   rest = results["interrupted"]["sections_not_run"]
-  print(f"Interrupted by {signal_name}: saved the finished sections ({', '.join(finished)}) "
-        f"to {json_path} and {markdown_path}"
-        + (f"; run the rest with --only={','.join(rest)}." if rest else "."), file=sys.stderr)
+  print(
+    f"Interrupted by {signal_name}: saved the finished sections ({', '.join(finished)}) "
+    f"to {json_path} and {markdown_path}"
+    + (f"; run the rest with --only={','.join(rest)}." if rest else "."),
+    file=sys.stderr,
+  )
   return EXIT_INTERRUPTED_SAVED
 
 
@@ -501,11 +606,18 @@ def main(argv: Sequence[str]) -> None:
   if problem:
     cli.fail(problem)
   if _CORES.value:  # Before jax starts: XLA sizes its thread pool by the usable cores.
-    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:_CORES.value])
-  overrides = {"sections": tuple(_ONLY.value), "networks": tuple(_NETWORKS.value),
-               "data_dir": _DATA_DIR.value, "parallel_mode": _PARALLEL.value}
-  for name, flag in [("rounds", _ROUNDS), ("round_seconds", _ROUND_SECONDS),
-                     ("matmul_size", _MATMUL_SIZE)]:
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: _CORES.value])
+  overrides = {
+    "sections": tuple(_ONLY.value),
+    "networks": tuple(_NETWORKS.value),
+    "data_dir": _DATA_DIR.value,
+    "parallel_mode": _PARALLEL.value,
+  }
+  for name, flag in [
+    ("rounds", _ROUNDS),
+    ("round_seconds", _ROUND_SECONDS),
+    ("matmul_size", _MATMUL_SIZE),
+  ]:
     if flag.value is not None:
       overrides[name] = flag.value
   options = Options.quick(**overrides) if _QUICK.value else Options(**overrides)
@@ -513,8 +625,9 @@ def main(argv: Sequence[str]) -> None:
   try:
     if signals.pending():  # A Ctrl-C during start-up, deferred or swallowed.
       raise KeyboardInterrupt
-    run_benchmarks(options, results,
-                   on_section_done=None if _CHILD_OUTPUT.value else _report_section)
+    run_benchmarks(
+      options, results, on_section_done=None if _CHILD_OUTPUT.value else _report_section
+    )
   except BaseException as e:  # pylint: disable=broad-except  (re-raised unless an interrupt)
     if not _is_interruption(e):
       raise
@@ -526,6 +639,7 @@ def main(argv: Sequence[str]) -> None:
       json.dump(results, f)
     return
   from benchmarks import report
+
   json_path, markdown_path = write_results(results, _OUTPUT_DIR.value, _QUICK.value)
   print(report.to_markdown(results))
   print(f"Wrote {json_path} and {markdown_path}")
@@ -536,8 +650,11 @@ def _run() -> None:
     signals.start_raising()
     app.run(main, flags_parser=cli.parse_flags)
   except KeyboardInterrupt:  # During flag parsing, before main could save anything.
-    print(f"Interrupted by {signals.pending() or 'SIGINT'} before any section finished; "
-          "nothing was saved.", file=sys.stderr)
+    print(
+      f"Interrupted by {signals.pending() or 'SIGINT'} before any section finished; "
+      "nothing was saved.",
+      file=sys.stderr,
+    )
     signals.exit_now(EXIT_NOTHING_SAVED)
 
 

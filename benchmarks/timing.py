@@ -4,6 +4,7 @@ On a shared machine the load changes from second to second, so everything compar
 table is timed in alternating rounds (`interleaved`): each contender then sees the same mix of
 quiet and busy moments, and their ratio is far steadier than either number alone.
 """
+
 import datetime
 import os
 import platform
@@ -20,8 +21,14 @@ def summarize(seconds: Sequence[float]) -> Dict[str, float]:
   if values.size == 0:
     raise ValueError("no timings to summarize")
   q25, median, q75 = np.percentile(values, [25, 50, 75])
-  return {"median": float(median), "q25": float(q25), "q75": float(q75),
-          "iqr": float(q75 - q25), "min": float(values.min()), "n": int(values.size)}
+  return {
+    "median": float(median),
+    "q25": float(q25),
+    "q75": float(q75),
+    "iqr": float(q75 - q25),
+    "min": float(values.min()),
+    "n": int(values.size),
+  }
 
 
 def time_calls(fn: Callable[[], object], count: int) -> List[float]:
@@ -41,8 +48,9 @@ def calls_per_round(fn: Callable[[], object], round_seconds: float, warmup: int 
   return max(1, int(round(round_seconds / max(one, 1e-9))))
 
 
-def interleaved(runners: Dict[str, Callable[[], object]], counts: Dict[str, int],
-                rounds: int) -> Dict[str, List[float]]:
+def interleaved(
+  runners: Dict[str, Callable[[], object]], counts: Dict[str, int], rounds: int
+) -> Dict[str, List[float]]:
   """Per-call seconds of each runner, run `counts[name]` times per round, in turn, `rounds` times."""
   durations: Dict[str, List[float]] = {name: [] for name in runners}
   for _ in range(rounds):
@@ -74,24 +82,26 @@ def machine_stamp() -> Dict[str, object]:
   """What ran the benchmark: CPU, cores, memory, load, JAX version, backend and devices."""
   import jax
   import jaxlib
+
   devices = jax.devices()
   stamp = {
-      "cpu_model": _cpu_model(),
-      "cores": usable_cores(),
-      "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-      "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-      "python": platform.python_version(),
-      "jax": jax.__version__,
-      "jaxlib": jaxlib.__version__,
-      "backend": jax.default_backend(),
-      "device_kind": devices[0].device_kind,
-      "num_devices": len(devices),
-      "devices": [str(d) for d in devices],
-      "xla_flags": os.environ.get("XLA_FLAGS", ""),
-      "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    "cpu_model": _cpu_model(),
+    "cores": usable_cores(),
+    "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    "python": platform.python_version(),
+    "jax": jax.__version__,
+    "jaxlib": jaxlib.__version__,
+    "backend": jax.default_backend(),
+    "device_kind": devices[0].device_kind,
+    "num_devices": len(devices),
+    "devices": [str(d) for d in devices],
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    "date": datetime.datetime.now().isoformat(timespec="seconds"),
   }
   try:
     import flax
+
     stamp["flax"] = flax.__version__
   except ImportError:
     pass

@@ -8,6 +8,7 @@ It is the script a PyTorch user would write: no framework, data in memory, one p
 
   python -m benchmarks.torch_default_job --out /tmp/torch_job   (needs `.[bench]`)
 """
+
 import argparse
 import hashlib
 import os
@@ -28,10 +29,15 @@ def _digits28():
   script imports nothing of the project's (whose data package imports tfds and jax).
   """
   images = load_digits().images / np.float32(16)
-  order = sorted(range(len(images)),
-                 key=lambda i: hashlib.sha256(f"digits-{i}".encode()).hexdigest())
-  resized = np.stack([np.asarray(Image.fromarray(image).resize((28, 28), Image.BILINEAR))
-                      for image in images.astype(np.float32)])
+  order = sorted(
+    range(len(images)), key=lambda i: hashlib.sha256(f"digits-{i}".encode()).hexdigest()
+  )
+  resized = np.stack(
+    [
+      np.asarray(Image.fromarray(image).resize((28, 28), Image.BILINEAR))
+      for image in images.astype(np.float32)
+    ]
+  )
   pixels = np.round(np.clip(resized, 0, 1) * 255) / np.float32(255)
   as_tensor = lambda rows: torch.from_numpy(pixels[np.sort(rows)][:, None].astype(np.float32))
   return as_tensor(order[300:]), as_tensor(order[:300])
@@ -43,7 +49,7 @@ def _save_grid(images: torch.Tensor, path: str) -> None:
   rows = -(-len(array) // 8)
   grid = np.zeros((rows * 28, 8 * 28), np.float32)
   for i, image in enumerate(array):
-    grid[(i // 8) * 28:(i // 8 + 1) * 28, (i % 8) * 28:(i % 8 + 1) * 28] = image
+    grid[(i // 8) * 28 : (i // 8 + 1) * 28, (i % 8) * 28 : (i % 8 + 1) * 28] = image
   Image.fromarray((grid * 255).astype(np.uint8)).save(path)
 
 
@@ -65,7 +71,7 @@ def main() -> None:
   for step in range(1, args.steps + 1):
     if position + 128 > len(order):  # A new epoch: reshuffle, drop the incomplete batch.
       order, position = torch.randperm(len(train), generator=generator), 0
-    batch = train[order[position:position + 128]]
+    batch = train[order[position : position + 128]]
     position += 128
     loss = model.loss(batch)
     optimizer.zero_grad(set_to_none=True)
@@ -78,12 +84,18 @@ def main() -> None:
         mean, _ = model.encoder(test[:32].flatten(1)).chunk(2, dim=-1)
         reconstructions = torch.sigmoid(model.decoder(mean)).view(-1, 1, 28, 28)
       _save_grid(samples, os.path.join(args.out, f"samples_{step:08d}.png"))
-      _save_grid(torch.cat([test[:32], reconstructions]),
-                 os.path.join(args.out, f"reconstructions_{step:08d}.png"))
-      torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                  "step": step}, os.path.join(args.out, f"checkpoint_{step}.pt"))
-      print(f"step {step}: train loss {loss.item():.2f}, test loss {test_loss:.2f}, "
-            f"{time.perf_counter() - start:.1f} s")
+      _save_grid(
+        torch.cat([test[:32], reconstructions]),
+        os.path.join(args.out, f"reconstructions_{step:08d}.png"),
+      )
+      torch.save(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step},
+        os.path.join(args.out, f"checkpoint_{step}.pt"),
+      )
+      print(
+        f"step {step}: train loss {loss.item():.2f}, test loss {test_loss:.2f}, "
+        f"{time.perf_counter() - start:.1f} s"
+      )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ discriminator is updated first.
 `make_step(name, batch_size, seed)` returns `step()`, which runs one training step on a fixed
 random batch; `benchmarks.run` times it like the JAX step.
 """
+
 from typing import Callable
 
 import torch
@@ -22,10 +23,12 @@ class _MLPVAE(nn.Module):
 
   def __init__(self, latent_dim: int = 20, hidden: int = 400, pixels: int = 784):
     super().__init__()
-    self.encoder = nn.Sequential(nn.Linear(pixels, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, 2 * latent_dim))
-    self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, pixels))
+    self.encoder = nn.Sequential(
+      nn.Linear(pixels, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent_dim)
+    )
+    self.decoder = nn.Sequential(
+      nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, pixels)
+    )
 
   def loss(self, x):
     flat = x.flatten(1)
@@ -43,11 +46,21 @@ class _ConvAE(nn.Module):
   def __init__(self, latent_dim: int = 16):
     super().__init__()
     self.encoder = nn.Sequential(
-        nn.Conv2d(1, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU(),
-        nn.Flatten(), nn.Linear(7 * 7 * 64, latent_dim))
+      nn.Conv2d(1, 32, 4, 2, 1),
+      nn.ReLU(),
+      nn.Conv2d(32, 64, 4, 2, 1),
+      nn.ReLU(),
+      nn.Flatten(),
+      nn.Linear(7 * 7 * 64, latent_dim),
+    )
     self.decoder = nn.Sequential(
-        nn.Linear(latent_dim, 7 * 7 * 64), nn.ReLU(), nn.Unflatten(1, (64, 7, 7)),
-        nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(32, 1, 4, 2, 1))
+      nn.Linear(latent_dim, 7 * 7 * 64),
+      nn.ReLU(),
+      nn.Unflatten(1, (64, 7, 7)),
+      nn.ConvTranspose2d(64, 32, 4, 2, 1),
+      nn.ReLU(),
+      nn.ConvTranspose2d(32, 1, 4, 2, 1),
+    )
 
   def loss(self, x):
     logits = self.decoder(self.encoder(x))
@@ -56,17 +69,28 @@ class _ConvAE(nn.Module):
 
 def _generator(latent_dim: int = 100):
   return nn.Sequential(
-      nn.Linear(latent_dim, 7 * 7 * 128), nn.BatchNorm1d(7 * 7 * 128), nn.ReLU(),
-      nn.Unflatten(1, (128, 7, 7)),
-      nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),
-      nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Tanh())
+    nn.Linear(latent_dim, 7 * 7 * 128),
+    nn.BatchNorm1d(7 * 7 * 128),
+    nn.ReLU(),
+    nn.Unflatten(1, (128, 7, 7)),
+    nn.ConvTranspose2d(128, 64, 4, 2, 1),
+    nn.BatchNorm2d(64),
+    nn.ReLU(),
+    nn.ConvTranspose2d(64, 1, 4, 2, 1),
+    nn.Tanh(),
+  )
 
 
 def _discriminator():
   return nn.Sequential(
-      nn.Conv2d(1, 64, 4, 2, 1), nn.LeakyReLU(0.2),
-      nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
-      nn.Flatten(), nn.Linear(7 * 7 * 128, 1))
+    nn.Conv2d(1, 64, 4, 2, 1),
+    nn.LeakyReLU(0.2),
+    nn.Conv2d(64, 128, 4, 2, 1),
+    nn.BatchNorm2d(128),
+    nn.LeakyReLU(0.2),
+    nn.Flatten(),
+    nn.Linear(7 * 7 * 128, 1),
+  )
 
 
 def _loss_step(model: nn.Module, images: torch.Tensor, learning_rate: float) -> Callable:
@@ -94,8 +118,9 @@ def _gan_step(images: torch.Tensor, latent_dim: int = 100) -> Callable:
     z = torch.randn(len(images), latent_dim)
     fake = generator(z)
     opt_d.zero_grad(set_to_none=True)
-    d_loss = (F.binary_cross_entropy_with_logits(discriminator(real)[:, 0], ones)
-              + F.binary_cross_entropy_with_logits(discriminator(fake.detach())[:, 0], zeros))
+    d_loss = F.binary_cross_entropy_with_logits(
+      discriminator(real)[:, 0], ones
+    ) + F.binary_cross_entropy_with_logits(discriminator(fake.detach())[:, 0], zeros)
     d_loss.backward()
     opt_d.step()
     opt_g.zero_grad(set_to_none=True)

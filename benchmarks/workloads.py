@@ -4,6 +4,7 @@ loop, the input pipeline and evaluation.
 Every function builds what it times the way the library builds it (families, data-parallel
 modes, the loop, `create_iterator`, the metric functions), so the numbers are the library's.
 """
+
 import contextlib
 import dataclasses
 import io
@@ -48,6 +49,7 @@ def network_config(name: str) -> ml_collections.ConfigDict:
 @dataclasses.dataclass
 class BareStep:
   """One network's compiled train step on fixed device data, ready to time."""
+
   name: str
   batch_size: int
   num_devices: int
@@ -58,8 +60,9 @@ class BareStep:
   hlo_text: Callable[[], str]  # The optimised HLO of the compiled step.
 
 
-def bare_step(name: str, devices: Optional[Sequence] = None, seed: int = 0,
-              parallel_mode: Optional[str] = None) -> BareStep:
+def bare_step(
+  name: str, devices: Optional[Sequence] = None, seed: int = 0, parallel_mode: Optional[str] = None
+) -> BareStep:
   """The train step of network `name` as the loop compiles it, on a random batch.
 
   `devices`: the devices to run on (default: all local ones); the config's global batch is
@@ -67,6 +70,7 @@ def bare_step(name: str, devices: Optional[Sequence] = None, seed: int = 0,
   """
   from aigc_jax.training.family import get_family
   from aigc_jax.training.parallel import PARALLEL_MODES
+
   config = network_config(name)
   devices = list(devices) if devices is not None else jax.local_devices()
   parallel = PARALLEL_MODES.get(parallel_mode or config.train.parallel)(devices)
@@ -74,9 +78,10 @@ def bare_step(name: str, devices: Optional[Sequence] = None, seed: int = 0,
   num_devices, batch_size = len(devices), config.train.batch_size
   rng = np.random.default_rng(seed)
   host_batch = {
-      "image": rng.random((num_devices, batch_size // num_devices) + IMAGE_SHAPE, np.float32),
-      "label": rng.integers(0, 10, (num_devices, batch_size // num_devices)).astype(np.int32),
-      "mask": np.ones((num_devices, batch_size // num_devices), np.float32)}
+    "image": rng.random((num_devices, batch_size // num_devices) + IMAGE_SHAPE, np.float32),
+    "label": rng.integers(0, 10, (num_devices, batch_size // num_devices)).astype(np.int32),
+    "mask": np.ones((num_devices, batch_size // num_devices), np.float32),
+  }
   batch = parallel.put_batch(host_batch)
   key = jax.device_put(jax.random.PRNGKey(seed + 1), parallel.replicated_sharding)
   train_step = parallel.compile_train_step(family.train_step)
@@ -103,9 +108,16 @@ def bare_step(name: str, devices: Optional[Sequence] = None, seed: int = 0,
   def put_batch():
     jax.block_until_ready(parallel.put_batch(host_batch))
 
-  return BareStep(name=name, batch_size=batch_size, num_devices=num_devices,
-                  first_call_seconds=first_call, flops_per_step=flops, run=run,
-                  put_batch=put_batch, hlo_text=compiled.as_text)
+  return BareStep(
+    name=name,
+    batch_size=batch_size,
+    num_devices=num_devices,
+    first_call_seconds=first_call,
+    flops_per_step=flops,
+    run=run,
+    put_batch=put_batch,
+    hlo_text=compiled.as_text,
+  )
 
 
 def matmul_peak(size: int = 2048):
@@ -122,9 +134,14 @@ def matmul_peak(size: int = 2048):
   return 2.0 * size**3, run
 
 
-def training_loop(name: str, num_steps: int, log_every: int, save_every: int,
-                  data_dir: Optional[str], parallel_mode: Optional[str] = None
-                  ) -> Dict[str, object]:
+def training_loop(
+  name: str,
+  num_steps: int,
+  log_every: int,
+  save_every: int,
+  data_dir: Optional[str],
+  parallel_mode: Optional[str] = None,
+) -> Dict[str, object]:
   """Samples/s of `training.train_and_evaluate` for network `name` on `DATASET`.
 
   Logging every `log_every` steps and (async) checkpoints every `save_every` steps are on;
@@ -133,6 +150,7 @@ def training_loop(name: str, num_steps: int, log_every: int, save_every: int,
   grids): data, dispatch, host syncs and periodic saves are all in it.
   """
   from aigc_jax import training
+
   config = network_config(name)
   config.dataset.data_dir = data_dir or ""
   config.train.num_steps = num_steps
@@ -155,27 +173,40 @@ def training_loop(name: str, num_steps: int, log_every: int, save_every: int,
   windows, previous_step = [], 0
   for row in rows:
     steps = row["step"] - previous_step
-    windows.append({"steps": steps,
-                    "seconds": steps * batch_size / row["samples_per_second"]})
+    windows.append({"steps": steps, "seconds": steps * batch_size / row["samples_per_second"]})
     previous_step = row["step"]
   interior = windows[1:-1]
   steps = sum(w["steps"] for w in interior)
   seconds = sum(w["seconds"] for w in interior)
-  return {"num_steps": num_steps, "log_every": log_every, "save_every": save_every,
-          "batch_size": batch_size, "wall_seconds": total,
-          "window_seconds": [w["seconds"] for w in windows], "timed_steps": steps,
-          "samples_per_second": steps * batch_size / seconds}
+  return {
+    "num_steps": num_steps,
+    "log_every": log_every,
+    "save_every": save_every,
+    "batch_size": batch_size,
+    "wall_seconds": total,
+    "window_seconds": [w["seconds"] for w in windows],
+    "timed_steps": steps,
+    "samples_per_second": steps * batch_size / seconds,
+  }
 
 
-def input_pipeline(batch_size: int, num_batches: int, num_local_devices: int,
-                   data_dir: Optional[str]) -> Dict[str, object]:
+def input_pipeline(
+  batch_size: int, num_batches: int, num_local_devices: int, data_dir: Optional[str]
+) -> Dict[str, object]:
   """Seconds per batch of `data.create_iterator` on the training split (after 3 batches)."""
   from aigc_jax import data
+
   spec = data.get_dataset_spec(DATASET)
   start = time.perf_counter()
-  iterator = data.create_iterator(DATASET, spec.train_split, global_batch_size=batch_size,
-                                  num_local_devices=num_local_devices, seed=0, train=True,
-                                  data_dir=data_dir)
+  iterator = data.create_iterator(
+    DATASET,
+    spec.train_split,
+    global_batch_size=batch_size,
+    num_local_devices=num_local_devices,
+    seed=0,
+    train=True,
+    data_dir=data_dir,
+  )
   first_batch = next(iterator)
   setup = time.perf_counter() - start
   del first_batch
@@ -183,13 +214,19 @@ def input_pipeline(batch_size: int, num_batches: int, num_local_devices: int,
     next(iterator)
   seconds = timing.time_calls(lambda: next(iterator), num_batches)
   summary = timing.summarize(seconds)
-  return {"dataset": DATASET, "batch_size": batch_size, "setup_seconds": setup,
-          "seconds_per_batch": summary, "batches_per_second": 1.0 / summary["median"]}
+  return {
+    "dataset": DATASET,
+    "batch_size": batch_size,
+    "setup_seconds": setup,
+    "seconds_per_batch": summary,
+    "batches_per_second": 1.0 / summary["median"],
+  }
 
 
 def ssim_throughput(num_images: int, repeats: int) -> Dict[str, object]:
   """Seconds of `fidelity.ssim` on `num_images` pairs of random 28x28 images."""
   from aigc_jax.evaluation import fidelity
+
   rng = np.random.default_rng(0)
   a = rng.random((num_images,) + IMAGE_SHAPE, np.float32)
   b = np.clip(a + 0.1 * rng.standard_normal(a.shape, np.float32), 0.0, 1.0)
@@ -198,29 +235,42 @@ def ssim_throughput(num_images: int, repeats: int) -> Dict[str, object]:
     np.asarray(fidelity.ssim(a, b))
 
   first = timing.time_calls(run, 1)[0]
-  return {"num_images": num_images, "first_call_seconds": first,
-          "seconds": timing.summarize(timing.time_calls(run, repeats))}
+  return {
+    "num_images": num_images,
+    "first_call_seconds": first,
+    "seconds": timing.summarize(timing.time_calls(run, repeats)),
+  }
 
 
 def prdc_throughput(num_features: int, width: int, repeats: int) -> Dict[str, object]:
   """Seconds of precision/recall (k=3) plus density/coverage (k=5), `num_features` each side."""
   from aigc_jax.evaluation import distribution
+
   rng = np.random.default_rng(0)
   real = rng.standard_normal((num_features, width)).astype(np.float32)
   fake = (1.1 * rng.standard_normal((num_features, width)) + 0.1).astype(np.float32)
 
   def run():
-    jax.block_until_ready((distribution.precision_recall(real, fake, k=3),
-                           distribution.density_coverage(real, fake, k=5)))
+    jax.block_until_ready(
+      (
+        distribution.precision_recall(real, fake, k=3),
+        distribution.density_coverage(real, fake, k=5),
+      )
+    )
 
   first = timing.time_calls(run, 1)[0]
-  return {"num_real": num_features, "num_fake": num_features, "width": width,
-          "first_call_seconds": first,
-          "seconds": timing.summarize(timing.time_calls(run, repeats))}
+  return {
+    "num_real": num_features,
+    "num_fake": num_features,
+    "width": width,
+    "first_call_seconds": first,
+    "seconds": timing.summarize(timing.time_calls(run, repeats)),
+  }
 
 
-def evaluate_cli(num_samples: int, classifier_steps: int, model_steps: int,
-                 data_dir: Optional[str]) -> Dict[str, object]:
+def evaluate_cli(
+  num_samples: int, classifier_steps: int, model_steps: int, data_dir: Optional[str]
+) -> Dict[str, object]:
   """Wall seconds of `python -m experiments.evaluate` on a short `vae_digits` run.
 
   Trains the digits28 classifier and the default VAE for a few steps first (their quality
@@ -229,13 +279,15 @@ def evaluate_cli(num_samples: int, classifier_steps: int, model_steps: int,
   """
   from aigc_jax import training
   from experiments.configs import classifier_digits, vae_digits
+
   with tempfile.TemporaryDirectory() as root:
     data_dir = data_dir or os.path.join(root, "tfds")
     os.makedirs(data_dir, exist_ok=True)  # config.dataset.data_dir must exist.
     runs = {}
-    for run_name, config, steps in [("classifier", classifier_digits.get_config(),
-                                     classifier_steps),
-                                    ("vae", vae_digits.get_config(), model_steps)]:
+    for run_name, config, steps in [
+      ("classifier", classifier_digits.get_config(), classifier_steps),
+      ("vae", vae_digits.get_config(), model_steps),
+    ]:
       config.dataset.data_dir = data_dir
       config.train.num_steps = steps
       config.train.log_every = steps
@@ -244,9 +296,18 @@ def evaluate_cli(num_samples: int, classifier_steps: int, model_steps: int,
       runs[run_name] = os.path.join(root, run_name)
       with _summary_kept_off_stdout():
         training.train_and_evaluate(config, runs[run_name])
-    command = [sys.executable, "-m", "experiments.evaluate", "--workdir", runs["vae"],
-               "--classifier_workdir", runs["classifier"], f"--num_samples={num_samples}",
-               "--data_dir", data_dir]
+    command = [
+      sys.executable,
+      "-m",
+      "experiments.evaluate",
+      "--workdir",
+      runs["vae"],
+      "--classifier_workdir",
+      runs["classifier"],
+      f"--num_samples={num_samples}",
+      "--data_dir",
+      data_dir,
+    ]
     start = time.perf_counter()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
@@ -261,17 +322,26 @@ def run_child(args: List[str], num_cpu_devices: int) -> Dict[str, object]:
   The device count must be fixed before jax starts, hence a process per count. Returns the
   JSON the child wrote.
   """
-  flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
-           if not f.startswith("--xla_force_host_platform_device_count")]
+  flags = [
+    f
+    for f in os.environ.get("XLA_FLAGS", "").split()
+    if not f.startswith("--xla_force_host_platform_device_count")
+  ]
   flags.append(f"--xla_force_host_platform_device_count={num_cpu_devices}")
   env = dict(os.environ, XLA_FLAGS=" ".join(flags), JAX_PLATFORMS="cpu")
   with tempfile.TemporaryDirectory() as out_dir:
     output = os.path.join(out_dir, "child.json")
-    result = subprocess.run([sys.executable, "-m", "benchmarks.run", *args,
-                             f"--child_output={output}"],
-                            cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+      [sys.executable, "-m", "benchmarks.run", *args, f"--child_output={output}"],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      check=False,
+    )
     if result.returncode != 0:
-      raise RuntimeError(f"benchmark child with {num_cpu_devices} devices failed: "
-                         f"{result.stderr[-2000:]}")
+      raise RuntimeError(
+        f"benchmark child with {num_cpu_devices} devices failed: {result.stderr[-2000:]}"
+      )
     with open(output, encoding="utf-8") as f:
       return json.load(f)

@@ -4,6 +4,7 @@ Exit codes: 0 done, 2 a user error (one line `error: ...` on stderr), 75 interru
 saved (rerun to resume), 69 another process of a multi-process run died (rerun them all to
 resume), 130 stopped by Ctrl-C before training started, 1 a bug (traceback).
 """
+
 import os
 import re
 import sys
@@ -46,8 +47,11 @@ def define_config_flag(default_path: str):
   """
   try:
     holder = config_flags.DEFINE_config_file(
-        "config", default_path, "Experiment config file (or a run's config.json); override "
-        "its keys with --config.a.b=value.", lock_config=True)
+      "config",
+      default_path,
+      "Experiment config file (or a run's config.json); override its keys with --config.a.b=value.",
+      lock_config=True,
+    )
   except (AttributeError, KeyError) as e:
     _fail_unknown_key(e)
   flags.FLAGS[holder.name].parser = config_files.Parser()
@@ -61,15 +65,18 @@ def _config_path(argv: List[str]) -> Optional[str]:
     if arg == "--":
       break
     if arg.startswith("--config="):
-      path = arg[len("--config="):]
+      path = arg[len("--config=") :]
     elif arg == "--config" and index + 1 < len(argv):
       path = argv[index + 1]
   return None if path is None else path.split(":", 1)[0]
 
 
 def _available_configs() -> str:
-  names = sorted(n[:-3] for n in os.listdir(_CONFIGS_DIR)
-                 if n.endswith(".py") and n not in ("__init__.py", "base.py"))
+  names = sorted(
+    n[:-3]
+    for n in os.listdir(_CONFIGS_DIR)
+    if n.endswith(".py") and n not in ("__init__.py", "base.py")
+  )
   return ", ".join(names)
 
 
@@ -78,8 +85,10 @@ def _check_config_path(path: Optional[str]) -> None:
   (whose errors are tracebacks when overrides follow) tries to load it."""
   if path is None:
     return
-  hint = (f"pass experiments/configs/<name>.py with <name> one of: {_available_configs()}, "
-          "or a run's <workdir>/config.json")
+  hint = (
+    f"pass experiments/configs/<name>.py with <name> one of: {_available_configs()}, "
+    "or a run's <workdir>/config.json"
+  )
   if not path:
     fail(f"--config is empty; {hint}.")
   if os.path.isdir(path):
@@ -118,8 +127,9 @@ def parse_flags(argv):
   return remaining
 
 
-def folder_flag_problem(flag: str, path: Optional[str], what: str, *,
-                        must_exist: bool) -> Optional[str]:
+def folder_flag_problem(
+  flag: str, path: Optional[str], what: str, *, must_exist: bool
+) -> Optional[str]:
   """Why the folder given to `--flag` cannot be used, in one sentence ending in "pass
   <what>.", or None (also when the flag was not given: `path` None).
 
@@ -150,11 +160,15 @@ def config_value(config_flag):
     config.keys()  # A config file that failed to load raises on first use, not on `.value`.
   except OSError as e:
     reason = " ".join(str(e).split())
-    fail(f"Cannot load the config file given to --config ({reason}); pass an existing "
-         "experiments/configs/<name>.py.")
+    fail(
+      f"Cannot load the config file given to --config ({reason}); pass an existing "
+      "experiments/configs/<name>.py."
+    )
   except AttributeError:
-    fail("The config file given to --config returned no ConfigDict from get_config(); it "
-         "must return one (see experiments/configs/vae_digits.py).")
+    fail(
+      "The config file given to --config returned no ConfigDict from get_config(); it "
+      "must return one (see experiments/configs/vae_digits.py)."
+    )
   return config
 
 
@@ -186,9 +200,12 @@ def run_reporting_user_errors(fn, *args, **kwargs):
     distributed = sys.modules.get("aigc_jax.distributed")
     if distributed is not None and distributed.is_peer_failure(e):
       import jax  # pylint: disable=import-outside-toplevel
+
       message = distributed.peer_lost_message(
-          distributed.peer_failure_detail(e), jax.process_index(), jax.process_count())
+        distributed.peer_failure_detail(e), jax.process_index(), jax.process_count()
+      )
       import tqdm  # pylint: disable=import-outside-toplevel
+
       tqdm.tqdm.write(f"error: {message}", file=sys.stderr)  # Below any progress bar.
       sys.stderr.flush()
       sys.stdout.flush()
@@ -200,6 +217,7 @@ def run_reporting_user_errors(fn, *args, **kwargs):
 
 # ---- Multi-process runs (aigc_jax.distributed) ----
 
+
 def define_distributed_flags():
   """The flags that turn a command into one process of a multi-process run.
 
@@ -207,32 +225,48 @@ def define_distributed_flags():
   single process and JAX's distributed runtime is never started.
   """
   flags.DEFINE_bool(
-      "distributed", False, "Start JAX's distributed runtime, detecting the missing settings "
-      "from the cluster (Cloud TPU pod slice, SLURM, Open MPI, Kubernetes).")
+    "distributed",
+    False,
+    "Start JAX's distributed runtime, detecting the missing settings "
+    "from the cluster (Cloud TPU pod slice, SLURM, Open MPI, Kubernetes).",
+  )
   flags.DEFINE_string(
-      "coordinator_address", None, "HOST:PORT of process 0 of a multi-process run (default: "
-      "$JAX_COORDINATOR_ADDRESS); setting it starts JAX's distributed runtime.")
-  flags.DEFINE_integer("num_processes", None, "Processes in the run (default: "
-                       "$JAX_NUM_PROCESSES).")
-  flags.DEFINE_integer("process_id", None, "This process's index, 0 to num_processes - 1 "
-                       "(default: $JAX_PROCESS_ID).")
+    "coordinator_address",
+    None,
+    "HOST:PORT of process 0 of a multi-process run (default: "
+    "$JAX_COORDINATOR_ADDRESS); setting it starts JAX's distributed runtime.",
+  )
+  flags.DEFINE_integer("num_processes", None, "Processes in the run (default: $JAX_NUM_PROCESSES).")
   flags.DEFINE_integer(
-      "heartbeat_timeout", 100, "Seconds without a heartbeat after which a process of a "
-      "multi-process run counts as dead and the others stop (exit 69).")
+    "process_id", None, "This process's index, 0 to num_processes - 1 (default: $JAX_PROCESS_ID)."
+  )
   flags.DEFINE_integer(
-      "initialization_timeout", 300, "Seconds the processes of a multi-process run wait for "
-      "each other to start.")
+    "heartbeat_timeout",
+    100,
+    "Seconds without a heartbeat after which a process of a "
+    "multi-process run counts as dead and the others stop (exit 69).",
+  )
+  flags.DEFINE_integer(
+    "initialization_timeout",
+    300,
+    "Seconds the processes of a multi-process run wait for each other to start.",
+  )
 
 
 def distributed_settings():
   """The parsed distributed flags (with their environment fallbacks), or one line."""
   from aigc_jax import distributed  # pylint: disable=import-outside-toplevel
+
   values = flags.FLAGS
   return run_reporting_user_errors(
-      distributed.settings_from, auto=values.distributed,
-      coordinator_address=values.coordinator_address, num_processes=values.num_processes,
-      process_id=values.process_id, heartbeat_timeout_s=values.heartbeat_timeout,
-      initialization_timeout_s=values.initialization_timeout)
+    distributed.settings_from,
+    auto=values.distributed,
+    coordinator_address=values.coordinator_address,
+    num_processes=values.num_processes,
+    process_id=values.process_id,
+    heartbeat_timeout_s=values.heartbeat_timeout,
+    initialization_timeout_s=values.initialization_timeout,
+  )
 
 
 _SUPERVISED_ENV = "AIGC_JAX_SUPERVISED"
@@ -241,6 +275,7 @@ _SUPERVISED_ENV = "AIGC_JAX_SUPERVISED"
 def start_distributed(settings) -> None:
   """Initialises JAX's distributed runtime if `settings` ask for it (see `supervise`)."""
   from aigc_jax import distributed  # pylint: disable=import-outside-toplevel
+
   run_reporting_user_errors(distributed.initialize, settings)
 
 
@@ -257,4 +292,5 @@ def supervise(settings) -> None:
   if not settings.requested or os.environ.get(_SUPERVISED_ENV):
     return
   from experiments import supervisor  # pylint: disable=import-outside-toplevel
+
   sys.exit(supervisor.run_child(settings, _SUPERVISED_ENV))

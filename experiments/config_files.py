@@ -10,6 +10,7 @@ raises `ConfigFileError`, whose message is the one line the CLI prints.
 ml_collections' own loader turns these into tracebacks (or a traceback flattened into the
 message) and reads a `.json` file as Python (`NameError: name 'true' is not defined`).
 """
+
 import importlib.util
 import inspect
 import json
@@ -42,7 +43,8 @@ def load(spec: str) -> ml_collections.ConfigDict:
     config = _load_python(path, argument if colon else None)
   else:
     raise ConfigFileError(
-        f"--config {path} is neither a config file (.py) nor a run's config.json.")
+      f"--config {path} is neither a config file (.py) nor a run's config.json."
+    )
   _check_complete(config, path)
   return config
 
@@ -52,13 +54,16 @@ def _load_json(path: str) -> ml_collections.ConfigDict:
     with open(path, encoding="utf-8") as f:
       tree = json.load(f)
   except json.JSONDecodeError as e:
-    raise ConfigFileError(f"The config {path} is not valid JSON (line {e.lineno}, column "
-                          f"{e.colno}: {e.msg}).") from None
+    raise ConfigFileError(
+      f"The config {path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})."
+    ) from None
   except (OSError, UnicodeDecodeError) as e:
     raise ConfigFileError(f"Cannot read the config {path} ({e}).") from None
   if not isinstance(tree, dict):
-    raise ConfigFileError(f"The config {path} holds a JSON {type(tree).__name__}, not the "
-                          "object of a run's config.json.")
+    raise ConfigFileError(
+      f"The config {path} holds a JSON {type(tree).__name__}, not the "
+      "object of a run's config.json."
+    )
   return config_rules.config_from_json(tree)
 
 
@@ -79,52 +84,61 @@ def _load_python(path: str, argument):
   try:
     module_spec.loader.exec_module(module)
   except SyntaxError as e:
-    raise ConfigFileError(f"The config file {path} does not load: syntax error at line "
-                          f"{e.lineno} of {e.filename}: {e.msg}.") from None
+    raise ConfigFileError(
+      f"The config file {path} does not load: syntax error at line "
+      f"{e.lineno} of {e.filename}: {e.msg}."
+    ) from None
   except Exception as e:  # pylint: disable=broad-except  # Whatever the user's file raised.
-    raise ConfigFileError(f"The config file {path} does not load: {type(e).__name__}: {e}"
-                          f"{_where(e, path)}.") from None
+    raise ConfigFileError(
+      f"The config file {path} does not load: {type(e).__name__}: {e}{_where(e, path)}."
+    ) from None
   get_config = getattr(module, "get_config", None)
   if not callable(get_config):
     raise ConfigFileError(
-        f"The config file {path} has no get_config() function; a config file defines "
-        "get_config() returning an ml_collections.ConfigDict (see "
-        "experiments/configs/vae_digits.py).")
+      f"The config file {path} has no get_config() function; a config file defines "
+      "get_config() returning an ml_collections.ConfigDict (see "
+      "experiments/configs/vae_digits.py)."
+    )
   args = () if argument is None else (argument,)
   call = f"get_config({argument!r})" if args else "get_config()"
   try:
     inspect.signature(get_config).bind(*args)
   except TypeError:
     if args:
-      raise ConfigFileError(f"The config file {path} takes no ':{argument}' (its get_config() "
-                            "has no argument).") from None
-    raise ConfigFileError(f"The config file {path} needs an argument: pass --config "
-                          f"{path}:<value> (see the file's docstring).") from None
+      raise ConfigFileError(
+        f"The config file {path} takes no ':{argument}' (its get_config() has no argument)."
+      ) from None
+    raise ConfigFileError(
+      f"The config file {path} needs an argument: pass --config "
+      f"{path}:<value> (see the file's docstring)."
+    ) from None
   except ValueError:  # No signature to read (a builtin): let the call say.
     pass
   try:
     config = get_config(*args)
   except Exception as e:  # pylint: disable=broad-except
     hint = "; see the file's docstring for the arguments it takes" if args else ""
-    raise ConfigFileError(f"{call} of {path} failed: {type(e).__name__}: {e}"
-                          f"{_where(e, path)}{hint}.") from None
+    raise ConfigFileError(
+      f"{call} of {path} failed: {type(e).__name__}: {e}{_where(e, path)}{hint}."
+    ) from None
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigFileError(
-        f"{call} of {path} returned {type(config).__name__ if config is not None else 'None'}"
-        ", not an ml_collections.ConfigDict; start from the base config "
-        f"(config = base.get_base_config() of {_BASE}) and return it.")
+      f"{call} of {path} returned {type(config).__name__ if config is not None else 'None'}"
+      ", not an ml_collections.ConfigDict; start from the base config "
+      f"(config = base.get_base_config() of {_BASE}) and return it."
+    )
   return config
 
 
 def _check_complete(config: ml_collections.ConfigDict, path: str) -> None:
   missing = config_rules.missing_keys(config, base.get_base_config())
   if missing:
-    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5
-                                      else "")
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
     raise ConfigFileError(
-        f"The config from {path} lacks the key{'s' if len(missing) > 1 else ''} {shown}: a "
-        f"config must start from {_BASE} (config = base.get_base_config(), then change what "
-        "differs).")
+      f"The config from {path} lacks the key{'s' if len(missing) > 1 else ''} {shown}: a "
+      f"config must start from {_BASE} (config = base.get_base_config(), then change what "
+      "differs)."
+    )
 
 
 class Parser(flags.ArgumentParser):

@@ -13,6 +13,7 @@ estimated rates with their 95% intervals and real-data floors, and the control e
 conditional models. One seed per variant: the intervals are over samples, not over seeds.
 Rerunning the same command reuses every finished run; Ctrl-C keeps what finished (exit 75).
 """
+
 from experiments import signals
 
 if __name__ == "__main__":
@@ -30,17 +31,24 @@ from typing import Any, Dict, List
 from absl import app, flags
 
 _OUT = flags.DEFINE_string("out", None, "Output folder (runs and results).", required=True)
-_GAN_STEPS = flags.DEFINE_integer("gan_steps", 400, "Training steps of each GAN variant.",
-                                  lower_bound=1)
-_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 2000, "Samples per evaluation (> 128).",
-                                    lower_bound=129)
+_GAN_STEPS = flags.DEFINE_integer(
+  "gan_steps", 400, "Training steps of each GAN variant.", lower_bound=1
+)
+_NUM_SAMPLES = flags.DEFINE_integer(
+  "num_samples", 2000, "Samples per evaluation (> 128).", lower_bound=129
+)
 _ONLY = flags.DEFINE_list("only", [], "Config names to run (default: every digits28 variant).")
-_DATA_DIR = flags.DEFINE_string("data_dir", "", "tfds data_dir (default: OUT/tfds; created if "
-                                 "missing).")
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir", "", "tfds data_dir (default: OUT/tfds; created if missing)."
+)
 
 GENERATIVE = ("ae", "vae", "gan")
-RATES = ("reconstruction_class_flip_rate", "manifold_hallucination_rate",
-         "unrecognisable_rate", "control_error_rate")
+RATES = (
+  "reconstruction_class_flip_rate",
+  "manifold_hallucination_rate",
+  "unrecognisable_rate",
+  "control_error_rate",
+)
 
 
 def variant_configs() -> Dict[str, Any]:
@@ -65,8 +73,12 @@ def _rate_cell(value: Dict[str, Any]) -> str:
 
 def summary_row(name: str, config, results: Dict[str, Any], seconds: float) -> Dict[str, Any]:
   """The table's numbers of one evaluated variant."""
-  row: Dict[str, Any] = {"config": name, "family": config.model.family,
-                         "steps": int(config.train.num_steps), "train_seconds": seconds}
+  row: Dict[str, Any] = {
+    "config": name,
+    "family": config.model.family,
+    "steps": int(config.train.num_steps),
+    "train_seconds": seconds,
+  }
   if "fidelity" in results:
     row["mse"] = results["fidelity"]["mse"]["mean"]
     row["ssim"] = results["fidelity"]["ssim"]["mean"]
@@ -82,12 +94,16 @@ def summary_row(name: str, config, results: Dict[str, Any], seconds: float) -> D
 
 
 def to_markdown(rows: List[Dict[str, Any]], num_samples: int) -> str:
-  header = ["config", "family", "steps", "mse", "ssim", "fid", "precision", "recall",
-            *RATES]
-  lines = [f"# Image variants on digits28 ({num_samples} samples per evaluation, seed 0)", "",
-           "Rates: value [95% Wilson interval] (floor: the same estimator on held-out real "
-           "digits). '-' = not defined for the family.", "",
-           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  header = ["config", "family", "steps", "mse", "ssim", "fid", "precision", "recall", *RATES]
+  lines = [
+    f"# Image variants on digits28 ({num_samples} samples per evaluation, seed 0)",
+    "",
+    "Rates: value [95% Wilson interval] (floor: the same estimator on held-out real "
+    "digits). '-' = not defined for the family.",
+    "",
+    "| " + " | ".join(header) + " |",
+    "|" + "---|" * len(header),
+  ]
   for row in rows:
     cells = [row["config"], row["family"], str(row["steps"])]
     for key in ("mse", "ssim", "fid", "precision", "recall"):
@@ -123,34 +139,47 @@ def selected_configs() -> Dict[str, Any]:
   from aigc_jax.errors import UnknownNameError, UserError  # pylint: disable=import-outside-toplevel
   from aigc_jax.hallucination_benchmark import folder  # pylint: disable=import-outside-toplevel
   from experiments import cli  # pylint: disable=import-outside-toplevel
+
   for problem in (
-      cli.folder_flag_problem("out", _OUT.value, "a new folder or the --out of an earlier "
-                              "run of this command", must_exist=False),
-      folder.training_run_problem(_OUT.value),
-      cli.folder_flag_problem("data_dir", _DATA_DIR.value or None, "a folder",
-                              must_exist=False)):
+    cli.folder_flag_problem(
+      "out",
+      _OUT.value,
+      "a new folder or the --out of an earlier run of this command",
+      must_exist=False,
+    ),
+    folder.training_run_problem(_OUT.value),
+    cli.folder_flag_problem("data_dir", _DATA_DIR.value or None, "a folder", must_exist=False),
+  ):
     if problem:
       raise UserError(problem)
   configs = variant_configs()
   unknown = sorted(set(_ONLY.value) - set(configs))
   if unknown:
-    raise UnknownNameError(f"--only names {', '.join(unknown)}, not digits28 variant configs; "
-                           f"choose from {', '.join(configs)}.")
+    raise UnknownNameError(
+      f"--only names {', '.join(unknown)}, not digits28 variant configs; "
+      f"choose from {', '.join(configs)}."
+    )
   if _ONLY.value:
     configs = {name: configs[name] for name in _ONLY.value}
   for name, config in configs.items():
     step = folder.newest_checkpoint(os.path.join(_OUT.value, name))
     if step is not None and step > _num_steps(config):
-      flag = (f"--gan_steps={step}" if config.model.family == "gan"
-              else "another --out (its steps are the config's)")
-      raise UserError(f"{os.path.join(_OUT.value, name)} was trained for {step} steps, more "
-                      f"than the {_num_steps(config)} of this run; pass {flag}, or another "
-                      "--out.")
+      flag = (
+        f"--gan_steps={step}"
+        if config.model.family == "gan"
+        else "another --out (its steps are the config's)"
+      )
+      raise UserError(
+        f"{os.path.join(_OUT.value, name)} was trained for {step} steps, more "
+        f"than the {_num_steps(config)} of this run; pass {flag}, or another "
+        "--out."
+      )
   return configs
 
 
 def main(argv):
   from experiments import cli  # pylint: disable=import-outside-toplevel
+
   cli.no_positional_arguments(argv)
   configs = cli.run_reporting_user_errors(selected_configs)
   cli.run_reporting_user_errors(_run_interruptible, configs)
@@ -164,11 +193,17 @@ def interrupted(out: str):
     with open(path, encoding="utf-8") as f:
       rows = [row["config"] for row in json.load(f).get("rows", [])]
   if rows:
-    return (f"Interrupted by Ctrl-C; saved: the rows of {', '.join(rows)} in {path}; run the "
-            "same command again to resume (finished runs are reused).", 75)
+    return (
+      f"Interrupted by Ctrl-C; saved: the rows of {', '.join(rows)} in {path}; run the "
+      "same command again to resume (finished runs are reused).",
+      75,
+    )
   if glob.glob(os.path.join(out, "*", "checkpoints")):
-    return (f"Interrupted by Ctrl-C; saved: checkpoints under {out}; run the same command "
-            "again to resume.", 75)
+    return (
+      f"Interrupted by Ctrl-C; saved: checkpoints under {out}; run the same command "
+      "again to resume.",
+      75,
+    )
   return f"Interrupted by Ctrl-C; nothing was saved in {out}.", 130
 
 
@@ -188,6 +223,7 @@ def _train_unless_finished(config, workdir: str) -> None:
   loop's note on it names --config flags, which this command does not have)."""
   from aigc_jax import training  # pylint: disable=import-outside-toplevel
   from aigc_jax.hallucination_benchmark import folder  # pylint: disable=import-outside-toplevel
+
   if folder.newest_checkpoint(workdir) == int(config.train.num_steps):
     print(f"{workdir}: finished at step {config.train.num_steps}, reused")
     return
@@ -197,6 +233,7 @@ def _train_unless_finished(config, workdir: str) -> None:
 def _run_all(configs):
   from aigc_jax.evaluation import report  # pylint: disable=import-outside-toplevel
   from experiments.configs import classifier_digits  # pylint: disable=import-outside-toplevel
+
   out = os.path.abspath(_OUT.value)
   data_dir = _DATA_DIR.value or os.path.join(out, "tfds")
   os.makedirs(data_dir, exist_ok=True)
@@ -214,13 +251,21 @@ def _run_all(configs):
     start = time.perf_counter()
     _train_unless_finished(config, workdir)
     seconds = time.perf_counter() - start
-    results = report.evaluate_run(workdir, classifier_workdir=classifier_dir,
-                                  num_samples=_NUM_SAMPLES.value, seed=0, data_dir=data_dir)
+    results = report.evaluate_run(
+      workdir,
+      classifier_workdir=classifier_dir,
+      num_samples=_NUM_SAMPLES.value,
+      seed=0,
+      data_dir=data_dir,
+    )
     rows.append(summary_row(name, config, results, seconds))
     rows.sort(key=lambda row: row["config"])
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as f:
-      json.dump({"gan_steps": _GAN_STEPS.value, "num_samples": _NUM_SAMPLES.value,
-                 "rows": rows}, f, indent=2)
+      json.dump(
+        {"gan_steps": _GAN_STEPS.value, "num_samples": _NUM_SAMPLES.value, "rows": rows},
+        f,
+        indent=2,
+      )
     with open(os.path.join(out, "results.md"), "w", encoding="utf-8") as f:
       f.write(to_markdown(rows, _NUM_SAMPLES.value))
   print(to_markdown(rows, _NUM_SAMPLES.value))
@@ -228,4 +273,5 @@ def _run_all(configs):
 
 if __name__ == "__main__":
   from experiments import cli as _cli
+
   app.run(main, flags_parser=_cli.parse_flags)  # Flag errors in one line; library logs quiet.

@@ -10,6 +10,7 @@ each finished setting is saved under DIR/settings/ and reused, and the tables ar
 from every finished setting in DIR. A rerun whose flags would replace a saved setting with
 another one (other steps, seeds, --quick...) is refused unless --overwrite is given.
 """
+
 from experiments import signals
 
 if __name__ == "__main__":
@@ -23,35 +24,60 @@ from absl import app, flags
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _OUT = flags.DEFINE_string("out", None, "Output directory.", required=True)
-_PROTOCOL = flags.DEFINE_enum("protocol", "standard", ["standard", "pacgan"],
-                              "standard: families and variants; pacgan: Lin et al.'s 2-D protocol.")
-_QUICK = flags.DEFINE_bool("quick", False, "A reduced run for CI (about 100 s on 2 cores); with --only, the quick budget on the settings named.")
-_ONLY = flags.DEFINE_list("only", [], "Keep settings whose dataset, name or dataset/name is listed.")
-_STEPS = flags.DEFINE_integer("steps", None, "Training steps of every setting (default: the "
-                              "protocol's).")
+_PROTOCOL = flags.DEFINE_enum(
+  "protocol",
+  "standard",
+  ["standard", "pacgan"],
+  "standard: families and variants; pacgan: Lin et al.'s 2-D protocol.",
+)
+_QUICK = flags.DEFINE_bool(
+  "quick",
+  False,
+  "A reduced run for CI (about 100 s on 2 cores); with --only, the quick budget on the settings named.",
+)
+_ONLY = flags.DEFINE_list(
+  "only", [], "Keep settings whose dataset, name or dataset/name is listed."
+)
+_STEPS = flags.DEFINE_integer(
+  "steps", None, "Training steps of every setting (default: the protocol's)."
+)
 _SEEDS = flags.DEFINE_integer("seeds", None, "Seeds per setting (standard protocol).")
 _TRIALS = flags.DEFINE_integer("trials", None, "Trials per setting (pacgan protocol; default 10).")
-_EVAL_EVERY = flags.DEFINE_integer("eval_every", None, "pacgan protocol: steps between "
-                                   "measurements (default 10,000).")
+_EVAL_EVERY = flags.DEFINE_integer(
+  "eval_every", None, "pacgan protocol: steps between measurements (default 10,000)."
+)
 _PACK_SIZES = flags.DEFINE_list("pack_sizes", ["1", "2", "3", "4"], "pacgan protocol: pack sizes.")
-_CONFIGS_DIR = flags.DEFINE_string("configs_dir", os.path.join(_HERE, "configs"),
-                                   "Folder whose digits28 configs define the variants.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data_dir of the shapes classifier's "
-                                "training (default: tfds's).")
+_CONFIGS_DIR = flags.DEFINE_string(
+  "configs_dir",
+  os.path.join(_HERE, "configs"),
+  "Folder whose digits28 configs define the variants.",
+)
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir", None, "tfds data_dir of the shapes classifier's training (default: tfds's)."
+)
 _OVERWRITE = flags.DEFINE_bool(
-    "overwrite", False, "Replace the saved settings of --out that were made with other flags "
-    "(steps, seeds, --quick, protocol...): they are moved to settings/replaced/<time>/, never "
-    "deleted. Without it such a rerun is refused.")
+  "overwrite",
+  False,
+  "Replace the saved settings of --out that were made with other flags "
+  "(steps, seeds, --quick, protocol...): they are moved to settings/replaced/<time>/, never "
+  "deleted. Without it such a rerun is refused.",
+)
 
 # Which protocol each budget flag belongs to: given to the other one, it would do nothing.
-_PROTOCOL_OF_FLAG = {"seeds": "standard", "trials": "pacgan", "eval_every": "pacgan",
-                     "pack_sizes": "pacgan"}
+_PROTOCOL_OF_FLAG = {
+  "seeds": "standard",
+  "trials": "pacgan",
+  "eval_every": "pacgan",
+  "pack_sizes": "pacgan",
+}
 
 
 def _positive(name: str, what: str):
   flags.register_validator(
-      name, lambda value: value is None or value >= 1,
-      f"--{name} must be a positive number of {what}; leave it out for the protocol's default.")
+    name,
+    lambda value: value is None or value >= 1,
+    f"--{name} must be a positive number of {what}; leave it out for the protocol's default.",
+  )
 
 
 _positive("steps", "training steps")
@@ -59,39 +85,57 @@ _positive("seeds", "seeds")
 _positive("trials", "trials")
 _positive("eval_every", "steps between measurements")
 flags.register_validator(
-    "pack_sizes", lambda sizes: all(s.isdigit() and int(s) >= 1 for s in sizes) and bool(sizes),
-    "--pack_sizes must be a comma-separated list of positive integers, such as 1,2,3,4.")
+  "pack_sizes",
+  lambda sizes: all(s.isdigit() and int(s) >= 1 for s in sizes) and bool(sizes),
+  "--pack_sizes must be a comma-separated list of positive integers, such as 1,2,3,4.",
+)
 
 
 def check_flags() -> None:
   """Every user error of the flags, before jax starts (UserError: one line, exit 2)."""
   from aigc_jax.errors import UserError  # pylint: disable=import-outside-toplevel
   from aigc_jax.hallucination_benchmark import folder, protocols  # pylint: disable=import-outside-toplevel
+
   for name, protocol in _PROTOCOL_OF_FLAG.items():
     if flags.FLAGS[name].present and _PROTOCOL.value != protocol:
-      hint = {"trials": "; the standard protocol's repetitions are --seeds",
-              "seeds": "; the pacgan protocol's repetitions are --trials"}.get(name, "")
-      raise UserError(f"--{name} applies to --protocol {protocol} only, and this run is "
-                      f"--protocol {_PROTOCOL.value}: leave it out{hint}.")
+      hint = {
+        "trials": "; the standard protocol's repetitions are --seeds",
+        "seeds": "; the pacgan protocol's repetitions are --trials",
+      }.get(name, "")
+      raise UserError(
+        f"--{name} applies to --protocol {protocol} only, and this run is "
+        f"--protocol {_PROTOCOL.value}: leave it out{hint}."
+      )
   from experiments import cli  # pylint: disable=import-outside-toplevel
+
   for problem in (
-      cli.folder_flag_problem("out", _OUT.value, "a new folder or the --out of an earlier "
-                              "run of this command", must_exist=False),
-      folder.training_run_problem(_OUT.value),
-      cli.folder_flag_problem("configs_dir", _CONFIGS_DIR.value, "an existing folder of "
-                              "config files", must_exist=True),
-      cli.folder_flag_problem("data_dir", _DATA_DIR.value, "a folder", must_exist=False)):
+    cli.folder_flag_problem(
+      "out",
+      _OUT.value,
+      "a new folder or the --out of an earlier run of this command",
+      must_exist=False,
+    ),
+    folder.training_run_problem(_OUT.value),
+    cli.folder_flag_problem(
+      "configs_dir", _CONFIGS_DIR.value, "an existing folder of config files", must_exist=True
+    ),
+    cli.folder_flag_problem("data_dir", _DATA_DIR.value, "a folder", must_exist=False),
+  ):
     if problem:
       raise UserError(problem)
   if _ONLY.value:
     datasets, names = protocols.setting_names(
-        _PROTOCOL.value, _CONFIGS_DIR.value, quick=_QUICK.value,
-        pack_sizes=[int(p) for p in _PACK_SIZES.value])
+      _PROTOCOL.value,
+      _CONFIGS_DIR.value,
+      quick=_QUICK.value,
+      pack_sizes=[int(p) for p in _PACK_SIZES.value],
+    )
     protocols.check_only(_ONLY.value, datasets, names, _PROTOCOL.value)
 
 
 def main(argv):
   from experiments import cli  # pylint: disable=import-outside-toplevel
+
   cli.no_positional_arguments(argv)
   cli.run_reporting_user_errors(check_flags)
   cli.run_reporting_user_errors(run_interruptible)
@@ -100,6 +144,7 @@ def main(argv):
 def run_interruptible():
   """`run`, with Ctrl-C answered by what the folder holds: saved (75) or nothing (130)."""
   from aigc_jax.hallucination_benchmark import folder  # pylint: disable=import-outside-toplevel
+
   try:
     signals.start_raising()  # A Ctrl-C recorded during start-up is raised here.
     run()
@@ -114,26 +159,43 @@ def run():
   # Imported after flag parsing, so jax starts with the final XLA_FLAGS.
   from aigc_jax.hallucination_benchmark import protocols, runner  # pylint: disable=import-outside-toplevel
   from experiments.configs import classifier_shapes, hallucination_bases  # pylint: disable=import-outside-toplevel
+
   get_base = lambda dataset, family: hallucination_bases.get_config(f"{dataset},{family}")
   if _PROTOCOL.value == "pacgan":
-    plan = protocols.pacgan_plan(hallucination_bases.pacgan_config, steps=_STEPS.value, trials=_TRIALS.value,
-                                 eval_every=_EVAL_EVERY.value,
-                                 pack_sizes=[int(p) for p in _PACK_SIZES.value],
-                                 only=_ONLY.value, quick=_QUICK.value)
+    plan = protocols.pacgan_plan(
+      hallucination_bases.pacgan_config,
+      steps=_STEPS.value,
+      trials=_TRIALS.value,
+      eval_every=_EVAL_EVERY.value,
+      pack_sizes=[int(p) for p in _PACK_SIZES.value],
+      only=_ONLY.value,
+      quick=_QUICK.value,
+    )
   else:
-    plan = protocols.standard_plan(_CONFIGS_DIR.value, get_base, quick=_QUICK.value,
-                                   steps=_STEPS.value, seeds=_SEEDS.value, only=_ONLY.value)
+    plan = protocols.standard_plan(
+      _CONFIGS_DIR.value,
+      get_base,
+      quick=_QUICK.value,
+      steps=_STEPS.value,
+      seeds=_SEEDS.value,
+      only=_ONLY.value,
+    )
   classifier = classifier_shapes.get_config()
   if _QUICK.value:
     classifier.train.num_steps = protocols.QUICK_CLASSIFIER_STEPS
     classifier.train.eval_every = classifier.checkpoint.save_every = (
-        protocols.QUICK_CLASSIFIER_STEPS)
-  runner.run_plan(plan, _OUT.value, classifier, data_dir=_DATA_DIR.value,
-                  overwrite=_OVERWRITE.value)
-  print(f"Results in {os.path.abspath(_OUT.value)}: results.csv, results.md, results.json, "
-        "calibration.csv, figures/")
+      protocols.QUICK_CLASSIFIER_STEPS
+    )
+  runner.run_plan(
+    plan, _OUT.value, classifier, data_dir=_DATA_DIR.value, overwrite=_OVERWRITE.value
+  )
+  print(
+    f"Results in {os.path.abspath(_OUT.value)}: results.csv, results.md, results.json, "
+    "calibration.csv, figures/"
+  )
 
 
 if __name__ == "__main__":
   from experiments import cli as _cli
+
   app.run(main, flags_parser=_cli.parse_flags)  # Flag errors in one line; library logs quiet.

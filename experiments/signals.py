@@ -24,6 +24,7 @@ for) quits at once with one line, so a long start-up can still be left.
 
 Standard library only: it is imported before anything else, to leave no window open.
 """
+
 import _thread
 import os
 import signal
@@ -60,8 +61,11 @@ class _Handler:
     name = signal.Signals(signum).name
     if not self.raising:
       if self.signal_name is not None:  # The second one: the user does not want to wait.
-        print(f"Interrupted by {describe(name)} during start-up; nothing was saved.",
-              file=sys.stderr, flush=True)
+        print(
+          f"Interrupted by {describe(name)} during start-up; nothing was saved.",
+          file=sys.stderr,
+          flush=True,
+        )
         sys.stdout.flush()
         # Not sys.exit: a SystemExit raised here could land in a jax callback, as above.
         os._exit(exit_code(name))  # pylint: disable=protected-access

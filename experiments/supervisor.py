@@ -4,6 +4,7 @@ It re-runs the command as a child, passes stdout through untouched and stderr li
 and turns JAX's fatal end of a process whose peer died (an abort with a C++ stack trace) into
 one line. Imports nothing of jax.
 """
+
 import ctypes
 import os
 import re
@@ -25,10 +26,14 @@ _GLOG = re.compile(rb"[EF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\] ")
 _RUNTIME_ERROR_CONTINUED = re.compile(rb"^\s*(\d+|/job:\S+|The tasks have crashed.*)\s*$")
 _FATAL = re.compile(rb"^F\d{4} |^\*\*\* Check failure stack trace")
 _DETAILS = (
-    (re.compile(rb"DEADLINE_EXCEEDED|[Bb]arrier timed out|timed out"),
-     "JAX's distributed runtime timed out waiting for it"),
-    (re.compile(rb"another task died|Failed to send RPC|Socket closed|UNAVAILABLE"),
-     "JAX's distributed runtime lost contact with it"),
+  (
+    re.compile(rb"DEADLINE_EXCEEDED|[Bb]arrier timed out|timed out"),
+    "JAX's distributed runtime timed out waiting for it",
+  ),
+  (
+    re.compile(rb"another task died|Failed to send RPC|Socket closed|UNAVAILABLE"),
+    "JAX's distributed runtime lost contact with it",
+  ),
 )
 _PR_SET_PDEATHSIG = 1
 
@@ -87,8 +92,8 @@ class _StreamFilter:
   def _line(self, line: bytes) -> None:
     start = _GLOG.search(line)
     if start and start.start() > 0:  # The runtime writes over an unfinished progress bar.
-      self._line(line[:start.start()])
-      line = line[start.start():]
+      self._line(line[: start.start()])
+      line = line[start.start() :]
     if self.fatal or _FATAL.search(line):
       self.fatal = True
       self.fatal_text += line[:2000]
@@ -97,8 +102,9 @@ class _StreamFilter:
       self._after_noise = True  # The blank remains of interleaved chatter go with it.
       return
     self._after_noise = False
-    if _RUNTIME_ERROR.search(line) or (self._in_runtime_error
-                                        and _RUNTIME_ERROR_CONTINUED.search(line)):
+    if _RUNTIME_ERROR.search(line) or (
+      self._in_runtime_error and _RUNTIME_ERROR_CONTINUED.search(line)
+    ):
       self._in_runtime_error = True
       self.fatal_text += line[:2000]  # The one line at the end says what it meant.
       return
@@ -121,8 +127,13 @@ def run_child(settings, marker_env: str, command=None) -> int:
   """Runs `command` (default: this command again) with `marker_env` set; returns the exit
   code to exit with: the child's, or `EXIT_CODE_PEER_LOST` after a fatal runtime abort."""
   env = dict(os.environ, **{marker_env: "1"})
-  child = subprocess.Popen(command or _child_command(), env=env, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+  child = subprocess.Popen(
+    command or _child_command(),
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    preexec_fn=_die_with_parent,
+  )
 
   def forward(signum, frame):
     del frame
@@ -139,8 +150,9 @@ def run_child(settings, marker_env: str, command=None) -> int:
   code = child.wait()
   stdout_relay.join(timeout=10)
   if stderr_filter.fatal or stdout_filter.fatal or code in (-signal.SIGABRT, 128 + signal.SIGABRT):
-    message = distributed.peer_lost_message(_detail(stderr_filter, stdout_filter),
-                                            settings.process_id, settings.num_processes)
+    message = distributed.peer_lost_message(
+      _detail(stderr_filter, stdout_filter), settings.process_id, settings.num_processes
+    )
     start = "" if stderr_filter.at_line_start else "\n"  # Below an unfinished progress bar.
     print(f"{start}error: {message}", file=sys.stderr, flush=True)
     return distributed.EXIT_CODE_PEER_LOST

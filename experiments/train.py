@@ -18,6 +18,7 @@ every process, with --coordinator_address, --num_processes, --process_id (or the
 environment variables) or --distributed (SLURM, TPU pods); exit code 69 when another process
 of the run died.
 """
+
 from experiments import signals
 
 if __name__ == "__main__":
@@ -30,16 +31,23 @@ from absl import app, flags  # pylint: disable=wrong-import-position
 from experiments import cli  # pylint: disable=wrong-import-position
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "vae_digits.py")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for metrics, images and checkpoints.",
-                               required=True)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "Directory for metrics, images and checkpoints.", required=True
+)
 _FRESH = flags.DEFINE_bool(
-    "fresh", False, "Start over even if --workdir holds checkpoints; the earlier run's "
-    "outputs (checkpoints, logs, config.json, eval/) are moved to <workdir>/discarded/<time>/, "
-    "not deleted.")
+  "fresh",
+  False,
+  "Start over even if --workdir holds checkpoints; the earlier run's "
+  "outputs (checkpoints, logs, config.json, eval/) are moved to <workdir>/discarded/<time>/, "
+  "not deleted.",
+)
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
-    "allow_config_change", False, "Resume even though keys that change training (model, "
-    "optimizer, seed, batch size...) differ from the checkpoint's; the changes are recorded "
-    "in <workdir>/resumes.jsonl.")
+  "allow_config_change",
+  False,
+  "Resume even though keys that change training (model, "
+  "optimizer, seed, batch size...) differ from the checkpoint's; the changes are recorded "
+  "in <workdir>/resumes.jsonl.",
+)
 _CONFIG = cli.define_config_flag(_DEFAULT_CONFIG)
 cli.define_distributed_flags()
 
@@ -48,16 +56,22 @@ def main(argv):
   cli.no_positional_arguments(argv)
   config = cli.config_value(_CONFIG)
   from aigc_jax import config_rules  # pylint: disable=import-outside-toplevel
+
   cli.run_reporting_user_errors(config_rules.check_config, config)  # Before jax starts.
   settings = cli.distributed_settings()
   signals.exit_if_pending()
   cli.supervise(settings)  # A multi-process run: from here on, in the supervised child.
   cli.start_distributed(settings)
   from aigc_jax import training  # After flag parsing, so jax starts with the final XLA_FLAGS.
+
   signals.exit_if_pending()  # A Ctrl-C during jax's start-up; the loop reads it from here on.
-  cli.run_reporting_user_errors(training.train_and_evaluate, config, _WORKDIR.value,
-                                fresh=_FRESH.value,
-                                allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+  cli.run_reporting_user_errors(
+    training.train_and_evaluate,
+    config,
+    _WORKDIR.value,
+    fresh=_FRESH.value,
+    allow_config_change=_ALLOW_CONFIG_CHANGE.value,
+  )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Test set-up: eight forced CPU devices, so pmap and shard_map run here as on a GPU host."""
+
 import os
 
 # Must be set before jax initialises its backends.
@@ -16,8 +17,11 @@ def small_filesystem(tmp_path):
   """A 16 MiB tmpfs; skipped where mounting needs privileges this machine does not give."""
   mount_point = tmp_path / "fs"
   mount_point.mkdir()
-  result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
+  result = subprocess.run(
+    ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)],
+    capture_output=True,
+    text=True,
+  )
   if result.returncode != 0:
     pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
   yield mount_point

@@ -1,5 +1,6 @@
 """Small real filesystems for the tests of full and read-only disks (tmpfs mounts; the
 fixture `small_filesystem` is in tests/conftest.py)."""
+
 import subprocess
 
 

@@ -1,6 +1,7 @@
 """Starting JAX's distributed runtime only when asked, from flags or the environment, and
 one-line errors for settings that cannot work (the real multi-process runs are in
 tests/experiments/test_multiprocess.py)."""
+
 import logging
 import re
 import signal
@@ -35,17 +36,26 @@ def test_flags_then_environment_reach_jax(calls, monkeypatch):
   monkeypatch.setenv("JAX_PROCESS_ID", "3")
   settings = distributed.settings_from(process_id=2, heartbeat_timeout_s=7)  # Flag wins.
   assert distributed.initialize(settings) is True
-  assert calls == [dict(coordinator_address="10.0.0.1:1234", num_processes=4, process_id=2,
-                        initialization_timeout=300, heartbeat_timeout_seconds=7)]
+  assert calls == [
+    dict(
+      coordinator_address="10.0.0.1:1234",
+      num_processes=4,
+      process_id=2,
+      initialization_timeout=300,
+      heartbeat_timeout_seconds=7,
+    )
+  ]
 
 
 def test_processes_other_than_0_print_no_events(calls, monkeypatch):
   from aigc_jax import console
+
   monkeypatch.setattr(jax, "process_index", lambda: 1)
   level = console.LOGGER.level
   try:
-    distributed.initialize(distributed.settings_from(coordinator_address="h:1",
-                                                     num_processes=2, process_id=1))
+    distributed.initialize(
+      distributed.settings_from(coordinator_address="h:1", num_processes=2, process_id=1)
+    )
     assert not console.LOGGER.isEnabledFor(logging.INFO)
     assert console.LOGGER.isEnabledFor(logging.WARNING)
   finally:
@@ -64,19 +74,34 @@ def test_sigterm_ends_the_process_again_after_initialisation(calls):
 
 def test_auto_detection_passes_nothing_but_the_timeouts(calls):
   assert distributed.initialize(distributed.settings_from(auto=True)) is True
-  assert calls == [dict(coordinator_address=None, num_processes=None, process_id=None,
-                        initialization_timeout=300, heartbeat_timeout_seconds=100)]
+  assert calls == [
+    dict(
+      coordinator_address=None,
+      num_processes=None,
+      process_id=None,
+      initialization_timeout=300,
+      heartbeat_timeout_seconds=100,
+    )
+  ]
 
 
-@pytest.mark.parametrize("kwargs,env,expected", [
-    (dict(num_processes=2, process_id=2), {}, "--process_id is 2 but --num_processes is 2; "
-     "process ids run from 0 to num_processes - 1."),
-    (dict(coordinator_address="10.0.0.1"), {}, "--coordinator_address '10.0.0.1' is not "
-     "HOST:PORT"),
-    ({}, {"JAX_NUM_PROCESSES": "two"}, "The environment variable JAX_NUM_PROCESSES='two' is "
-     "not an integer"),
+@pytest.mark.parametrize(
+  "kwargs,env,expected",
+  [
+    (
+      dict(num_processes=2, process_id=2),
+      {},
+      "--process_id is 2 but --num_processes is 2; process ids run from 0 to num_processes - 1.",
+    ),
+    (dict(coordinator_address="10.0.0.1"), {}, "--coordinator_address '10.0.0.1' is not HOST:PORT"),
+    (
+      {},
+      {"JAX_NUM_PROCESSES": "two"},
+      "The environment variable JAX_NUM_PROCESSES='two' is not an integer",
+    ),
     (dict(num_processes=0), {}, "--num_processes is 0; it must be at least 1."),
-])
+  ],
+)
 def test_impossible_settings_are_one_line(calls, monkeypatch, kwargs, env, expected):
   for name, value in env.items():
     monkeypatch.setenv(name, value)
@@ -88,12 +113,18 @@ def test_impossible_settings_are_one_line(calls, monkeypatch, kwargs, env, expec
 def test_what_jax_cannot_find_is_one_line(monkeypatch):
   def initialize(**kwargs):
     raise ValueError("coordinator_address should be defined.")
+
   monkeypatch.setattr(jax.distributed, "initialize", initialize)
   with pytest.raises(distributed.DistributedSetupError) as error:
     distributed.initialize(distributed.Settings(auto=True))
   message = str(error.value)
-  assert message.startswith("Cannot start a multi-process run (coordinator_address should be "
-                            "defined.); pass --coordinator_address") and "\n" not in message
+  assert (
+    message.startswith(
+      "Cannot start a multi-process run (coordinator_address should be "
+      "defined.); pass --coordinator_address"
+    )
+    and "\n" not in message
+  )
 
 
 def test_single_process_agreements_are_no_ops():

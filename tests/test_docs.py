@@ -13,6 +13,7 @@ relative link `[text](path#anchor)` points to a file (and a heading of it).
 A doc may show a file the reader creates: a ```python block whose preceding line ends with
 "`path`:" defines `path` for that doc's commands (docs/adding_a_variant.md's config).
 """
+
 import configparser
 import functools
 import glob
@@ -27,7 +28,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = ["README.md"] + sorted(
-    os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "*.md")))
+  os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, "docs", "*.md"))
+)
 _PROJECT = ("aigc_jax", "experiments", "benchmarks")
 
 _FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```", re.M | re.S)
@@ -42,7 +44,7 @@ def _blocks(text: str) -> List[Tuple[str, str, str]]:
   """Fenced blocks of `text` as (language, body, the last non-empty line before it)."""
   blocks = []
   for match in _FENCE.finditer(text):
-    before = [line for line in text[:match.start()].splitlines() if line.strip()]
+    before = [line for line in text[: match.start()].splitlines() if line.strip()]
     blocks.append((match.group(1).split(" ")[0], match.group(2), before[-1] if before else ""))
   return blocks
 
@@ -67,7 +69,7 @@ def _commands(text: str) -> List[Tuple[str, List[str]]]:
   commands = []
   for line in _command_lines(text):
     for match in _PYTHON_M.finditer(line):
-      rest = re.split(r"&&|;|\||\"", line[match.end():])[0]  # This command's own arguments.
+      rest = re.split(r"&&|;|\||\"", line[match.end() :])[0]  # This command's own arguments.
       commands.append((match.group(1), shlex.split(rest, comments=True)))
   return commands
 
@@ -86,8 +88,9 @@ def _created_files(text: str) -> Dict[str, str]:
 def _help(module: str) -> str:
   """The module's full help: absl's `--helpfull`, else argparse's `--help`."""
   for flag in ("--helpfull", "--help"):
-    result = subprocess.run([sys.executable, "-m", module, flag], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+      [sys.executable, "-m", module, flag], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
     if result.returncode == 0:
       return result.stdout
   raise AssertionError(f"python -m {module} prints no help: {result.stderr[-2000:]}")
@@ -117,6 +120,7 @@ def _is_project_module(module: str) -> bool:
 
 def _module_exists(module: str) -> bool:
   import importlib.util  # pylint: disable=import-outside-toplevel
+
   try:
     return importlib.util.find_spec(module) is not None
   except ModuleNotFoundError:  # A missing parent package.
@@ -134,6 +138,7 @@ def _load_config(spec: str, created: Dict[str, str], tmp_dir: str):
   """The config `spec` names (a created file is written to `tmp_dir` first)."""
   from experiments import config_files  # pylint: disable=import-outside-toplevel
   from experiments.configs import base  # pylint: disable=import-outside-toplevel
+
   path, colon, argument = spec.partition(":")
   if path.endswith(".json"):  # A run's saved config: it has base's keys.
     return base.get_config()
@@ -156,8 +161,9 @@ def _missing_key(config, key: str):
   return None
 
 
-def _command_problems(module: str, tokens: List[str], created: Dict[str, str],
-                      tmp_dir: str) -> List[str]:
+def _command_problems(
+  module: str, tokens: List[str], created: Dict[str, str], tmp_dir: str
+) -> List[str]:
   shown = f"python -m {module} {' '.join(tokens)}".strip()
   if not _module_exists(module):
     return [f"{shown}: no module {module}"]
@@ -171,12 +177,13 @@ def _command_problems(module: str, tokens: List[str], created: Dict[str, str],
     if name == "config":
       config_spec = value or (tokens[index + 1] if index + 1 < len(tokens) else "")
       path = config_spec.partition(":")[0]
-      if not (path.endswith(".json") or path in created
-              or os.path.isfile(os.path.join(REPO, path))):
+      if not (
+        path.endswith(".json") or path in created or os.path.isfile(os.path.join(REPO, path))
+      ):
         problems.append(f"{shown}: --config {path} does not exist")
         config_spec = None
     elif name.startswith("config."):
-      keys.append(name[len("config."):])
+      keys.append(name[len("config.") :])
     elif name not in _flags(module):
       problems.append(f"{shown}: {module} has no flag --{name}")
   if keys and config_spec:
@@ -199,8 +206,11 @@ def problems(text: str, doc: str, tmp_dir: str) -> List[str]:
       found.append(f"{path} does not exist")
   for line in _command_lines(text):
     for extras in _EXTRAS.findall(line):
-      found += [f"{line.strip()}: setup.cfg has no extra {extra!r}"
-                for extra in extras.split(",") if extra not in _extras()]
+      found += [
+        f"{line.strip()}: setup.cfg has no extra {extra!r}"
+        for extra in extras.split(",")
+        if extra not in _extras()
+      ]
   for target in _LINK.findall(_prose(text)):
     found += _link_problems(target, doc)
   return found
@@ -243,9 +253,16 @@ def test_every_command_and_link_names_something_real(doc, tmp_path):
 def test_the_docs_show_commands_of_every_entry_point():
   """The parser finds the commands (a parser that finds none would pass everything)."""
   shown = {module for doc in DOCS for module, _ in _commands(_read(doc))}
-  assert {"experiments.train", "experiments.evaluate", "experiments.hallucination_benchmark",
-          "experiments.digits28_variants", "benchmarks.run", "benchmarks.profile_step",
-          "benchmarks.default_job", "benchmarks.checkpoint_overhead"} <= shown
+  assert {
+    "experiments.train",
+    "experiments.evaluate",
+    "experiments.hallucination_benchmark",
+    "experiments.digits28_variants",
+    "benchmarks.run",
+    "benchmarks.profile_step",
+    "benchmarks.default_job",
+    "benchmarks.checkpoint_overhead",
+  } <= shown
 
 
 def test_the_readme_keeps_ci_s_test_command():
@@ -288,17 +305,17 @@ python -m experiments.train --config experiments/configs/my_new.py --workdir r -
 def test_the_checker_catches_planted_mistakes(tmp_path):
   found = problems(_PLANTED, "docs/planted.md", str(tmp_path))
   expected = [
-      "experiments.train has no flag --num_step",
-      "has no key train.num_stepz ('num_stepz')",
-      "--config experiments/configs/no_such_config.py does not exist",
-      "no module experiments.trian",
-      "benchmarks.run has no flag --quik",
-      "benchmarks.default_job has no flag --round",
-      "setup.cfg has no extra 'cuda14'",
-      "has no key model.nope",  # The created config: only its bad key, not the file.
-      "experiments/configs/no_such_config.py does not exist",
-      "the link (no_such_page.md) leads to no file",
-      "the link (training.md#no-such-heading) names no heading",
+    "experiments.train has no flag --num_step",
+    "has no key train.num_stepz ('num_stepz')",
+    "--config experiments/configs/no_such_config.py does not exist",
+    "no module experiments.trian",
+    "benchmarks.run has no flag --quik",
+    "benchmarks.default_job has no flag --round",
+    "setup.cfg has no extra 'cuda14'",
+    "has no key model.nope",  # The created config: only its bad key, not the file.
+    "experiments/configs/no_such_config.py does not exist",
+    "the link (no_such_page.md) leads to no file",
+    "the link (training.md#no-such-heading) names no heading",
   ]
   for fragment in expected:
     assert any(fragment in line for line in found), (fragment, found)

@@ -1,5 +1,6 @@
 """Image grids: 2-D points become one scatter picture, or a figure on labelled axes with the
 true modes (the 2-D datasets' sample figures); a conditional model's rows carry their class."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -32,7 +33,7 @@ def test_points_figure_has_framed_axes_with_ticks_and_red_modes():
   top, bottom = frame_rows
   left, right = frame_columns
   assert bottom - top == 102 and right - left == 102
-  assert black[bottom + 2:].any() and black[:, :left - 2].any()  # Tick values below and left.
+  assert black[bottom + 2 :].any() and black[:, : left - 2].any()  # Tick values below and left.
   red = (figure[..., 0] > 200) & (figure[..., 1] < 50)
   red_rows, red_columns = np.nonzero(red)
   # Crosses around each mode: x = +-2 of [-2.5, 2.5] -> columns 10 and 90 of the plot.
@@ -45,7 +46,9 @@ def test_points_figure_has_framed_axes_with_ticks_and_red_modes():
 def test_labelled_rows_put_each_class_beside_its_row(tmp_path):
   rng = np.random.default_rng(0)
   images = rng.random((3 * 4, 8, 8, 1)).astype(np.float32)
-  path = image_grid.save_labelled_rows(str(tmp_path / "rows.png"), images, ["0", "1", "2"], upscale=2)
+  path = image_grid.save_labelled_rows(
+    str(tmp_path / "rows.png"), images, ["0", "1", "2"], upscale=2
+  )
   picture = np.asarray(Image.open(path))
   grid = image_grid.make_grid(images, num_columns=4).repeat(2, axis=0).repeat(2, axis=1)
   strip = picture.shape[1] - grid.shape[1]
@@ -53,7 +56,7 @@ def test_labelled_rows_put_each_class_beside_its_row(tmp_path):
   np.testing.assert_array_equal(picture[:, strip:], grid[..., 0])
   row_height = 9 * 2
   for row in range(3):  # Text in the strip beside every row of images.
-    band = picture[2 + row * row_height: 2 + row * row_height + 16, :strip]
+    band = picture[2 + row * row_height : 2 + row * row_height + 16, :strip]
     assert (band < 128).sum() > 3, row
   with pytest.raises(ValueError, match="do not make 5 equal rows"):
     image_grid.save_labelled_rows(str(tmp_path / "bad.png"), images, list("01234"))

@@ -1,6 +1,7 @@
 """Loading a trained model for inference: which checkpoint is read first, and the classifier
 that evaluation's feature extractor receives. (Reading damaged, rotating and mismatched
 checkpoints is in tests/test_checkpointing.py, beside the runs that write them.)"""
+
 import os
 
 import jax
@@ -15,11 +16,17 @@ from tests.training import helpers
 
 
 def test_inference_candidates_put_the_newest_step_first_and_checkpoints_before_best():
-  assert inference.inference_candidates(
-      {"latest": [30, 20, 10], "best": [30, 15]}, step=None) == [
-          (30, "latest"), (30, "best"), (20, "latest"), (15, "best"), (10, "latest")]
-  assert inference.inference_candidates(
-      {"latest": [30, 20], "best": [20]}, step=20) == [(20, "latest"), (20, "best")]
+  assert inference.inference_candidates({"latest": [30, 20, 10], "best": [30, 15]}, step=None) == [
+    (30, "latest"),
+    (30, "best"),
+    (20, "latest"),
+    (15, "best"),
+    (10, "latest"),
+  ]
+  assert inference.inference_candidates({"latest": [30, 20], "best": [20]}, step=20) == [
+    (20, "latest"),
+    (20, "best"),
+  ]
   assert inference.inference_candidates({"latest": [30], "best": []}, step=5) == []
 
 
@@ -55,9 +62,15 @@ def test_the_classifier_loaded_from_a_workdir_is_the_one_trained(runs):
 
 
 def test_a_classifier_of_another_dataset_or_a_run_of_another_family_is_refused(runs):
-  with pytest.raises(ConfigError, match=r"^The classifier in .* was trained on 'digits28', not "
-                     r"'simple_shapes'; train a classifier on 'simple_shapes'\.$"):
+  with pytest.raises(
+    ConfigError,
+    match=r"^The classifier in .* was trained on 'digits28', not "
+    r"'simple_shapes'; train a classifier on 'simple_shapes'\.$",
+  ):
     inference.load_classifier(runs["classifier"], dataset="simple_shapes")
-  with pytest.raises(ConfigError, match=r"holds a 'vae' run, not a 'classifier' run; point "
-                     "the feature extractor at a workdir trained with a classifier config"):
+  with pytest.raises(
+    ConfigError,
+    match=r"holds a 'vae' run, not a 'classifier' run; point "
+    "the feature extractor at a workdir trained with a classifier config",
+  ):
     inference.load_classifier(runs["vae"])

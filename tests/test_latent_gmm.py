@@ -1,4 +1,5 @@
 """Latent-GMM sampling (Ghosh et al. 2020): the family's encode/decode and the sampler."""
+
 import types
 
 import jax
@@ -18,15 +19,19 @@ def test_decode_of_encode_is_what_reconstruct_returns(family_name):
   points = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
   codes = family.encode(state, points)
   assert codes.shape == (64, config.model.latent_dim)
-  np.testing.assert_allclose(family.decode(state, codes),
-                             family.reconstruct(state, points, jax.random.PRNGKey(1)),
-                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    family.decode(state, codes),
+    family.reconstruct(state, points, jax.random.PRNGKey(1)),
+    rtol=1e-6,
+    atol=1e-6,
+  )
 
 
 def _identity_family():
   """A stand-in whose codes are its inputs: the samples are then the GMM's own draws."""
-  return types.SimpleNamespace(encode=lambda state, x: x, decode=lambda state, z: z,
-                               conditional=False)
+  return types.SimpleNamespace(
+    encode=lambda state, x: x, decode=lambda state, z: z, conditional=False
+  )
 
 
 def _two_clusters(num, rng):
@@ -53,16 +58,19 @@ def test_same_seed_same_samples_other_seed_other_samples():
   train = _two_clusters(500, np.random.default_rng(1))
   family = _identity_family()
   first = latent_gmm.generate(family, None, train, 100, num_components=2, seed=3)
-  np.testing.assert_array_equal(first, latent_gmm.generate(family, None, train, 100,
-                                                           num_components=2, seed=3))
-  assert not np.allclose(first, latent_gmm.generate(family, None, train, 100,
-                                                    num_components=2, seed=4))
+  np.testing.assert_array_equal(
+    first, latent_gmm.generate(family, None, train, 100, num_components=2, seed=3)
+  )
+  assert not np.allclose(
+    first, latent_gmm.generate(family, None, train, 100, num_components=2, seed=4)
+  )
 
 
 def test_conditional_or_encoderless_families_are_refused_in_one_line():
-  for family in (types.SimpleNamespace(encode=None, decode=None, conditional=False),
-                 types.SimpleNamespace(encode=lambda s, x: x, decode=lambda s, z: z,
-                                       conditional=True)):
+  for family in (
+    types.SimpleNamespace(encode=None, decode=None, conditional=False),
+    types.SimpleNamespace(encode=lambda s, x: x, decode=lambda s, z: z, conditional=True),
+  ):
     with pytest.raises(ValueError, match="unconditional family with an encoder") as raised:
       latent_gmm.generate(family, None, np.zeros((20, 2), np.float32), 10)
     assert "\n" not in str(raised.value)

@@ -1,5 +1,6 @@
 """Registries: the same definition registered twice is harmless; another one under a taken
 name is a one-line error naming both."""
+
 import importlib.util
 
 import pytest

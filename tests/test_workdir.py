@@ -1,5 +1,6 @@
 """One run per workdir: a second run is refused naming the holder; a dead holder's lock is
 taken over and reported; an empty or unwritable workdir is one line."""
+
 import os
 import signal
 import socket
@@ -20,10 +21,21 @@ def test_second_run_on_a_held_workdir_exits_2_naming_the_holder(tmp_path):
   run_dir.mkdir()
   with workdir.WorkdirLock(str(run_dir)):
     result = subprocess.run(
-        [sys.executable, "-m", "experiments.train", "--workdir", str(run_dir),
-         "--config.train.num_steps=2", "--config.seed=1"],
-        cwd=REPO, env=dict(os.environ, TFDS_DATA_DIR=str(tmp_path / "tfds")),
-        capture_output=True, text=True, timeout=300)
+      [
+        sys.executable,
+        "-m",
+        "experiments.train",
+        "--workdir",
+        str(run_dir),
+        "--config.train.num_steps=2",
+        "--config.seed=1",
+      ],
+      cwd=REPO,
+      env=dict(os.environ, TFDS_DATA_DIR=str(tmp_path / "tfds")),
+      capture_output=True,
+      text=True,
+      timeout=300,
+    )
   assert result.returncode == 2, result.stderr[-3000:]
   (line,) = [l for l in result.stderr.splitlines() if l.startswith("error: ")]
   assert f"is in use by another run (host {socket.gethostname()}, pid {os.getpid()}, " in line
@@ -44,10 +56,17 @@ def test_lock_in_process_refuses_a_second_holder_and_frees_on_release(tmp_path):
 
 
 def test_lock_of_a_killed_run_is_taken_over_and_reported(tmp_path, capsys):
-  code = ("import os, signal, sys; from aigc_jax import workdir; "
-          "workdir.WorkdirLock(sys.argv[1]).acquire(); os.kill(os.getpid(), signal.SIGKILL)")
-  killed = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO, timeout=60,
-                          capture_output=True, text=True)
+  code = (
+    "import os, signal, sys; from aigc_jax import workdir; "
+    "workdir.WorkdirLock(sys.argv[1]).acquire(); os.kill(os.getpid(), signal.SIGKILL)"
+  )
+  killed = subprocess.run(
+    [sys.executable, "-c", code, str(tmp_path)],
+    cwd=REPO,
+    timeout=60,
+    capture_output=True,
+    text=True,
+  )
   assert killed.returncode == -signal.SIGKILL, killed.stderr
   lock = workdir.WorkdirLock(str(tmp_path)).acquire()  # Does not block.
   try:
@@ -57,8 +76,10 @@ def test_lock_of_a_killed_run_is_taken_over_and_reported(tmp_path, capsys):
   finally:
     lock.release()
   (line,) = capsys.readouterr().err.strip().splitlines()
-  assert line.startswith(f"warning: The previous run on this workdir (host "
-                         f"{socket.gethostname()}, pid {dead_pid}, started ")
+  assert line.startswith(
+    f"warning: The previous run on this workdir (host "
+    f"{socket.gethostname()}, pid {dead_pid}, started "
+  )
   assert line.endswith("ended without releasing it (killed or crashed); taking over.")
 
 

@@ -15,6 +15,7 @@ Features (no TensorFlow needed to write or read them):
 Splits, identical on every machine and numpy version: rows are ordered by the SHA-256 of
 `"digits-{row}"`; the first 300 in that order are `test`, the other 1,497 `train`.
 """
+
 import hashlib
 
 import numpy as np
@@ -28,8 +29,9 @@ _MAX_VALUE = 16.0
 
 def split_rows() -> dict[str, np.ndarray]:
   """Returns {'train': [1497] int, 'test': [300] int}: sorted `load_digits()` row numbers."""
-  order = sorted(range(NUM_EXAMPLES),
-                 key=lambda i: hashlib.sha256(f"digits-{i}".encode()).hexdigest())
+  order = sorted(
+    range(NUM_EXAMPLES), key=lambda i: hashlib.sha256(f"digits-{i}".encode()).hexdigest()
+  )
   return {"train": np.sort(order[NUM_TEST:]), "test": np.sort(order[:NUM_TEST])}
 
 
@@ -67,21 +69,24 @@ class Digits(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release: 8x8 and 28x28 configs, 1,497/300 split."}
   BUILDER_CONFIGS = [
-      DigitsConfig(name="8x8", size=8, description="Native 8x8, round(v * 255 / 16)."),
-      DigitsConfig(name="28x28", size=28,
-                   description="Bilinear (PIL) resize of v / 16 to 28x28, round(x * 255)."),
+    DigitsConfig(name="8x8", size=8, description="Native 8x8, round(v * 255 / 16)."),
+    DigitsConfig(
+      name="28x28", size=28, description="Bilinear (PIL) resize of v / 16 to 28x28, round(x * 255)."
+    ),
   ]
 
   def _info(self) -> tfds.core.DatasetInfo:
     size = self.builder_config.size
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=(size, size, 1), dtype=np.uint8),
-            "label": tfds.features.ClassLabel(num_classes=10),
-            "index": tfds.features.Scalar(dtype=np.int32),
-        }),
-        supervised_keys=("image", "label"),
-        homepage="https://archive.ics.uci.edu/dataset/80",
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Tensor(shape=(size, size, 1), dtype=np.uint8),
+          "label": tfds.features.ClassLabel(num_classes=10),
+          "index": tfds.features.Scalar(dtype=np.int32),
+        }
+      ),
+      supervised_keys=("image", "label"),
+      homepage="https://archive.ics.uci.edu/dataset/80",
     )
 
   def _split_generators(self, dl_manager):
@@ -90,6 +95,7 @@ class Digits(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, rows):
     from sklearn.datasets import load_digits  # Heavy import, only needed to prepare.
+
     digits = load_digits()
     images = to_uint8(digits.images[rows], self.builder_config.size)
     for row, image, label in zip(rows, images, digits.target[rows]):

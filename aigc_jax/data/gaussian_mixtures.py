@@ -25,6 +25,7 @@ Box-Muller in float64; coordinates are rounded to multiples of 2^-20 before they
 as float32 (exact: |x| < 8 needs 23 bits), so a last-bit difference between the libms of
 two machines changes a stored value only with probability about 1e-10 each.
 """
+
 import dataclasses
 import hashlib
 import itertools
@@ -35,7 +36,7 @@ import tensorflow_datasets as tfds
 
 HIGH_QUALITY_THRESHOLD = 3.0  # Standard deviations (PacGAN's `dis_thre`).
 # P(chi2_2 < 9) = 1 - exp(-9 / 2): the valid fraction of samples of the true mixture.
-TRUE_MIXTURE_VALID_FRACTION = float(1.0 - np.exp(-HIGH_QUALITY_THRESHOLD**2 / 2.0))
+TRUE_MIXTURE_VALID_FRACTION = float(1.0 - np.exp(-(HIGH_QUALITY_THRESHOLD**2) / 2.0))
 SPLIT_SIZES = {"train": 100_000, "test": 25_000}
 _QUANTUM = 2.0**-20
 
@@ -49,6 +50,7 @@ class GaussianMixture:
     means: [K, D] float64 mode centres.
     std: the standard deviation of every mode in every direction.
   """
+
   name: str
   means: np.ndarray
   std: float
@@ -77,8 +79,9 @@ class GaussianMixture:
     words = np.random.PCG64(seed).random_raw(3 * num_samples).reshape(num_samples, 3)
     # The top 53 bits of a word, centred in their cell: uniforms in (0, 1), exactly.
     uniforms = ((words >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
-    modes = np.minimum(np.floor(uniforms[:, 0] * self.num_modes),
-                       self.num_modes - 1).astype(np.int32)
+    modes = np.minimum(np.floor(uniforms[:, 0] * self.num_modes), self.num_modes - 1).astype(
+      np.int32
+    )
     radius = np.sqrt(-2.0 * np.log(uniforms[:, 1]))
     angle = 2.0 * np.pi * uniforms[:, 2]
     normal = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
@@ -96,9 +99,10 @@ class GaussianMixture:
     """
     points = np.asarray(points, np.float64)
     if points.ndim != 2 or points.shape[1] != self.dimension:
-      raise ValueError(f"{self.name} samples must be points [N, {self.dimension}], got shape "
-                       f"{points.shape}")
-    squared = np.sum(((points[:, None, :] - self.means[None]) / self.stds[None])**2, axis=-1)
+      raise ValueError(
+        f"{self.name} samples must be points [N, {self.dimension}], got shape {points.shape}"
+      )
+    squared = np.sum(((points[:, None, :] - self.means[None]) / self.stds[None]) ** 2, axis=-1)
     modes = np.argmin(squared, axis=1)
     return modes, np.sqrt(squared[np.arange(len(points)), modes])
 
@@ -114,10 +118,13 @@ class GaussianMixture:
 
 
 RING8 = GaussianMixture(
-    "ring8", np.array([[np.cos(2 * np.pi * k / 8), np.sin(2 * np.pi * k / 8)]
-                       for k in range(8)]), 0.01)
+  "ring8",
+  np.array([[np.cos(2 * np.pi * k / 8), np.sin(2 * np.pi * k / 8)] for k in range(8)]),
+  0.01,
+)
 GRID25 = GaussianMixture(
-    "grid25", np.array(list(itertools.product(range(-4, 5, 2), repeat=2)), np.float64), 0.05)
+  "grid25", np.array(list(itertools.product(range(-4, 5, 2), repeat=2)), np.float64), 0.05
+)
 MIXTURES: Dict[str, GaussianMixture] = {m.name: m for m in (RING8, GRID25)}
 
 
@@ -146,21 +153,22 @@ class GaussianMixtures(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release: ring8 and grid25, 100,000 train / 25,000 test."}
   BUILDER_CONFIGS = [
-      GaussianMixturesConfig(mixture=RING8, description="8 modes on the unit circle, std 0.01."),
-      GaussianMixturesConfig(mixture=GRID25,
-                             description="25 modes at {-4,-2,0,2,4}^2, std 0.05."),
+    GaussianMixturesConfig(mixture=RING8, description="8 modes on the unit circle, std 0.01."),
+    GaussianMixturesConfig(mixture=GRID25, description="25 modes at {-4,-2,0,2,4}^2, std 0.05."),
   ]
 
   def _info(self) -> tfds.core.DatasetInfo:
     mixture = self.builder_config.mixture
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "point": tfds.features.Tensor(shape=(mixture.dimension,), dtype=np.float32),
-            "label": tfds.features.ClassLabel(num_classes=mixture.num_modes),
-        }),
-        supervised_keys=("point", "label"),
-        disable_shuffling=True,  # Written in generation order (draws are i.i.d.).
-        homepage="https://github.com/fjxmlzn/PacGAN",
+      features=tfds.features.FeaturesDict(
+        {
+          "point": tfds.features.Tensor(shape=(mixture.dimension,), dtype=np.float32),
+          "label": tfds.features.ClassLabel(num_classes=mixture.num_modes),
+        }
+      ),
+      supervised_keys=("point", "label"),
+      disable_shuffling=True,  # Written in generation order (draws are i.i.d.).
+      homepage="https://github.com/fjxmlzn/PacGAN",
     )
 
   def _split_generators(self, dl_manager):

@@ -11,6 +11,7 @@
 with `per_device = global_batch_size // (process_count * num_local_devices)`. Each host
 process reads its own slice of every global batch. No TensorFlow is needed to read.
 """
+
 import contextlib
 import importlib.util
 import io
@@ -63,17 +64,23 @@ def _prepare_catalog(builder, name: str, data_dir: str) -> None:
   """Downloads and prepares a tfds catalog dataset, or raises DatasetUnavailableError."""
   try:
     # Offline, the default 10 retries with backoff take minutes; fail at once instead.
-    with mock.patch.object(downloader, "MAX_RETRIES", 0), \
-         _remove_leftovers_on_failure(data_dir, builder.name):
+    with (
+      mock.patch.object(downloader, "MAX_RETRIES", 0),
+      _remove_leftovers_on_failure(data_dir, builder.name),
+    ):
       builder.download_and_prepare(file_format="array_record")
   except Exception as e:
-    extra = ("" if importlib.util.find_spec("tensorflow")
-             else " (preparing it needs TensorFlow: pip install 'aigc-jax[catalog]')")
+    extra = (
+      ""
+      if importlib.util.find_spec("tensorflow")
+      else " (preparing it needs TensorFlow: pip install 'aigc-jax[catalog]')"
+    )
     raise DatasetUnavailableError(
-        f"Dataset {name!r} is not prepared in {data_dir} and could not be prepared here "
-        f"({type(e).__name__}); prepare it with `tfds build {builder.name} "
-        f"--file_format=array_record --data_dir=DIR`{extra}, then pass that directory as "
-        f"--config.dataset.data_dir (or --data_dir to experiments.evaluate).") from e
+      f"Dataset {name!r} is not prepared in {data_dir} and could not be prepared here "
+      f"({type(e).__name__}); prepare it with `tfds build {builder.name} "
+      f"--file_format=array_record --data_dir=DIR`{extra}, then pass that directory as "
+      f"--config.dataset.data_dir (or --data_dir to experiments.evaluate)."
+    ) from e
 
 
 @contextlib.contextmanager
@@ -97,8 +104,9 @@ def _quiet_tfds():
 
 def _prepare_offline(builder, tfds_name: str, data_dir: str) -> None:
   """Prepares a dataset that needs no download (digits); safe if several processes race."""
-  console.event(f"Preparing {tfds_name} in {data_dir} (first use; generated locally, "
-                "nothing is downloaded).")
+  console.event(
+    f"Preparing {tfds_name} in {data_dir} (first use; generated locally, nothing is downloaded)."
+  )
   try:
     with _quiet_tfds():
       builder.download_and_prepare(file_format="array_record")
@@ -154,8 +162,9 @@ def _read_records(source, indices: range) -> list:
     return [source[i] for i in indices]
 
 
-def load_split_arrays(name: str, split: str,
-                      data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_split_arrays(
+  name: str, split: str, data_dir: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
   """A whole split in host memory, as stored: samples and labels `[N]` int32.
 
   Samples are images `[N, H, W, C]` uint8 or points `[N, D]` float32 (`to_float_samples`
@@ -172,9 +181,10 @@ def load_split_arrays(name: str, split: str,
   for start in range(0, len(source), _READ_CHUNK):
     indices = range(start, min(start + _READ_CHUNK, len(source)))
     records = _read_records(source, indices)
-    samples[indices.start:indices.stop] = np.stack(
-        [np.asarray(r[feature], dtype) for r in records]).reshape((-1,) + spec.sample_shape)
-    labels[indices.start:indices.stop] = [r["label"] for r in records]
+    samples[indices.start : indices.stop] = np.stack(
+      [np.asarray(r[feature], dtype) for r in records]
+    ).reshape((-1,) + spec.sample_shape)
+    labels[indices.start : indices.stop] = [r["label"] for r in records]
   return samples, labels
 
 
@@ -185,8 +195,9 @@ def to_float_samples(samples: np.ndarray) -> np.ndarray:
   return samples.astype(np.float32)
 
 
-def load_split_images(name: str, split: str,
-                      data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def load_split_images(
+  name: str, split: str, data_dir: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
   """A whole split for evaluation: samples float32 (images `[N, H, W, C]` in [0, 1], or
   points `[N, D]`) and labels `[N]`."""
   samples, labels = load_split_arrays(name, split, data_dir)
@@ -204,8 +215,7 @@ class _IndexBatches(grain.MapDataset):
   microseconds per batch.)
   """
 
-  def __init__(self, size: int, batch_size: int, seed: int | None,
-               num_epochs: int | None = None):
+  def __init__(self, size: int, batch_size: int, seed: int | None, num_epochs: int | None = None):
     super().__init__()
     self._size, self._batch_size, self._seed = size, batch_size, seed
     if seed is None:
@@ -220,8 +230,10 @@ class _IndexBatches(grain.MapDataset):
     return self._length
 
   def __str__(self) -> str:  # Recorded in grain checkpoints: keep it free of addresses.
-    return (f"_IndexBatches(size={self._size}, batch_size={self._batch_size}, "
-            f"seed={self._seed}, batches={self._length})")
+    return (
+      f"_IndexBatches(size={self._size}, batch_size={self._batch_size}, "
+      f"seed={self._seed}, batches={self._length})"
+    )
 
   def _permutation(self, epoch: int) -> np.ndarray:
     if epoch not in self._permutations:
@@ -252,16 +264,23 @@ class _GatherBatch(grain.transforms.Map):
   Indices at or past the split's end are padding: zero sample, label 0, mask 0.
   """
 
-  def __init__(self, images: np.ndarray, labels: np.ndarray, num_local_devices: int,
-               process_index: int, host_batch_size: int):
+  def __init__(
+    self,
+    images: np.ndarray,
+    labels: np.ndarray,
+    num_local_devices: int,
+    process_index: int,
+    host_batch_size: int,
+  ):
     self._images, self._labels = images, labels
     self._num_local_devices = num_local_devices
-    self._host_slice = slice(process_index * host_batch_size,
-                             (process_index + 1) * host_batch_size)
+    self._host_slice = slice(process_index * host_batch_size, (process_index + 1) * host_batch_size)
 
   def __repr__(self) -> str:  # Recorded in grain checkpoints: keep it free of addresses.
-    return (f"_GatherBatch(records={len(self._labels)}, devices={self._num_local_devices}, "
-            f"host_slice={self._host_slice.start}:{self._host_slice.stop})")
+    return (
+      f"_GatherBatch(records={len(self._labels)}, devices={self._num_local_devices}, "
+      f"host_slice={self._host_slice.start}:{self._host_slice.stop})"
+    )
 
   def map(self, indices: np.ndarray) -> dict[str, np.ndarray]:
     indices = np.asarray(indices)[self._host_slice]
@@ -269,24 +288,27 @@ class _GatherBatch(grain.transforms.Map):
     safe = np.where(real, indices, 0)
     images = to_float_samples(self._images[safe])
     images[~real] = 0.0
-    batch = {"image": images, "label": np.where(real, self._labels[safe], 0).astype(np.int32),
-             "mask": real.astype(np.float32)}
+    batch = {
+      "image": images,
+      "label": np.where(real, self._labels[safe], 0).astype(np.int32),
+      "mask": real.astype(np.float32),
+    }
     return {k: v.reshape((self._num_local_devices, -1) + v.shape[1:]) for k, v in batch.items()}
 
 
 def create_iterator(
-    name: str,
-    split: str,
-    *,
-    global_batch_size: int,
-    num_local_devices: int,
-    seed: int,
-    train: bool,
-    data_dir: str | None = None,
-    process_index: int | None = None,
-    process_count: int | None = None,
-    num_epochs: int | None = None,
-    arrays: tuple[np.ndarray, np.ndarray] | None = None,
+  name: str,
+  split: str,
+  *,
+  global_batch_size: int,
+  num_local_devices: int,
+  seed: int,
+  train: bool,
+  data_dir: str | None = None,
+  process_index: int | None = None,
+  process_count: int | None = None,
+  num_epochs: int | None = None,
+  arrays: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Any:
   """Returns a grain dataset iterator (with get_state/set_state) of device-laid-out batches.
 
@@ -321,17 +343,20 @@ def create_iterator(
   get_dataset_spec(name)  # Unknown names fail before anything is read.
   if process_index is None or process_count is None:
     import jax  # Only to find this host's shard; the pipeline itself never touches devices.
+
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
   if global_batch_size <= 0 or global_batch_size % (process_count * num_local_devices):
     raise ConfigError(
-        f"global_batch_size {global_batch_size} must be a positive multiple of "
-        f"process_count * num_local_devices = {process_count} * {num_local_devices}.")
+      f"global_batch_size {global_batch_size} must be a positive multiple of "
+      f"process_count * num_local_devices = {process_count} * {num_local_devices}."
+    )
   host_batch_size = global_batch_size // process_count
 
   images, labels = arrays if arrays is not None else load_split_arrays(name, split, data_dir)
   size = len(labels)
   indices = _IndexBatches(size, global_batch_size, seed if train else None, num_epochs)
-  batches = indices.map(_GatherBatch(images, labels, num_local_devices, process_index,
-                                     host_batch_size))
+  batches = indices.map(
+    _GatherBatch(images, labels, num_local_devices, process_index, host_batch_size)
+  )
   return iter(batches.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)))

@@ -1,4 +1,5 @@
 """The datasets configs can name (`config.dataset`), and what the pipeline needs to know of each."""
+
 import dataclasses
 from typing import Callable, Optional
 
@@ -35,6 +36,7 @@ class DatasetSpec:
     mixture: the `GaussianMixture` the points are drawn from (its modes and standard
       deviations, for the mode-collapse metrics); None for other datasets.
   """
+
   tfds_name: str
   sample_shape: tuple[int, ...]
   num_classes: int
@@ -50,8 +52,9 @@ class DatasetSpec:
     if self.kind not in KINDS:
       raise ValueError(f"DatasetSpec kind must be one of {KINDS}, got {self.kind!r}")
     if self.kind == "image" and len(self.sample_shape) != 3:
-      raise ValueError(f"an image dataset's sample_shape must be (H, W, C), got "
-                       f"{self.sample_shape}")
+      raise ValueError(
+        f"an image dataset's sample_shape must be (H, W, C), got {self.sample_shape}"
+      )
     if self.kind == "points" and len(self.sample_shape) != 1:
       raise ValueError(f"a points dataset's sample_shape must be (D,), got {self.sample_shape}")
 
@@ -62,24 +65,34 @@ class DatasetSpec:
 
 
 def _mixture_spec(mixture: gaussian_mixtures.GaussianMixture) -> DatasetSpec:
-  return DatasetSpec(f"gaussian_mixtures/{mixture.name}", (mixture.dimension,),
-                     mixture.num_modes, prepared_offline=True, kind="points",
-                     support_check=mixture.support_check,
-                     reconstruction_check=mixture.reconstruction_check, mixture=mixture)
+  return DatasetSpec(
+    f"gaussian_mixtures/{mixture.name}",
+    (mixture.dimension,),
+    mixture.num_modes,
+    prepared_offline=True,
+    kind="points",
+    support_check=mixture.support_check,
+    reconstruction_check=mixture.reconstruction_check,
+    mixture=mixture,
+  )
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "digits": DatasetSpec("digits/8x8", (8, 8, 1), 10, prepared_offline=True),
-    "digits28": DatasetSpec("digits/28x28", (28, 28, 1), 10, prepared_offline=True),
-    "mnist": DatasetSpec("mnist", (28, 28, 1), 10),
-    "fashion_mnist": DatasetSpec("fashion_mnist", (28, 28, 1), 10),
-    "cifar10": DatasetSpec("cifar10", (32, 32, 3), 10),
-    "gaussian_ring8": _mixture_spec(gaussian_mixtures.RING8),
-    "gaussian_grid25": _mixture_spec(gaussian_mixtures.GRID25),
-    "simple_shapes": DatasetSpec(
-        "simple_shapes", simple_shapes.IMAGE_SHAPE, simple_shapes.NUM_CLASSES,
-        prepared_offline=True, support_check=shapes_parser.support_check,
-        reconstruction_check=shapes_parser.reconstruction_check),
+  "digits": DatasetSpec("digits/8x8", (8, 8, 1), 10, prepared_offline=True),
+  "digits28": DatasetSpec("digits/28x28", (28, 28, 1), 10, prepared_offline=True),
+  "mnist": DatasetSpec("mnist", (28, 28, 1), 10),
+  "fashion_mnist": DatasetSpec("fashion_mnist", (28, 28, 1), 10),
+  "cifar10": DatasetSpec("cifar10", (32, 32, 3), 10),
+  "gaussian_ring8": _mixture_spec(gaussian_mixtures.RING8),
+  "gaussian_grid25": _mixture_spec(gaussian_mixtures.GRID25),
+  "simple_shapes": DatasetSpec(
+    "simple_shapes",
+    simple_shapes.IMAGE_SHAPE,
+    simple_shapes.NUM_CLASSES,
+    prepared_offline=True,
+    support_check=shapes_parser.support_check,
+    reconstruction_check=shapes_parser.reconstruction_check,
+  ),
 }
 
 

@@ -36,6 +36,7 @@ interpolation), or up to 1.2 without a shift, every image still passes (at sigma
 unshifted and most fail shifted); two copies of one shape blended at an offset of 3 pixels or
 more fail. Content at or below 0.25 counts as background.
 """
+
 import dataclasses
 
 import numpy as np
@@ -57,7 +58,7 @@ def _core(template: np.ndarray) -> np.ndarray:
   height, width = template.shape
   core = np.ones_like(template)
   for dr, dc in _NEIGHBOURS_4:
-    core &= padded[1 + dr:1 + dr + height, 1 + dc:1 + dc + width]
+    core &= padded[1 + dr : 1 + dr + height, 1 + dc : 1 + dc + width]
   return core
 
 
@@ -68,7 +69,7 @@ def _dilated(template: np.ndarray) -> np.ndarray:
   out = np.zeros((height, width), bool)
   for dr in (-1, 0, 1):
     for dc in (-1, 0, 1):
-      out |= padded[1 + dr:1 + dr + height, 1 + dc:1 + dc + width]
+      out |= padded[1 + dr : 1 + dr + height, 1 + dc : 1 + dc + width]
   return out
 
 
@@ -86,6 +87,7 @@ class ShapesParse:
     stray: [N] bool, a visible pixel outside every region that no shape explains.
     valid: [N] bool, the image is in the dataset's support (see the module docstring).
   """
+
   status: np.ndarray
   positions: np.ndarray
   fits: np.ndarray
@@ -93,15 +95,16 @@ class ShapesParse:
   valid: np.ndarray
 
 
-def _window_reduce(padded: np.ndarray, mask: np.ndarray, num_rows: int, num_cols: int,
-                   reduce) -> np.ndarray:
+def _window_reduce(
+  padded: np.ndarray, mask: np.ndarray, num_rows: int, num_cols: int, reduce
+) -> np.ndarray:
   """reduce over the mask's pixels (a, b) of padded[i + a, j + b, :]: [num_rows, num_cols, N].
 
   Images are the last axis, so every operation runs over contiguous memory.
   """
   out = None
   for a, b in zip(*np.nonzero(mask)):
-    window = padded[a:a + num_rows, b:b + num_cols]
+    window = padded[a : a + num_rows, b : b + num_cols]
     out = window.copy() if out is None else reduce(out, window, out=out)
   return out
 
@@ -125,8 +128,11 @@ def _match(region: np.ndarray, template: np.ndarray):
   covered = _window_reduce(visible, _dilated(template), rows, cols, np.add)
   uncovered = visible.sum(axis=(0, 1)) - covered
   passes = (drawn & inked & (uncovered == 0)).reshape(rows * cols, num_images)
-  score = np.where(passes, _window_reduce(region, template, rows, cols, np.add).reshape(
-      rows * cols, num_images), -np.inf)
+  score = np.where(
+    passes,
+    _window_reduce(region, template, rows, cols, np.add).reshape(rows * cols, num_images),
+    -np.inf,
+  )
   best = np.argmax(score, axis=0)
   return passes.any(axis=0), best // cols, best % cols
 
@@ -139,8 +145,9 @@ def _as_images(images) -> np.ndarray:
   if images.ndim == 4 and images.shape[-1] == 1:
     images = images[..., 0]
   if images.shape[1:] != (simple_shapes.IMAGE_SIZE,) * 2:
-    raise ValueError(f"simple_shapes images must be [N, 32, 32, 1] or [N, 32, 32], got "
-                     f"shape {np.shape(images)}")
+    raise ValueError(
+      f"simple_shapes images must be [N, 32, 32, 1] or [N, 32, 32], got shape {np.shape(images)}"
+    )
   return images
 
 
@@ -174,7 +181,7 @@ def parse(images) -> ShapesParse:
     halo = _dilated(simple_shapes.TEMPLATES[names[r]])
     for n in np.flatnonzero(found):
       top, left = positions[n, r]  # The halo's corner, in padded coordinates.
-      explained[n, top:top + halo.shape[0], left:left + halo.shape[1]] |= halo
+      explained[n, top : top + halo.shape[0], left : left + halo.shape[1]] |= halo
   gutters = list(simple_shapes.GUTTER_COLUMNS)
   explained = explained[:, 1:-1, 1:-1]
   stray = ((images[:, :, gutters] > VISIBLE) & ~explained[:, :, gutters]).any(axis=(1, 2))

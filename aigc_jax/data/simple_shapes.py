@@ -29,6 +29,7 @@ Splits: draws from PCG64 (raw 64-bit words, a stream numpy keeps stable) with a 
 the first 5,000 non-empty images are `train`, the next 1,000 `test` (an image may occur in
 both: there are 339,863 possible images and draws are independent).
 """
+
 from typing import Dict, List, Tuple
 
 import numpy as np
@@ -52,8 +53,8 @@ def _mask(art: str) -> np.ndarray:
 
 
 TEMPLATES: Dict[str, np.ndarray] = {
-    # Apex up, base 9, height 8: 40 pixels.
-    "triangle": _mask("""
+  # Apex up, base 9, height 8: 40 pixels.
+  "triangle": _mask("""
         ....#....
         ...###...
         ...###...
@@ -63,9 +64,9 @@ TEMPLATES: Dict[str, np.ndarray] = {
         .#######.
         #########
     """),
-    "square": np.ones((6, 6), bool),  # 36 pixels.
-    # A regular pentagon, apex up, circumradius 4.6, sampled at pixel centres: 53 pixels.
-    "pentagon": _mask("""
+  "square": np.ones((6, 6), bool),  # 36 pixels.
+  # A regular pentagon, apex up, circumradius 4.6, sampled at pixel centres: 53 pixels.
+  "pentagon": _mask("""
         ....#....
         ...###...
         ..#####..
@@ -84,8 +85,9 @@ def placements(region: int) -> np.ndarray:
   whole shape inside the region, in row-major order."""
   height, width = TEMPLATES[SHAPE_NAMES[region]].shape
   start, stop = REGION_COLUMNS[region]
-  rows, cols = np.meshgrid(np.arange(IMAGE_SIZE - height + 1),
-                           np.arange(start, stop - width + 1), indexing="ij")
+  rows, cols = np.meshgrid(
+    np.arange(IMAGE_SIZE - height + 1), np.arange(start, stop - width + 1), indexing="ij"
+  )
   return np.stack([rows.ravel(), cols.ravel()], axis=1)
 
 
@@ -97,8 +99,9 @@ def label_of(present: np.ndarray) -> np.ndarray:
 
 def class_names() -> List[str]:
   """Names of the 7 classes, e.g. 'triangle+pentagon'."""
-  return ["+".join(n for k, n in enumerate(SHAPE_NAMES) if (c + 1) >> k & 1)
-          for c in range(NUM_CLASSES)]
+  return [
+    "+".join(n for k, n in enumerate(SHAPE_NAMES) if (c + 1) >> k & 1) for c in range(NUM_CLASSES)
+  ]
 
 
 def render(positions: np.ndarray) -> np.ndarray:
@@ -116,7 +119,7 @@ def render(positions: np.ndarray) -> np.ndarray:
     height, width = TEMPLATES[name].shape
     for image, (row, col) in zip(images, positions[:, region]):
       if row >= 0:
-        image[row:row + height, col:col + width][TEMPLATES[name]] = 255
+        image[row : row + height, col : col + width][TEMPLATES[name]] = 255
   return images[..., None]
 
 
@@ -132,8 +135,9 @@ def draw_positions(num_draws: int, seed: int) -> np.ndarray:
   for region in range(3):
     options = placements(region)
     present = uniforms[:, region, 0] < PRESENCE_PROBABILITY
-    index = np.minimum(np.floor(uniforms[:, region, 1] * len(options)).astype(np.int64),
-                       len(options) - 1)
+    index = np.minimum(
+      np.floor(uniforms[:, region, 1] * len(options)).astype(np.int64), len(options) - 1
+    )
     positions[present, region] = options[index[present]]
   return positions
 
@@ -147,7 +151,7 @@ def split_examples() -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
     raise AssertionError(f"{len(nonempty)} non-empty draws, fewer than {needed}.")
   out, start = {}, 0
   for split, size in SPLIT_SIZES.items():
-    draws = nonempty[start:start + size]
+    draws = nonempty[start : start + size]
     out[split] = (draws, positions[draws])
     start += size
   return out
@@ -161,28 +165,34 @@ class SimpleShapes(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Tensor(shape=IMAGE_SHAPE, dtype=np.uint8),
-            "label": tfds.features.ClassLabel(names=class_names()),
-            "positions": tfds.features.Tensor(shape=(3, 2), dtype=np.int32),
-            "index": tfds.features.Scalar(dtype=np.int32),
-        }),
-        supervised_keys=("image", "label"),
-        disable_shuffling=True,  # Written in generation order (draws are i.i.d.).
-        homepage="https://github.com/locuslab/diffusion-model-hallucination",
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Tensor(shape=IMAGE_SHAPE, dtype=np.uint8),
+          "label": tfds.features.ClassLabel(names=class_names()),
+          "positions": tfds.features.Tensor(shape=(3, 2), dtype=np.int32),
+          "index": tfds.features.Scalar(dtype=np.int32),
+        }
+      ),
+      supervised_keys=("image", "label"),
+      disable_shuffling=True,  # Written in generation order (draws are i.i.d.).
+      homepage="https://github.com/locuslab/diffusion-model-hallucination",
     )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Generated: nothing to download.
-    return {split: self._generate_examples(draws, positions)
-            for split, (draws, positions) in split_examples().items()}
+    return {
+      split: self._generate_examples(draws, positions)
+      for split, (draws, positions) in split_examples().items()
+    }
 
   def _generate_examples(self, draws, positions):
     images = render(positions)
     labels = label_of(positions[:, :, 0] >= 0)
     for draw, image, label, position in zip(draws, images, labels, positions):
-      yield int(draw), {"image": image, "label": int(label), "positions": position,
-                        "index": int(draw)}
+      yield (
+        int(draw),
+        {"image": image, "label": int(label), "positions": position, "index": int(draw)},
+      )
 
 
 def split_arrays(split: str) -> Tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,7 @@
 hallucination rates, mode-collapse metrics, rejection filtering and estimator calibration;
 the one measurement layer both `experiments.evaluate` and the hallucination benchmark use:
 `reference` (real sets and floors), `sampling`, `evaluators` (rates under canonical names)."""
+
 from aigc_jax.evaluation.calibration import CalibrationStatistics
 from aigc_jax.evaluation.calibration import calibration_statistics
 from aigc_jax.evaluation.calibration import calibration_table

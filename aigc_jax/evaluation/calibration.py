@@ -7,6 +7,7 @@ models: Pearson and Spearman correlations with the exact rate (does it rank and 
 models correctly?), mean bias (does it over- or under-count?), and the fraction of its
 intervals that contain the exact rate (are its error bars honest?). numpy, float64.
 """
+
 import dataclasses
 from typing import Dict, Optional, Tuple
 
@@ -27,6 +28,7 @@ class CalibrationStatistics:
       intervals of an unbiased estimator.
     num_models: M.
   """
+
   pearson: float
   spearman: float
   mean_bias: float
@@ -41,8 +43,9 @@ class CalibrationStatistics:
 def _vector(x, name: str, length: Optional[int] = None) -> np.ndarray:
   x = np.asarray(x, np.float64)
   if x.ndim != 1 or (length is not None and len(x) != length):
-    raise ValueError(f"{name} must be [M]{'' if length is None else f' with M = {length}'}, "
-                     f"got shape {x.shape}")
+    raise ValueError(
+      f"{name} must be [M]{'' if length is None else f' with M = {length}'}, got shape {x.shape}"
+    )
   if np.isnan(x).any():
     raise ValueError(f"{name} contains NaN.")
   return x
@@ -74,8 +77,9 @@ def spearman_correlation(x, y) -> float:
   return pearson_correlation(average_ranks(x), average_ranks(y))
 
 
-def calibration_statistics(exact_rates, estimates, ci_low=None, ci_high=None
-                           ) -> CalibrationStatistics:
+def calibration_statistics(
+  exact_rates, estimates, ci_low=None, ci_high=None
+) -> CalibrationStatistics:
   """Summarises one estimator against exact rates over M models (see the module docstring).
 
   Args:
@@ -98,19 +102,22 @@ def calibration_statistics(exact_rates, estimates, ci_low=None, ci_high=None
     coverage = float(np.mean((low <= exact) & (exact <= high)))
   error = estimates - exact
   return CalibrationStatistics(
-      pearson=pearson_correlation(estimates, exact),
-      spearman=spearman_correlation(estimates, exact),
-      mean_bias=float(error.mean()), mean_absolute_error=float(np.abs(error).mean()),
-      interval_coverage=coverage, num_models=len(exact))
+    pearson=pearson_correlation(estimates, exact),
+    spearman=spearman_correlation(estimates, exact),
+    mean_bias=float(error.mean()),
+    mean_absolute_error=float(np.abs(error).mean()),
+    interval_coverage=coverage,
+    num_models=len(exact),
+  )
 
 
-def calibration_table(exact_rates, estimators: Dict[str, Tuple]
-                      ) -> Dict[str, CalibrationStatistics]:
+def calibration_table(
+  exact_rates, estimators: Dict[str, Tuple]
+) -> Dict[str, CalibrationStatistics]:
   """`calibration_statistics` for several estimators of the same models.
 
   Args:
     exact_rates: [M].
     estimators: {name: (estimates [M], ci_low [M] or None, ci_high [M] or None)}.
   """
-  return {name: calibration_statistics(exact_rates, *values)
-          for name, values in estimators.items()}
+  return {name: calibration_statistics(exact_rates, *values) for name, values in estimators.items()}

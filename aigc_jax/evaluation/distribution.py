@@ -9,6 +9,7 @@ matrix (chunk_size 1024: 4 MiB per block). Distances come from |x|^2 + |y|^2 - 2
 float32 at HIGHEST matmul precision (no TF32 on GPUs), after subtracting the real set's mean
 from both sets to reduce cancellation.
 """
+
 import functools
 from typing import Callable
 
@@ -56,8 +57,10 @@ def frechet_distance_from_statistics(mu1, sigma1, mu2, sigma2) -> float:
   sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
   sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
   if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
-    raise ValueError(f"mismatched statistics: means {mu1.shape}, {mu2.shape}; "
-                     f"covariances {sigma1.shape}, {sigma2.shape}")
+    raise ValueError(
+      f"mismatched statistics: means {mu1.shape}, {mu2.shape}; "
+      f"covariances {sigma1.shape}, {sigma2.shape}"
+    )
   eigvals1, eigvecs1 = np.linalg.eigh((sigma1 + sigma1.T) / 2)
   sqrt_sigma1 = (eigvecs1 * np.sqrt(np.clip(eigvals1, 0.0, None))) @ eigvecs1.T
   middle = sqrt_sigma1 @ sigma2 @ sqrt_sigma1
@@ -71,16 +74,18 @@ def frechet_distance(feats_a, feats_b) -> float:
   """Frechet distance between Gaussians fitted to features [N, D] and [M, D]; see
   `frechet_distance_from_statistics`. Sample-size biased (Chong & Forsyth 2020): compare
   scores only at equal N, M."""
-  return frechet_distance_from_statistics(*gaussian_statistics(feats_a),
-                                          *gaussian_statistics(feats_b))
+  return frechet_distance_from_statistics(
+    *gaussian_statistics(feats_a), *gaussian_statistics(feats_b)
+  )
 
 
 # ---------------------------------------------------------------------------------------------
 # Kernel inception distance.
 
 
-def kernel_inception_distance(feats_real, feats_fake, key, *, num_subsets: int = 100,
-                              subset_size: int = 1000) -> tuple[jax.Array, jax.Array]:
+def kernel_inception_distance(
+  feats_real, feats_fake, key, *, num_subsets: int = 100, subset_size: int = 1000
+) -> tuple[jax.Array, jax.Array]:
   """KID (Binkowski, Sutherland, Arbel & Gretton 2018): unbiased MMD^2, averaged over subsets.
 
   For each of `num_subsets` subsets, draw m = `subset_size` rows of each set without
@@ -103,15 +108,15 @@ def kernel_inception_distance(feats_real, feats_fake, key, *, num_subsets: int =
   feats_fake = jnp.asarray(feats_fake)
   smallest = min(feats_real.shape[0], feats_fake.shape[0])
   if not 2 <= subset_size <= smallest:
-    raise ValueError(f"subset_size must be in [2, {smallest}] (the smaller set's size), "
-                     f"got {subset_size}")
+    raise ValueError(
+      f"subset_size must be in [2, {smallest}] (the smaller set's size), got {subset_size}"
+    )
   if feats_real.shape[1] != feats_fake.shape[1]:
     raise ValueError(f"feature sizes differ: {feats_real.shape} vs {feats_fake.shape}")
   if isinstance(key, int):
     key = jax.random.key(key)
   mmd2 = _kid_subsets(feats_real, feats_fake, key, num_subsets, subset_size)
   return jnp.mean(mmd2), jnp.std(mmd2)
-
 
 
 def unbiased_polynomial_mmd2(x: jax.Array, y: jax.Array) -> jax.Array:
@@ -124,7 +129,7 @@ def unbiased_polynomial_mmd2(x: jax.Array, y: jax.Array) -> jax.Array:
   k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
   off_diagonal_xx = jnp.sum(k_xx) - jnp.sum(jnp.diagonal(k_xx))
   off_diagonal_yy = jnp.sum(k_yy) - jnp.sum(jnp.diagonal(k_yy))
-  return ((off_diagonal_xx + off_diagonal_yy) / (m * (m - 1)) - 2.0 * jnp.sum(k_xy) / (m * m))
+  return (off_diagonal_xx + off_diagonal_yy) / (m * (m - 1)) - 2.0 * jnp.sum(k_xy) / (m * m)
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4))
@@ -133,8 +138,9 @@ def _kid_subsets(feats_real, feats_fake, key, num_subsets, subset_size):
     key_real, key_fake = jax.random.split(subset_key)
     rows_real = jax.random.choice(key_real, feats_real.shape[0], (subset_size,), replace=False)
     rows_fake = jax.random.choice(key_fake, feats_fake.shape[0], (subset_size,), replace=False)
-    return unbiased_polynomial_mmd2(feats_real[rows_real].astype(jnp.float32),
-                                    feats_fake[rows_fake].astype(jnp.float32))
+    return unbiased_polynomial_mmd2(
+      feats_real[rows_real].astype(jnp.float32), feats_fake[rows_fake].astype(jnp.float32)
+    )
 
   return jax.lax.map(one_subset, jax.random.split(key, num_subsets))
 
@@ -143,8 +149,14 @@ def _kid_subsets(feats_real, feats_fake, key, num_subsets, subset_size):
 # Chunked k-NN machinery.
 
 
-def _blockwise(queries: jax.Array, refs: jax.Array, ref_values: jax.Array, chunk_size: int,
-               init: Callable, update: Callable):
+def _blockwise(
+  queries: jax.Array,
+  refs: jax.Array,
+  ref_values: jax.Array,
+  chunk_size: int,
+  init: Callable,
+  update: Callable,
+):
   """Folds `update` over blocks of the distance matrix without materialising it.
 
   `init(c)` makes a per-query carry (arrays with leading dim c); `update(carry, dist [c, c'],
@@ -159,10 +171,12 @@ def _blockwise(queries: jax.Array, refs: jax.Array, ref_values: jax.Array, chunk
     return jnp.pad(x, [(0, rows - x.shape[0])] + [(0, 0)] * (x.ndim - 1))
 
   queries = pad_rows(queries, num_query_chunks * query_chunk).reshape(
-      num_query_chunks, query_chunk, -1)
+    num_query_chunks, query_chunk, -1
+  )
   refs = pad_rows(refs, num_ref_chunks * ref_chunk).reshape(num_ref_chunks, ref_chunk, -1)
   ref_values = pad_rows(ref_values, num_ref_chunks * ref_chunk).reshape(
-      (num_ref_chunks, ref_chunk) + ref_values.shape[1:])
+    (num_ref_chunks, ref_chunk) + ref_values.shape[1:]
+  )
   valid = (jnp.arange(num_ref_chunks * ref_chunk) < m).reshape(num_ref_chunks, ref_chunk)
   ref_sq_norms = jnp.sum(jnp.square(refs), axis=-1)
 
@@ -171,8 +185,11 @@ def _blockwise(queries: jax.Array, refs: jax.Array, ref_values: jax.Array, chunk
 
     def step(carry, block):
       ref_block, ref_sq, valid_block, values_block = block
-      sq_dist = (query_sq_norms[:, None] + ref_sq[None, :]
-                 - 2.0 * jnp.matmul(query_block, ref_block.T, precision=_HIGHEST))
+      sq_dist = (
+        query_sq_norms[:, None]
+        + ref_sq[None, :]
+        - 2.0 * jnp.matmul(query_block, ref_block.T, precision=_HIGHEST)
+      )
       dist = jnp.sqrt(jnp.maximum(sq_dist, 0.0))
       return update(carry, dist, valid_block, values_block), None
 
@@ -209,8 +226,14 @@ def _k_smallest_distances(queries, refs, k, chunk_size):
     candidates = jnp.concatenate([best, dist], axis=1)
     return -jax.lax.top_k(-candidates, k)[0]
 
-  return _blockwise(queries, refs, jnp.zeros(refs.shape[:1]), chunk_size,
-                    lambda c: jnp.full((c, k), jnp.inf, queries.dtype), update)
+  return _blockwise(
+    queries,
+    refs,
+    jnp.zeros(refs.shape[:1]),
+    chunk_size,
+    lambda c: jnp.full((c, k), jnp.inf, queries.dtype),
+    update,
+  )
 
 
 def _knn_radii(feats, k, chunk_size):
@@ -227,8 +250,7 @@ def _inside_any_ball(queries, centers, radii, chunk_size):
   def update(inside, dist, valid, radius):
     return inside | jnp.any((dist <= radius[None, :]) & valid[None, :], axis=1)
 
-  return _blockwise(queries, centers, radii, chunk_size,
-                    lambda c: jnp.zeros((c,), bool), update)
+  return _blockwise(queries, centers, radii, chunk_size, lambda c: jnp.zeros((c,), bool), update)
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk_size"))
@@ -239,8 +261,9 @@ def knn_radii(feats: jax.Array, k: int = 3, *, chunk_size: int = DEFAULT_CHUNK_S
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk_size"))
-def manifold_membership(queries: jax.Array, manifold_feats: jax.Array, k: int = 3, *,
-                        chunk_size: int = DEFAULT_CHUNK_SIZE) -> jax.Array:
+def manifold_membership(
+  queries: jax.Array, manifold_feats: jax.Array, k: int = 3, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> jax.Array:
   """Whether each query lies on the k-NN manifold of a set (Kynkaanniemi et al. 2019, eq. 1).
 
   f(q, Phi) = 1 iff ||q - phi|| <= NND_k(phi) for some phi in Phi, where NND_k(phi) is the
@@ -260,8 +283,9 @@ def manifold_membership(queries: jax.Array, manifold_feats: jax.Array, k: int = 
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk_size"))
-def precision_recall(real: jax.Array, fake: jax.Array, k: int = 3, *,
-                     chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[jax.Array, jax.Array]:
+def precision_recall(
+  real: jax.Array, fake: jax.Array, k: int = 3, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> tuple[jax.Array, jax.Array]:
   """Improved precision and recall (Kynkaanniemi, Karras, Laine, Lehtinen & Aila 2019).
 
   precision = mean over fake y of f(y, real), recall = mean over real x of f(x, fake), with
@@ -278,17 +302,18 @@ def precision_recall(real: jax.Array, fake: jax.Array, k: int = 3, *,
   real_radii = _knn_radii(real, k, chunk_size)
   fake_radii = _knn_radii(fake, k, chunk_size)
   precision = exact_fraction(
-      jnp.sum(_inside_any_ball(fake, real, real_radii, chunk_size), dtype=jnp.int32),
-      fake.shape[0])
+    jnp.sum(_inside_any_ball(fake, real, real_radii, chunk_size), dtype=jnp.int32), fake.shape[0]
+  )
   recall = exact_fraction(
-      jnp.sum(_inside_any_ball(real, fake, fake_radii, chunk_size), dtype=jnp.int32),
-      real.shape[0])
+    jnp.sum(_inside_any_ball(real, fake, fake_radii, chunk_size), dtype=jnp.int32), real.shape[0]
+  )
   return precision, recall
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk_size"))
-def density_coverage(real: jax.Array, fake: jax.Array, k: int = 5, *,
-                     chunk_size: int = DEFAULT_CHUNK_SIZE) -> tuple[jax.Array, jax.Array]:
+def density_coverage(
+  real: jax.Array, fake: jax.Array, k: int = 5, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> tuple[jax.Array, jax.Array]:
   """Density and coverage (Naeem, Oh, Uh, Choi & Yoo 2020).
 
   density = 1 / (k M) * sum_j sum_i 1[Y_j in B(X_i, NND_k(X_i))],
@@ -309,8 +334,9 @@ def density_coverage(real: jax.Array, fake: jax.Array, k: int = 5, *,
   def count_update(count, dist, valid, radius):
     return count + jnp.sum((dist < radius[None, :]) & valid[None, :], axis=1, dtype=jnp.int32)
 
-  balls_per_fake = _blockwise(fake, real, real_radii, chunk_size,
-                              lambda c: jnp.zeros((c,), jnp.int32), count_update)
+  balls_per_fake = _blockwise(
+    fake, real, real_radii, chunk_size, lambda c: jnp.zeros((c,), jnp.int32), count_update
+  )
   # uint32: the total is at most N * M, which stays below 2^32 up to 65k x 65k.
   density = exact_fraction(jnp.sum(balls_per_fake, dtype=jnp.uint32), k * fake.shape[0])
   nearest_fake = _k_smallest_distances(real, fake, 1, chunk_size)[:, 0]
@@ -319,9 +345,15 @@ def density_coverage(real: jax.Array, fake: jax.Array, k: int = 5, *,
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk_size", "prune_percentile"))
-def realism_score(real: jax.Array, fake: jax.Array, k: int = 3, *,
-                  prune_percentile: float | None = 50.0, eps: float = 1e-8,
-                  chunk_size: int = DEFAULT_CHUNK_SIZE) -> jax.Array:
+def realism_score(
+  real: jax.Array,
+  fake: jax.Array,
+  k: int = 3,
+  *,
+  prune_percentile: float | None = 50.0,
+  eps: float = 1e-8,
+  chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> jax.Array:
   """Per-sample realism score (Kynkaanniemi et al. 2019, Sec. 5).
 
   R(y, Phi_r) = max_i NND_k(x_i) / max(||y - x_i||, eps) over real x_i. R >= 1 iff y lies

@@ -20,6 +20,7 @@ A sample evaluator is a function `(reference, SampleSet) -> {name: (RateEstimate
 where it does not apply (no class oracle, no known support, not conditional, no variants).
 `reconstruction_rates` and `filtering_summary` take their own inputs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -54,6 +55,7 @@ class SampleSet:
     probabilities: `[N, K]` class-oracle probabilities; None without an oracle.
     requested: `[N]` int32 classes asked of a conditional model; None otherwise.
   """
+
   samples: np.ndarray
   feats: jax.Array
   probabilities: Optional[jax.Array]
@@ -69,8 +71,11 @@ def sample_set(extractor: FeatureExtractor, samples, requested=None) -> SampleSe
 
 def manifold(reference: Reference, measured: SampleSet) -> Rates:
   """`manifold_hallucination_rate`: k = 3 against the reference subset's features."""
-  return {"manifold_hallucination_rate": hallucination.manifold_hallucination_rate(
-      reference.reference_feats, measured.feats, k=PRECISION_RECALL_K)}
+  return {
+    "manifold_hallucination_rate": hallucination.manifold_hallucination_rate(
+      reference.reference_feats, measured.feats, k=PRECISION_RECALL_K
+    )
+  }
 
 
 def unrecognisable(reference: Reference, measured: SampleSet) -> Rates:
@@ -78,16 +83,20 @@ def unrecognisable(reference: Reference, measured: SampleSet) -> Rates:
   del reference
   if measured.probabilities is None:
     return {}
-  return {"unrecognisable_rate": hallucination.unrecognisable_rate(
-      measured.probabilities, UNRECOGNISABLE_THRESHOLD)}
+  return {
+    "unrecognisable_rate": hallucination.unrecognisable_rate(
+      measured.probabilities, UNRECOGNISABLE_THRESHOLD
+    )
+  }
 
 
 def support(reference: Reference, measured: SampleSet) -> Rates:
   """`support_hallucination_rate` (a dataset whose support is known exactly)."""
   if reference.spec.support_check is None:
     return {}
-  estimate, flags = hallucination.support_hallucination_rate(measured.samples,
-                                                             reference.spec.support_check)
+  estimate, flags = hallucination.support_hallucination_rate(
+    measured.samples, reference.spec.support_check
+  )
   return {"support_hallucination_rate": (estimate, np.asarray(flags))}
 
 
@@ -96,8 +105,11 @@ def control(reference: Reference, measured: SampleSet) -> Rates:
   del reference
   if measured.probabilities is None or measured.requested is None:
     return {}
-  return {"control_error_rate": hallucination.control_error_rate(measured.probabilities,
-                                                                 measured.requested)}
+  return {
+    "control_error_rate": hallucination.control_error_rate(
+      measured.probabilities, measured.requested
+    )
+  }
 
 
 def variants(reference: Reference, measured: SampleSet) -> Rates:
@@ -105,23 +117,32 @@ def variants(reference: Reference, measured: SampleSet) -> Rates:
   if reference.variants is None:
     return {}
   test_feats = reference.variants.test_feats
-  rates = {f"manifold_hallucination_rate_k{k}_test": hallucination.manifold_hallucination_rate(
-      test_feats, measured.feats, k=k) for k in MANIFOLD_KS}
+  rates = {
+    f"manifold_hallucination_rate_k{k}_test": hallucination.manifold_hallucination_rate(
+      test_feats, measured.feats, k=k
+    )
+    for k in MANIFOLD_KS
+  }
   rates["topological_hallucination_rate_test"] = topological.topological_hallucination_rate(
-      reference.variants.topp_support, measured.feats,
-      jax.random.fold_in(reference.variants.key, 1))
+    reference.variants.topp_support, measured.feats, jax.random.fold_in(reference.variants.key, 1)
+  )
   return rates
 
 
 SAMPLE_EVALUATORS: Dict[str, Callable[[Any, SampleSet], Rates]] = {
-    "manifold": manifold, "unrecognisable": unrecognisable, "support": support,
-    "control": control, "variants": variants}
+  "manifold": manifold,
+  "unrecognisable": unrecognisable,
+  "support": support,
+  "control": control,
+  "variants": variants,
+}
 # What `experiments.evaluate` measures of generated samples (the benchmark adds "variants").
 GENERATION = ("manifold", "unrecognisable", "control", "support")
 
 
-def sample_rates(reference: Reference, measured: SampleSet,
-                 evaluators: Sequence[str] = GENERATION) -> Rates:
+def sample_rates(
+  reference: Reference, measured: SampleSet, evaluators: Sequence[str] = GENERATION
+) -> Rates:
   """Every rate of the named sample evaluators, in their order."""
   rates: Rates = {}
   for name in evaluators:
@@ -131,8 +152,9 @@ def sample_rates(reference: Reference, measured: SampleSet,
   return rates
 
 
-def reconstruction_rates(reference: Reference, inputs: np.ndarray, labels: np.ndarray,
-                         outputs: np.ndarray) -> Rates:
+def reconstruction_rates(
+  reference: Reference, inputs: np.ndarray, labels: np.ndarray, outputs: np.ndarray
+) -> Rates:
   """`reconstruction_hallucination_rate` (known support) and `reconstruction_class_flip_rate`
   (class oracle) of reconstructions `outputs` of `inputs` `[N, *sample_shape]`, labels `[N]`."""
   rates: Rates = {}
@@ -142,7 +164,8 @@ def reconstruction_rates(reference: Reference, inputs: np.ndarray, labels: np.nd
     rates["reconstruction_hallucination_rate"] = (hallucination.rate_from_flags(flags), flags)
   if reference.extractor.has_class_oracle:
     rates["reconstruction_class_flip_rate"] = hallucination.reconstruction_class_flip_rate(
-        reference.extractor.probabilities(outputs), labels)
+      reference.extractor.probabilities(outputs), labels
+    )
   return rates
 
 
@@ -164,10 +187,15 @@ def filter_scores(reference: Reference, measured: SampleSet) -> Dict[str, np.nda
   """Model-agnostic filter scores `[N]` (higher = keep): `realism` against the test reference
   (k = 3) and, with an oracle, `confidence` (its top probability)."""
   if reference.variants is None:
-    raise ValueError("filter scores need the test reference: build the Reference with "
-                     "variants (reference.build_reference(..., with_variants=True)).")
-  scores = {"realism": filtering.manifold_realism_score(reference.variants.test_feats,
-                                                        measured.feats, k=REALISM_K)}
+    raise ValueError(
+      "filter scores need the test reference: build the Reference with "
+      "variants (reference.build_reference(..., with_variants=True))."
+    )
+  scores = {
+    "realism": filtering.manifold_realism_score(
+      reference.variants.test_feats, measured.feats, k=REALISM_K
+    )
+  }
   if measured.probabilities is not None:
     scores["confidence"] = filtering.classifier_confidence(measured.probabilities)
   return scores
@@ -183,13 +211,18 @@ def filtering_summary(scores: Dict[str, np.ndarray], valid: np.ndarray) -> Dict[
   out = {}
   for name, values in scores.items():
     values = np.nan_to_num(np.asarray(values, np.float64), nan=-np.inf)
-    thresholds = np.quantile(values[np.isfinite(values)] if np.isfinite(values).any()
-                             else [0.0], np.linspace(0.0, 1.0, FILTER_CURVE_POINTS))
+    thresholds = np.quantile(
+      values[np.isfinite(values)] if np.isfinite(values).any() else [0.0],
+      np.linspace(0.0, 1.0, FILTER_CURVE_POINTS),
+    )
     curve = filtering.filtering_curve(values, valid, np.append(thresholds, np.inf))
-    summary = {"valid_kept": curve.valid_kept_fraction.tolist(),
-               "hallucinations_removed": curve.hallucinations_removed_fraction.tolist(),
-               "kept": curve.kept_fraction.tolist(), "removed_at_96": None,
-               "threshold_at_96": None}
+    summary = {
+      "valid_kept": curve.valid_kept_fraction.tolist(),
+      "hallucinations_removed": curve.hallucinations_removed_fraction.tolist(),
+      "kept": curve.kept_fraction.tolist(),
+      "removed_at_96": None,
+      "threshold_at_96": None,
+    }
     if valid.any() and (~valid).any():
       threshold = filtering.threshold_keeping_valid(values, valid, FILTER_VALID_KEPT)
       point = filtering.filtering_curve(values, valid, [threshold])

@@ -15,6 +15,7 @@ mixtures): the coordinates themselves. An Inception-v3 extractor loaded from a l
 file fits the same interface: resize and rescale inside `_features_batch`, and
 `num_classes = None` when only the pool features are wanted.
 """
+
 import abc
 from typing import Any, Callable, Optional
 
@@ -40,8 +41,9 @@ class FeatureExtractor(abc.ABC):
   input_rank = 4
   input_layout = "[N, H, W, C]"
 
-  def __init__(self, variables: Any, batch_size: int = DEFAULT_BATCH_SIZE,
-               num_classes: Optional[int] = None):
+  def __init__(
+    self, variables: Any, batch_size: int = DEFAULT_BATCH_SIZE, num_classes: Optional[int] = None
+  ):
     if batch_size <= 0:
       raise ValueError(f"batch_size must be positive, got {batch_size}")
     self.variables = variables
@@ -71,21 +73,26 @@ class FeatureExtractor(abc.ABC):
     """Class probabilities `[N, K]` float32 (the class oracle) of images `[N, H, W, C]`."""
     if not self.has_class_oracle:
       raise NotImplementedError(
-          f"{type(self).__name__} has no class head, so it cannot be a class oracle; use an "
-          "extractor with num_classes set (e.g. ClassifierFeatureExtractor).")
+        f"{type(self).__name__} has no class head, so it cannot be a class oracle; use an "
+        "extractor with num_classes set (e.g. ClassifierFeatureExtractor)."
+      )
     return self._map_batches(self._jitted_probabilities, images)
 
   def _map_batches(self, batch_fn: Callable[[Any, jax.Array], jax.Array], images) -> jax.Array:
     images = jnp.asarray(images, jnp.float32)
     if images.ndim != self.input_rank:
-      raise ValueError(f"inputs of {type(self).__name__} must be {self.input_layout}, got "
-                       f"shape {images.shape}")
+      raise ValueError(
+        f"inputs of {type(self).__name__} must be {self.input_layout}, got shape {images.shape}"
+      )
     num_images = images.shape[0]
     num_batches = max(-(-num_images // self.batch_size), 1)  # N = 0 still gives the width.
-    padded = jnp.pad(images, [(0, num_batches * self.batch_size - num_images)]
-                     + [(0, 0)] * (images.ndim - 1))
-    outputs = [batch_fn(self.variables, padded[i * self.batch_size:(i + 1) * self.batch_size])
-               for i in range(num_batches)]
+    padded = jnp.pad(
+      images, [(0, num_batches * self.batch_size - num_images)] + [(0, 0)] * (images.ndim - 1)
+    )
+    outputs = [
+      batch_fn(self.variables, padded[i * self.batch_size : (i + 1) * self.batch_size])
+      for i in range(num_batches)
+    ]
     return jnp.concatenate(outputs, axis=0)[:num_images].astype(jnp.float32)
 
 
@@ -99,14 +106,18 @@ class ClassifierFeatureExtractor(FeatureExtractor):
     batch_size: images per compiled call.
   """
 
-  def __init__(self, apply_fn: Callable[..., Any], variables: dict, num_classes: int,
-               batch_size: int = DEFAULT_BATCH_SIZE):
+  def __init__(
+    self,
+    apply_fn: Callable[..., Any],
+    variables: dict,
+    num_classes: int,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+  ):
     self._apply_fn = apply_fn
     super().__init__(variables, batch_size=batch_size, num_classes=num_classes)
 
   @classmethod
-  def from_state(cls, state, batch_size: int = DEFAULT_BATCH_SIZE
-                 ) -> "ClassifierFeatureExtractor":
+  def from_state(cls, state, batch_size: int = DEFAULT_BATCH_SIZE) -> "ClassifierFeatureExtractor":
     """From a classifier train state on the host (one copy): `results["state"]` of
     `train_and_evaluate`, or `aigc_jax.inference.load_classifier(workdir)` of a saved run."""
     variables = {"params": state.params}

@@ -6,6 +6,7 @@ Every function takes two image batches `a, b: [B, H, W, C]` float with values in
 Colour images are scored per channel and the channels averaged, as dm-pix and
 tf.image do; SSIM is only defined on one channel.
 """
+
 import functools
 from typing import Sequence
 
@@ -22,7 +23,8 @@ def _as_float_images(a, b):
   b = jnp.asarray(b)
   if a.ndim != 4 or a.shape != b.shape:
     raise ValueError(
-        f"expected two image batches [B, H, W, C] of one shape, got {a.shape} and {b.shape}")
+      f"expected two image batches [B, H, W, C] of one shape, got {a.shape} and {b.shape}"
+    )
   dtype = jnp.result_type(a.dtype, b.dtype, jnp.float32)
   return a.astype(dtype), b.astype(dtype)
 
@@ -53,8 +55,16 @@ def psnr(a: jax.Array, b: jax.Array, max_val: float = 1.0) -> jax.Array:
   return 10.0 * jnp.log10(max_val**2 / mse(a, b))
 
 
-def ssim(a: jax.Array, b: jax.Array, max_val: float = 1.0, *, filter_size: int = 11,
-         filter_sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> jax.Array:
+def ssim(
+  a: jax.Array,
+  b: jax.Array,
+  max_val: float = 1.0,
+  *,
+  filter_size: int = 11,
+  filter_sigma: float = 1.5,
+  k1: float = 0.01,
+  k2: float = 0.03,
+) -> jax.Array:
   """Structural similarity (Wang, Bovik, Sheikh & Simoncelli 2004, IEEE TIP 13(4)) per image.
 
   SSIM(x, y) = mean over valid window positions of
@@ -102,9 +112,17 @@ def ms_ssim_min_size(filter_size: int = 11, num_scales: int = len(MS_SSIM_WEIGHT
   return filter_size * 2 ** (num_scales - 1)
 
 
-def ms_ssim(a: jax.Array, b: jax.Array, max_val: float = 1.0, *,
-            weights: Sequence[float] = MS_SSIM_WEIGHTS, filter_size: int = 11,
-            filter_sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> jax.Array:
+def ms_ssim(
+  a: jax.Array,
+  b: jax.Array,
+  max_val: float = 1.0,
+  *,
+  weights: Sequence[float] = MS_SSIM_WEIGHTS,
+  filter_size: int = 11,
+  filter_sigma: float = 1.5,
+  k1: float = 0.01,
+  k2: float = 0.03,
+) -> jax.Array:
   """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003, Asilomar) per image.
 
   MS-SSIM(x, y) = l_M^{w_M} * prod_{j=1..M} cs_j^{w_j}, i.e.
@@ -146,9 +164,10 @@ def _check_window_fits(shape, filter_size, num_scales):
   if smallest < needed:
     what = "SSIM" if num_scales == 1 else f"MS-SSIM with {num_scales} scales"
     raise ValueError(
-        f"{what} with a {filter_size}-tap window needs H and W of at least {needed}, got "
-        f"{shape[1]}x{shape[2]}; pass fewer scales (weights=ms_ssim_weights(n)) or a smaller "
-        "filter_size")
+      f"{what} with a {filter_size}-tap window needs H and W of at least {needed}, got "
+      f"{shape[1]}x{shape[2]}; pass fewer scales (weights=ms_ssim_weights(n)) or a smaller "
+      "filter_size"
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))
@@ -189,7 +208,7 @@ def _gaussian_blur_valid(x, filter_size, filter_sigma):
   def banded(size):  # [size, size - filter_size + 1]: column i holds the taps at i..i+f-1.
     matrix = np.zeros((size, size - filter_size + 1))
     for i in range(matrix.shape[1]):
-      matrix[i:i + filter_size, i] = taps
+      matrix[i : i + filter_size, i] = taps
     return jnp.asarray(matrix, x.dtype)
 
   x = jnp.moveaxis(x, -1, -3)  # [..., C, H, W]
@@ -202,7 +221,8 @@ def _ssim_terms(a, b, max_val, filter_size, filter_sigma, k1, k2):
   """Luminance and contrast-structure maps [B, C, W', H'] over valid window positions."""
   # One blur (one matrix product per pass) of the five planes the statistics need.
   mu_a, mu_b, mean_aa, mean_bb, mean_ab = _gaussian_blur_valid(
-      jnp.stack([a, b, a * a, b * b, a * b]), filter_size, filter_sigma)
+    jnp.stack([a, b, a * a, b * b, a * b]), filter_size, filter_sigma
+  )
   # The barrier keeps the products apart from the subtractions: fused, the compiler is free
   # to contract some of them into fused multiply-adds and not others, and then var_a and cov
   # of identical images differ by rounding that cancellation magnifies (SSIM(x, x) came out

@@ -14,6 +14,7 @@ diffusion-specific score; the scores here work for any model:
 
 Everything here is numpy on the host (curves of a few thousand samples).
 """
+
 import dataclasses
 from typing import Optional, Sequence
 
@@ -35,6 +36,7 @@ class FilteringCurve:
       there are none).
     num_valid, num_hallucinated: counts over the N samples.
   """
+
   thresholds: np.ndarray
   kept_fraction: np.ndarray
   valid_kept_fraction: np.ndarray
@@ -44,18 +46,24 @@ class FilteringCurve:
 
   def as_dict(self) -> dict:
     """Lists of Python numbers, for JSON."""
-    return {"thresholds": self.thresholds.tolist(), "kept_fraction": self.kept_fraction.tolist(),
-            "valid_kept_fraction": self.valid_kept_fraction.tolist(),
-            "hallucinations_removed_fraction": self.hallucinations_removed_fraction.tolist(),
-            "num_valid": self.num_valid, "num_hallucinated": self.num_hallucinated}
+    return {
+      "thresholds": self.thresholds.tolist(),
+      "kept_fraction": self.kept_fraction.tolist(),
+      "valid_kept_fraction": self.valid_kept_fraction.tolist(),
+      "hallucinations_removed_fraction": self.hallucinations_removed_fraction.tolist(),
+      "num_valid": self.num_valid,
+      "num_hallucinated": self.num_hallucinated,
+    }
 
 
 def _scores_and_flags(scores, valid) -> tuple[np.ndarray, np.ndarray]:
   scores = np.asarray(scores, np.float64).reshape(-1)
   valid = np.asarray(valid)
   if valid.dtype != np.bool_ or valid.shape != scores.shape:
-    raise ValueError(f"valid must be [N] bool matching scores [N] = {scores.shape}, got "
-                     f"{valid.dtype} {valid.shape}")
+    raise ValueError(
+      f"valid must be [N] bool matching scores [N] = {scores.shape}, got "
+      f"{valid.dtype} {valid.shape}"
+    )
   if not len(scores):
     raise ValueError("no samples to filter.")
   if np.isnan(scores).any():
@@ -63,8 +71,7 @@ def _scores_and_flags(scores, valid) -> tuple[np.ndarray, np.ndarray]:
   return scores, valid
 
 
-def filtering_curve(scores, valid, thresholds: Optional[Sequence[float]] = None
-                    ) -> FilteringCurve:
+def filtering_curve(scores, valid, thresholds: Optional[Sequence[float]] = None) -> FilteringCurve:
   """The filtering curve of `keep = scores >= threshold` against exact validity.
 
   Args:
@@ -85,12 +92,15 @@ def filtering_curve(scores, valid, thresholds: Optional[Sequence[float]] = None
   valid_kept = kept[:, valid].sum(axis=1)
   invalid_kept = kept[:, ~valid].sum(axis=1)
   valid_kept_fraction = valid_kept / num_valid if num_valid else np.full(len(thresholds), np.nan)
-  removed = (1.0 - invalid_kept / num_invalid if num_invalid
-             else np.full(len(thresholds), np.nan))
+  removed = 1.0 - invalid_kept / num_invalid if num_invalid else np.full(len(thresholds), np.nan)
   return FilteringCurve(
-      thresholds=thresholds, kept_fraction=kept.mean(axis=1),
-      valid_kept_fraction=valid_kept_fraction, hallucinations_removed_fraction=removed,
-      num_valid=num_valid, num_hallucinated=num_invalid)
+    thresholds=thresholds,
+    kept_fraction=kept.mean(axis=1),
+    valid_kept_fraction=valid_kept_fraction,
+    hallucinations_removed_fraction=removed,
+    num_valid=num_valid,
+    num_hallucinated=num_invalid,
+  )
 
 
 def threshold_keeping_valid(scores, valid, valid_kept: float = 0.96) -> float:
@@ -115,8 +125,13 @@ def threshold_keeping_valid(scores, valid, valid_kept: float = 0.96) -> float:
   return float(valid_scores[max(needed, 1) - 1])
 
 
-def manifold_realism_score(real_feats: jax.Array, fake_feats: jax.Array, k: int = 3, *,
-                           prune_percentile: Optional[float] = 50.0) -> np.ndarray:
+def manifold_realism_score(
+  real_feats: jax.Array,
+  fake_feats: jax.Array,
+  k: int = 3,
+  *,
+  prune_percentile: Optional[float] = 50.0,
+) -> np.ndarray:
   """Distance to the real data's manifold as a score: the realism score of each sample.
 
   R(y) = max_i NND_k(x_i) / ||y - x_i|| over real features x_i (with radii above the
@@ -130,8 +145,10 @@ def manifold_realism_score(real_feats: jax.Array, fake_feats: jax.Array, k: int 
   Returns:
     [M] float64 scores, higher = closer to the real data.
   """
-  return np.asarray(distribution.realism_score(real_feats, fake_feats, k,
-                                               prune_percentile=prune_percentile), np.float64)
+  return np.asarray(
+    distribution.realism_score(real_feats, fake_feats, k, prune_percentile=prune_percentile),
+    np.float64,
+  )
 
 
 def classifier_confidence(probabilities) -> np.ndarray:

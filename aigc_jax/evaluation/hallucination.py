@@ -16,6 +16,7 @@ samples counted as hallucinations, so they can be inspected. All but
 `support_hallucination_rate` (which calls arbitrary user code) are jittable; `RateEstimate`
 is a pytree of scalar arrays (use `float(estimate.rate)` or `estimate.as_dict()` to log).
 """
+
 import dataclasses
 from typing import Protocol
 
@@ -31,6 +32,7 @@ Z_95 = 1.959963984540054
 @dataclasses.dataclass(frozen=True)
 class RateEstimate:
   """count of n samples flagged; rate = count / n; [ci_low, ci_high] its Wilson interval."""
+
   rate: jax.Array
   count: jax.Array
   n: jax.Array
@@ -39,12 +41,18 @@ class RateEstimate:
 
   def as_dict(self) -> dict[str, float]:
     """Python numbers, for writers and logs."""
-    return {"rate": float(self.rate), "count": int(self.count), "n": int(self.n),
-            "ci_low": float(self.ci_low), "ci_high": float(self.ci_high)}
+    return {
+      "rate": float(self.rate),
+      "count": int(self.count),
+      "n": int(self.n),
+      "ci_low": float(self.ci_low),
+      "ci_high": float(self.ci_high),
+    }
 
 
 jax.tree_util.register_dataclass(
-    RateEstimate, data_fields=["rate", "count", "n", "ci_low", "ci_high"], meta_fields=[])
+  RateEstimate, data_fields=["rate", "count", "n", "ci_low", "ci_high"], meta_fields=[]
+)
 
 
 def wilson_interval(count, n, z: float = Z_95) -> tuple[jax.Array, jax.Array]:
@@ -86,13 +94,16 @@ def rate_from_flags(flags: jax.Array, z: float = Z_95) -> RateEstimate:
   count = jnp.sum(flags, dtype=jnp.int32)
   low, high = wilson_interval(count, n, z)
   rate = distribution.exact_fraction(count, n) if n else jnp.float32(jnp.nan)
-  return RateEstimate(rate=rate, count=count,
-                      n=jnp.asarray(n, jnp.int32), ci_low=low, ci_high=high)
+  return RateEstimate(rate=rate, count=count, n=jnp.asarray(n, jnp.int32), ci_low=low, ci_high=high)
 
 
-def manifold_hallucination_rate(real_feats: jax.Array, fake_feats: jax.Array, k: int = 3, *,
-                                chunk_size: int = distribution.DEFAULT_CHUNK_SIZE
-                                ) -> tuple[RateEstimate, jax.Array]:
+def manifold_hallucination_rate(
+  real_feats: jax.Array,
+  fake_feats: jax.Array,
+  k: int = 3,
+  *,
+  chunk_size: int = distribution.DEFAULT_CHUNK_SIZE,
+) -> tuple[RateEstimate, jax.Array]:
   """Fraction of generated samples outside the real k-NN manifold: 1 - precision.
 
   A generated feature y is off-manifold when ||y - x|| > NND_k(x) for every real x
@@ -116,12 +127,12 @@ class SupportCheck(Protocol):
   curve") the rule itself is the check; it may be numpy or jax code.
   """
 
-  def __call__(self, samples) -> jax.Array:
-    ...
+  def __call__(self, samples) -> jax.Array: ...
 
 
-def support_hallucination_rate(samples, validity_check: SupportCheck
-                               ) -> tuple[RateEstimate, jax.Array]:
+def support_hallucination_rate(
+  samples, validity_check: SupportCheck
+) -> tuple[RateEstimate, jax.Array]:
   """Fraction of samples that `validity_check` rejects (outside the data's true support).
 
   Args:
@@ -134,8 +145,9 @@ def support_hallucination_rate(samples, validity_check: SupportCheck
   valid = jnp.asarray(validity_check(samples))
   num_samples = len(samples)
   if valid.shape != (num_samples,) or valid.dtype != jnp.bool_:
-    raise ValueError(f"validity_check must return [N] bool with N = {num_samples}, got "
-                     f"{valid.dtype} {valid.shape}")
+    raise ValueError(
+      f"validity_check must return [N] bool with N = {num_samples}, got {valid.dtype} {valid.shape}"
+    )
   flags = jnp.logical_not(valid)
   return rate_from_flags(flags), flags
 
@@ -155,8 +167,9 @@ def _class_mismatch_rate(probs, labels) -> tuple[RateEstimate, jax.Array]:
   return rate_from_flags(flags), flags
 
 
-def reconstruction_class_flip_rate(oracle_probs_recon: jax.Array, labels: jax.Array
-                                   ) -> tuple[RateEstimate, jax.Array]:
+def reconstruction_class_flip_rate(
+  oracle_probs_recon: jax.Array, labels: jax.Array
+) -> tuple[RateEstimate, jax.Array]:
   """Fraction of reconstructions that a class oracle assigns to another class than the input.
 
   flip_i = argmax_c p(c | recon_i) != label_i. `labels` are the inputs' classes: their true
@@ -173,8 +186,9 @@ def reconstruction_class_flip_rate(oracle_probs_recon: jax.Array, labels: jax.Ar
   return _class_mismatch_rate(oracle_probs_recon, labels)
 
 
-def unrecognisable_rate(oracle_probs: jax.Array, threshold: float = 0.5
-                        ) -> tuple[RateEstimate, jax.Array]:
+def unrecognisable_rate(
+  oracle_probs: jax.Array, threshold: float = 0.5
+) -> tuple[RateEstimate, jax.Array]:
   """Fraction of samples whose most likely class has oracle probability below `threshold`.
 
   unrecognisable_i = max_c p(c | x_i) < threshold. Default 0.5: below it no class holds a
@@ -196,8 +210,9 @@ def unrecognisable_rate(oracle_probs: jax.Array, threshold: float = 0.5
   return rate_from_flags(flags), flags
 
 
-def control_error_rate(oracle_probs: jax.Array, requested_labels: jax.Array
-                       ) -> tuple[RateEstimate, jax.Array]:
+def control_error_rate(
+  oracle_probs: jax.Array, requested_labels: jax.Array
+) -> tuple[RateEstimate, jax.Array]:
   """Fraction of class-conditional samples the oracle assigns to another class than requested.
 
   error_i = argmax_c p(c | x_i) != requested_i.

@@ -17,6 +17,7 @@ d = sqrt(sum_j ((x_j - mu_kj) / sigma_kj)^2); it is high quality when d < 3 (str
 On samples of the true mixture the expected high-quality fraction is P(chi2_D < 9), which is
 1 - exp(-4.5) = 0.9889 in 2-D. All functions are jittable.
 """
+
 import dataclasses
 
 import jax
@@ -37,6 +38,7 @@ class ModeCollapseMetrics:
     reverse_kl: float32 nats, KL(high-quality mode histogram || uniform); NaN if none.
     counts: [K] int32, high-quality samples per mode.
   """
+
   modes_captured: jax.Array
   high_quality_fraction: jax.Array
   reverse_kl: jax.Array
@@ -44,16 +46,19 @@ class ModeCollapseMetrics:
 
   def as_dict(self) -> dict:
     """Python numbers, for writers and logs."""
-    return {"modes_captured": int(self.modes_captured),
-            "high_quality_fraction": float(self.high_quality_fraction),
-            "reverse_kl": float(self.reverse_kl),
-            "counts": [int(c) for c in self.counts]}
+    return {
+      "modes_captured": int(self.modes_captured),
+      "high_quality_fraction": float(self.high_quality_fraction),
+      "reverse_kl": float(self.reverse_kl),
+      "counts": [int(c) for c in self.counts],
+    }
 
 
 jax.tree_util.register_dataclass(
-    ModeCollapseMetrics,
-    data_fields=["modes_captured", "high_quality_fraction", "reverse_kl", "counts"],
-    meta_fields=[])
+  ModeCollapseMetrics,
+  data_fields=["modes_captured", "high_quality_fraction", "reverse_kl", "counts"],
+  meta_fields=[],
+)
 
 
 def nearest_mode(samples: jax.Array, means: jax.Array, stds) -> tuple[jax.Array, jax.Array]:
@@ -91,8 +96,9 @@ def reverse_kl_to_uniform(counts: jax.Array) -> jax.Array:
   return jnp.where(total > 0, jnp.sum(terms), jnp.nan)
 
 
-def mode_collapse_metrics(samples: jax.Array, means: jax.Array, stds,
-                          threshold: float = HIGH_QUALITY_THRESHOLD) -> ModeCollapseMetrics:
+def mode_collapse_metrics(
+  samples: jax.Array, means: jax.Array, stds, threshold: float = HIGH_QUALITY_THRESHOLD
+) -> ModeCollapseMetrics:
   """Modes captured, high-quality fraction and reverse KL of samples (see the module docstring).
 
   Args:
@@ -107,8 +113,10 @@ def mode_collapse_metrics(samples: jax.Array, means: jax.Array, stds,
   high_quality = distances < threshold
   counts = jnp.zeros(jnp.shape(means)[0], jnp.int32).at[modes].add(high_quality.astype(jnp.int32))
   return ModeCollapseMetrics(
-      modes_captured=jnp.sum(counts > 0, dtype=jnp.int32),
-      high_quality_fraction=distribution.exact_fraction(
-          jnp.sum(high_quality, dtype=jnp.int32), modes.shape[0]),
-      reverse_kl=reverse_kl_to_uniform(counts),
-      counts=counts)
+    modes_captured=jnp.sum(counts > 0, dtype=jnp.int32),
+    high_quality_fraction=distribution.exact_fraction(
+      jnp.sum(high_quality, dtype=jnp.int32), modes.shape[0]
+    ),
+    reverse_kl=reverse_kl_to_uniform(counts),
+    counts=counts,
+  )

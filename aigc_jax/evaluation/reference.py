@@ -20,6 +20,7 @@ alike (both call `build_reference`):
   `topological_hallucination_rate_test`, and the realism filter; their floor set is the
   first `floor_size` training examples, disjoint from the test split.
 """
+
 import dataclasses
 from typing import Any, Dict, Optional, Tuple
 
@@ -37,8 +38,9 @@ VARIANTS_SEED = 0  # TopP's bootstrap and its rate's key.
 Split = Tuple[np.ndarray, np.ndarray]  # (samples [N, *sample_shape] float32, labels [N] int32)
 
 
-def reference_subset(num_examples: int, size: int = REFERENCE_SIZE,
-                     seed: int = REFERENCE_SEED) -> np.ndarray:
+def reference_subset(
+  num_examples: int, size: int = REFERENCE_SIZE, seed: int = REFERENCE_SEED
+) -> np.ndarray:
   """Sorted indices of `size` of `num_examples` examples chosen at random by `seed` (all of
   them, in order, when there are no more than `size`)."""
   if num_examples <= size:
@@ -46,9 +48,12 @@ def reference_subset(num_examples: int, size: int = REFERENCE_SIZE,
   return np.sort(np.random.default_rng(seed).choice(num_examples, size, replace=False))
 
 
-def real_sets(train: Split, test: Split, floor_size: Optional[int] = None,
-              test_reference_size: Optional[int] = None
-              ) -> Dict[str, Tuple[np.ndarray, Split]]:
+def real_sets(
+  train: Split,
+  test: Split,
+  floor_size: Optional[int] = None,
+  test_reference_size: Optional[int] = None,
+) -> Dict[str, Tuple[np.ndarray, Split]]:
   """The module's rule as arrays: {reference name: (reference samples, (floor samples, floor
   labels))}, "train" for the reference subset and its held-out floor set (the test split's
   first `floor_size`), "test" for the variants' test reference (the test split's first
@@ -56,8 +61,10 @@ def real_sets(train: Split, test: Split, floor_size: Optional[int] = None,
   (train_x, train_y), (test_x, test_y) = train, test
   subset = reference_subset(len(train_x))
   held = slice(0, floor_size)
-  return {"train": (train_x[subset], (test_x[held], test_y[held])),
-          "test": (test_x[:test_reference_size], (train_x[held], train_y[held]))}
+  return {
+    "train": (train_x[subset], (test_x[held], test_y[held])),
+    "test": (test_x[:test_reference_size], (train_x[held], train_y[held])),
+  }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +76,7 @@ class Variants:
     topp_support: its fitted `topological.TopologicalSupport`.
     key: the key of TopP's bootstrap; `fold_in(key, 1)` keys its rates.
   """
+
   test_feats: jax.Array
   topp_support: Any
   key: jax.Array
@@ -91,6 +99,7 @@ class Reference:
     oracle_accuracy: the oracle's accuracy on the whole test split, or None.
     variants: the benchmark's test reference, or None.
   """
+
   spec: DatasetSpec
   extractor: FeatureExtractor
   reference_split: Dict[str, Any]
@@ -108,10 +117,18 @@ class Reference:
     return int(self.reference_feats.shape[-1])
 
 
-def build_reference(spec: DatasetSpec, train: Split, test: Split,
-                    extractor: FeatureExtractor, *, floor_size: Optional[int] = None,
-                    with_variants: bool = False, test_reference_size: Optional[int] = None,
-                    train_split: str = "train", test_split: str = "test") -> Reference:
+def build_reference(
+  spec: DatasetSpec,
+  train: Split,
+  test: Split,
+  extractor: FeatureExtractor,
+  *,
+  floor_size: Optional[int] = None,
+  with_variants: bool = False,
+  test_reference_size: Optional[int] = None,
+  train_split: str = "train",
+  test_split: str = "test",
+) -> Reference:
   """The reference subset, the held-out floor set and every floor, by the module's rule.
 
   Args:
@@ -127,27 +144,37 @@ def build_reference(spec: DatasetSpec, train: Split, test: Split,
   sets = real_sets(train, test, floor_size, test_reference_size)
   reference_x, (held_x, held_y) = sets["train"]
   reference = Reference(
-      spec=spec, extractor=extractor,
-      reference_split={"split": train_split, "n": int(len(reference_x)),
-                       "of": int(len(train_x))},
-      held_out_split={"split": test_split, "n": int(len(held_x))},
-      reference_feats=extractor.features(reference_x), held_out=held_x, held_out_labels=held_y)
+    spec=spec,
+    extractor=extractor,
+    reference_split={"split": train_split, "n": int(len(reference_x)), "of": int(len(train_x))},
+    held_out_split={"split": test_split, "n": int(len(held_x))},
+    reference_feats=extractor.features(reference_x),
+    held_out=held_x,
+    held_out_labels=held_y,
+  )
   if with_variants:
     key = jax.random.PRNGKey(VARIANTS_SEED)
     test_feats = extractor.features(sets["test"][0])
-    reference = dataclasses.replace(reference, variants=Variants(
-        test_feats, topological.topological_support(test_feats, key), key))
+    reference = dataclasses.replace(
+      reference,
+      variants=Variants(test_feats, topological.topological_support(test_feats, key), key),
+    )
   held_out = evaluators.sample_set(extractor, held_x, requested=held_y)
   rates = evaluators.sample_rates(reference, held_out, evaluators.GENERATION)
   rates.update(evaluators.reconstruction_rates(reference, held_x, held_y, held_x))
   if with_variants:
-    rates.update(evaluators.variants(reference, evaluators.sample_set(extractor,
-                                                                      sets["test"][1][0])))
+    rates.update(
+      evaluators.variants(reference, evaluators.sample_set(extractor, sets["test"][1][0]))
+    )
   oracle_accuracy = None
   if extractor.has_class_oracle:
-    probabilities = (held_out.probabilities if len(held_x) == len(test_x)
-                     else extractor.probabilities(test_x))
+    probabilities = (
+      held_out.probabilities if len(held_x) == len(test_x) else extractor.probabilities(test_x)
+    )
     oracle_accuracy = float(np.mean(np.argmax(np.asarray(probabilities), -1) == test_y))
-  return dataclasses.replace(reference, floors=evaluators.estimates(rates),
-                             mode_floor=evaluators.mode_metrics(reference, held_x),
-                             oracle_accuracy=oracle_accuracy)
+  return dataclasses.replace(
+    reference,
+    floors=evaluators.estimates(rates),
+    mode_floor=evaluators.mode_metrics(reference, held_x),
+    oracle_accuracy=oracle_accuracy,
+  )

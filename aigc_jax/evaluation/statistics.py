@@ -3,6 +3,7 @@
 One function for both uses: per-sample fidelity metrics of a run (`experiments.evaluate`) and
 per-seed rates of a benchmark setting (`hallucination_benchmark.tables`).
 """
+
 from typing import Iterable, Optional, Tuple
 
 import numpy as np

@@ -25,6 +25,7 @@ statistically significant regions and so ignores outliers of either set:
 The hallucination rate here is 1 - TopP, counted over the significant generated samples
 (its n), with per-sample flags True for a significant sample outside the real support.
 """
+
 import dataclasses
 import functools
 
@@ -60,8 +61,9 @@ def balloon_bandwidth(feats, k: int) -> float:
 
 
 @functools.partial(jax.jit, static_argnames=("chunk_size",))
-def cosine_kde(queries, data_feats, weights, bandwidth, *,
-               chunk_size: int = distribution.DEFAULT_CHUNK_SIZE):
+def cosine_kde(
+  queries, data_feats, weights, bandwidth, *, chunk_size: int = distribution.DEFAULT_CHUNK_SIZE
+):
   """Unnormalised cosine-kernel KDE: sum_i w_i cos(pi/2 |q - x_i| / h) [|q - x_i| <= h] / sum w.
 
   Args:
@@ -77,13 +79,19 @@ def cosine_kde(queries, data_feats, weights, bandwidth, *,
   weights = jnp.asarray(weights, jnp.float32)
 
   def update(total, dist, valid, w):
-    kernel = jnp.where((dist <= bandwidth) & valid[None, :],
-                       jnp.cos(0.5 * jnp.pi * dist / bandwidth), 0.0)
+    kernel = jnp.where(
+      (dist <= bandwidth) & valid[None, :], jnp.cos(0.5 * jnp.pi * dist / bandwidth), 0.0
+    )
     return total + jnp.sum(kernel * w[None, :], axis=1)
 
   total = distribution._blockwise(  # pylint: disable=protected-access
-      queries - center, data_feats - center, weights, chunk_size,
-      lambda c: jnp.zeros((c,), jnp.float32), update)
+    queries - center,
+    data_feats - center,
+    weights,
+    chunk_size,
+    lambda c: jnp.zeros((c,), jnp.float32),
+    update,
+  )
   return total / jnp.sum(weights)
 
 
@@ -93,6 +101,7 @@ class TopologicalSupport:
 
   `density` is the KDE at the set's own samples; `significant = density > band`.
   """
+
   feats: jax.Array
   bandwidth: float
   band: float
@@ -108,8 +117,9 @@ class TopologicalSupport:
     return cosine_kde(queries, self.feats, ones, self.bandwidth) > self.band
 
 
-def topological_support(feats, key, *, alpha: float = 0.1, num_bootstrap: int = 10,
-                        k_per_dim: int = 5) -> TopologicalSupport:
+def topological_support(
+  feats, key, *, alpha: float = 0.1, num_bootstrap: int = 10, k_per_dim: int = 5
+) -> TopologicalSupport:
   """Fits a set's support (steps 1-4 of the module docstring).
 
   Args:
@@ -126,14 +136,16 @@ def topological_support(feats, key, *, alpha: float = 0.1, num_bootstrap: int = 
   for b in range(num_bootstrap):
     rows = jax.random.randint(jax.random.fold_in(key, b), (num,), 0, num)
     counts = jnp.zeros((num,), jnp.float32).at[rows].add(1.0)  # A resample as weights.
-    deviations.append(float(jnp.max(jnp.abs(density - cosine_kde(feats, feats, counts,
-                                                                  bandwidth)))))
+    deviations.append(
+      float(jnp.max(jnp.abs(density - cosine_kde(feats, feats, counts, bandwidth))))
+    )
   band = float(np.quantile(np.asarray(deviations), 1.0 - alpha)) if deviations else 0.0
   return TopologicalSupport(feats=feats, bandwidth=bandwidth, band=band, density=density)
 
 
-def topological_hallucination_rate(real_support: TopologicalSupport, fake_feats, key, **kwargs
-                                   ) -> tuple[hallucination.RateEstimate, jax.Array]:
+def topological_hallucination_rate(
+  real_support: TopologicalSupport, fake_feats, key, **kwargs
+) -> tuple[hallucination.RateEstimate, jax.Array]:
   """1 - TopP of generated features against a fitted real support.
 
   Args:
@@ -153,5 +165,6 @@ def topological_hallucination_rate(real_support: TopologicalSupport, fake_feats,
   n = int(jnp.sum(significant))
   low, high = hallucination.wilson_interval(count, n)
   rate = distribution.exact_fraction(count, n) if n else jnp.float32(jnp.nan)
-  return hallucination.RateEstimate(rate=rate, count=count, n=jnp.asarray(n, jnp.int32),
-                                    ci_low=low, ci_high=high), flags
+  return hallucination.RateEstimate(
+    rate=rate, count=count, n=jnp.asarray(n, jnp.int32), ci_low=low, ci_high=high
+  ), flags

@@ -7,6 +7,7 @@ prepared tfds folder for training data (the builders' tests check the two agree)
 Which real examples are the references and floor sets of the estimators is decided by one
 rule for the whole project, `aigc_jax.evaluation.reference`.
 """
+
 import dataclasses
 from typing import Dict, Tuple
 
@@ -25,6 +26,7 @@ class KnownSupportData:
     spec: its `DatasetSpec` (support_check, reconstruction_check, mixture, kind).
     train, test: (samples [N, *sample_shape] float32 (images in [0, 1]), labels [N] int32).
   """
+
   name: str
   spec: data.DatasetSpec
   train: Tuple[np.ndarray, np.ndarray]
@@ -36,8 +38,10 @@ def load(name: str) -> KnownSupportData:
   `simple_shapes`)."""
   spec = data.get_dataset_spec(name)
   if not spec.has_known_support:
-    raise ValueError(f"{name!r} has no known support; the benchmark needs one of "
-                     f"{sorted(n for n, s in data.DATASETS.items() if s.has_known_support)}.")
+    raise ValueError(
+      f"{name!r} has no known support; the benchmark needs one of "
+      f"{sorted(n for n, s in data.DATASETS.items() if s.has_known_support)}."
+    )
   splits: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
   for split in ("train", "test"):
     if spec.kind == "points":

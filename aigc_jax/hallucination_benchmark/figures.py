@@ -10,6 +10,7 @@
   per dataset and score (mean over the final models), with Aithal et al.'s operating point.
 * `pacgan_curve.png` (pacgan protocol): modes captured and high-quality fraction against steps.
 """
+
 import os
 from typing import Any, Dict, List
 
@@ -58,15 +59,15 @@ def points_figure(path, dataset, mixture, items) -> str:
 def outlined_grid(images: np.ndarray, valid: np.ndarray) -> np.ndarray:
   """RGB grid [side*(H+2), side*(W+2), 3] of up to 64 images, each framed by a 1-pixel
   border: red for hallucinated, grey for valid."""
-  images = images[:GRID_SIDE * GRID_SIDE, ..., 0]
+  images = images[: GRID_SIDE * GRID_SIDE, ..., 0]
   height, width = images.shape[1:3]
   cell_h, cell_w = height + 2, width + 2
   grid = np.ones((GRID_SIDE * cell_h, GRID_SIDE * cell_w, 3), np.float32)
   for index, (image, ok) in enumerate(zip(images, valid)):
     top, left = (index // GRID_SIDE) * cell_h, (index % GRID_SIDE) * cell_w
     frame = np.array([0.7, 0.7, 0.7] if ok else [1.0, 0.0, 0.0], np.float32)
-    grid[top:top + cell_h, left:left + cell_w] = frame
-    grid[top + 1:top + 1 + height, left + 1:left + 1 + width] = image[..., None]
+    grid[top : top + cell_h, left : left + cell_w] = frame
+    grid[top + 1 : top + 1 + height, left + 1 : left + 1 + width] = image[..., None]
   return grid
 
 
@@ -91,8 +92,14 @@ def calibration_figure(path, rows: List[Dict[str, Any]]) -> str:
     for dataset in datasets:
       mine = [r for r in rows if r["estimator"] == name and r["dataset"] == dataset]
       if mine:
-        ax.scatter([r["exact"] for r in mine], [r["estimate"] for r in mine], s=8,
-                   c=colours[dataset], label=dataset, alpha=0.7)
+        ax.scatter(
+          [r["exact"] for r in mine],
+          [r["estimate"] for r in mine],
+          s=8,
+          c=colours[dataset],
+          label=dataset,
+          alpha=0.7,
+        )
     ax.plot([0, 1], [0, 1], color="0.5", lw=0.8)
     ax.set_xlim(*FRACTION_LIMITS)
     ax.set_ylim(*FRACTION_LIMITS)
@@ -145,8 +152,9 @@ def filtering_plot(plan, records):
 
 
 def pacgan_figure(path, plan, records) -> str:
-  fig, axes = plt.subplots(len(plan.datasets), 2, figsize=(8, 3 * len(plan.datasets)),
-                           squeeze=False)
+  fig, axes = plt.subplots(
+    len(plan.datasets), 2, figsize=(8, 3 * len(plan.datasets)), squeeze=False
+  )
   for row, dataset in enumerate(plan.datasets):
     for setting, record in records:
       if setting.dataset != dataset:
@@ -185,13 +193,18 @@ def write_all(out_dir: str, plan, records, setups) -> List[str]:
       continue
     spec = setups[dataset].reference.spec
     if spec.kind == "points":
-      paths.append(points_figure(os.path.join(directory, f"samples_{dataset}.png"), dataset,
-                                 spec.mixture, items))
+      paths.append(
+        points_figure(
+          os.path.join(directory, f"samples_{dataset}.png"), dataset, spec.mixture, items
+        )
+      )
     else:
       paths.append(shapes_figure(os.path.join(directory, f"samples_{dataset}.png"), items))
-  cal_rows = [row for setting, record in records
-              for row in tables.calibration_rows(setting, record,
-                                                 setups[setting.dataset].reference)]
+  cal_rows = [
+    row
+    for setting, record in records
+    for row in tables.calibration_rows(setting, record, setups[setting.dataset].reference)
+  ]
   cal_rows = [r for r in cal_rows if np.isfinite(r["estimate"])]
   if cal_rows:
     paths.append(calibration_figure(os.path.join(directory, "calibration.png"), cal_rows))

@@ -3,6 +3,7 @@ earlier results are moved aside (never deleted) when a run replaces them.
 
 The CLI calls these before jax starts, so a wrong `--out` costs a second, not a plan's tracing.
 """
+
 import datetime
 import glob
 import os
@@ -26,8 +27,10 @@ def training_run_problem(path: str, flag: str = "--out") -> Optional[str]:
   run (the command would write its own files into that run), or None."""
   markers = [m for m in TRAINING_MARKERS if os.path.exists(os.path.join(path, m))]
   if markers:
-    return (f"{flag} {path} is the workdir of a training run (it holds {markers[0]}); pass "
-            "another folder, new or of an earlier run of this command.")
+    return (
+      f"{flag} {path} is the workdir of a training run (it holds {markers[0]}); pass "
+      "another folder, new or of an earlier run of this command."
+    )
   return None
 
 
@@ -62,7 +65,7 @@ def saved_samples(out_dir: str, stem: str) -> Optional[Tuple[np.ndarray, np.ndar
 def saved_stems(out_dir: str) -> List[str]:
   """Names `<dataset>__<setting>` of every finished setting saved in `out_dir`, sorted."""
   paths = glob.glob(os.path.join(out_dir, SETTINGS_DIR, "*__*.json"))
-  return sorted(os.path.basename(p)[:-len(".json")] for p in paths)
+  return sorted(os.path.basename(p)[: -len(".json")] for p in paths)
 
 
 def _files_of(out_dir: str, stem: str) -> List[str]:
@@ -97,12 +100,17 @@ def interrupted(out_dir: str) -> Tuple[str, int]:
   classifier = os.path.isdir(os.path.join(out_dir, CLASSIFIER_DIR, "checkpoints"))
   saved = []
   if stems:
-    saved.append(f"{_plural(len(stems), 'finished setting')} under "
-                 f"{os.path.join(out_dir, SETTINGS_DIR)}")
+    saved.append(
+      f"{_plural(len(stems), 'finished setting')} under {os.path.join(out_dir, SETTINGS_DIR)}"
+    )
   if classifier:
-    saved.append(f"the shapes classifier's checkpoints under "
-                 f"{os.path.join(out_dir, CLASSIFIER_DIR)}")
+    saved.append(
+      f"the shapes classifier's checkpoints under {os.path.join(out_dir, CLASSIFIER_DIR)}"
+    )
   if not saved:
     return f"Interrupted by Ctrl-C; nothing was saved in {out_dir}.", EXIT_NOTHING_SAVED
-  return (f"Interrupted by Ctrl-C; saved: {' and '.join(saved)}; run the same command again "
-          "to resume (finished settings are reused).", EXIT_SAVED)
+  return (
+    f"Interrupted by Ctrl-C; saved: {' and '.join(saved)}; run the same command again "
+    "to resume (finished settings are reused).",
+    EXIT_SAVED,
+  )

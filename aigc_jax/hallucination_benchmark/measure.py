@@ -19,6 +19,7 @@ Filter scores (higher = keep), per generated sample: `realism` (k = 3, test refe
 `confidence` (the oracle's top probability, images) and, for GANs, `discriminator` (the
 trained discriminator's logit, computed by `train`).
 """
+
 import dataclasses
 from typing import Any, Dict, Optional
 
@@ -41,8 +42,9 @@ def sanitize(samples, kind: str) -> np.ndarray:
   away. A diverged model is then measured as hallucinating, not as an error."""
   samples = np.asarray(samples, np.float32)
   if kind == "points":
-    return np.nan_to_num(samples, nan=POINTS_FAR_AWAY, posinf=POINTS_FAR_AWAY,
-                         neginf=-POINTS_FAR_AWAY)
+    return np.nan_to_num(
+      samples, nan=POINTS_FAR_AWAY, posinf=POINTS_FAR_AWAY, neginf=-POINTS_FAR_AWAY
+    )
   return np.clip(np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
 
 
@@ -55,22 +57,31 @@ class DatasetSetup:
     reference: the evaluation layer's `Reference` (held-out floor set of `num_samples`).
     num_samples: generated samples per model; also reconstructions per model.
   """
+
   dataset: KnownSupportData
   reference: Reference
   num_samples: int
 
 
-def dataset_setup(dataset: KnownSupportData, extractor: Optional[FeatureExtractor],
-                  num_samples: int, test_reference_size: int = TEST_REFERENCE_SIZE
-                  ) -> DatasetSetup:
+def dataset_setup(
+  dataset: KnownSupportData,
+  extractor: Optional[FeatureExtractor],
+  num_samples: int,
+  test_reference_size: int = TEST_REFERENCE_SIZE,
+) -> DatasetSetup:
   """The dataset's `Reference` with the benchmark's variants: `extractor` None for points
   (identity features); the test reference is `test_reference_size` points (images: the whole
   test split); the floor sets have `num_samples` examples."""
   points = dataset.spec.kind == "points"
   reference = build_reference(
-      dataset.spec, dataset.train, dataset.test, extractor or IdentityFeatureExtractor(),
-      floor_size=num_samples, with_variants=True,
-      test_reference_size=test_reference_size if points else None)
+    dataset.spec,
+    dataset.train,
+    dataset.test,
+    extractor or IdentityFeatureExtractor(),
+    floor_size=num_samples,
+    with_variants=True,
+    test_reference_size=test_reference_size if points else None,
+  )
   return DatasetSetup(dataset, reference, num_samples)
 
 
@@ -84,6 +95,7 @@ class GenerationMeasurement:
     valid: `[N]` bool, inside the known support (for figures; not saved in the record).
     filtering: {score: filtering summary} (`evaluators.filtering_summary`), or None.
   """
+
   exact: Dict[str, Any]
   estimated: Dict[str, Dict[str, float]]
   valid: np.ndarray
@@ -97,8 +109,9 @@ class GenerationMeasurement:
     return out
 
 
-def measure_generation(setup: DatasetSetup, samples, extra_scores=None,
-                       with_filtering: bool = True) -> GenerationMeasurement:
+def measure_generation(
+  setup: DatasetSetup, samples, extra_scores=None, with_filtering: bool = True
+) -> GenerationMeasurement:
   """Exact and estimated rates (and filtering) of one model's generated samples.
 
   Args:
@@ -110,8 +123,10 @@ def measure_generation(setup: DatasetSetup, samples, extra_scores=None,
   measured = evaluators.sample_set(reference.extractor, samples)
   rates = evaluators.sample_rates(reference, measured, GENERATION_EVALUATORS)
   support_estimate, flags = rates.pop("support_hallucination_rate")
-  exact = {"support_hallucination_rate": support_estimate.as_dict(),
-           **(evaluators.mode_metrics(reference, samples) or {})}
+  exact = {
+    "support_hallucination_rate": support_estimate.as_dict(),
+    **(evaluators.mode_metrics(reference, samples) or {}),
+  }
   valid = ~np.asarray(flags)
   filtering = None
   if with_filtering:
@@ -119,17 +134,21 @@ def measure_generation(setup: DatasetSetup, samples, extra_scores=None,
     scores.update(extra_scores or {})
     filtering = evaluators.filtering_summary(scores, valid)
   return GenerationMeasurement(
-      exact=exact, valid=valid, filtering=filtering,
-      estimated={name: e.as_dict() for name, e in evaluators.estimates(rates).items()})
+    exact=exact,
+    valid=valid,
+    filtering=filtering,
+    estimated={name: e.as_dict() for name, e in evaluators.estimates(rates).items()},
+  )
 
 
-def measure_reconstruction(setup: DatasetSetup, inputs, labels, reconstructions
-                           ) -> Dict[str, Any]:
+def measure_reconstruction(setup: DatasetSetup, inputs, labels, reconstructions) -> Dict[str, Any]:
   """{"exact": {reconstruction_hallucination_rate}, "estimated": {reconstruction_class_flip_rate
   (images)}} of N reconstructions of `inputs` `[N, ...]` with labels `[N]`."""
   reconstructions = sanitize(reconstructions, setup.reference.spec.kind)
-  rates = evaluators.estimates(evaluators.reconstruction_rates(setup.reference, inputs, labels,
-                                                               reconstructions))
-  exact = {"reconstruction_hallucination_rate":
-           rates.pop("reconstruction_hallucination_rate").as_dict()}
+  rates = evaluators.estimates(
+    evaluators.reconstruction_rates(setup.reference, inputs, labels, reconstructions)
+  )
+  exact = {
+    "reconstruction_hallucination_rate": rates.pop("reconstruction_hallucination_rate").as_dict()
+  }
   return {"exact": exact, "estimated": {name: e.as_dict() for name, e in rates.items()}}

@@ -11,6 +11,7 @@
   steps on the ring and 20 on shapes, 300 samples, latent GMMs fitted to 1,000 training
   codes, and the settings in `QUICK_SETTINGS`.
 """
+
 import dataclasses
 import difflib
 from typing import Any, Callable, List, Optional, Sequence, Tuple
@@ -50,6 +51,7 @@ PACGAN_EVAL_EVERY = 10_000
 @dataclasses.dataclass(frozen=True)
 class Plan:
   """What one benchmark run does."""
+
   protocol: str
   quick: bool
   settings: Tuple[Any, ...]  # settings.Setting (whose module imports jax).
@@ -65,9 +67,13 @@ def _given_or(value: Optional[int], default: int) -> int:
   return default if value is None else value
 
 
-def setting_names(protocol: str, configs_dir: str, *, quick: bool = False,
-                  pack_sizes: Sequence[int] = PACGAN_PACK_SIZES
-                  ) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
+def setting_names(
+  protocol: str,
+  configs_dir: str,
+  *,
+  quick: bool = False,
+  pack_sizes: Sequence[int] = PACGAN_PACK_SIZES,
+) -> Tuple[Tuple[str, ...], Tuple[str, ...]]:
   """(datasets, setting names) that `--only` may name in `protocol`, without building them
   (jax-free: the CLI checks `--only` before jax starts)."""
   if protocol == "pacgan":
@@ -78,8 +84,9 @@ def setting_names(protocol: str, configs_dir: str, *, quick: bool = False,
   return STANDARD_DATASETS, names
 
 
-def check_only(only: Sequence[str], datasets: Sequence[str], names: Sequence[str],
-               protocol: str) -> None:
+def check_only(
+  only: Sequence[str], datasets: Sequence[str], names: Sequence[str], protocol: str
+) -> None:
   """Raises UnknownNameError naming each `--only` entry that selects nothing, with the valid
   ones (a typo would otherwise run nothing and exit 0)."""
   valid = set(datasets) | set(names) | {f"{d}/{n}" for d in datasets for n in names}
@@ -89,18 +96,25 @@ def check_only(only: Sequence[str], datasets: Sequence[str], names: Sequence[str
   close = difflib.get_close_matches(unknown[0], sorted(valid), n=1)
   hint = f" (did you mean {close[0]!r}?)" if close else ""
   raise UnknownNameError(
-      f"--only names {', '.join(map(repr, unknown))}, not a dataset or setting of the {protocol} "
-      f"protocol{hint}; valid: the datasets {', '.join(datasets)}, the settings "
-      f"{', '.join(names)}, or <dataset>/<setting> such as {datasets[0]}/{names[0]}.")
+    f"--only names {', '.join(map(repr, unknown))}, not a dataset or setting of the {protocol} "
+    f"protocol{hint}; valid: the datasets {', '.join(datasets)}, the settings "
+    f"{', '.join(names)}, or <dataset>/<setting> such as {datasets[0]}/{names[0]}."
+  )
 
 
 def _matches(setting, only: Sequence[str]) -> bool:
   return not only or any(o in (setting.dataset, setting.name, setting.key) for o in only)
 
 
-def standard_plan(configs_dir: str, get_base: Callable[[str, str], ml_collections.ConfigDict],
-                  *, quick: bool = False, steps: Optional[int] = None,
-                  seeds: Optional[int] = None, only: Sequence[str] = ()) -> Plan:
+def standard_plan(
+  configs_dir: str,
+  get_base: Callable[[str, str], ml_collections.ConfigDict],
+  *,
+  quick: bool = False,
+  steps: Optional[int] = None,
+  seeds: Optional[int] = None,
+  only: Sequence[str] = (),
+) -> Plan:
   """Families and discovered variants on each dataset.
 
   Args:
@@ -112,6 +126,7 @@ def standard_plan(configs_dir: str, get_base: Callable[[str, str], ml_collection
   """
   # Imported here: building a setting traces it with jax; this module stays jax-free.
   from aigc_jax.hallucination_benchmark import settings as settings_lib  # pylint: disable=import-outside-toplevel
+
   variants = variants_lib.discover_variants(configs_dir)
   datasets = QUICK_DATASETS if quick and not only else STANDARD_DATASETS
   out: List[Any] = []
@@ -127,8 +142,16 @@ def standard_plan(configs_dir: str, get_base: Callable[[str, str], ml_collection
       base = get_base(dataset, family)
       num_steps = _given_or(steps, QUICK_STEPS[dataset] if quick else base.train.num_steps)
       setting = settings_lib.make_setting(
-          dataset, name, family, base, range(num_seeds), num_steps,
-          settings_lib.checkpoint_steps(num_steps, CHECKPOINT_FRACTIONS), path, knobs)
+        dataset,
+        name,
+        family,
+        base,
+        range(num_seeds),
+        num_steps,
+        settings_lib.checkpoint_steps(num_steps, CHECKPOINT_FRACTIONS),
+        path,
+        knobs,
+      )
       if quick:
         setting = dataclasses.replace(setting, latent_gmm_codes=QUICK_LATENT_GMM_CODES)
       out.append(setting)
@@ -138,11 +161,16 @@ def standard_plan(configs_dir: str, get_base: Callable[[str, str], ml_collection
   return Plan("standard", quick, tuple(out), samples)
 
 
-def pacgan_plan(get_pacgan: Callable[[str, int], ml_collections.ConfigDict], *,
-                steps: Optional[int] = None, trials: Optional[int] = None,
-                eval_every: Optional[int] = None,
-                pack_sizes: Sequence[int] = PACGAN_PACK_SIZES, only: Sequence[str] = (),
-                quick: bool = False) -> Plan:
+def pacgan_plan(
+  get_pacgan: Callable[[str, int], ml_collections.ConfigDict],
+  *,
+  steps: Optional[int] = None,
+  trials: Optional[int] = None,
+  eval_every: Optional[int] = None,
+  pack_sizes: Sequence[int] = PACGAN_PACK_SIZES,
+  only: Sequence[str] = (),
+  quick: bool = False,
+) -> Plan:
   """PacGAN's protocol; `steps`, `trials`, `eval_every` cut the budget (quick: 300 steps,
   2 trials, pack sizes 1 and 2, the ring only).
 
@@ -150,6 +178,7 @@ def pacgan_plan(get_pacgan: Callable[[str, int], ml_collections.ConfigDict], *,
     get_pacgan: (dataset, pack size) -> the authors' config (`hallucination_bases.pacgan_config`).
   """
   from aigc_jax.hallucination_benchmark import settings as settings_lib  # pylint: disable=import-outside-toplevel
+
   if quick:
     steps, trials = _given_or(steps, 300), _given_or(trials, 2)
     eval_every = _given_or(eval_every, 100)
@@ -160,16 +189,25 @@ def pacgan_plan(get_pacgan: Callable[[str, int], ml_collections.ConfigDict], *,
   if checkpoints[-1] != num_steps:
     checkpoints += (num_steps,)
   out = []
-  for dataset in (PACGAN_DATASETS[:1] if quick else PACGAN_DATASETS):
+  for dataset in PACGAN_DATASETS[:1] if quick else PACGAN_DATASETS:
     for pack_size in pack_sizes:
-      knobs = {"model.gan.pack_size": int(pack_size),
-               "train.batch_size": PACGAN_PACKS_PER_STEP * int(pack_size),
-               "train.eval_batch_size": 1_000 * int(pack_size)}
+      knobs = {
+        "model.gan.pack_size": int(pack_size),
+        "train.batch_size": PACGAN_PACKS_PER_STEP * int(pack_size),
+        "train.eval_batch_size": 1_000 * int(pack_size),
+      }
       name = "gan" if pack_size == 1 else f"pacgan{pack_size}"
       setting = settings_lib.make_setting(
-          dataset, name, "gan", get_pacgan(dataset, int(pack_size)),
-          range(_given_or(trials, PACGAN_TRIALS)),
-          num_steps, checkpoints, "", knobs)
+        dataset,
+        name,
+        "gan",
+        get_pacgan(dataset, int(pack_size)),
+        range(_given_or(trials, PACGAN_TRIALS)),
+        num_steps,
+        checkpoints,
+        "",
+        knobs,
+      )
       if _matches(setting, only):
         out.append(setting)
   samples = {d: (QUICK_SAMPLES if quick else PACGAN_SAMPLES) for d in PACGAN_DATASETS}

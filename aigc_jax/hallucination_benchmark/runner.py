@@ -20,6 +20,7 @@ protocol, `--quick` or sample count, or measured by an older version of the meas
 layer (`MEASUREMENT`), is refused before any training (`conflicts`) unless `overwrite`, which
 moves those files to settings/replaced/<UTC time>/.
 """
+
 import dataclasses
 import json
 import os
@@ -41,8 +42,11 @@ from aigc_jax.hallucination_benchmark.train import latent_gmm_group, train_setti
 from aigc_jax.workdir import newest_step
 
 # Fingerprint keys named as the flag that sets them; "checkpoints" follows from the steps.
-_FRIENDLY_KEYS = {"config.train.num_steps": "steps", "seeds": "seeds",
-                  "latent_gmm_codes": "latent-GMM codes"}
+_FRIENDLY_KEYS = {
+  "config.train.num_steps": "steps",
+  "seeds": "seeds",
+  "latent_gmm_codes": "latent-GMM codes",
+}
 _SHOWN_DIFFERENCES = 3
 # The version of the measurement layer a saved setting was measured by. 2: the rates of
 # `aigc_jax.evaluation.evaluators` under their canonical names, the real sets of
@@ -107,8 +111,10 @@ def fingerprint_difference(saved: str, wanted: str) -> str:
   if "config.train.num_steps" in keys:
     keys.remove("checkpoints")  # Placed at fractions of the steps: no news.
   keys.sort(key=lambda k: (k not in _FRIENDLY_KEYS, k))
-  parts = [f"{_FRIENDLY_KEYS.get(k, k)} {_shown(k, old.get(k))} -> {_shown(k, new.get(k))}"
-           for k in keys[:_SHOWN_DIFFERENCES]]
+  parts = [
+    f"{_FRIENDLY_KEYS.get(k, k)} {_shown(k, old.get(k))} -> {_shown(k, new.get(k))}"
+    for k in keys[:_SHOWN_DIFFERENCES]
+  ]
   if len(keys) > _SHOWN_DIFFERENCES:
     parts.append(f"{len(keys) - _SHOWN_DIFFERENCES} more keys")
   return ", ".join(parts) or "the fingerprint's format"
@@ -116,8 +122,12 @@ def fingerprint_difference(saved: str, wanted: str) -> str:
 
 def _run_info(plan: Plan, dataset: str) -> Dict[str, Any]:
   """What a saved setting records of the run that made it, to keep one folder's rows alike."""
-  return {"protocol": plan.protocol, "quick": plan.quick,
-          "num_samples": plan.num_samples[dataset], "measurement": MEASUREMENT}
+  return {
+    "protocol": plan.protocol,
+    "quick": plan.quick,
+    "num_samples": plan.num_samples[dataset],
+    "measurement": MEASUREMENT,
+  }
 
 
 def _run_difference(plan: Plan, dataset: str, record: Dict[str, Any]) -> str:
@@ -132,8 +142,11 @@ def _run_difference(plan: Plan, dataset: str, record: Dict[str, Any]) -> str:
   wanted = _run_info(plan, dataset)
   names = {"protocol": "protocol", "quick": "--quick", "num_samples": "samples"}
   shown = lambda v: ("on" if v else "off") if isinstance(v, bool) else v
-  return ", ".join(f"{names[k]} {shown(record.get(k))} -> {shown(v)}"
-                   for k, v in wanted.items() if record.get(k) != v)
+  return ", ".join(
+    f"{names[k]} {shown(record.get(k))} -> {shown(v)}"
+    for k, v in wanted.items()
+    if record.get(k) != v
+  )
 
 
 def conflicts(plan: Plan, out_dir: str) -> List[Tuple[str, str]]:
@@ -153,8 +166,9 @@ def conflicts(plan: Plan, out_dir: str) -> List[Tuple[str, str]]:
   return out
 
 
-def check_folder(plan: Plan, out_dir: str, overwrite: bool,
-                 progress: Callable[[str], None]) -> None:
+def check_folder(
+  plan: Plan, out_dir: str, overwrite: bool, progress: Callable[[str], None]
+) -> None:
   """Refuses (UserError) a run that would replace saved settings, unless `overwrite`: then
   their files are moved to settings/replaced/<time>/."""
   found = conflicts(plan, out_dir)
@@ -162,30 +176,38 @@ def check_folder(plan: Plan, out_dir: str, overwrite: bool,
     return
   if overwrite:
     target = folder.move_aside(out_dir, [stem for stem, _ in found])
-    progress(f"--overwrite: moved {len(found)} saved setting(s) made with other flags to "
-             f"{target}")
+    progress(f"--overwrite: moved {len(found)} saved setting(s) made with other flags to {target}")
     return
   stem, why = found[0]
   more = f" and {len(found) - 1} more saved settings" if len(found) > 1 else ""
   if why == OLD_MEASUREMENT:
     raise UserError(
-        f"{out_dir} holds {folder.SETTINGS_DIR}/{stem}.json{more} measured by an older version "
-        "of the benchmark (old rate names such as manifold_k3_train, another reference rule); "
-        "pass another --out, or pass --overwrite to move the old files to "
-        f"{folder.SETTINGS_DIR}/{folder.REPLACED_DIR}/<time>/ and retrain.")
+      f"{out_dir} holds {folder.SETTINGS_DIR}/{stem}.json{more} measured by an older version "
+      "of the benchmark (old rate names such as manifold_k3_train, another reference rule); "
+      "pass another --out, or pass --overwrite to move the old files to "
+      f"{folder.SETTINGS_DIR}/{folder.REPLACED_DIR}/<time>/ and retrain."
+    )
   raise UserError(
-      f"{out_dir} holds {folder.SETTINGS_DIR}/{stem}.json made with other flags ({why}){more}; "
-      "rerun with the flags that made it to reuse it, pass another --out, or pass --overwrite "
-      f"to replace it (the old files go to {folder.SETTINGS_DIR}/{folder.REPLACED_DIR}/<time>/).")
+    f"{out_dir} holds {folder.SETTINGS_DIR}/{stem}.json made with other flags ({why}){more}; "
+    "rerun with the flags that made it to reuse it, pass another --out, or pass --overwrite "
+    f"to replace it (the old files go to {folder.SETTINGS_DIR}/{folder.REPLACED_DIR}/<time>/)."
+  )
 
 
 def _setting_info(setting: Setting) -> Dict[str, Any]:
   """Enough of `setting` to rebuild it for the tables of a later run that leaves it out."""
-  return {"dataset": setting.dataset, "name": setting.name, "family": setting.family,
-          "variant": setting.variant, "knobs": setting.knobs,
-          "config": json.loads(setting.config_json()), "seeds": list(setting.seeds),
-          "checkpoints": list(setting.checkpoints), "unavailable": setting.unavailable,
-          "latent_gmm_codes": setting.latent_gmm_codes}
+  return {
+    "dataset": setting.dataset,
+    "name": setting.name,
+    "family": setting.family,
+    "variant": setting.variant,
+    "knobs": setting.knobs,
+    "config": json.loads(setting.config_json()),
+    "seeds": list(setting.seeds),
+    "checkpoints": list(setting.checkpoints),
+    "unavailable": setting.unavailable,
+    "latent_gmm_codes": setting.latent_gmm_codes,
+  }
 
 
 def saved_setting(stem: str, record: Dict[str, Any]) -> Setting:
@@ -199,24 +221,40 @@ def saved_setting(stem: str, record: Dict[str, Any]) -> Setting:
     fingerprint = json.loads(record["fingerprint"])
     dataset, name = stem.split("__", 1)
     config = ml_collections.ConfigDict(fingerprint["config"])
-    info = {"dataset": dataset, "name": name, "family": config.model.family, "variant": "",
-            "knobs": None, "config": fingerprint["config"], "seeds": fingerprint["seeds"],
-            "checkpoints": fingerprint["checkpoints"],
-            "unavailable": record.get("unavailable", ""),
-            "latent_gmm_codes": fingerprint.get("latent_gmm_codes", latent_gmm.MAX_FIT_CODES)}
-  return Setting(dataset=info["dataset"], name=info["name"], family=info["family"],
-                 variant=info["variant"], knobs=info["knobs"],
-                 config=ml_collections.ConfigDict(info["config"]),
-                 seeds=tuple(info["seeds"]), checkpoints=tuple(info["checkpoints"]),
-                 unavailable=info["unavailable"], latent_gmm_codes=info["latent_gmm_codes"])
+    info = {
+      "dataset": dataset,
+      "name": name,
+      "family": config.model.family,
+      "variant": "",
+      "knobs": None,
+      "config": fingerprint["config"],
+      "seeds": fingerprint["seeds"],
+      "checkpoints": fingerprint["checkpoints"],
+      "unavailable": record.get("unavailable", ""),
+      "latent_gmm_codes": fingerprint.get("latent_gmm_codes", latent_gmm.MAX_FIT_CODES),
+    }
+  return Setting(
+    dataset=info["dataset"],
+    name=info["name"],
+    family=info["family"],
+    variant=info["variant"],
+    knobs=info["knobs"],
+    config=ml_collections.ConfigDict(info["config"]),
+    seeds=tuple(info["seeds"]),
+    checkpoints=tuple(info["checkpoints"]),
+    unavailable=info["unavailable"],
+    latent_gmm_codes=info["latent_gmm_codes"],
+  )
 
 
 def _row_order(plan: Plan):
   datasets = list(dict.fromkeys(list(plan.num_samples) + list(plan.datasets)))
-  return lambda setting: (datasets.index(setting.dataset) if setting.dataset in datasets
-                          else len(datasets), setting.name not in FAMILIES,
-                          FAMILIES.index(setting.name) if setting.name in FAMILIES else 0,
-                          setting.name)
+  return lambda setting: (
+    datasets.index(setting.dataset) if setting.dataset in datasets else len(datasets),
+    setting.name not in FAMILIES,
+    FAMILIES.index(setting.name) if setting.name in FAMILIES else 0,
+    setting.name,
+  )
 
 
 def folder_plan(plan: Plan, out_dir: str) -> Tuple[Plan, Dict[str, Dict[str, Any]]]:
@@ -239,19 +277,29 @@ def _latent_gmm_setting(setting: Setting, num_components: int) -> Setting:
   return dataclasses.replace(setting, name=f"{setting.name}+gmm{num_components}")
 
 
-def latent_gmm_records(setting: Setting, record: Dict[str, Any]
-                       ) -> List[Tuple[Setting, Dict[str, Any]]]:
+def latent_gmm_records(
+  setting: Setting, record: Dict[str, Any]
+) -> List[Tuple[Setting, Dict[str, Any]]]:
   """The rows "<name>+gmm<K>" of an AE / VAE setting: each latent GMM's samples as a model of
   its own (same training, seeds and checkpoints); [] for other settings."""
   derived = []
   for num_components in LATENT_GMM_COMPONENTS:
     group = latent_gmm_group(num_components)
-    checkpoints = {step: [{"generation": m[group]} for m in per_seed if group in m]
-                   for step, per_seed in (record.get("checkpoints") or {}).items()}
+    checkpoints = {
+      step: [{"generation": m[group]} for m in per_seed if group in m]
+      for step, per_seed in (record.get("checkpoints") or {}).items()
+    }
     if any(checkpoints.values()):
-      derived.append((_latent_gmm_setting(setting, num_components),
-                      {"checkpoints": checkpoints, "unavailable": "",
-                       "seconds": record.get("seconds", float("nan"))}))
+      derived.append(
+        (
+          _latent_gmm_setting(setting, num_components),
+          {
+            "checkpoints": checkpoints,
+            "unavailable": "",
+            "seconds": record.get("seconds", float("nan")),
+          },
+        )
+      )
   return derived
 
 
@@ -263,11 +311,13 @@ def _save(out_dir: str, setting: Setting, record: Dict[str, Any]) -> None:
   os.replace(path + ".tmp", path)  # Whole or absent, even if interrupted.
 
 
-def shapes_classifier(out_dir: str, classifier_config, data_dir: Optional[str],
-                      progress: Callable[[str], None] = print):
+def shapes_classifier(
+  out_dir: str, classifier_config, data_dir: Optional[str], progress: Callable[[str], None] = print
+):
   """Trains (or resumes, or reloads) the simple_shapes classifier under out_dir."""
   # Imported here: the training loop pulls in orbax and the writers.
   from aigc_jax import inference, training  # pylint: disable=import-outside-toplevel
+
   workdir = os.path.join(out_dir, folder.CLASSIFIER_DIR)
   step = newest_step(workdir)
   if step is not None and step >= classifier_config.train.num_steps:
@@ -275,7 +325,8 @@ def shapes_classifier(out_dir: str, classifier_config, data_dir: Optional[str],
     # training flag the benchmark does not have.
     progress(f"simple_shapes classifier: reused the finished run in {workdir} (step {step})")
     return ClassifierFeatureExtractor.from_state(
-        inference.load_classifier(workdir, step=step, dataset="simple_shapes"))
+      inference.load_classifier(workdir, step=step, dataset="simple_shapes")
+    )
   if data_dir:
     os.makedirs(data_dir, exist_ok=True)
     classifier_config.dataset.data_dir = data_dir
@@ -283,8 +334,13 @@ def shapes_classifier(out_dir: str, classifier_config, data_dir: Optional[str],
   return ClassifierFeatureExtractor.from_state(results["state"])
 
 
-def build_setups(plan: Plan, out_dir: str, classifier_config, data_dir: Optional[str],
-                 progress: Callable[[str], None]) -> Dict[str, measure.DatasetSetup]:
+def build_setups(
+  plan: Plan,
+  out_dir: str,
+  classifier_config,
+  data_dir: Optional[str],
+  progress: Callable[[str], None],
+) -> Dict[str, measure.DatasetSetup]:
   """Per dataset of `plan`: its arrays and the evaluation layer's `Reference` (features,
   floors), with the shapes classifier as features and oracle on images."""
   setups = {}
@@ -294,37 +350,55 @@ def build_setups(plan: Plan, out_dir: str, classifier_config, data_dir: Optional
     extractor = None
     if dataset.spec.kind == "image":
       extractor = shapes_classifier(out_dir, classifier_config, data_dir, progress)
-    setups[dataset_name] = measure.dataset_setup(dataset, extractor,
-                                                 plan.num_samples[dataset_name])
+    setups[dataset_name] = measure.dataset_setup(dataset, extractor, plan.num_samples[dataset_name])
     progress(f"{dataset_name}: references and floors in {time.perf_counter() - start:.0f} s")
   return setups
 
 
-def _train_and_save(plan: Plan, setting: Setting, out_dir: str, setup: measure.DatasetSetup,
-                    progress: Callable[[str], None]) -> Dict[str, Any]:
+def _train_and_save(
+  plan: Plan,
+  setting: Setting,
+  out_dir: str,
+  setup: measure.DatasetSetup,
+  progress: Callable[[str], None],
+) -> Dict[str, Any]:
   """Trains and measures `setting` (unless unavailable), saves it; returns its record."""
-  record = {"fingerprint": setting.fingerprint(), "unavailable": setting.unavailable,
-            **_run_info(plan, setting.dataset), "setting": _setting_info(setting)}
+  record = {
+    "fingerprint": setting.fingerprint(),
+    "unavailable": setting.unavailable,
+    **_run_info(plan, setting.dataset),
+    "setting": _setting_info(setting),
+  }
   if setting.unavailable:
     progress(f"{setting.key}: {setting.unavailable}")
   else:
     seeds = len(setting.seeds)
-    progress(f"{setting.key}: training {seeds} seed{'' if seeds == 1 else 's'} for "
-             f"{setting.config.train.num_steps} steps")
+    progress(
+      f"{setting.key}: training {seeds} seed{'' if seeds == 1 else 's'} for "
+      f"{setting.config.train.num_steps} steps"
+    )
     result = train_setting(setting, setup, progress=progress)
     record.update(result.record())
-    stems = {"generation": setting.stem,
-             **{latent_gmm_group(k): _latent_gmm_setting(setting, k).stem
-                for k in LATENT_GMM_COMPONENTS}}
+    stems = {
+      "generation": setting.stem,
+      **{latent_gmm_group(k): _latent_gmm_setting(setting, k).stem for k in LATENT_GMM_COMPONENTS},
+    }
     for group, final in result.final_samples.items():
       folder.save_samples(out_dir, stems[group], final.samples, final.valid)
   _save(out_dir, setting, record)
   return json.loads(json.dumps(_to_json(record)))  # As it reads back: string keys.
 
 
-def run_plan(plan: Plan, out_dir: str, classifier_config, *, data_dir: Optional[str] = None,
-             progress: Callable[[str], None] = print, make_figures: bool = True,
-             overwrite: bool = False) -> Dict[str, Any]:
+def run_plan(
+  plan: Plan,
+  out_dir: str,
+  classifier_config,
+  *,
+  data_dir: Optional[str] = None,
+  progress: Callable[[str], None] = print,
+  make_figures: bool = True,
+  overwrite: bool = False,
+) -> Dict[str, Any]:
   """Trains and measures every setting of `plan` not already saved, then writes the outputs
   from every finished setting in `out_dir` (this plan's and those saved by earlier runs).
 

@@ -15,6 +15,7 @@ Variants are discovered from the config files, never listed here. Rule:
   (DiffAugment on points) is reported as "n/a: <the one-line ConfigError>", found by building
   the family and tracing its init and train step, not from a hand-written list.
 """
+
 import dataclasses
 import json
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -31,8 +32,13 @@ from aigc_jax.training.parallel import on_one_device
 
 # Config keys of the training loop (logging, periodic evaluation, checkpoints) that the
 # benchmark's trainer does not read: left out of a setting's fingerprint.
-UNUSED_KEYS = ("checkpoint", "train.eval_every", "train.sample_every", "train.log_every",
-               "train.num_samples")
+UNUSED_KEYS = (
+  "checkpoint",
+  "train.eval_every",
+  "train.sample_every",
+  "train.log_every",
+  "train.num_samples",
+)
 # Unconditional AE / VAE settings are also sampled through latent GMMs of these many
 # components (`aigc_jax.latent_gmm`), each reported as the row "<setting>+gmm<K>": 10 is
 # Ghosh et al.'s choice; 300 comes close to the empirical distribution of the training
@@ -40,8 +46,9 @@ UNUSED_KEYS = ("checkpoint", "train.eval_every", "train.sample_every", "train.lo
 LATENT_GMM_COMPONENTS = (10, 300)
 
 
-def apply_knobs(config: ml_collections.ConfigDict, knobs: Dict[str, Any]
-                ) -> ml_collections.ConfigDict:
+def apply_knobs(
+  config: ml_collections.ConfigDict, knobs: Dict[str, Any]
+) -> ml_collections.ConfigDict:
   """A copy of `config` with each dotted key set (keys the config lacks are added)."""
   config = ml_collections.ConfigDict(config.to_dict())
   for path, value in knobs.items():
@@ -56,16 +63,17 @@ def apply_knobs(config: ml_collections.ConfigDict, knobs: Dict[str, Any]
 
 
 def unavailable_reason(config: ml_collections.ConfigDict) -> str:
-  """"" when the family builds, inits and traces a train step on the config's dataset;
+  """ "" when the family builds, inits and traces a train step on the config's dataset;
   else "n/a: <the ConfigError's one line>". Only traces (no compilation)."""
   spec = data.get_dataset_spec(config.dataset.name)
   try:
     family = get_family(config, spec.sample_shape)
     state = jax.eval_shape(family.init, jax.random.PRNGKey(0))
-    batch = {"image": jax.ShapeDtypeStruct((config.train.batch_size,) + spec.sample_shape,
-                                           jnp.float32),
-             "label": jax.ShapeDtypeStruct((config.train.batch_size,), jnp.int32),
-             "mask": jax.ShapeDtypeStruct((config.train.batch_size,), jnp.float32)}
+    batch = {
+      "image": jax.ShapeDtypeStruct((config.train.batch_size,) + spec.sample_shape, jnp.float32),
+      "label": jax.ShapeDtypeStruct((config.train.batch_size,), jnp.int32),
+      "mask": jax.ShapeDtypeStruct((config.train.batch_size,), jnp.float32),
+    }
     # Traced on a device axis of size 1, as the multi-seed trainer runs it.
     jax.eval_shape(on_one_device(family.train_step), state, batch, jax.random.PRNGKey(0))
   except ConfigError as e:
@@ -89,6 +97,7 @@ class Setting:
     unavailable: "" or "n/a: <why>".
     latent_gmm_codes: training codes each latent GMM is fitted to (unconditional AE / VAE).
   """
+
   dataset: str
   name: str
   family: str
@@ -123,8 +132,7 @@ class Setting:
       for part in parents:
         node = node.get(part, {})
       node.pop(leaf, None)
-    payload = {"config": config, "seeds": list(self.seeds),
-               "checkpoints": list(self.checkpoints)}
+    payload = {"config": config, "seeds": list(self.seeds), "checkpoints": list(self.checkpoints)}
     if self.family in ("ae", "vae") and config["model"].get("conditioning", "none") == "none":
       payload["latent_gmm_components"] = list(LATENT_GMM_COMPONENTS)  # Also measured (train).
       if self.latent_gmm_codes != latent_gmm.MAX_FIT_CODES:
@@ -138,14 +146,29 @@ def checkpoint_steps(num_steps: int, fractions: Sequence[float]) -> Tuple[int, .
   return tuple(sorted(s for s in steps if s <= num_steps))
 
 
-def make_setting(dataset: str, name: str, family: str, base: ml_collections.ConfigDict,
-                 seeds: Sequence[int], num_steps: int, checkpoints: Sequence[int],
-                 variant: str = "", knobs: Optional[Dict[str, Any]] = None) -> Setting:
+def make_setting(
+  dataset: str,
+  name: str,
+  family: str,
+  base: ml_collections.ConfigDict,
+  seeds: Sequence[int],
+  num_steps: int,
+  checkpoints: Sequence[int],
+  variant: str = "",
+  knobs: Optional[Dict[str, Any]] = None,
+) -> Setting:
   """A setting of `base` with `knobs`, trained `num_steps`; its availability is checked."""
   config = apply_knobs(base, knobs or {})
   config.dataset.name = dataset
   config.train.num_steps = int(num_steps)
-  return Setting(dataset=dataset, name=name, family=family, variant=variant,
-                 knobs=dict(knobs or {}), config=config, seeds=tuple(int(s) for s in seeds),
-                 checkpoints=tuple(int(c) for c in checkpoints),
-                 unavailable=unavailable_reason(config))
+  return Setting(
+    dataset=dataset,
+    name=name,
+    family=family,
+    variant=variant,
+    knobs=dict(knobs or {}),
+    config=config,
+    seeds=tuple(int(s) for s in seeds),
+    checkpoints=tuple(int(c) for c in checkpoints),
+    unavailable=unavailable_reason(config),
+  )

@@ -16,6 +16,7 @@ calibration.csv: one row per (model, estimator), a model being one seed of one s
 checkpoint: the exact rate it targets (`support` for estimators of generated samples,
 `reconstruction` for the class flip), the estimate with its interval, and its floor.
 """
+
 import csv
 import json
 import os
@@ -38,9 +39,23 @@ FILTER_SCORES = ("realism", "confidence", "discriminator")
 DEFAULT_ESTIMATOR = "manifold_hallucination_rate"
 # Filtering table: hallucinations removed while keeping at least these fractions of valid.
 FILTER_KEPT_TARGETS = (0.99, 0.96, 0.9, 0.75)
-CALIBRATION_COLUMNS = ("dataset", "setting", "family", "seed", "step", "target", "exact",
-                       "exact_ci_low", "exact_ci_high", "estimator", "estimate", "ci_low",
-                       "ci_high", "n", "floor")
+CALIBRATION_COLUMNS = (
+  "dataset",
+  "setting",
+  "family",
+  "seed",
+  "step",
+  "target",
+  "exact",
+  "exact_ci_low",
+  "exact_ci_high",
+  "estimator",
+  "estimate",
+  "ci_low",
+  "ci_high",
+  "n",
+  "floor",
+)
 
 
 def _pooled_interval(rate_dicts: Sequence[Dict[str, float]]) -> Tuple[float, float]:
@@ -64,43 +79,54 @@ def final_measurements(record: Dict[str, Any]) -> List[Dict[str, Any]]:
   return checkpoints[max(checkpoints, key=int)]
 
 
-def setting_row(setting: Setting, record: Dict[str, Any],
-                setup: measure.DatasetSetup) -> Dict[str, Any]:
+def setting_row(
+  setting: Setting, record: Dict[str, Any], setup: measure.DatasetSetup
+) -> Dict[str, Any]:
   """The results row of one setting (final checkpoint, over seeds)."""
   reference = setup.reference
   row: Dict[str, Any] = {
-      "dataset": setting.dataset, "setting": setting.name, "family": setting.family,
-      "variant": os.path.basename(setting.variant), "status": setting.unavailable or "ok",
-      "knobs": json.dumps(setting.knobs, sort_keys=True), "seeds": " ".join(map(str,
-                                                                                setting.seeds)),
-      "num_steps": setting.config.train.num_steps, "num_samples": setup.num_samples,
-      "train_seconds": record.get("seconds", float("nan")),
+    "dataset": setting.dataset,
+    "setting": setting.name,
+    "family": setting.family,
+    "variant": os.path.basename(setting.variant),
+    "status": setting.unavailable or "ok",
+    "knobs": json.dumps(setting.knobs, sort_keys=True),
+    "seeds": " ".join(map(str, setting.seeds)),
+    "num_steps": setting.config.train.num_steps,
+    "num_samples": setup.num_samples,
+    "train_seconds": record.get("seconds", float("nan")),
   }
   per_seed = final_measurements(record)
   generation = [m["generation"] for m in per_seed if "generation" in m]
   reconstruction = [m["reconstruction"] for m in per_seed if "reconstruction" in m]
   if generation:
     exact = [g["exact"] for g in generation]
-    row.update(_floored_columns("support_hallucination_rate",
-                                [e["support_hallucination_rate"] for e in exact], reference))
+    row.update(
+      _floored_columns(
+        "support_hallucination_rate", [e["support_hallucination_rate"] for e in exact], reference
+      )
+    )
     for name in MODE_METRICS:
       if name in exact[0]:
         row[name], row[f"{name}_se"] = mean_and_standard_error([e[name] for e in exact])
     for name in generation[0]["estimated"]:
-      row.update(_floored_columns(name, [g["estimated"][name] for g in generation],
-                                  reference))
+      row.update(_floored_columns(name, [g["estimated"][name] for g in generation], reference))
     for score in FILTER_SCORES:
       if score in generation[0].get("filtering", {}):
         values = [g["filtering"][score]["removed_at_96"] for g in generation]
         row[f"filter_{score}_removed_at_96"], row[f"filter_{score}_removed_at_96_se"] = (
-            mean_and_standard_error(values))
+          mean_and_standard_error(values)
+        )
   if reconstruction:
-    row.update(_floored_columns(
+    row.update(
+      _floored_columns(
         "reconstruction_hallucination_rate",
-        [r["exact"]["reconstruction_hallucination_rate"] for r in reconstruction], reference))
+        [r["exact"]["reconstruction_hallucination_rate"] for r in reconstruction],
+        reference,
+      )
+    )
     for name in reconstruction[0]["estimated"]:
-      row.update(_floored_columns(name, [r["estimated"][name] for r in reconstruction],
-                                  reference))
+      row.update(_floored_columns(name, [r["estimated"][name] for r in reconstruction], reference))
   row["config"] = setting.config_json()
   return row
 
@@ -118,9 +144,17 @@ def _floored_columns(name: str, rate_dicts, reference: Reference) -> Dict[str, f
 def real_data_row(dataset: str, setup: measure.DatasetSetup) -> Dict[str, Any]:
   """Held-out real data treated as a model: every rate is its floor."""
   reference = setup.reference
-  row: Dict[str, Any] = {"dataset": dataset, "setting": "real_data", "family": "data",
-                         "variant": "", "status": "ok", "knobs": "{}", "seeds": "",
-                         "num_steps": 0, "num_samples": setup.num_samples}
+  row: Dict[str, Any] = {
+    "dataset": dataset,
+    "setting": "real_data",
+    "family": "data",
+    "variant": "",
+    "status": "ok",
+    "knobs": "{}",
+    "seeds": "",
+    "num_steps": 0,
+    "num_samples": setup.num_samples,
+  }
   for name in MODE_METRICS:
     if reference.mode_floor is not None:
       row[name] = reference.mode_floor[name]
@@ -130,26 +164,40 @@ def real_data_row(dataset: str, setup: measure.DatasetSetup) -> Dict[str, Any]:
   return row
 
 
-def calibration_rows(setting: Setting, record: Dict[str, Any],
-                     reference: Reference) -> List[Dict[str, Any]]:
+def calibration_rows(
+  setting: Setting, record: Dict[str, Any], reference: Reference
+) -> List[Dict[str, Any]]:
   """Every (model, estimator) pair of one setting, over seeds and checkpoints."""
   rows = []
   for step, per_seed in sorted((record.get("checkpoints") or {}).items(), key=lambda x: int(x[0])):
     for seed, measured in zip(setting.seeds, per_seed):
-      for group, target, exact_name in (("generation", "support", "support_hallucination_rate"),
-                                        ("reconstruction", "reconstruction",
-                                         "reconstruction_hallucination_rate")):
+      for group, target, exact_name in (
+        ("generation", "support", "support_hallucination_rate"),
+        ("reconstruction", "reconstruction", "reconstruction_hallucination_rate"),
+      ):
         if group not in measured:
           continue
         exact = measured[group]["exact"][exact_name]
         for name, estimate in measured[group]["estimated"].items():
-          rows.append({
-              "dataset": setting.dataset, "setting": setting.name, "family": setting.family,
-              "seed": seed, "step": int(step), "target": target, "exact": exact["rate"],
-              "exact_ci_low": exact["ci_low"], "exact_ci_high": exact["ci_high"],
-              "estimator": name, "estimate": estimate["rate"], "ci_low": estimate["ci_low"],
-              "ci_high": estimate["ci_high"], "n": estimate["n"],
-              "floor": _floor(reference, name)})
+          rows.append(
+            {
+              "dataset": setting.dataset,
+              "setting": setting.name,
+              "family": setting.family,
+              "seed": seed,
+              "step": int(step),
+              "target": target,
+              "exact": exact["rate"],
+              "exact_ci_low": exact["ci_low"],
+              "exact_ci_high": exact["ci_high"],
+              "estimator": name,
+              "estimate": estimate["rate"],
+              "ci_low": estimate["ci_low"],
+              "ci_high": estimate["ci_high"],
+              "n": estimate["n"],
+              "floor": _floor(reference, name),
+            }
+          )
   return rows
 
 
@@ -167,14 +215,21 @@ def calibration_summary(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
       continue
     exact = np.array([m["exact"] for m in members])
     estimate = np.array([m["estimate"] for m in members])
-    stats = calibration.calibration_statistics(exact, estimate,
-                                               [m["ci_low"] for m in members],
-                                               [m["ci_high"] for m in members])
+    stats = calibration.calibration_statistics(
+      exact, estimate, [m["ci_low"] for m in members], [m["ci_high"] for m in members]
+    )
     floor = np.array([m["floor"] for m in members])
-    out.append({"dataset": dataset, "estimator": estimator, "target": target,
-                **stats.as_dict(),
-                "mean_bias_after_floor": float(np.nanmean(estimate - floor - exact)),
-                "exact_min": float(exact.min()), "exact_max": float(exact.max())})
+    out.append(
+      {
+        "dataset": dataset,
+        "estimator": estimator,
+        "target": target,
+        **stats.as_dict(),
+        "mean_bias_after_floor": float(np.nanmean(estimate - floor - exact)),
+        "exact_min": float(exact.min()),
+        "exact_max": float(exact.max()),
+      }
+    )
   return out
 
 
@@ -226,15 +281,17 @@ def _fmt_mean_se(row, name, digits=3) -> str:
   if name not in row:
     return "–"
   se = row.get(f"{name}_se")
-  return _fmt(row[name], digits) + (f" ± {_fmt(se, digits)}" if se is not None
-                                    and np.isfinite(se) else "")
+  return _fmt(row[name], digits) + (
+    f" ± {_fmt(se, digits)}" if se is not None and np.isfinite(se) else ""
+  )
 
 
 def _fmt_rate(row, name) -> str:
   if name not in row:
     return "–"
-  return (f"{_fmt_mean_se(row, name)} [{_fmt(row[f'{name}_ci_low'])}, "
-          f"{_fmt(row[f'{name}_ci_high'])}]")
+  return (
+    f"{_fmt_mean_se(row, name)} [{_fmt(row[f'{name}_ci_low'])}, {_fmt(row[f'{name}_ci_high'])}]"
+  )
 
 
 def _fmt_estimate(row, name) -> str:
@@ -243,26 +300,40 @@ def _fmt_estimate(row, name) -> str:
   return f"{_fmt_mean_se(row, name)} (floor {_fmt(row.get(name + '_floor'))})"
 
 
-def results_markdown(plan: Plan, rows: List[Dict[str, Any]], summary: List[Dict[str, Any]],
-                     setups: Dict[str, measure.DatasetSetup],
-                     filter_table: Sequence[Dict[str, Any]] = ()) -> str:
-  lines = [f"# Hallucination benchmark ({plan.protocol} protocol"
-           f"{', quick' if plan.quick else ''})", "",
-           "Mean ± standard error over seeds at the final checkpoint; [95% Wilson interval of "
-           "the count pooled over seeds]; estimated rates with their floor (the same estimator "
-           "on held-out real data). `real_data`: held-out real data treated as a model.", ""]
+def results_markdown(
+  plan: Plan,
+  rows: List[Dict[str, Any]],
+  summary: List[Dict[str, Any]],
+  setups: Dict[str, measure.DatasetSetup],
+  filter_table: Sequence[Dict[str, Any]] = (),
+) -> str:
+  lines = [
+    f"# Hallucination benchmark ({plan.protocol} protocol{', quick' if plan.quick else ''})",
+    "",
+    "Mean ± standard error over seeds at the final checkpoint; [95% Wilson interval of "
+    "the count pooled over seeds]; estimated rates with their floor (the same estimator "
+    "on held-out real data). `real_data`: held-out real data treated as a model.",
+    "",
+  ]
   for dataset in plan.datasets:
     reference = setups[dataset].reference
     lines += [f"## {dataset}", ""]
     if reference.oracle_accuracy is not None:
-      lines += [f"Classifier (features and oracle) test accuracy: "
-                f"{reference.oracle_accuracy:.4f}.", ""]
+      lines += [
+        f"Classifier (features and oracle) test accuracy: {reference.oracle_accuracy:.4f}.",
+        "",
+      ]
     mixture = reference.spec.mixture is not None
     header = ["setting", "steps", "seeds"]
     if mixture:
       header += ["modes captured", "high-quality fraction", "reverse KL"]
-    header += ["support hallucination rate (exact)", "reconstruction rate (exact)",
-               "manifold k=3, test ref", "manifold k=3, train ref", "TopP"]
+    header += [
+      "support hallucination rate (exact)",
+      "reconstruction rate (exact)",
+      "manifold k=3, test ref",
+      "manifold k=3, train ref",
+      "TopP",
+    ]
     if not mixture:
       header += ["unrecognisable", "class flip"]
     header += ["removed at 96% kept (best filter)"]
@@ -273,52 +344,76 @@ def results_markdown(plan: Plan, rows: List[Dict[str, Any]], summary: List[Dict[
         continue
       cells = [row["setting"], str(row["num_steps"]), str(len(row["seeds"].split()))]
       if mixture:
-        cells += [_fmt_mean_se(row, "modes_captured", 1),
-                  _fmt_mean_se(row, "high_quality_fraction"), _fmt_mean_se(row, "reverse_kl")]
-      cells += [_fmt_rate(row, "support_hallucination_rate"),
-                _fmt_rate(row, "reconstruction_hallucination_rate"),
-                _fmt_estimate(row, "manifold_hallucination_rate_k3_test"),
-                _fmt_estimate(row, "manifold_hallucination_rate"),
-                _fmt_estimate(row, "topological_hallucination_rate_test")]
+        cells += [
+          _fmt_mean_se(row, "modes_captured", 1),
+          _fmt_mean_se(row, "high_quality_fraction"),
+          _fmt_mean_se(row, "reverse_kl"),
+        ]
+      cells += [
+        _fmt_rate(row, "support_hallucination_rate"),
+        _fmt_rate(row, "reconstruction_hallucination_rate"),
+        _fmt_estimate(row, "manifold_hallucination_rate_k3_test"),
+        _fmt_estimate(row, "manifold_hallucination_rate"),
+        _fmt_estimate(row, "topological_hallucination_rate_test"),
+      ]
       if not mixture:
-        cells += [_fmt_estimate(row, "unrecognisable_rate"),
-                  _fmt_estimate(row, "reconstruction_class_flip_rate")]
-      filters = {s: row[f"filter_{s}_removed_at_96"] for s in FILTER_SCORES
-                 if np.isfinite(row.get(f"filter_{s}_removed_at_96", np.nan))}
+        cells += [
+          _fmt_estimate(row, "unrecognisable_rate"),
+          _fmt_estimate(row, "reconstruction_class_flip_rate"),
+        ]
+      filters = {
+        s: row[f"filter_{s}_removed_at_96"]
+        for s in FILTER_SCORES
+        if np.isfinite(row.get(f"filter_{s}_removed_at_96", np.nan))
+      }
       best = max(filters, key=filters.get) if filters else None
       cells.append(f"{filters[best]:.3f} ({best})" if best else "–")
       lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
   if summary:
-    lines += ["## Calibration: each estimator against the exact rate", "",
-              "Over every model (seed x setting x checkpoint). coverage: fraction of models "
-              "whose 95% interval holds the exact rate; bias after floor: mean of "
-              "(estimate - floor - exact).", "",
-              "| dataset | estimator | target | models | exact range | Pearson | Spearman | "
-              "mean bias | bias after floor | MAE | coverage |", "|" + "---|" * 11]
+    lines += [
+      "## Calibration: each estimator against the exact rate",
+      "",
+      "Over every model (seed x setting x checkpoint). coverage: fraction of models "
+      "whose 95% interval holds the exact rate; bias after floor: mean of "
+      "(estimate - floor - exact).",
+      "",
+      "| dataset | estimator | target | models | exact range | Pearson | Spearman | "
+      "mean bias | bias after floor | MAE | coverage |",
+      "|" + "---|" * 11,
+    ]
     for s in summary:
       lines.append(
-          f"| {s['dataset']} | {s['estimator']} | {s['target']} | {s['num_models']} | "
-          f"{s['exact_min']:.3f}-{s['exact_max']:.3f} | {_fmt(s['pearson'])} | "
-          f"{_fmt(s['spearman'])} | {_fmt(s['mean_bias'])} | "
-          f"{_fmt(s['mean_bias_after_floor'])} | {_fmt(s['mean_absolute_error'])} | "
-          f"{_fmt(s['interval_coverage'])} |")
+        f"| {s['dataset']} | {s['estimator']} | {s['target']} | {s['num_models']} | "
+        f"{s['exact_min']:.3f}-{s['exact_max']:.3f} | {_fmt(s['pearson'])} | "
+        f"{_fmt(s['spearman'])} | {_fmt(s['mean_bias'])} | "
+        f"{_fmt(s['mean_bias_after_floor'])} | {_fmt(s['mean_absolute_error'])} | "
+        f"{_fmt(s['interval_coverage'])} |"
+      )
     lines.append("")
   if filter_table:
-    lines += ["## Filtering: hallucinations removed at a fraction of valid samples kept", "",
-              "Rejection by a score (keep score >= threshold), measured exactly: over the final "
-              "models that make both valid and hallucinated samples, the fraction of "
-              "hallucinations removed at the threshold keeping at least the given fraction of "
-              "valid samples (mean ± standard error over models). Scores: `realism` (distance "
-              "to the real-data manifold, k = 3), `confidence` (the classifier's top "
-              "probability), `discriminator` (the GAN's own logit). Aithal et al. (diffusion): "
-              "over 95% removed at 96% kept.", "",
-              "| dataset | score | models | " + " | ".join(
-                  f"{t:.0%} kept" for t in FILTER_KEPT_TARGETS) + " |",
-              "|" + "---|" * (3 + len(FILTER_KEPT_TARGETS))]
+    lines += [
+      "## Filtering: hallucinations removed at a fraction of valid samples kept",
+      "",
+      "Rejection by a score (keep score >= threshold), measured exactly: over the final "
+      "models that make both valid and hallucinated samples, the fraction of "
+      "hallucinations removed at the threshold keeping at least the given fraction of "
+      "valid samples (mean ± standard error over models). Scores: `realism` (distance "
+      "to the real-data manifold, k = 3), `confidence` (the classifier's top "
+      "probability), `discriminator` (the GAN's own logit). Aithal et al. (diffusion): "
+      "over 95% removed at 96% kept.",
+      "",
+      "| dataset | score | models | "
+      + " | ".join(f"{t:.0%} kept" for t in FILTER_KEPT_TARGETS)
+      + " |",
+      "|" + "---|" * (3 + len(FILTER_KEPT_TARGETS)),
+    ]
     for f in filter_table:
-      lines.append(f"| {f['dataset']} | {f['score']} | {f['models']} | " + " | ".join(
-          _fmt_mean_se(f, f"removed_at_kept_{t:g}") for t in FILTER_KEPT_TARGETS) + " |")
+      lines.append(
+        f"| {f['dataset']} | {f['score']} | {f['models']} | "
+        + " | ".join(_fmt_mean_se(f, f"removed_at_kept_{t:g}") for t in FILTER_KEPT_TARGETS)
+        + " |"
+      )
     lines.append("")
   return "\n".join(lines)
 
@@ -341,20 +436,35 @@ def write_all(out_dir: str, plan: Plan, records, setups) -> Dict[str, Any]:
   with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
     f.write(results_markdown(plan, rows, summary, setups, filters))
   results = {
-      "protocol": plan.protocol, "quick": plan.quick, "rows": rows,
-      "calibration": summary, "default_estimator": DEFAULT_ESTIMATOR,
-      "filtering_table": filters,
-      "floors": {d: {name: floor.as_dict() for name, floor in s.reference.floors.items()}
-                 for d, s in setups.items()},
-      "real_data": {d: {**{name: s.reference.floors[name].as_dict() for name in EXACT_RATES
-                           if name in s.reference.floors}, **(s.reference.mode_floor or {})}
-                    for d, s in setups.items()},
-      "classifier_accuracy": {d: s.reference.oracle_accuracy for d, s in setups.items()},
-      "filtering": {f"{s.dataset}/{s.name}": [m["generation"]["filtering"]
-                                              for m in final_measurements(r)
-                                              if "generation" in m]
-                    for s, r in records},
-      "curves": {f"{s.dataset}/{s.name}": curve_over_steps(r) for s, r in records},
+    "protocol": plan.protocol,
+    "quick": plan.quick,
+    "rows": rows,
+    "calibration": summary,
+    "default_estimator": DEFAULT_ESTIMATOR,
+    "filtering_table": filters,
+    "floors": {
+      d: {name: floor.as_dict() for name, floor in s.reference.floors.items()}
+      for d, s in setups.items()
+    },
+    "real_data": {
+      d: {
+        **{
+          name: s.reference.floors[name].as_dict()
+          for name in EXACT_RATES
+          if name in s.reference.floors
+        },
+        **(s.reference.mode_floor or {}),
+      }
+      for d, s in setups.items()
+    },
+    "classifier_accuracy": {d: s.reference.oracle_accuracy for d, s in setups.items()},
+    "filtering": {
+      f"{s.dataset}/{s.name}": [
+        m["generation"]["filtering"] for m in final_measurements(r) if "generation" in m
+      ]
+      for s, r in records
+    },
+    "curves": {f"{s.dataset}/{s.name}": curve_over_steps(r) for s, r in records},
   }
   with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
     json.dump(results, f, indent=1, default=float)

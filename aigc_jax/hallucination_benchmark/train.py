@@ -13,6 +13,7 @@ latent GMMs (`aigc_jax.latent_gmm`: `LATENT_GMM_COMPONENTS` components fitted to
 codes, seed 0), which make the plain AE a generative model and give the calibration models
 that hallucinate less than prior sampling does.
 """
+
 import dataclasses
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -46,21 +47,27 @@ def discriminator_scores(setting: Setting, state, samples, labels=None) -> np.nd
   copies of itself.
   """
   config = setting.config
-  setup = gan_setup(config.model, samples.shape[1:],
-                    data.get_dataset_spec(config.dataset.name).num_classes)
+  setup = gan_setup(
+    config.model, samples.shape[1:], data.get_dataset_spec(config.dataset.name).num_classes
+  )
   disc = state.discriminator
 
   @jax.jit
   def score(batch, batch_labels):
-    inputs = pack(jnp.repeat(setup.to_model_space(batch), setup.pack_size, axis=0),
-                  setup.pack_size)
+    inputs = pack(jnp.repeat(setup.to_model_space(batch), setup.pack_size, axis=0), setup.pack_size)
     if batch_labels is not None:
-      batch_labels = jnp.repeat(batch_labels, setup.pack_size, axis=0)[::setup.pack_size]
+      batch_labels = jnp.repeat(batch_labels, setup.pack_size, axis=0)[:: setup.pack_size]
     return disc.apply_fn(disc.variables(), inputs, batch_labels)
 
-  out = [np.asarray(score(jnp.asarray(samples[i:i + GENERATE_BATCH]),
-                          None if labels is None else jnp.asarray(labels[i:i + GENERATE_BATCH])))
-         for i in range(0, len(samples), GENERATE_BATCH)]
+  out = [
+    np.asarray(
+      score(
+        jnp.asarray(samples[i : i + GENERATE_BATCH]),
+        None if labels is None else jnp.asarray(labels[i : i + GENERATE_BATCH]),
+      )
+    )
+    for i in range(0, len(samples), GENERATE_BATCH)
+  ]
   return np.concatenate(out).astype(np.float64)
 
 
@@ -77,6 +84,7 @@ class FinalSamples:
     samples: `[N, *sample_shape]` float32, sanitized (`measure.sanitize`).
     valid: `[N]` bool, inside the known support.
   """
+
   samples: np.ndarray
   valid: np.ndarray
 
@@ -90,6 +98,7 @@ class StateMeasurement:
       each group present where it applies.
     samples: {generation group: FinalSamples}, filled only when the samples are kept.
   """
+
   groups: Dict[str, Any]
   samples: Dict[str, FinalSamples]
 
@@ -103,6 +112,7 @@ class SettingResult:
     seconds: training wall time.
     final_samples: {generation group: seed 0's FinalSamples at the last checkpoint}.
   """
+
   checkpoints: Dict[int, List[Dict[str, Any]]]
   seconds: float
   final_samples: Dict[str, FinalSamples]
@@ -112,8 +122,14 @@ class SettingResult:
     return {"checkpoints": self.checkpoints, "seconds": self.seconds}
 
 
-def measure_state(setting: Setting, family, state, setup: measure.DatasetSetup,
-                  with_filtering: bool, keep_samples: bool) -> StateMeasurement:
+def measure_state(
+  setting: Setting,
+  family,
+  state,
+  setup: measure.DatasetSetup,
+  with_filtering: bool,
+  keep_samples: bool,
+) -> StateMeasurement:
   """Every measurement of one trained model (one seed at one checkpoint)."""
   groups: Dict[str, Any] = {}
   kept: Dict[str, FinalSamples] = {}
@@ -129,29 +145,43 @@ def measure_state(setting: Setting, family, state, setup: measure.DatasetSetup,
   if family.generate is not None:
     # Conditional models are asked for classes in turn (uniform, as both datasets' classes).
     labels = (np.arange(num, dtype=np.int32) % spec.num_classes) if family.conditional else None
-    samples = sampling.generate(family, state, num, jax.random.PRNGKey(SAMPLE_KEY),
-                                GENERATE_BATCH, labels)
+    samples = sampling.generate(
+      family, state, num, jax.random.PRNGKey(SAMPLE_KEY), GENERATE_BATCH, labels
+    )
     extra = {}
     if setting.family == "gan" and with_filtering:
       extra["discriminator"] = discriminator_scores(
-          setting, state, measure.sanitize(samples, spec.kind), labels)
+        setting, state, measure.sanitize(samples, spec.kind), labels
+      )
     measure_samples("generation", samples, extra)
-  for num_components in (LATENT_GMM_COMPONENTS if uses_latent_gmm(family) else ()):
-    samples = latent_gmm.generate(family, state,
-                                  setup.dataset.train[0][:setting.latent_gmm_codes], num,
-                                  num_components=num_components)
+  for num_components in LATENT_GMM_COMPONENTS if uses_latent_gmm(family) else ():
+    samples = latent_gmm.generate(
+      family,
+      state,
+      setup.dataset.train[0][: setting.latent_gmm_codes],
+      num,
+      num_components=num_components,
+    )
     measure_samples(latent_gmm_group(num_components), samples, {})
   if family.reconstruct is not None:
     inputs, labels = setup.reference.held_out, setup.reference.held_out_labels
     groups["reconstruction"] = measure.measure_reconstruction(
-        setup, inputs, labels, sampling.reconstruct(family, state, inputs, labels,
-                                                    jax.random.PRNGKey(0), GENERATE_BATCH))
+      setup,
+      inputs,
+      labels,
+      sampling.reconstruct(family, state, inputs, labels, jax.random.PRNGKey(0), GENERATE_BATCH),
+    )
   return StateMeasurement(groups, kept)
 
 
-def train_setting(setting: Setting, setup: measure.DatasetSetup, *,
-                  seeds_per_call: Optional[int] = None, scan_steps: Optional[bool] = None,
-                  progress: Callable[[str], None] = print) -> SettingResult:
+def train_setting(
+  setting: Setting,
+  setup: measure.DatasetSetup,
+  *,
+  seeds_per_call: Optional[int] = None,
+  scan_steps: Optional[bool] = None,
+  progress: Callable[[str], None] = print,
+) -> SettingResult:
   """Trains every seed of `setting` and measures each at each checkpoint."""
   dataset = setup.dataset
   train_x, train_y = dataset.train
@@ -162,9 +192,15 @@ def train_setting(setting: Setting, setup: measure.DatasetSetup, *,
     seeds_per_call = 1 if (images and on_cpu) else None
   if scan_steps is None:
     scan_steps = not (images and on_cpu)
-  trainer = multi_seed.MultiSeedTrainer(family, train_x, train_y,
-                                        setting.config.train.batch_size, setting.seeds,
-                                        seeds_per_call=seeds_per_call, scan_steps=scan_steps)
+  trainer = multi_seed.MultiSeedTrainer(
+    family,
+    train_x,
+    train_y,
+    setting.config.train.batch_size,
+    setting.seeds,
+    seeds_per_call=seeds_per_call,
+    scan_steps=scan_steps,
+  )
   states = trainer.init()
   done, seconds = 0, 0.0
   checkpoints: Dict[int, List[Dict[str, Any]]] = {}
@@ -181,9 +217,14 @@ def train_setting(setting: Setting, setup: measure.DatasetSetup, *,
     final = step == setting.checkpoints[-1]
     per_seed = []
     for index in range(len(setting.seeds)):
-      measured = measure_state(setting, family, multi_seed.select_seed(states, index),
-                               setup, with_filtering=final,
-                               keep_samples=final and index == 0)
+      measured = measure_state(
+        setting,
+        family,
+        multi_seed.select_seed(states, index),
+        setup,
+        with_filtering=final,
+        keep_samples=final and index == 0,
+      )
       final_samples.update(measured.samples)
       per_seed.append(measured.groups)
     checkpoints[step] = per_seed

@@ -1,6 +1,7 @@
 """Variant discovery from the config files, without jax (so the CLI checks `--only` before
 jax starts); the rule is in `settings`' docstring.
 """
+
 import dataclasses
 import glob
 import importlib.util
@@ -44,21 +45,27 @@ def _is_knob(path: str) -> bool:
   if path in NOT_KNOBS or not path.startswith(tuple(s + "." for s in KNOB_SECTIONS)):
     return False
   parts = path.split(".")
-  return not (len(parts) == 3 and parts[1] in ("encoder", "decoder")
-              and parts[2] in NOT_KNOB_BODY_KEYS)
+  return not (
+    len(parts) == 3 and parts[1] in ("encoder", "decoder") and parts[2] in NOT_KNOB_BODY_KEYS
+  )
 
 
-def variant_knobs(variant: ml_collections.ConfigDict,
-                  reference: ml_collections.ConfigDict) -> Dict[str, Any]:
+def variant_knobs(
+  variant: ml_collections.ConfigDict, reference: ml_collections.ConfigDict
+) -> Dict[str, Any]:
   """The knobs of a variant: {dotted key: value} where it differs from its reference."""
   ours, theirs = flatten(variant), flatten(reference)
-  return {path: value for path, value in sorted(ours.items())
-          if _is_knob(path) and theirs.get(path, object()) != value}
+  return {
+    path: value
+    for path, value in sorted(ours.items())
+    if _is_knob(path) and theirs.get(path, object()) != value
+  }
 
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
   """A discovered variant: its name, family, config file and knobs."""
+
   name: str
   family: str
   path: str
@@ -79,8 +86,10 @@ def discover_variants(configs_dir: str) -> List[Variant]:
       config = load_config_file(path)
     except TypeError:
       continue  # A config that needs an argument (pacgan_ring8.py:M) is not a digits variant.
-    if (config.get("dataset", {}).get("name") != REFERENCE_DATASET
-        or config.get("model", {}).get("family") not in FAMILIES):
+    if (
+      config.get("dataset", {}).get("name") != REFERENCE_DATASET
+      or config.get("model", {}).get("family") not in FAMILIES
+    ):
       continue
     if stem == f"{config.model.family}_digits":
       references[config.model.family] = config
@@ -90,8 +99,10 @@ def discover_variants(configs_dir: str) -> List[Variant]:
   for stem, path, config in candidates:
     family = config.model.family
     if family not in references:
-      raise ConfigError(f"{path} is a {family} variant on {REFERENCE_DATASET}, but "
-                        f"{family}_digits.py (its reference) is not in {configs_dir}; add it.")
-    name = stem[:-len("_digits")] if stem.endswith("_digits") else stem
+      raise ConfigError(
+        f"{path} is a {family} variant on {REFERENCE_DATASET}, but "
+        f"{family}_digits.py (its reference) is not in {configs_dir}; add it."
+      )
+    name = stem[: -len("_digits")] if stem.endswith("_digits") else stem
     variants.append(Variant(name, family, path, variant_knobs(config, references[family])))
   return sorted(variants, key=lambda v: v.name)

@@ -1,4 +1,5 @@
 """Deterministic autoencoder: x -> z = enc(x) -> dec(z); class-conditional with `condition`."""
+
 import flax.linen as nn
 
 from aigc_jax.models.conditioning import join_label
@@ -13,12 +14,14 @@ class Autoencoder(nn.Module):
     encoder: body mapping inputs to `[B, latent_dim]` codes.
     decoder: body mapping codes back to `[B, *sample_shape]` pre-activation outputs.
   """
+
   encoder: nn.Module
   decoder: nn.Module
 
   def encode(self, x, condition=None, train: bool = False):
     return self.encoder(
-        join_label(x, condition, flatten=getattr(self.encoder, "flattens_input", False)), train)
+      join_label(x, condition, flatten=getattr(self.encoder, "flattens_input", False)), train
+    )
 
   def decode(self, z, condition=None, train: bool = False):
     return self.decoder(join_label(z, condition), train)

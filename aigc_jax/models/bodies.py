@@ -20,6 +20,7 @@ returns float32, so losses are float32), and, for encoders, `spectral_norm` (eve
 largest singular value, Miyato et al. 2018; the power-iteration vectors live in
 `batch_stats`, advance one iteration per call with `train=True` and stay fixed otherwise).
 """
+
 import math
 from typing import Any, Callable, ClassVar, Optional, Sequence, Tuple
 
@@ -37,6 +38,7 @@ ACTIVATIONS.register("swish")(nn.swish)
 
 NORMS = ("none", "batch")
 
+
 def drawn_as_matrix(init: Callable) -> Callable:
   """`init` of a kernel `[..., in, out]`, drawn as the matrix `[prod(...) * in, out]` and reshaped.
 
@@ -45,8 +47,10 @@ def drawn_as_matrix(init: Callable) -> Callable:
   flat index. XLA compiles the draw of a 4-D convolution kernel in about 1 s on a CPU and the
   matrix's in a quarter of that, a cost paid per kernel shape by every run and test.
   """
+
   def draw(key, shape, dtype=jnp.float32):
     return init(key, (math.prod(shape[:-1]), shape[-1]), dtype).reshape(shape)
+
   return draw
 
 
@@ -54,12 +58,12 @@ KERNEL_INITS = Registry[Callable]("kernel initialiser")
 # flax's default (lecun_normal: fan-in scaled).
 KERNEL_INITS.register("lecun_normal")(lambda: drawn_as_matrix(nn.initializers.lecun_normal()))
 # N(0, 0.02^2): DCGAN (Radford et al. 2016), ALI and PacGAN (Lin et al. 2018).
-KERNEL_INITS.register("normal_0.02")(
-    lambda: drawn_as_matrix(nn.initializers.normal(stddev=0.02)))
+KERNEL_INITS.register("normal_0.02")(lambda: drawn_as_matrix(nn.initializers.normal(stddev=0.02)))
 
 
 class _Norm(nn.Module):
   """Identity or BatchNorm (by default PyTorch's: momentum 0.9 of the running mean, eps 1e-5)."""
+
   kind: str
   batch_axis_name: Optional[str]
   momentum: float = 0.9
@@ -71,15 +75,20 @@ class _Norm(nn.Module):
     if self.kind == "none":
       return x
     if self.kind == "batch":
-      return nn.BatchNorm(use_running_average=not train, momentum=self.momentum,
-                          epsilon=self.epsilon, dtype=self.dtype,
-                          axis_name=self.batch_axis_name if train else None)(x)
+      return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=self.momentum,
+        epsilon=self.epsilon,
+        dtype=self.dtype,
+        axis_name=self.batch_axis_name if train else None,
+      )(x)
     raise UnknownNameError(unknown_name_message("norm", self.kind, NORMS))
 
 
 def _norm(body: nn.Module) -> _Norm:
-  return _Norm(body.norm, body.batch_axis_name, body.norm_momentum, body.norm_epsilon,
-               dtype=body.dtype)
+  return _Norm(
+    body.norm, body.batch_axis_name, body.norm_momentum, body.norm_epsilon, dtype=body.dtype
+  )
 
 
 def _kernel_init(body: nn.Module):
@@ -90,8 +99,9 @@ def _hidden_bias(body: nn.Module) -> bool:
   """Whether the layers that feed `body.norm` have a bias (`bias_before_norm`)."""
   if not body.bias_before_norm and body.norm == "none":
     raise ConfigError(
-        f"{type(body).__name__}: bias_before_norm=False drops the bias of layers followed by "
-        "a norm, but norm is 'none'; set norm='batch' or bias_before_norm=True.")
+      f"{type(body).__name__}: bias_before_norm=False drops the bias of layers followed by "
+      "a norm, but norm is 'none'; set norm='batch' or bias_before_norm=True."
+    )
   return body.bias_before_norm
 
 
@@ -111,14 +121,16 @@ def _dense_layers(body: nn.Module, x, train: bool):
   """[Dense(h) -> norm -> act] for each h in `body.widths`; call inside `body`'s compact method."""
   act = ACTIVATIONS.get(body.activation)
   for width in body.widths:
-    dense = nn.Dense(width, use_bias=_hidden_bias(body), kernel_init=_kernel_init(body),
-                     dtype=body.dtype)
+    dense = nn.Dense(
+      width, use_bias=_hidden_bias(body), kernel_init=_kernel_init(body), dtype=body.dtype
+    )
     x = act(_norm(body)(_apply(body, dense, x, train), train))
   return x
 
 
 class MLPEncoder(nn.Module):
   """Flatten -> [Dense(h) -> norm -> act] * len(widths) -> Dense(out_features)."""
+
   # Its input is flattened first, so a label is joined as K more inputs, not K image channels.
   flattens_input: ClassVar[bool] = True
   out_features: int
@@ -136,8 +148,14 @@ class MLPEncoder(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = _dense_layers(self, x.reshape((x.shape[0], -1)), train)
-    return _float32(_apply(self, nn.Dense(self.out_features, kernel_init=_kernel_init(self),
-                                          dtype=self.dtype), x, train))
+    return _float32(
+      _apply(
+        self,
+        nn.Dense(self.out_features, kernel_init=_kernel_init(self), dtype=self.dtype),
+        x,
+        train,
+      )
+    )
 
 
 class MLPDecoder(nn.Module):
@@ -145,6 +163,7 @@ class MLPDecoder(nn.Module):
 
   `output_shape` is (H, W, C) for images or (D,) for points.
   """
+
   output_shape: Tuple[int, ...]
   widths: Sequence[int] = (400,)
   activation: str = "relu"
@@ -159,8 +178,7 @@ class MLPDecoder(nn.Module):
   @nn.compact
   def __call__(self, z, train: bool = False):
     x = _dense_layers(self, z, train)  # Created first: the hidden layers are Dense_0...
-    x = nn.Dense(math.prod(self.output_shape), kernel_init=_kernel_init(self),
-                 dtype=self.dtype)(x)
+    x = nn.Dense(math.prod(self.output_shape), kernel_init=_kernel_init(self), dtype=self.dtype)(x)
     return _float32(x.reshape((z.shape[0],) + tuple(self.output_shape)))
 
 
@@ -170,6 +188,7 @@ class ConvEncoder(nn.Module):
   The first convolution has no normalisation (the DCGAN convention); later ones use `norm`.
   `[B, H, W, C] -> [B, out_features]`; each convolution halves H and W ("SAME" padding).
   """
+
   out_features: int
   widths: Sequence[int] = (64, 128)
   activation: str = "leaky_relu"
@@ -186,16 +205,28 @@ class ConvEncoder(nn.Module):
   def __call__(self, x, train: bool = False):
     act = ACTIVATIONS.get(self.activation)
     for i, width in enumerate(self.widths):
-      conv = nn.Conv(width, (4, 4), strides=(2, 2), padding="SAME",
-                     use_bias=i == 0 or _hidden_bias(self), kernel_init=_kernel_init(self),
-                     dtype=self.dtype)
+      conv = nn.Conv(
+        width,
+        (4, 4),
+        strides=(2, 2),
+        padding="SAME",
+        use_bias=i == 0 or _hidden_bias(self),
+        kernel_init=_kernel_init(self),
+        dtype=self.dtype,
+      )
       x = _apply(self, conv, x, train)
       if i > 0:
         x = _norm(self)(x, train)
       x = act(x)
     x = x.reshape((x.shape[0], -1))
-    return _float32(_apply(self, nn.Dense(self.out_features, kernel_init=_kernel_init(self),
-                                          dtype=self.dtype), x, train))
+    return _float32(
+      _apply(
+        self,
+        nn.Dense(self.out_features, kernel_init=_kernel_init(self), dtype=self.dtype),
+        x,
+        train,
+      )
+    )
 
 
 class ConvDecoder(nn.Module):
@@ -205,6 +236,7 @@ class ConvDecoder(nn.Module):
   ConvTranspose(f, 4x4, stride 2) -> norm -> act; then ConvTranspose(C, 4x4, stride 2).
   With n = len(widths) upsamplings, H and W must be divisible by 2^n.
   """
+
   output_shape: Tuple[int, int, int]
   widths: Sequence[int] = (128, 64)
   activation: str = "relu"
@@ -224,18 +256,33 @@ class ConvDecoder(nn.Module):
     scale = 2 ** len(self.widths)
     if height % scale or width % scale:
       raise ConfigError(
-          f"ConvDecoder with {len(self.widths)} upsamplings needs image sides divisible by "
-          f"{scale}, got {height}x{width}; change the decoder widths or the dataset.")
-    x = nn.Dense((height // scale) * (width // scale) * self.widths[0], use_bias=bias,
-                 kernel_init=init, dtype=self.dtype)(z)
+        f"ConvDecoder with {len(self.widths)} upsamplings needs image sides divisible by "
+        f"{scale}, got {height}x{width}; change the decoder widths or the dataset."
+      )
+    x = nn.Dense(
+      (height // scale) * (width // scale) * self.widths[0],
+      use_bias=bias,
+      kernel_init=init,
+      dtype=self.dtype,
+    )(z)
     x = act(_norm(self)(x, train))
     x = x.reshape((z.shape[0], height // scale, width // scale, self.widths[0]))
     for width_out in self.widths[1:]:
-      x = ConvTranspose(width_out, (4, 4), strides=(2, 2), padding="SAME", use_bias=bias,
-                        kernel_init=init, dtype=self.dtype)(x)
+      x = ConvTranspose(
+        width_out,
+        (4, 4),
+        strides=(2, 2),
+        padding="SAME",
+        use_bias=bias,
+        kernel_init=init,
+        dtype=self.dtype,
+      )(x)
       x = act(_norm(self)(x, train))
-    return _float32(ConvTranspose(channels, (4, 4), strides=(2, 2), padding="SAME",
-                                  kernel_init=init, dtype=self.dtype)(x))
+    return _float32(
+      ConvTranspose(
+        channels, (4, 4), strides=(2, 2), padding="SAME", kernel_init=init, dtype=self.dtype
+      )(x)
+    )
 
 
 class MaxoutEncoder(nn.Module):
@@ -246,6 +293,7 @@ class MaxoutEncoder(nn.Module):
   discriminator (Lin et al. 2018) is widths (200, 200, 200) with 5 pieces. Maxout is the
   non-linearity, so `activation` must be "maxout"; there is no normalisation (`norm` "none").
   """
+
   out_features: int
   widths: Sequence[int] = (200, 200, 200)
   activation: str = "maxout"
@@ -261,17 +309,28 @@ class MaxoutEncoder(nn.Module):
   def __call__(self, x, train: bool = False):
     if self.activation != "maxout" or self.norm != "none":
       raise ConfigError(
-          f"The maxout body is its own non-linearity and has no norm; set activation='maxout' "
-          f"and norm='none' (got {self.activation!r}, {self.norm!r}).")
+        f"The maxout body is its own non-linearity and has no norm; set activation='maxout' "
+        f"and norm='none' (got {self.activation!r}, {self.norm!r})."
+      )
     if self.pieces < 1:
       raise ConfigError(f"The maxout body needs pieces >= 1, got {self.pieces}.")
     x = x.reshape((x.shape[0], -1))
     for width in self.widths:
-      dense = nn.Dense(width * self.pieces, use_bias=_hidden_bias(self),
-                       kernel_init=_kernel_init(self), dtype=self.dtype)
+      dense = nn.Dense(
+        width * self.pieces,
+        use_bias=_hidden_bias(self),
+        kernel_init=_kernel_init(self),
+        dtype=self.dtype,
+      )
       x = _apply(self, dense, x, train).reshape((x.shape[0], width, self.pieces)).max(axis=-1)
-    return _float32(_apply(self, nn.Dense(self.out_features, kernel_init=_kernel_init(self),
-                                          dtype=self.dtype), x, train))
+    return _float32(
+      _apply(
+        self,
+        nn.Dense(self.out_features, kernel_init=_kernel_init(self), dtype=self.dtype),
+        x,
+        train,
+      )
+    )
 
 
 ENCODERS = Registry[type]("model body")

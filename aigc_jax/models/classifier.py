@@ -5,6 +5,7 @@ The trunk is an encoder body (`bodies.ENCODERS`) with `out_features = feature_di
 activated output is the feature vector that evaluation measures distances in (the role
 Inception-v3's pool features play for ImageNet-like data); the last Dense gives class logits.
 """
+
 import flax.linen as nn
 
 from aigc_jax.models.bodies import ACTIVATIONS
@@ -18,6 +19,7 @@ class Classifier(nn.Module):
     num_classes: K, the number of logits.
     activation: name in `bodies.ACTIVATIONS` applied to the trunk's output.
   """
+
   trunk: nn.Module
   num_classes: int
   activation: str = "relu"

@@ -5,6 +5,7 @@ Representation using Deep Conditional Generative Models"): the encoder sees (x, 
 decoder (z, y). The label is joined outside the network bodies, so every body can be
 conditioned without knowing about labels.
 """
+
 from typing import Optional
 
 import jax
@@ -24,5 +25,4 @@ def join_label(x: jax.Array, onehot: Optional[jax.Array], flatten: bool = False)
   if x.ndim == 2 or flatten:
     return jnp.concatenate([x.reshape((x.shape[0], -1)), onehot], axis=-1)
   constant = onehot.reshape((x.shape[0],) + (1,) * (x.ndim - 2) + onehot.shape[-1:])
-  return jnp.concatenate([x, jnp.broadcast_to(constant, x.shape[:-1] + onehot.shape[-1:])],
-                         axis=-1)
+  return jnp.concatenate([x, jnp.broadcast_to(constant, x.shape[:-1] + onehot.shape[-1:])], axis=-1)

@@ -27,6 +27,7 @@ masks, dtypes and precision. Anything else (`kernel_dilation` > 1, `transpose_ke
 derivatives of any order work (the backward pass is itself differentiable); forward mode
 (`jax.jvp`, `jax.jacfwd`) does not, as for every `jax.custom_vjp`.
 """
+
 import functools
 from typing import Tuple
 
@@ -71,8 +72,9 @@ def _flip_swap(kernel: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def conv_transpose(inputs: jax.Array, kernel: jax.Array, strides: Tuple[int, ...],
-                   padding, precision) -> jax.Array:
+def conv_transpose(
+  inputs: jax.Array, kernel: jax.Array, strides: Tuple[int, ...], padding, precision
+) -> jax.Array:
   """`lax.conv_transpose(inputs, kernel, strides, padding)` (channels-last, no dilation).
 
   Args:
@@ -91,8 +93,13 @@ def conv_transpose(inputs: jax.Array, kernel: jax.Array, strides: Tuple[int, ...
 
 def _forward(inputs, kernel, strides, padding, precision):
   return jax.lax.conv_transpose(
-      inputs, kernel, strides, padding, precision=precision,
-      dimension_numbers=_dimension_numbers(kernel.ndim - 2))
+    inputs,
+    kernel,
+    strides,
+    padding,
+    precision=precision,
+    dimension_numbers=_dimension_numbers(kernel.ndim - 2),
+  )
 
 
 def _conv_transpose_fwd(inputs, kernel, strides, padding, precision):
@@ -110,8 +117,13 @@ def _conv_transpose_bwd(strides, padding, precision, residuals, output_grad):
 
   def adjoint(cotangent_like, adjoint_kernel):  # The ordinary strided convolution.
     return jax.lax.conv_general_dilated(
-        cotangent_like, adjoint_kernel, tuple(strides), adjoint_padding, precision=precision,
-        dimension_numbers=_dimension_numbers(kernel.ndim - 2))
+      cotangent_like,
+      adjoint_kernel,
+      tuple(strides),
+      adjoint_padding,
+      precision=precision,
+      dimension_numbers=_dimension_numbers(kernel.ndim - 2),
+    )
 
   input_grad, adjoint_vjp = jax.vjp(adjoint, output_grad, _flip_swap(kernel))
   # input_grad is adjoint(dy, flip_swap(k)); its shape equals the input's by construction.
@@ -133,34 +145,45 @@ class ConvTranspose(nn.ConvTranspose):
     """Whether this configuration takes the custom-VJP path (False: flax's plain op)."""
     dilation = self.kernel_dilation
     dilated = dilation is not None and any(
-        d != 1 for d in ((dilation,) if isinstance(dilation, int) else dilation))
-    return not (dilated or self.transpose_kernel or self.preferred_element_type is not None
-                or (isinstance(self.padding, str) and self.padding == "CIRCULAR"))
+      d != 1 for d in ((dilation,) if isinstance(dilation, int) else dilation)
+    )
+    return not (
+      dilated
+      or self.transpose_kernel
+      or self.preferred_element_type is not None
+      or (isinstance(self.padding, str) and self.padding == "CIRCULAR")
+    )
 
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
     if not self.uses_fast_backward():
       return super().__call__(inputs)
-    kernel_size = ((self.kernel_size,) if isinstance(self.kernel_size, int)
-                   else tuple(self.kernel_size))
+    kernel_size = (
+      (self.kernel_size,) if isinstance(self.kernel_size, int) else tuple(self.kernel_size)
+    )
     num_spatial = len(kernel_size)
     strides = self.strides if self.strides is not None else 1
     strides = (strides,) * num_spatial if isinstance(strides, int) else tuple(strides)
 
     # As flax: all leading batch dimensions become one.
-    batch_shape = inputs.shape[:inputs.ndim - (num_spatial + 1)]
+    batch_shape = inputs.shape[: inputs.ndim - (num_spatial + 1)]
     if len(batch_shape) != 1:
-      inputs = jnp.reshape(inputs, (-1,) + inputs.shape[len(batch_shape):])
+      inputs = jnp.reshape(inputs, (-1,) + inputs.shape[len(batch_shape) :])
 
     kernel_shape = kernel_size + (inputs.shape[-1], self.features)
     if self.mask is not None and self.mask.shape != kernel_shape:
-      raise ValueError("Mask needs to have the same shape as weights. "
-                       f"Shapes are: {self.mask.shape}, {kernel_shape}")
+      raise ValueError(
+        "Mask needs to have the same shape as weights. "
+        f"Shapes are: {self.mask.shape}, {kernel_shape}"
+      )
     kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
     if self.mask is not None:
       kernel *= self.mask
-    bias = (self.param("bias", self.bias_init, (self.features,), self.param_dtype)
-            if self.use_bias else None)
+    bias = (
+      self.param("bias", self.bias_init, (self.features,), self.param_dtype)
+      if self.use_bias
+      else None
+    )
     inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
 
     padding = canonicalize_padding(self.padding, num_spatial)

@@ -8,6 +8,7 @@ Class conditioning (`conditioning`, with `num_classes` classes; labels `[B]` int
   logit = psi(phi(x)) + <embed(y), phi(x)>, with phi(x) `[B, F]` the encoder body's output
   (F = `feature_dim`), psi a Dense(1) and embed a `[K, F]` class embedding.
 """
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -39,7 +40,8 @@ def pack(samples, pack_size: int):
   n, shape = samples.shape[0], samples.shape[1:]
   grouped = samples.reshape((n // pack_size, pack_size) + shape)
   return jnp.moveaxis(grouped, 1, -2).reshape(
-      (n // pack_size,) + shape[:-1] + (pack_size * shape[-1],))
+    (n // pack_size,) + shape[:-1] + (pack_size * shape[-1],)
+  )
 
 
 class Generator(nn.Module):
@@ -48,6 +50,7 @@ class Generator(nn.Module):
   `output` "tanh": images in [-1, 1]; "linear": the decoder's output as is (points).
   `num_classes` > 0: the one-hot label is joined to z.
   """
+
   decoder: nn.Module
   output: str = "tanh"
   num_classes: int = 0
@@ -64,6 +67,7 @@ class Discriminator(nn.Module):
 
   `encoder` maps inputs to `[B, 1]`, or to `[B, feature_dim]` features with "projection".
   """
+
   encoder: nn.Module
   conditioning: str = "none"
   num_classes: int = 0

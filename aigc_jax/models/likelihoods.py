@@ -5,6 +5,7 @@ Each likelihood gives the per-example negative log-likelihood, summed over all f
 `[B, *sample_shape]`: images in [0, 1], or unbounded values such as 2-D points (gaussian).
 Register a new one with `LIKELIHOODS.register("name")`: a factory `(scale) -> Likelihood`.
 """
+
 import dataclasses
 import math
 from typing import Callable
@@ -24,6 +25,7 @@ class Likelihood:
   (`model.output_range = "unit"`). `needs_unit_interval`: the model is only defined for data
   in [0, 1] (Bernoulli), so it cannot serve unbounded data.
   """
+
   nll: Callable[[jax.Array, jax.Array], jax.Array]
   mean: Callable[[jax.Array], jax.Array]
   needs_unit_interval: bool = False
@@ -41,9 +43,11 @@ def flatten_features(x: jax.Array) -> jax.Array:
 
 def bernoulli() -> Likelihood:
   """Outputs are logits; -log p = sum of sigmoid cross-entropies (x may be grey, in [0, 1])."""
+
   def nll(logits, x):
-    return optax.sigmoid_binary_cross_entropy(
-        flatten_features(logits), flatten_features(x)).sum(axis=-1)
+    return optax.sigmoid_binary_cross_entropy(flatten_features(logits), flatten_features(x)).sum(
+      axis=-1
+    )
 
   def mean(logits):
     return jax.nn.sigmoid(flatten_features(logits)).reshape(logits.shape)

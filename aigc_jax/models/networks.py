@@ -8,6 +8,7 @@ body-specific ones such as the maxout body's `pieces`); each option is passed to
 products: "float32" (the default; the body is built exactly as without it) or "bfloat16"
 (for accelerators: parameters, optimiser states and losses stay float32).
 """
+
 from typing import Optional, Tuple
 
 import flax.linen as nn
@@ -30,8 +31,9 @@ def _options(body_config: ml_collections.ConfigDict) -> dict:
 def _dtype_option(compute_dtype: str) -> dict:
   """The body option for `compute_dtype`: none for float32, so any body builds as before."""
   if compute_dtype not in COMPUTE_DTYPES:
-    raise UnknownNameError(unknown_name_message("compute dtype", compute_dtype,
-                                                tuple(COMPUTE_DTYPES)))
+    raise UnknownNameError(
+      unknown_name_message("compute dtype", compute_dtype, tuple(COMPUTE_DTYPES))
+    )
   dtype = COMPUTE_DTYPES[compute_dtype]
   return {} if dtype is None else {"dtype": dtype}
 
@@ -42,25 +44,46 @@ def _build(registry, body_config, compute_dtype: str, **kwargs) -> nn.Module:
   try:
     return body_class(**_options(body_config), **kwargs)
   except TypeError as e:  # An option this body does not have.
-    raise ConfigError(f"Body {body_config.body!r} cannot take this config ({e}); remove the "
-                      "option or pick a body that has it.") from None
+    raise ConfigError(
+      f"Body {body_config.body!r} cannot take this config ({e}); remove the "
+      "option or pick a body that has it."
+    ) from None
 
 
-def build_encoder(body_config: ml_collections.ConfigDict, out_features: int,
-                  batch_axis_name: Optional[str], spectral_norm: bool = False,
-                  compute_dtype: str = "float32") -> nn.Module:
+def build_encoder(
+  body_config: ml_collections.ConfigDict,
+  out_features: int,
+  batch_axis_name: Optional[str],
+  spectral_norm: bool = False,
+  compute_dtype: str = "float32",
+) -> nn.Module:
   """Encoder body `[B, *sample_shape] -> [B, out_features]` named by `body_config.body`.
 
   `spectral_norm`: normalise every layer's weight by its largest singular value (the GAN
   discriminator's option, Miyato et al. 2018). `compute_dtype`: see the module docstring.
   """
-  return _build(ENCODERS, body_config, compute_dtype, out_features=out_features,
-                batch_axis_name=batch_axis_name, spectral_norm=spectral_norm)
+  return _build(
+    ENCODERS,
+    body_config,
+    compute_dtype,
+    out_features=out_features,
+    batch_axis_name=batch_axis_name,
+    spectral_norm=spectral_norm,
+  )
 
 
-def build_decoder(body_config: ml_collections.ConfigDict, output_shape: Tuple[int, ...],
-                  batch_axis_name: Optional[str], compute_dtype: str = "float32") -> nn.Module:
+def build_decoder(
+  body_config: ml_collections.ConfigDict,
+  output_shape: Tuple[int, ...],
+  batch_axis_name: Optional[str],
+  compute_dtype: str = "float32",
+) -> nn.Module:
   """Decoder body `[B, D] -> [B, *output_shape]` named by `body_config.body`;
   `compute_dtype`: see the module docstring."""
-  return _build(DECODERS, body_config, compute_dtype, output_shape=tuple(output_shape),
-                batch_axis_name=batch_axis_name)
+  return _build(
+    DECODERS,
+    body_config,
+    compute_dtype,
+    output_shape=tuple(output_shape),
+    batch_axis_name=batch_axis_name,
+  )

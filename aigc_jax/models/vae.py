@@ -7,6 +7,7 @@ caller controls exactly which key makes each example's noise (see `training.nois
 Class-conditional (CVAE, Sohn et al. 2015) when a one-hot `condition [B, K]` is given: it is
 joined to the encoder's input and to the decoder's latent (`models.conditioning`).
 """
+
 import flax.linen as nn
 import jax.numpy as jnp
 
@@ -20,6 +21,7 @@ class VAE(nn.Module):
     encoder: body mapping inputs `[B, *sample_shape]` (label joined) to `[B, 2 * latent_dim]`.
     decoder: body mapping latents `[B, latent_dim (+ K)]` to pre-activation outputs.
   """
+
   encoder: nn.Module
   decoder: nn.Module
 

@@ -28,6 +28,7 @@ Variants, each set by config keys (defaults give the plain families):
 - Unbounded data (2-D points): `model.output_range = "unbounded"` leaves the Gaussian
   likelihood's mean unclipped; "unit" (default) clips it to the [0, 1] of images.
 """
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -55,57 +56,78 @@ def gaussian_kl(mean, logvar):
 def kl_weight_schedule(model_cfg: ml_collections.ConfigDict) -> optax.Schedule:
   """beta as a function of the step: the KL warm-up ramp, or the constant `model.beta`."""
   if model_cfg.kl_warmup_steps > 0:
-    return optax.linear_schedule(model_cfg.kl_warmup_start, model_cfg.beta,
-                                 model_cfg.kl_warmup_steps)
+    return optax.linear_schedule(
+      model_cfg.kl_warmup_start, model_cfg.beta, model_cfg.kl_warmup_steps
+    )
   return optax.constant_schedule(model_cfg.beta)
 
 
-def _check_variant_config(model_cfg: ml_collections.ConfigDict, variational: bool,
-                          likelihood) -> None:
+def _check_variant_config(
+  model_cfg: ml_collections.ConfigDict, variational: bool, likelihood
+) -> None:
   """One-line errors for variant settings that cannot work together (single ranges are
   `config_rules.RULES`')."""
   family = model_cfg.family
   if model_cfg.conditioning == "projection":
     raise ConfigError(
-        f"model.conditioning='projection' is a GAN discriminator's (Miyato & Koyama 2018); "
-        f"use 'concat' for the {family} family.")
+      f"model.conditioning='projection' is a GAN discriminator's (Miyato & Koyama 2018); "
+      f"use 'concat' for the {family} family."
+    )
   if model_cfg.conditioning not in CONDITIONINGS:
-    raise UnknownNameError(unknown_name_message("conditioning", model_cfg.conditioning,
-                                                CONDITIONINGS))
+    raise UnknownNameError(
+      unknown_name_message("conditioning", model_cfg.conditioning, CONDITIONINGS)
+    )
   if model_cfg.output_range not in OUTPUT_RANGES:
-    raise UnknownNameError(unknown_name_message("output range", model_cfg.output_range,
-                                                OUTPUT_RANGES))
+    raise UnknownNameError(
+      unknown_name_message("output range", model_cfg.output_range, OUTPUT_RANGES)
+    )
   if model_cfg.output_range == "unbounded" and likelihood.needs_unit_interval:
     raise ConfigError(
-        f"model.likelihood={model_cfg.likelihood!r} models data in [0, 1] only; use "
-        "model.likelihood='gaussian' with model.output_range='unbounded'.")
+      f"model.likelihood={model_cfg.likelihood!r} models data in [0, 1] only; use "
+      "model.likelihood='gaussian' with model.output_range='unbounded'."
+    )
   if not variational and model_cfg.kl_warmup_steps > 0:
-    raise ConfigError("model.kl_warmup_steps anneals the KL weight of the vae family; set it "
-                      "to 0 for the ae family.")
+    raise ConfigError(
+      "model.kl_warmup_steps anneals the KL weight of the vae family; set it "
+      "to 0 for the ae family."
+    )
   corruptions.CORRUPTIONS.get(model_cfg.corruption)  # Unknown names list the choices.
   if model_cfg.corruption != "none":
     if variational:
-      raise ConfigError("model.corruption (the denoising autoencoder) applies to the ae family; "
-                        "set model.corruption='none' for the vae family.")
+      raise ConfigError(
+        "model.corruption (the denoising autoencoder) applies to the ae family; "
+        "set model.corruption='none' for the vae family."
+      )
     level = model_cfg.corruption_level
     bounded = model_cfg.corruption in ("masking", "salt_and_pepper")
     if not (0 < level <= 1 if bounded else level > 0):
       raise ConfigError(
-          f"model.corruption_level must be in {'(0, 1]' if bounded else '(0, inf)'} for "
-          f"model.corruption={model_cfg.corruption!r}, got {level}.")
+        f"model.corruption_level must be in {'(0, 1]' if bounded else '(0, inf)'} for "
+        f"model.corruption={model_cfg.corruption!r}, got {level}."
+      )
 
 
-def _make_family(model_cfg: ml_collections.ConfigDict, sample_shape, variational: bool,
-                 num_classes: int, optimizer: optax.GradientTransformation) -> Family:
+def _make_family(
+  model_cfg: ml_collections.ConfigDict,
+  sample_shape,
+  variational: bool,
+  num_classes: int,
+  optimizer: optax.GradientTransformation,
+) -> Family:
   likelihood = get_likelihood(model_cfg.likelihood, model_cfg.likelihood_scale)
   _check_variant_config(model_cfg, variational, likelihood)
   conditional = model_cfg.conditioning == "concat"
   num_classes = num_classes if conditional else 0
   latent_dim = model_cfg.latent_dim
-  encoder = build_encoder(model_cfg.encoder, 2 * latent_dim if variational else latent_dim,
-                          noise.BATCH_AXIS, compute_dtype=model_cfg.compute_dtype)
-  decoder = build_decoder(model_cfg.decoder, sample_shape, noise.BATCH_AXIS,
-                          compute_dtype=model_cfg.compute_dtype)
+  encoder = build_encoder(
+    model_cfg.encoder,
+    2 * latent_dim if variational else latent_dim,
+    noise.BATCH_AXIS,
+    compute_dtype=model_cfg.compute_dtype,
+  )
+  decoder = build_decoder(
+    model_cfg.decoder, sample_shape, noise.BATCH_AXIS, compute_dtype=model_cfg.compute_dtype
+  )
   model_cls = VAE if variational else Autoencoder
   model = model_cls(encoder=encoder, decoder=decoder)
   kl_weight = kl_weight_schedule(model_cfg)
@@ -131,26 +153,30 @@ def _make_family(model_cfg: ml_collections.ConfigDict, sample_shape, variational
       return state.apply_fn(state.variables(), *args), state.batch_stats
 
     if variational:
-      eps = noise.per_example_normal(key, noise.global_example_indices(images.shape[0]),
-                                     (latent_dim,))
+      eps = noise.per_example_normal(
+        key, noise.global_example_indices(images.shape[0]), (latent_dim,)
+      )
       (outputs, mean, logvar), batch_stats = apply(images, eps, onehot)
       beta = kl_weight(state.step) if train else model_cfg.beta
       reconstruction = likelihood.nll(outputs, images)
       kl = gaussian_kl(mean, logvar)
-      terms = {"loss": reconstruction + beta * kl, "reconstruction_nll": reconstruction,
-               "kl": kl}
+      terms = {"loss": reconstruction + beta * kl, "reconstruction_nll": reconstruction, "kl": kl}
       if train and model_cfg.kl_warmup_steps > 0:
         terms["beta"] = jnp.full(images.shape[:1], beta)
     else:
-      inputs = (corruptions.corrupt_batch(model_cfg.corruption, model_cfg.corruption_level,
-                                          key, images) if train else images)
+      inputs = (
+        corruptions.corrupt_batch(model_cfg.corruption, model_cfg.corruption_level, key, images)
+        if train
+        else images
+      )
       outputs, batch_stats = apply(inputs, onehot)
       terms = {"loss": likelihood.nll(outputs, images)}  # Scored against the clean input.
     # The VAE's is a reconstruction from a sampled code, not the posterior mean's that
     # experiments.evaluate reports as `mse`: a different number, so another name.
     mse_name = "mse_sampled_code" if variational else "mse"
-    terms[mse_name] = jnp.mean(jnp.square(flatten_features(output_mean(outputs))
-                                          - flatten_features(images)), axis=-1)
+    terms[mse_name] = jnp.mean(
+      jnp.square(flatten_features(output_mean(outputs)) - flatten_features(images)), axis=-1
+    )
     return terms, batch_stats
 
   def init(key):
@@ -158,8 +184,12 @@ def _make_family(model_cfg: ml_collections.ConfigDict, sample_shape, variational
     onehot = jnp.zeros((1, num_classes)) if conditional else None
     args = (inputs, jnp.zeros((1, latent_dim)), onehot) if variational else (inputs, onehot)
     variables = model.init(key, *args, train=False)
-    return TrainState.create(apply_fn=model.apply, params=variables["params"],
-                             batch_stats=variables.get("batch_stats", {}), tx=optimizer)
+    return TrainState.create(
+      apply_fn=model.apply,
+      params=variables["params"],
+      batch_stats=variables.get("batch_stats", {}),
+      tx=optimizer,
+    )
 
   def deterministic_code(state, images, onehot):
     """The code `[N, latent_dim]` (the VAE's posterior mean) and its KL (0 for the AE)."""
@@ -177,10 +207,12 @@ def _make_family(model_cfg: ml_collections.ConfigDict, sample_shape, variational
   def most_likely_labels(state, images):
     """Per image, the class whose deterministic reconstruction scores best:
     argmax_y -(nll(x | y) + beta * KL(y)), Bayes' rule under a uniform class prior."""
+
     def score(label):
       onehot = condition(jnp.full(images.shape[:1], label))
       outputs, kl = deterministic_reconstruction(state, images, onehot)
       return -(likelihood.nll(outputs, images) + model_cfg.beta * kl)
+
     return jnp.argmax(jnp.stack([score(y) for y in range(num_classes)], axis=-1), axis=-1)
 
   def reconstruct(state, images, key, labels=None):
@@ -193,7 +225,8 @@ def _make_family(model_cfg: ml_collections.ConfigDict, sample_shape, variational
     if conditional and labels is None:
       labels = most_likely_labels(state, images)
     outputs, _ = deterministic_reconstruction(
-        state, images, condition(labels) if conditional else None)
+      state, images, condition(labels) if conditional else None
+    )
     return output_mean(outputs)
 
   def encode(state, images, labels=None):
@@ -202,8 +235,9 @@ def _make_family(model_cfg: ml_collections.ConfigDict, sample_shape, variational
 
   def decode(state, codes, labels=None):
     """Likelihood means `[N, *sample_shape]` of codes `[N, latent_dim]`."""
-    return output_mean(model.apply(state.variables(), codes, condition(labels),
-                                   method=model_cls.decode))
+    return output_mean(
+      model.apply(state.variables(), codes, condition(labels), method=model_cls.decode)
+    )
 
   def generate(state, key, num, labels=None):
     """`num` decoded prior samples; conditional: of `labels [num]` (None: arange(num) % K)."""
@@ -218,20 +252,35 @@ def _make_family(model_cfg: ml_collections.ConfigDict, sample_shape, variational
     return steps.masked_eval_step(state, batch, key, terms_fn=terms_fn)
 
   return Family(
-      init=init, train_step=train_step, eval_step=eval_step,
-      generate=jax.jit(generate, static_argnums=2) if variational else None,
-      reconstruct=jax.jit(reconstruct), conditional=conditional, encode=jax.jit(encode),
-      decode=jax.jit(decode))
+    init=init,
+    train_step=train_step,
+    eval_step=eval_step,
+    generate=jax.jit(generate, static_argnums=2) if variational else None,
+    reconstruct=jax.jit(reconstruct),
+    conditional=conditional,
+    encode=jax.jit(encode),
+    decode=jax.jit(decode),
+  )
 
 
-def make_ae_family(model: ml_collections.ConfigDict, sample_shape, *, num_classes: int,
-                   optimizer: optax.GradientTransformation) -> Family:
+def make_ae_family(
+  model: ml_collections.ConfigDict,
+  sample_shape,
+  *,
+  num_classes: int,
+  optimizer: optax.GradientTransformation,
+) -> Family:
   """The (denoising, conditional) autoencoder of the `config.model` section `model`."""
   return _make_family(model, sample_shape, False, num_classes, optimizer)
 
 
-def make_vae_family(model: ml_collections.ConfigDict, sample_shape, *, num_classes: int,
-                    optimizer: optax.GradientTransformation) -> Family:
+def make_vae_family(
+  model: ml_collections.ConfigDict,
+  sample_shape,
+  *,
+  num_classes: int,
+  optimizer: optax.GradientTransformation,
+) -> Family:
   """The VAE of the `config.model` section `model` (beta, KL warm-up, conditional)."""
   return _make_family(model, sample_shape, True, num_classes, optimizer)
 

@@ -8,6 +8,7 @@ training only; the loss scores the reconstruction against the CLEAN input. Examp
 global batch draws from `fold_in(step_key, i)` (`training.noise`), so 8 devices == 1 device.
 Register a new one with `CORRUPTIONS.register("name")`: `(key, x, level) -> x_corrupted`.
 """
+
 from typing import Callable
 
 import jax
@@ -54,5 +55,6 @@ def corrupt_batch(name: str, level: float, step_key: jax.Array, x: jax.Array) ->
   """
   corruption = CORRUPTIONS.get(name)
   indices = noise.global_example_indices(x.shape[0])
-  return jax.vmap(lambda i, example: corruption(jax.random.fold_in(step_key, i), example, level)
-                  )(indices, x)
+  return jax.vmap(lambda i, example: corruption(jax.random.fold_in(step_key, i), example, level))(
+    indices, x
+  )

@@ -13,6 +13,7 @@ authors' reference code (DiffAugment_pytorch.py) on images in [-1, 1]:
 Each example's draws come from `fold_in(key, i)`, i its index in the global batch, so an
 example is augmented the same way on 1 device or 8.
 """
+
 from typing import Callable, Sequence, Tuple
 
 import jax
@@ -45,8 +46,10 @@ def translation_shift(key, height: int, width: int) -> Tuple[jax.Array, jax.Arra
   row_key, col_key = jax.random.split(key)
   max_row = int(height * TRANSLATION_RATIO + 0.5)
   max_col = int(width * TRANSLATION_RATIO + 0.5)
-  return (jax.random.randint(row_key, (), -max_row, max_row + 1),
-          jax.random.randint(col_key, (), -max_col, max_col + 1))
+  return (
+    jax.random.randint(row_key, (), -max_row, max_row + 1),
+    jax.random.randint(col_key, (), -max_col, max_col + 1),
+  )
 
 
 def translate(image, row_shift, col_shift):
@@ -70,8 +73,10 @@ def cutout_offset(key, height: int, width: int) -> Tuple[jax.Array, jax.Array]:
   """Square centres, uniform in [0, side + (1 - size % 2)) as in the reference code."""
   row_key, col_key = jax.random.split(key)
   size_rows, size_cols = cutout_size(height, width)
-  return (jax.random.randint(row_key, (), 0, height + (1 - size_rows % 2)),
-          jax.random.randint(col_key, (), 0, width + (1 - size_cols % 2)))
+  return (
+    jax.random.randint(row_key, (), 0, height + (1 - size_rows % 2)),
+    jax.random.randint(col_key, (), 0, width + (1 - size_cols % 2)),
+  )
 
 
 def cut_out(image, row_offset, col_offset):
@@ -97,7 +102,7 @@ AUGMENTATIONS.register("cutout")((cutout,))
 
 
 def parse_policy(policy: str) -> Tuple[str, ...]:
-  """"color,translation" -> ("color", "translation"); "" -> (); unknown names fail."""
+  """ "color,translation" -> ("color", "translation"); "" -> (); unknown names fail."""
   names = tuple(name.strip() for name in policy.split(",") if name.strip())
   for name in names:
     AUGMENTATIONS.get(name)
@@ -121,8 +126,11 @@ def diff_augment(images, key, policy: Sequence[str]):
   if not policy:
     return images
   if images.ndim != 4:
-    raise ConfigError(f"DiffAugment works on images [N, H, W, C]; these samples have shape "
-                      f"{images.shape[1:]}; set model.gan.diff_augment=''.")
+    raise ConfigError(
+      f"DiffAugment works on images [N, H, W, C]; these samples have shape "
+      f"{images.shape[1:]}; set model.gan.diff_augment=''."
+    )
   indices = noise.global_example_indices(images.shape[0])
   return jax.vmap(lambda image, i: augment_image(image, jax.random.fold_in(key, i), policy))(
-      images, indices)
+    images, indices
+  )

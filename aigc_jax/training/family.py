@@ -13,6 +13,7 @@ experiment config, after checking the ranges of what they read (`config_rules.RU
 Batches are dicts: `image [per_device, H, W, C]` float32 in [0, 1], `label [per_device]`
 int32, `mask [per_device]` float32 (1 real example, 0 padding; only eval batches pad).
 """
+
 import dataclasses
 import importlib
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -57,6 +58,7 @@ class Family:
     decode: `(state, codes, labels=None) -> samples [N, *sample_shape]`, single device, in the
       data's range: `reconstruct(x) == decode(encode(x))`. None without an encoder.
   """
+
   init: Callable[[jax.Array], State]
   train_step: Callable[[State, Batch, jax.Array], Tuple[State, Metrics]]
   eval_step: Callable[[State, Batch, jax.Array], Metrics]
@@ -92,18 +94,26 @@ def import_config_modules(model: ml_collections.ConfigDict) -> None:
     except ModuleNotFoundError as e:
       if e.name is None or not (name == e.name or name.startswith(e.name + ".")):
         raise  # The module exists but one of its own imports is missing: a bug, not a typo.
-      raise ConfigError(f"model.imports names {name!r}, which cannot be imported ({e}); give a "
-                        "module path importable from the working directory.") from None
+      raise ConfigError(
+        f"model.imports names {name!r}, which cannot be imported ({e}); give a "
+        "module path importable from the working directory."
+      ) from None
 
 
-def build_family(model: ml_collections.ConfigDict, sample_shape: Tuple[int, ...], *,
-                 num_classes: int, optimizer: optax.GradientTransformation) -> Family:
+def build_family(
+  model: ml_collections.ConfigDict,
+  sample_shape: Tuple[int, ...],
+  *,
+  num_classes: int,
+  optimizer: optax.GradientTransformation,
+) -> Family:
   """The family named by `model.family` (a `config.model` section), for samples of
   `sample_shape`, after `import_config_modules(model)`. The caller checks the section's
   ranges (`config_rules.check_config`); `get_family` does."""
   import_config_modules(model)
-  return FAMILIES.get(model.family)(model, tuple(sample_shape), num_classes=num_classes,
-                                    optimizer=optimizer)
+  return FAMILIES.get(model.family)(
+    model, tuple(sample_shape), num_classes=num_classes, optimizer=optimizer
+  )
 
 
 def get_family(config: ml_collections.ConfigDict, sample_shape: Tuple[int, ...]) -> Family:
@@ -113,6 +123,8 @@ def get_family(config: ml_collections.ConfigDict, sample_shape: Tuple[int, ...])
   import_config_modules(config.model)  # First: a module that cannot be imported says so.
   config_rules.check_config(config, sections=_SECTIONS_READ)
   return build_family(
-      config.model, sample_shape,
-      num_classes=data.get_dataset_spec(config.dataset.name).num_classes,
-      optimizer=build_optimizer(config.optimizer, config.train.num_steps))
+    config.model,
+    sample_shape,
+    num_classes=data.get_dataset_spec(config.dataset.name).num_classes,
+    optimizer=build_optimizer(config.optimizer, config.train.num_steps),
+  )

@@ -8,6 +8,7 @@ A regulariser gives a per-example penalty `[N]` from `critic(x) -> [N]` (the dis
 a function of its input, one output per example, so no BatchNorm), the discriminator's real
 and fake inputs `[N, ...]`, and a key; the discriminator loss adds `weight * mean(penalty)`.
 """
+
 import dataclasses
 from typing import Callable, Optional
 
@@ -22,6 +23,7 @@ from aigc_jax.training import noise
 @dataclasses.dataclass(frozen=True)
 class GANLoss:
   """Per-example loss terms; `probabilities` says the logits are log-odds of "real"."""
+
   discriminator: Callable[[jax.Array, jax.Array], jax.Array]
   generator: Callable[[jax.Array], jax.Array]
   probabilities: bool = False
@@ -30,20 +32,26 @@ class GANLoss:
 GAN_LOSSES = Registry[GANLoss]("GAN loss")
 # Goodfellow et al. 2014, the generator's non-saturating form: D minimises -log sigmoid(D(x))
 # - log(1 - sigmoid(D(G(z)))), G minimises -log sigmoid(D(G(z))).
-GAN_LOSSES.register("non_saturating")(GANLoss(
+GAN_LOSSES.register("non_saturating")(
+  GANLoss(
     discriminator=lambda real, fake: jax.nn.softplus(-real) + jax.nn.softplus(fake),
     generator=lambda fake: jax.nn.softplus(-fake),
-    probabilities=True))
+    probabilities=True,
+  )
+)
 # Hinge loss (Lim & Ye 2017; Miyato et al. 2018): D max(0, 1 - D(x)) + max(0, 1 + D(G(z))),
 # G -D(G(z)).
-GAN_LOSSES.register("hinge")(GANLoss(
+GAN_LOSSES.register("hinge")(
+  GANLoss(
     discriminator=lambda real, fake: jax.nn.relu(1.0 - real) + jax.nn.relu(1.0 + fake),
-    generator=lambda fake: -fake))
+    generator=lambda fake: -fake,
+  )
+)
 # Wasserstein (Arjovsky et al. 2017): the critic minimises D(G(z)) - D(x), G -D(G(z)). Needs a
 # Lipschitz constraint: the gradient penalty (WGAN-GP) or spectral normalisation.
-GAN_LOSSES.register("wasserstein")(GANLoss(
-    discriminator=lambda real, fake: fake - real,
-    generator=lambda fake: -fake))
+GAN_LOSSES.register("wasserstein")(
+  GANLoss(discriminator=lambda real, fake: fake - real, generator=lambda fake: -fake)
+)
 
 
 def input_gradients(critic: Callable, x: jax.Array) -> jax.Array:

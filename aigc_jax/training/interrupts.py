@@ -7,6 +7,7 @@ it is in, saves a checkpoint and raises `TrainingInterrupted`. The CLI exits wit
 `experiments.signals`, so that it never became a KeyboardInterrupt inside jax) is taken over:
 the loop then stops before its first step with `TrainingNotStarted`.
 """
+
 import contextlib
 import signal
 import threading
@@ -22,8 +23,9 @@ class TrainingInterrupted(Exception):
 
   def __init__(self, signal_name: str, step: int, checkpoint_dir: str):
     super().__init__(
-        f"{signal_name} received: saved the checkpoint of step {step} in {checkpoint_dir}; "
-        "run the same command again to resume.")
+      f"{signal_name} received: saved the checkpoint of step {step} in {checkpoint_dir}; "
+      "run the same command again to resume."
+    )
     self.signal_name = signal_name
     self.step = step
 

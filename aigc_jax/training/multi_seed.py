@@ -23,6 +23,7 @@ about 14x slower than one seed at a time. So for convolutional models on a CPU, 
 step each (the same numbers, see the tests). MLPs (the 2-D mixtures) are fastest with all
 seeds in one call and steps under `lax.scan`, the defaults.
 """
+
 import functools
 from typing import Any, Dict, Optional, Sequence, Tuple
 
@@ -42,8 +43,9 @@ def seed_keys(seeds: Sequence[int]) -> Dict[str, jax.Array]:
   return {"init": keys[:, 0], "train": keys[:, 1], "data": keys[:, 2]}
 
 
-def draw_batch(samples: jax.Array, labels: jax.Array, data_key: jax.Array, step: jax.Array,
-               batch_size: int) -> Dict[str, jax.Array]:
+def draw_batch(
+  samples: jax.Array, labels: jax.Array, data_key: jax.Array, step: jax.Array, batch_size: int
+) -> Dict[str, jax.Array]:
   """The batch of `step`: `batch_size` rows drawn uniformly with replacement.
 
   Args:
@@ -51,10 +53,12 @@ def draw_batch(samples: jax.Array, labels: jax.Array, data_key: jax.Array, step:
   Returns:
     `{"image": [batch_size, *sample_shape], "label": [batch_size], "mask": [batch_size]}`.
   """
-  index = jax.random.randint(jax.random.fold_in(data_key, step), (batch_size,), 0,
-                             samples.shape[0])
-  return {"image": samples[index], "label": labels[index],
-          "mask": jnp.ones((batch_size,), jnp.float32)}
+  index = jax.random.randint(jax.random.fold_in(data_key, step), (batch_size,), 0, samples.shape[0])
+  return {
+    "image": samples[index],
+    "label": labels[index],
+    "mask": jnp.ones((batch_size,), jnp.float32),
+  }
 
 
 class MultiSeedTrainer:
@@ -77,9 +81,16 @@ class MultiSeedTrainer:
     states, metrics = trainer.run(states, num_steps=1000)   # metrics: {name: [S, 1000]}
   """
 
-  def __init__(self, family: Family, samples: np.ndarray, labels: np.ndarray, batch_size: int,
-               seeds: Sequence[int], seeds_per_call: Optional[int] = None,
-               scan_steps: bool = True):
+  def __init__(
+    self,
+    family: Family,
+    samples: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    seeds: Sequence[int],
+    seeds_per_call: Optional[int] = None,
+    scan_steps: bool = True,
+  ):
     self.family = family
     self.seeds = tuple(int(s) for s in seeds)
     if seeds_per_call is not None and seeds_per_call < 1:
@@ -98,24 +109,31 @@ class MultiSeedTrainer:
 
   def _chunk(self, num_steps: int):
     if num_steps not in self._chunks:
+
       def per_seed(state, train_key, data_key, samples, labels):
         def body(state, _):
           batch = draw_batch(samples, labels, data_key, state.step, self.batch_size)
           return on_one_device(self.family.train_step)(state, batch, train_key)
+
         return jax.lax.scan(body, state, None, length=num_steps)
+
       self._chunks[num_steps] = jax.jit(
-          jax.vmap(per_seed, in_axes=(0, 0, 0, None, None)), donate_argnums=(0,))
+        jax.vmap(per_seed, in_axes=(0, 0, 0, None, None)), donate_argnums=(0,)
+      )
     return self._chunks[num_steps]
 
   def _single_step(self):
     """One step per seed without `lax.scan` (metrics `[S, 1]`), compiled once."""
     if "single" not in self._chunks:
+
       def per_seed(state, train_key, data_key, samples, labels):
         batch = draw_batch(samples, labels, data_key, state.step, self.batch_size)
         state, metrics = on_one_device(self.family.train_step)(state, batch, train_key)
         return state, jax.tree.map(lambda m: m[None], metrics)
+
       self._chunks["single"] = jax.jit(
-          jax.vmap(per_seed, in_axes=(0, 0, 0, None, None)), donate_argnums=(0,))
+        jax.vmap(per_seed, in_axes=(0, 0, 0, None, None)), donate_argnums=(0,)
+      )
     return self._chunks["single"]
 
   def run(self, states: State, num_steps: int) -> Tuple[State, Dict[str, jax.Array]]:
@@ -125,12 +143,15 @@ class MultiSeedTrainer:
     `run(s, a + b)`. Metrics: `{name: [S, num_steps]}` on the device. `states` is donated.
     """
     num_steps = int(num_steps)
-    groups = [slice(start, start + self.seeds_per_call)
-              for start in range(0, len(self.seeds), self.seeds_per_call)]
+    groups = [
+      slice(start, start + self.seeds_per_call)
+      for start in range(0, len(self.seeds), self.seeds_per_call)
+    ]
     if len(groups) == 1:
       return self._run_group(states, groups[0], num_steps)
-    outputs = [self._run_group(jax.tree.map(lambda x, g=g: x[g], states), g, num_steps)
-               for g in groups]
+    outputs = [
+      self._run_group(jax.tree.map(lambda x, g=g: x[g], states), g, num_steps) for g in groups
+    ]
     return jax.tree.map(lambda *parts: jnp.concatenate(parts), *outputs)
 
   def _run_group(self, states: State, group: slice, num_steps: int):
@@ -153,8 +174,9 @@ class MultiSeedTrainer:
 
 @functools.lru_cache(maxsize=None)
 def _vmapped_generate(generate, num: int):
-  return jax.jit(jax.vmap(lambda state, key, labels: generate(state, key, num, labels),
-                          in_axes=(0, None, None)))
+  return jax.jit(
+    jax.vmap(lambda state, key, labels: generate(state, key, num, labels), in_axes=(0, None, None))
+  )
 
 
 def select_seed(states: State, index: int) -> State:

@@ -4,6 +4,7 @@ Example i of the global batch (its position counted over all devices and hosts, 
 order) draws its noise from `fold_in(step_key, i)`. The same example therefore gets the same
 noise on 1 device or on 8, which is what lets pmap runs match single-device runs bitwise-close.
 """
+
 import jax
 import jax.numpy as jnp
 

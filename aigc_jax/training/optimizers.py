@@ -1,20 +1,23 @@
 """Optax optimisers built from `config.optimizer`."""
+
 import ml_collections
 import optax
 
 from aigc_jax.registry import Registry
 
 SCHEDULES = Registry("learning-rate schedule")
-SCHEDULES.register("constant")(
-    lambda cfg, num_steps: optax.constant_schedule(cfg.learning_rate))
+SCHEDULES.register("constant")(lambda cfg, num_steps: optax.constant_schedule(cfg.learning_rate))
 SCHEDULES.register("warmup_cosine")(
-    lambda cfg, num_steps: optax.warmup_cosine_decay_schedule(
-        0.0, cfg.learning_rate, cfg.warmup_steps, max(num_steps, cfg.warmup_steps + 1)))
+  lambda cfg, num_steps: optax.warmup_cosine_decay_schedule(
+    0.0, cfg.learning_rate, cfg.warmup_steps, max(num_steps, cfg.warmup_steps + 1)
+  )
+)
 
 OPTIMIZERS = Registry("optimizer")
 OPTIMIZERS.register("adam")(lambda cfg, lr: optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps))
-OPTIMIZERS.register("adamw")(lambda cfg, lr: optax.adamw(
-    lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay))
+OPTIMIZERS.register("adamw")(
+  lambda cfg, lr: optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+)
 OPTIMIZERS.register("sgd")(lambda cfg, lr: optax.sgd(lr, momentum=cfg.momentum or None))
 
 

@@ -29,6 +29,7 @@ process; "pmap" maps over each process's local devices while its collectives and
 `d * per_device ...` of the global batch, so noise and results equal a single-process run's
 (tests/experiments/test_multiprocess.py).
 """
+
 import abc
 from typing import Any, Callable
 
@@ -67,8 +68,9 @@ class DataParallel(abc.ABC):
     # the state, which frees each buffer once, and an array standing in two places (a GAN's
     # EMA starts as the generator's own parameters) crashed jit + shard_map on 2+ devices.
     # (`jax.device_put` keeps such aliases, even with `may_alias=False`.)
-    copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree),
-                   out_shardings=self.replicated_sharding)
+    copy = jax.jit(
+      lambda tree: jax.tree.map(jnp.copy, tree), out_shardings=self.replicated_sharding
+    )
     return self.from_replicated(copy(state))
 
   @abc.abstractmethod
@@ -137,8 +139,7 @@ class PmapParallel(DataParallel):
     # replicated over all of them.
     self._replicated = self._local_replicated
     if devices is None and jax.process_count() > 1:
-      self._replicated = NamedSharding(Mesh(np.asarray(_devices_by_process()), (BATCH_AXIS,)),
-                                       P())
+      self._replicated = NamedSharding(Mesh(np.asarray(_devices_by_process()), (BATCH_AXIS,)), P())
 
   @property
   def num_local_devices(self) -> int:
@@ -153,7 +154,9 @@ class PmapParallel(DataParallel):
       by_device = {shard.device: shard.data for shard in x.addressable_shards}
       copies = [by_device[device][None] for device in self._devices]
       return jax.make_array_from_single_device_arrays(
-          (len(self._devices),) + x.shape, self.sharding, copies)
+        (len(self._devices),) + x.shape, self.sharding, copies
+      )
+
     return jax.tree.map(stack_copies, state)
 
   def get_state(self, state):
@@ -162,9 +165,11 @@ class PmapParallel(DataParallel):
   def to_replicated(self, state):
     if self._replicated is self._local_replicated:
       return self.get_state(state)
+
     def one_global_copy(x):  # This process's copies become its part of the global array.
       copies = [shard.data.reshape(x.shape[1:]) for shard in x.addressable_shards]
       return jax.make_array_from_single_device_arrays(x.shape[1:], self._replicated, copies)
+
     return jax.tree.map(one_global_copy, state)
 
   def put_batch(self, batch):
@@ -191,8 +196,9 @@ class ShardMapParallel(DataParallel):
   """
 
   def __init__(self, devices=None):
-    self.mesh = Mesh(np.asarray(devices if devices is not None else _devices_by_process()),
-                     (BATCH_AXIS,))
+    self.mesh = Mesh(
+      np.asarray(devices if devices is not None else _devices_by_process()), (BATCH_AXIS,)
+    )
     self._replicated = NamedSharding(self.mesh, P())
     self._batch_sharding = NamedSharding(self.mesh, P(BATCH_AXIS))
 
@@ -220,18 +226,32 @@ class ShardMapParallel(DataParallel):
     # [devices, ...] batch: the mesh lists each process's devices together, in process order,
     # as the input pipeline hands process p the p-th slice of every global batch.
     return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(self._batch_sharding, x), batch)
+      lambda x: jax.make_array_from_process_local_data(self._batch_sharding, x), batch
+    )
 
   def _compile_flag_sum(self):
-    return jax.jit(jax.shard_map(lambda f: jax.lax.psum(f[0, 0], BATCH_AXIS), mesh=self.mesh,
-                                 in_specs=P(BATCH_AXIS), out_specs=P(), check_vma=False))
+    return jax.jit(
+      jax.shard_map(
+        lambda f: jax.lax.psum(f[0, 0], BATCH_AXIS),
+        mesh=self.mesh,
+        in_specs=P(BATCH_AXIS),
+        out_specs=P(),
+        check_vma=False,
+      )
+    )
 
   def _shard_mapped(self, step, out_specs):
     def per_device(state, batch, key):
       # Each device sees a [1, per_device, ...] block of the [devices, per_device, ...] batch.
       return step(state, jax.tree.map(lambda x: x[0], batch), key)
-    return jax.shard_map(per_device, mesh=self.mesh, in_specs=(P(), P(BATCH_AXIS), P()),
-                         out_specs=out_specs, check_vma=False)
+
+    return jax.shard_map(
+      per_device,
+      mesh=self.mesh,
+      in_specs=(P(), P(BATCH_AXIS), P()),
+      out_specs=out_specs,
+      check_vma=False,
+    )
 
   def compile_train_step(self, step):
     return jax.jit(self._shard_mapped(step, (P(), P())), donate_argnums=(0,))
@@ -254,11 +274,14 @@ def on_one_device(step: Callable) -> Callable:
   Returns:
     `(state, batch, key) -> outputs` for a state and a batch `[per_device, ...]` of one device.
   """
+
   def alone(state, batch, key):
     add_axis = lambda tree: jax.tree.map(lambda x: x[None], tree)
     outputs = jax.vmap(step, in_axes=(0, 0, None), axis_name=BATCH_AXIS)(
-        add_axis(state), add_axis(batch), key)
+      add_axis(state), add_axis(batch), key
+    )
     return jax.tree.map(lambda x: x[0], outputs)
+
   return alone
 
 

@@ -1,4 +1,5 @@
 """Train states: flax's TrainState plus BatchNorm statistics, and a GAN state holding two."""
+
 from typing import Any
 
 import flax
@@ -9,6 +10,7 @@ from flax.training import train_state
 
 class TrainState(train_state.TrainState):
   """One network and its optimiser. `batch_stats` is `{}` for networks without BatchNorm."""
+
   batch_stats: Any = flax.struct.field(default_factory=dict)
 
   @classmethod
@@ -28,8 +30,9 @@ class TrainState(train_state.TrainState):
     """Applies the network in training mode; returns (outputs, updated batch_stats)."""
     if not self.batch_stats:
       return self.apply_fn(self.variables(params), *args, train=True), self.batch_stats
-    outputs, updates = self.apply_fn(self.variables(params), *args, train=True,
-                                     mutable=["batch_stats"])
+    outputs, updates = self.apply_fn(
+      self.variables(params), *args, train=True, mutable=["batch_stats"]
+    )
     return outputs, updates["batch_stats"]
 
 
@@ -39,6 +42,7 @@ class GANState(flax.struct.PyTreeNode):
   `generator_ema`: an exponential moving average of the generator's params (same tree), or
   `{}` when the config keeps none; saved in checkpoints with the rest.
   """
+
   generator: TrainState
   discriminator: TrainState
   generator_ema: Any = flax.struct.field(default_factory=dict)

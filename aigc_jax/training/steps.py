@@ -3,6 +3,7 @@ classifier). A family supplies `terms_fn(state, params, batch, key, train) -> (t
 batch_stats)`, where `terms` maps names to per-example values `[per_device]` and includes
 "loss"; these functions make its per-device train and eval steps.
 """
+
 import jax
 import jax.numpy as jnp
 

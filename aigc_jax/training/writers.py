@@ -1,6 +1,7 @@
 """Writers of what a run logs: scalars to TensorBoard (tensorboardX) and `metrics.jsonl`, the
 PNG figures of samples and reconstructions, and those figures to TensorBoard; used by the loop
 only."""
+
 import json
 import os
 import sys
@@ -11,8 +12,12 @@ import numpy as np
 from PIL import Image
 
 from aigc_jax.errors import WorkdirError
-from aigc_jax.image_grid import (interleave_pairs, save_image_grid, save_labelled_rows,
-                                 save_points_figure)
+from aigc_jax.image_grid import (
+  interleave_pairs,
+  save_image_grid,
+  save_labelled_rows,
+  save_points_figure,
+)
 
 
 def _import_summary_writer():
@@ -24,6 +29,7 @@ def _import_summary_writer():
   """
   if "torch" in sys.modules:
     from tensorboardX import SummaryWriter  # pylint: disable=import-outside-toplevel
+
     return SummaryWriter
   sys.modules["torch"] = None
   try:
@@ -44,8 +50,9 @@ class MetricWriter:
 
   def __init__(self, workdir: str, purge_step: int = 0):
     # purge_step: a resumed run hides TensorBoard events of the lost steps >= purge_step.
-    self._summary = SummaryWriter(os.path.join(workdir, "tensorboard"),
-                                  purge_step=purge_step or None)
+    self._summary = SummaryWriter(
+      os.path.join(workdir, "tensorboard"), purge_step=purge_step or None
+    )
     self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
 
   def write_scalars(self, step: int, split: str, scalars: Mapping[str, float]) -> None:
@@ -59,8 +66,9 @@ class MetricWriter:
       self._jsonl.flush()
     except OSError as e:
       raise WorkdirError(
-          f"Cannot write {self._jsonl.name} ({e.strerror or e}); free disk space or make the "
-          "workdir writable. Earlier checkpoints are untouched.") from e
+        f"Cannot write {self._jsonl.name} ({e.strerror or e}); free disk space or make the "
+        "workdir writable. Earlier checkpoints are untouched."
+      ) from e
 
   def write_image(self, step: int, name: str, png_path: str) -> None:
     """Shows a PNG written to disk (a sample grid, say) in TensorBoard under `images/<name>`."""
@@ -78,8 +86,9 @@ def class_rows(num_classes: int, num_samples: int) -> np.ndarray:
   return np.repeat(np.arange(num_classes, dtype=np.int32), max(1, num_samples // num_classes))
 
 
-def write_image_grids(family, state, images, key, directory: str, step: int, num_samples: int,
-                      spec) -> List[str]:
+def write_image_grids(
+  family, state, images, key, directory: str, step: int, num_samples: int, spec
+) -> List[str]:
   """Writes the sample figure and, for families with an encoder, test inputs beside their
   reconstructions; returns the PNG paths.
 
@@ -94,22 +103,35 @@ def write_image_grids(family, state, images, key, directory: str, step: int, num
       samples = jax.device_get(family.generate(state, key, num_samples))
       modes = None if spec.mixture is None else spec.mixture.means
       title = f"{len(samples)} samples at step {step}" + (
-          f"; red crosses: the {len(modes)} true modes" if modes is not None else "")
+        f"; red crosses: the {len(modes)} true modes" if modes is not None else ""
+      )
       paths.append(save_points_figure(path, samples, modes=modes, title=title))
     elif family.conditional:
       labels = class_rows(spec.num_classes, num_samples)
       samples = jax.device_get(family.generate(state, key, len(labels), labels))
-      paths.append(save_labelled_rows(path, samples, [str(k) for k in range(spec.num_classes)],
-                                      upscale=2, title="row: class asked for"))
+      paths.append(
+        save_labelled_rows(
+          path,
+          samples,
+          [str(k) for k in range(spec.num_classes)],
+          upscale=2,
+          title="row: class asked for",
+        )
+      )
     else:
-      paths.append(save_image_grid(path, jax.device_get(family.generate(state, key,
-                                                                         num_samples)),
-                                   upscale=2))
+      paths.append(
+        save_image_grid(path, jax.device_get(family.generate(state, key, num_samples)), upscale=2)
+      )
   if family.reconstruct is not None:
     inputs = images[: max(num_samples // 2, 1)]
     outputs = family.reconstruct(state, inputs, key)
     pairs = interleave_pairs(inputs, jax.device_get(outputs))
-    paths.append(save_image_grid(
-        os.path.join(directory, f"reconstructions_{step:08d}.png"), pairs,
-        num_columns=2 * int(np.ceil(np.sqrt(len(inputs)))), upscale=2))
+    paths.append(
+      save_image_grid(
+        os.path.join(directory, f"reconstructions_{step:08d}.png"),
+        pairs,
+        num_columns=2 * int(np.ceil(np.sqrt(len(inputs)))),
+        upscale=2,
+      )
+    )
   return paths

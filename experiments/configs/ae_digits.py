@@ -1,4 +1,5 @@
 """Convolutional autoencoder on the digits resized to 28x28 (offline)."""
+
 from experiments.configs import conv_ae_mnist
 
 

@@ -10,12 +10,20 @@ change only the keys in `CHANGEABLE_ON_RESUME` there (intervals, `num_samples`,
 alone, plus the dataset's number of classes and the optimiser of `config.optimizer`
 (`aigc_jax/training/family.py`, `build_family`).
 """
+
 import ml_collections
 
 
-def body(name: str, widths, activation: str, norm: str = "none", *,
-         kernel_init: str = "lecun_normal", bias_before_norm: bool = True,
-         **options) -> ml_collections.ConfigDict:
+def body(
+  name: str,
+  widths,
+  activation: str,
+  norm: str = "none",
+  *,
+  kernel_init: str = "lecun_normal",
+  bias_before_norm: bool = True,
+  **options,
+) -> ml_collections.ConfigDict:
   """An encoder or decoder body: "mlp" (Dense widths), "conv" (4x4 stride-2 conv widths) or,
   encoders only, "maxout" (Dense widths with maxout units; `pieces=5` linear pieces each).
 
@@ -24,8 +32,16 @@ def body(name: str, widths, activation: str, norm: str = "none", *,
   options: body-specific keys, e.g. `pieces` of the maxout body.
   """
   return ml_collections.ConfigDict(
-      dict(body=name, widths=tuple(widths), activation=activation, norm=norm,
-           kernel_init=kernel_init, bias_before_norm=bias_before_norm, **options))
+    dict(
+      body=name,
+      widths=tuple(widths),
+      activation=activation,
+      norm=norm,
+      kernel_init=kernel_init,
+      bias_before_norm=bias_before_norm,
+      **options,
+    )
+  )
 
 
 def get_base_config() -> ml_collections.ConfigDict:

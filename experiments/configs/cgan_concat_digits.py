@@ -3,6 +3,7 @@ Generative Adversarial Nets"): the one-hot class joins the generator's z and, as
 channels, the discriminator's input image. Networks and optimiser as `gan_digits`; training
 conditions on the real batch's labels; image grids cycle through the classes.
 """
+
 from experiments.configs import gan_digits
 
 

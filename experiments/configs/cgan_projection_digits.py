@@ -4,6 +4,7 @@ discriminator body's 128 features, psi linear, embed a learned class embedding; 
 normalisation of every discriminator layer, as in the paper. The generator takes the one-hot
 class joined to z. Networks and optimiser otherwise as `gan_digits`.
 """
+
 from experiments.configs import gan_digits
 
 

@@ -1,4 +1,5 @@
 """In-domain classifier on the digits resized to 28x28 (offline): the oracle for digits28."""
+
 from experiments.configs import classifier_mnist
 
 

@@ -2,6 +2,7 @@
 
 Conv(32) -> Conv(64) (4x4, stride 2) -> Dense(128) -> relu = the features, then Dense(10).
 """
+
 from experiments.configs import base
 
 

@@ -4,6 +4,7 @@ hallucination benchmark's estimated rates on that dataset.
 The 7 classes are the presence patterns of the three shapes (`data.simple_shapes`). Networks as
 `classifier_mnist` (Conv 32 -> Conv 64, 4x4 stride 2, -> Dense 128 features -> Dense 7).
 """
+
 from experiments.configs import classifier_mnist
 
 

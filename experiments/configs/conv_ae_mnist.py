@@ -1,4 +1,5 @@
 """Convolutional autoencoder on MNIST, the AE twin of `conv_vae_mnist` (16-d code)."""
+
 from experiments.configs import conv_vae_mnist
 
 

@@ -1,4 +1,5 @@
 """Convolutional VAE on MNIST: 2 stride-2 convs (32, 64) -> 16-d latent -> 2 transposed convs."""
+
 from experiments.configs import base
 
 

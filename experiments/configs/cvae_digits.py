@@ -5,6 +5,7 @@ Sohn, Lee & Yan 2015, "Learning Structured Output Representation using Deep Cond
 Generative Models" (NeurIPS): q(z | x, y), p(x | z, y), prior N(0, I). Samples are drawn per
 class (`generate(..., labels)`; by default classes 0, 1, ..., 9, 0, ...).
 """
+
 from experiments.configs import vae_digits
 
 

@@ -5,6 +5,7 @@ Vincent, Larochelle, Bengio & Manzagol 2008, "Extracting and Composing Robust Fe
 Denoising Autoencoders" (ICML): masking noise, loss -log p(x | dec(enc(x~))) against the clean
 x. Evaluation and reconstructions use clean inputs.
 """
+
 from experiments.configs import ae_digits
 
 

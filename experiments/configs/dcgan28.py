@@ -5,6 +5,7 @@ Generator: z(100) -> Dense 7*7*128 -> BatchNorm -> ReLU -> ConvTranspose 64 (4x4
 (4x4, stride 2) -> LeakyReLU 0.2 -> Conv 128 (4x4, stride 2) -> BatchNorm -> LeakyReLU 0.2 ->
 Dense 1. Non-saturating loss; Adam lr 2e-4, b1 0.5; batch 64.
 """
+
 from experiments.configs import base
 
 

@@ -4,6 +4,7 @@ side), drawn per image, applied to every real and generated image the discrimina
 its loss and in the generator's. The paper's policy for small data; digits28 has 1,497
 training images. (On one channel, the saturation part of color does nothing.)
 """
+
 from experiments.configs import gan_digits
 
 

@@ -1,4 +1,5 @@
 """The `dcgan28` networks and optimiser on the digits resized to 28x28 (offline)."""
+
 from experiments.configs import dcgan28
 
 

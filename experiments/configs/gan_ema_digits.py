@@ -3,6 +3,7 @@
 Brock et al. 2019): decay 0.999, about a 1,000-step window. Sampling and evaluation use the
 average; it is saved in checkpoints.
 """
+
 from experiments.configs import gan_digits
 
 

@@ -2,6 +2,7 @@
 2018's SN-GAN): the discriminator minimises max(0, 1 - D(x)) + max(0, 1 + D(G(z))), the
 generator -D(G(z)). Everything else as `gan_digits`.
 """
+
 from experiments.configs import gan_digits
 
 

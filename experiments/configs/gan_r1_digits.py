@@ -2,6 +2,7 @@
 for GANs do actually Converge?"): the discriminator's loss adds gamma / 2 * E|grad D(x)|^2 on
 real images, gamma = 10, and its BatchNorm is removed (the penalty is per example).
 """
+
 from experiments.configs import gan_digits
 
 

@@ -3,6 +3,7 @@
 dense weight divided by its largest singular value, estimated by one power iteration per
 training call; no BatchNorm in the discriminator, as in the paper.
 """
+
 from experiments.configs import gan_digits
 
 

@@ -26,6 +26,7 @@ networks that fit the dataset:
 
 `train.num_steps` here is the benchmark's standard budget; `--quick` and `--steps` change it.
 """
+
 from experiments.configs import base, pacgan_ring8
 
 DATASETS = ("gaussian_ring8", "gaussian_grid25", "simple_shapes")
@@ -89,8 +90,10 @@ def pacgan_config(dataset: str, pack_size: int):
 def get_config(arg: str = "simple_shapes,vae"):
   dataset, family = (part.strip() for part in arg.split(","))
   if dataset not in DATASETS or family not in FAMILIES:
-    raise ValueError(f"hallucination_bases.py takes 'DATASET,FAMILY' with DATASET in "
-                     f"{DATASETS} and FAMILY in {FAMILIES}, got {arg!r}.")
+    raise ValueError(
+      f"hallucination_bases.py takes 'DATASET,FAMILY' with DATASET in "
+      f"{DATASETS} and FAMILY in {FAMILIES}, got {arg!r}."
+    )
   config = _shapes(family) if dataset == "simple_shapes" else _points(family)
   config.dataset.name = dataset
   config.train.num_steps = STANDARD_STEPS[dataset]

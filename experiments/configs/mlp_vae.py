@@ -3,6 +3,7 @@
 Encoder 784 -> 400 ReLU -> (mean, log-variance) of 20; decoder 20 -> 400 ReLU -> 784
 Bernoulli logits; Adam lr 1e-3; batch 128.
 """
+
 from experiments.configs import base
 
 

@@ -4,6 +4,7 @@ fjxmlzn/PacGAN, `synthetic_data_experiments/2DGrid_GAN&PacGAN/`): everything as 
 `gaussian_grid25`. `--config experiments/configs/pacgan_grid25.py:M` sets the pack size M
 (default 2; 1 is the plain GAN).
 """
+
 from experiments.configs import pacgan_ring8
 
 

@@ -27,6 +27,7 @@ Their trials use unseeded random initialisations; here `seed` fixes everything.
 Devices: 100 packs split evenly needs 1, 2 or 4 devices (a per-device batch must hold whole
 packs); on 8, change `train.batch_size` and say so.
 """
+
 from experiments.configs import base
 
 DATASET = "gaussian_ring8"
@@ -40,10 +41,18 @@ def get_config(pack_size: str = "2"):
   config.model.family = "gan"
   config.model.latent_dim = 2
   config.model.decoder = base.body(
-      "mlp", (400, 400, 400, 400), "relu", norm="batch", kernel_init="normal_0.02",
-      bias_before_norm=False, norm_epsilon=1e-4, norm_momentum=0.95)
-  config.model.encoder = base.body("maxout", (200, 200, 200), "maxout",
-                                   kernel_init="normal_0.02", pieces=5)
+    "mlp",
+    (400, 400, 400, 400),
+    "relu",
+    norm="batch",
+    kernel_init="normal_0.02",
+    bias_before_norm=False,
+    norm_epsilon=1e-4,
+    norm_momentum=0.95,
+  )
+  config.model.encoder = base.body(
+    "maxout", (200, 200, 200), "maxout", kernel_init="normal_0.02", pieces=5
+  )
   config.model.gan.loss = "non_saturating"
   config.model.gan.pack_size = pack_size
   config.model.gan.generator_output = "linear"

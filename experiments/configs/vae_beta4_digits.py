@@ -4,6 +4,7 @@ Higgins et al. 2017, "beta-VAE: Learning Basic Visual Concepts with a Constraine
 Framework" (ICLR): loss = -log p(x | z) + beta * KL(q(z | x) || N(0, I)) with beta > 1, which
 trades reconstruction for a posterior closer to the factorised prior.
 """
+
 from experiments.configs import vae_digits
 
 

@@ -2,6 +2,7 @@
 
 About a minute on a laptop CPU; needs no download (scikit-learn ships the digits).
 """
+
 from experiments.configs import mlp_vae
 
 

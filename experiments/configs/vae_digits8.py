@@ -1,4 +1,5 @@
 """MLP VAE on the native 8x8 digits (64 pixels -> 200 -> 8-d latent); trains in seconds."""
+
 from experiments.configs import base
 
 

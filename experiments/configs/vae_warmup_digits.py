@@ -6,6 +6,7 @@ step 0 to `model.beta` (1) at step `model.kl_warmup_steps`, so the decoder learn
 latent before the KL term pulls the posterior onto the prior. Training logs the weight as
 "beta"; evaluation scores the full ELBO (beta = `model.beta`).
 """
+
 from experiments.configs import vae_digits
 
 

@@ -5,6 +5,7 @@ updates per generator update, each on 64 real and 64 generated images, Adam lr 1
 beta2 0.9 (the paper's). One difference: the generator's update uses all 320 of the step's
 generated images (the paper draws 64 new ones).
 """
+
 from experiments.configs import gan_digits
 
 

@@ -1,6 +1,7 @@
 """`python -m benchmarks.run` with a bad flag: one line `error: ...` on stderr and exit code 2,
 before jax is imported (a stand-in `jax` package that fails on import is put first on the
 path: a check that came after jax started would show its traceback instead)."""
+
 import os
 import subprocess
 import sys
@@ -12,7 +13,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CHEAP = ("--quick", "--only=eval", "--networks=mlp_vae")
 
 
-@pytest.mark.parametrize("flag,expected", [
+@pytest.mark.parametrize(
+  "flag,expected",
+  [
     ("--only=stpes", "--only: unknown section 'stpes' (did you mean 'steps'?); valid: steps, "),
     ("--only=steps,evall", "unknown section 'evall'"),
     ("--only=", "--only names no section"),
@@ -29,17 +32,30 @@ CHEAP = ("--quick", "--only=eval", "--networks=mlp_vae")
     ("stray", "Unexpected arguments: stray"),
     ("--data_dir={tmp}/missing", "/missing does not exist"),
     ("--output_dir={tmp}/a_file", "/a_file is a file, not a folder"),
-])
+  ],
+)
 def test_bad_flag_is_one_line_and_exit_2(tmp_path, flag, expected):
   (tmp_path / "a_file").write_text("")
   (tmp_path / "no_jax" / "jax").mkdir(parents=True)
   (tmp_path / "no_jax" / "jax" / "__init__.py").write_text(
-      "raise ImportError('jax imported before the flags were checked')\n")
+    "raise ImportError('jax imported before the flags were checked')\n"
+  )
   env = dict(os.environ, PYTHONPATH=str(tmp_path / "no_jax"))
   result = subprocess.run(
-      [sys.executable, "-m", "benchmarks.run", *CHEAP, f"--output_dir={tmp_path / 'out'}",
-       flag.format(tmp=tmp_path)],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    [
+      sys.executable,
+      "-m",
+      "benchmarks.run",
+      *CHEAP,
+      f"--output_dir={tmp_path / 'out'}",
+      flag.format(tmp=tmp_path),
+    ],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode == 2, result.stderr[-2000:]
   lines = result.stderr.splitlines()
   assert len(lines) == 1 and lines[0].startswith("error: "), lines[:5]

@@ -1,5 +1,6 @@
 """`pip install -e .` installs the harness: `python -m benchmarks.run` works outside the
 repository, as `experiments.train` does."""
+
 import configparser
 import importlib.metadata
 import os
@@ -24,22 +25,34 @@ def test_setup_cfg_packages_include_the_harness():
 def _installed_from_here() -> bool:
   """Whether the installed aigc-jax is this checkout, installed after setup.cfg last changed
   (an install from before the change maps no `benchmarks` package)."""
-  probe = subprocess.run([sys.executable, "-c", "import aigc_jax; print(aigc_jax.__file__)"],
-                         cwd="/", capture_output=True, text=True, check=False)
+  probe = subprocess.run(
+    [sys.executable, "-c", "import aigc_jax; print(aigc_jax.__file__)"],
+    cwd="/",
+    capture_output=True,
+    text=True,
+    check=False,
+  )
   if probe.returncode != 0 or not probe.stdout.startswith(os.path.join(REPO, "")):
     return False
-  metadata = [f for f in importlib.metadata.distribution("aigc-jax").files
-              if f.name == "METADATA"]
-  return bool(metadata) and (os.path.getmtime(metadata[0].locate())
-                             >= os.path.getmtime(os.path.join(REPO, "setup.cfg")))
+  metadata = [f for f in importlib.metadata.distribution("aigc-jax").files if f.name == "METADATA"]
+  return bool(metadata) and (
+    os.path.getmtime(metadata[0].locate()) >= os.path.getmtime(os.path.join(REPO, "setup.cfg"))
+  )
 
 
 def test_help_works_outside_the_repository(tmp_path):
   if not _installed_from_here():
-    pytest.skip("aigc-jax is not installed from this checkout since setup.cfg changed "
-                "(pip install -e . here; CI installs it afresh)")
-  result = subprocess.run([sys.executable, "-m", "benchmarks.run", "--help"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    pytest.skip(
+      "aigc-jax is not installed from this checkout since setup.cfg changed "
+      "(pip install -e . here; CI installs it afresh)"
+    )
+  result = subprocess.run(
+    [sys.executable, "-m", "benchmarks.run", "--help"],
+    cwd=tmp_path,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert "No module named" not in result.stderr, result.stderr[-2000:]
   assert "The benchmark harness: how fast the reference networks" in result.stdout
   assert "--output_dir" in result.stdout

@@ -1,5 +1,6 @@
 """The benchmark harness, run for a handful of steps: its JSON's structure and internal
 consistency (never its speed)."""
+
 import json
 
 import pytest
@@ -12,10 +13,21 @@ NETWORK = "mlp_vae"
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
   options = run.Options.quick(
-      sections=("steps", "torch", "loop", "input", "eval", "scaling"), networks=(NETWORK,),
-      rounds=2, round_seconds=0.01, matmul_size=256, loop_steps={NETWORK: 6}, loop_windows=3, loop_saves=2,
-      input_batches=3, ssim_images=40, prdc_features=40, prdc_width=8, scaling_devices=(2,),
-      data_dir=str(tmp_path_factory.mktemp("tfds")))
+    sections=("steps", "torch", "loop", "input", "eval", "scaling"),
+    networks=(NETWORK,),
+    rounds=2,
+    round_seconds=0.01,
+    matmul_size=256,
+    loop_steps={NETWORK: 6},
+    loop_windows=3,
+    loop_saves=2,
+    input_batches=3,
+    ssim_images=40,
+    prdc_features=40,
+    prdc_width=8,
+    scaling_devices=(2,),
+    data_dir=str(tmp_path_factory.mktemp("tfds")),
+  )
   return run.run_benchmarks(options)
 
 
@@ -47,9 +59,11 @@ def test_step_numbers_are_consistent(results):
   dense = 784 * 400 + 400 * 40 + 20 * 400 + 400 * 784
   assert 2 * 128 * (3 * dense - 784 * 400) <= step["flops_per_step"] < 2 * 128 * 4 * dense
   assert step["flops_per_second"] == pytest.approx(
-      step["flops_per_step"] / step["step_seconds"]["median"])
+    step["flops_per_step"] / step["step_seconds"]["median"]
+  )
   assert step["fraction_of_peak"] == pytest.approx(
-      step["flops_per_second"] / step["peak_flops_per_second"])
+    step["flops_per_second"] / step["peak_flops_per_second"]
+  )
   assert step["first_call_seconds"] > 0
   peak = results["peak"]
   assert peak["flops"] == 2 * 256**3
@@ -65,10 +79,12 @@ def test_torch_ratio_or_skip_reason(results):
   torch_step = results["torch"]["networks"][NETWORK]
   _check_summary(torch_step["step_seconds"])
   assert torch_step["samples_per_second"] == pytest.approx(
-      128 / torch_step["step_seconds"]["median"])
+    128 / torch_step["step_seconds"]["median"]
+  )
   assert results["torch"]["threads"] == timing.usable_cores()
   assert results["ratios"]["jax_over_torch"][NETWORK] == pytest.approx(
-      results["steps"][NETWORK]["samples_per_second"] / torch_step["samples_per_second"])
+    results["steps"][NETWORK]["samples_per_second"] / torch_step["samples_per_second"]
+  )
 
 
 def test_loop_against_bare_step(results):
@@ -78,10 +94,10 @@ def test_loop_against_bare_step(results):
   assert loop["samples_per_second"] == pytest.approx(128 * 2 / loop["window_seconds"][1])
   assert loop["wall_seconds"] > sum(loop["window_seconds"][1:])
   _check_summary(loop["bare_step_seconds"])
-  assert loop["bare_samples_per_second"] == pytest.approx(
-      128 / loop["bare_step_seconds"]["median"])
+  assert loop["bare_samples_per_second"] == pytest.approx(128 / loop["bare_step_seconds"]["median"])
   assert loop["fraction_of_bare_step"] == pytest.approx(
-      loop["samples_per_second"] / loop["bare_samples_per_second"])
+    loop["samples_per_second"] / loop["bare_samples_per_second"]
+  )
   assert results["ratios"]["loop_over_bare_step"][NETWORK] == loop["fraction_of_bare_step"]
 
 
@@ -112,8 +128,13 @@ def test_files_and_markdown(results, tmp_path):
     assert json.load(f)["steps"][NETWORK]["batch_size"] == 128
   with open(markdown_path) as f:
     table = f.read()
-  for heading in ("## Train step", "## Training loop", "## Input pipeline", "## Evaluation",
-                  "## Samples/s by device count"):
+  for heading in (
+    "## Train step",
+    "## Training loop",
+    "## Input pipeline",
+    "## Evaluation",
+    "## Samples/s by device count",
+  ):
     assert heading in table
   assert f"| {NETWORK} | 128 | 8 |" in table
 

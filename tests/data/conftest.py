@@ -1,4 +1,5 @@
 """Fixtures of the data tests: the known-support datasets, built once per session."""
+
 import pytest
 
 import aigc_jax.data as data

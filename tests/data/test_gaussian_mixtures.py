@@ -1,4 +1,5 @@
 """Tests of the 2-D Gaussian mixtures: PacGAN's settings, determinism, the exact validity check."""
+
 import hashlib
 import itertools
 
@@ -26,8 +27,12 @@ def test_modes_and_stds_are_pacgans():
 
 # SHA-256 of points.tobytes() + modes.tobytes(), first 16 hex digits, recorded when the
 # splits were first generated: a change means the data changed on this machine or version.
-FINGERPRINTS = {("ring8", "train"): "7157aee35125e1c1", ("ring8", "test"): "54015b99fb08c586",
-                ("grid25", "train"): "bb3ca4a2959b3534", ("grid25", "test"): "50cec9a5f476df16"}
+FINGERPRINTS = {
+  ("ring8", "train"): "7157aee35125e1c1",
+  ("ring8", "test"): "54015b99fb08c586",
+  ("grid25", "train"): "bb3ca4a2959b3534",
+  ("grid25", "test"): "50cec9a5f476df16",
+}
 
 
 @pytest.mark.parametrize("name, split", sorted(FINGERPRINTS))
@@ -38,8 +43,9 @@ def test_splits_are_the_same_bytes_everywhere(name, split):
   digest = hashlib.sha256(points.tobytes() + modes.tobytes()).hexdigest()[:16]
   assert digest == FINGERPRINTS[name, split]
   # Stored values are multiples of 2^-20, so the float32 cast was exact.
-  np.testing.assert_array_equal(points.astype(np.float64) * 2**20,
-                                np.round(points.astype(np.float64) * 2**20))
+  np.testing.assert_array_equal(
+    points.astype(np.float64) * 2**20, np.round(points.astype(np.float64) * 2**20)
+  )
 
 
 @pytest.mark.parametrize("mixture", [gm.RING8, gm.GRID25], ids=lambda m: m.name)
@@ -90,33 +96,48 @@ def test_images_given_to_a_mixture_check_are_one_clear_error():
 def test_reconstruction_check_needs_the_same_high_quality_mode():
   means, sigma = gm.RING8.means, gm.RING8.std
   inputs = means[[0, 0, 0, 3]] + [[sigma, 0]] * 4
-  reconstructions = np.stack([means[0],                        # Same mode: kept.
-                              means[0] + [0, 2.5 * sigma],     # Same mode, still within 3.
-                              means[1],                        # Another mode: hallucinated.
-                              means[3] + [0, 4 * sigma]])      # Right mode, off it.
-  np.testing.assert_array_equal(gm.RING8.reconstruction_check(inputs, reconstructions),
-                                [True, True, False, False])
+  reconstructions = np.stack(
+    [
+      means[0],  # Same mode: kept.
+      means[0] + [0, 2.5 * sigma],  # Same mode, still within 3.
+      means[1],  # Another mode: hallucinated.
+      means[3] + [0, 4 * sigma],
+    ]
+  )  # Right mode, off it.
+  np.testing.assert_array_equal(
+    gm.RING8.reconstruction_check(inputs, reconstructions), [True, True, False, False]
+  )
 
 
 def test_tfds_records_and_batches_are_the_points_unchanged(known_support_data_dir):
   spec = data.get_dataset_spec("gaussian_ring8")
   assert spec.kind == "points" and spec.sample_shape == (2,) and spec.num_classes == 8
   assert spec.mixture is gm.RING8 and spec.support_check == gm.RING8.support_check
-  records = tfds.data_source("gaussian_mixtures/ring8", split="test",
-                             data_dir=known_support_data_dir, download=False)
+  records = tfds.data_source(
+    "gaussian_mixtures/ring8", split="test", data_dir=known_support_data_dir, download=False
+  )
   points, modes = gm.split_points("ring8", "test")
   assert len(records) == 25_000
   np.testing.assert_array_equal(records[7]["point"], points[7])  # Generation order kept.
   stored, labels = data.load_split_arrays("gaussian_ring8", "test", known_support_data_dir)
   np.testing.assert_array_equal(stored, points)
   np.testing.assert_array_equal(labels, modes)
-  batches = list(data.create_iterator(
-      "gaussian_ring8", "test", global_batch_size=4096, num_local_devices=D, seed=0,
-      train=False, process_index=0, process_count=1, arrays=(stored, labels)))
+  batches = list(
+    data.create_iterator(
+      "gaussian_ring8",
+      "test",
+      global_batch_size=4096,
+      num_local_devices=D,
+      seed=0,
+      train=False,
+      process_index=0,
+      process_count=1,
+      arrays=(stored, labels),
+    )
+  )
   batch = batches[0]
   assert batch["image"].shape == (D, 512, 2) and batch["image"].dtype == np.float32
   real = np.concatenate([b["mask"].ravel() for b in batches]) == 1
   yielded = np.concatenate([b["image"].reshape(-1, 2) for b in batches])[real]
   np.testing.assert_array_equal(yielded, points)  # Not scaled by 1/255.
-  np.testing.assert_array_equal(
-      np.concatenate([b["label"].ravel() for b in batches])[real], modes)
+  np.testing.assert_array_equal(np.concatenate([b["label"].ravel() for b in batches])[real], modes)

@@ -1,4 +1,5 @@
 """Tests of the digits builder, the dataset registry and the grain input pipeline."""
+
 import collections
 import re
 import socket
@@ -50,15 +51,23 @@ def _examples(batches):
 def _split_examples(name, split, data_dir):
   spec = data.get_dataset_spec(name)
   return collections.Counter(
-      (np.asarray(r["image"], np.uint8).tobytes(), int(r["label"]))
-      for r in _records(spec.tfds_name, split, data_dir))
+    (np.asarray(r["image"], np.uint8).tobytes(), int(r["label"]))
+    for r in _records(spec.tfds_name, split, data_dir)
+  )
 
 
 def _iterator(name="digits", split=None, *, data_dir, **kwargs):
   """A digits iterator with small defaults; split defaults to train or test by `train`."""
   split = split or ("train" if kwargs.get("train", True) else "test")
-  kwargs = {"global_batch_size": 64, "num_local_devices": D, "seed": 0, "train": True,
-            "process_index": 0, "process_count": 1, **kwargs}
+  kwargs = {
+    "global_batch_size": 64,
+    "num_local_devices": D,
+    "seed": 0,
+    "train": True,
+    "process_index": 0,
+    "process_count": 1,
+    **kwargs,
+  }
   return data.create_iterator(name, split, data_dir=data_dir, **kwargs)
 
 
@@ -68,12 +77,14 @@ def _take(iterator, n):
 
 # --- digits builder ----------------------------------------------------------------------
 
+
 def test_digits_8x8_matches_sklearn_exactly(data_dir, sklearn_digits):
   train = _records("digits/8x8", "train", data_dir)
   test = _records("digits/8x8", "test", data_dir)
   assert (len(train), len(test)) == (1497, 300)
-  rows = {s: sorted(int(r["index"]) for r in recs) for s, recs in (("train", train),
-                                                                       ("test", test))}
+  rows = {
+    s: sorted(int(r["index"]) for r in recs) for s, recs in (("train", train), ("test", test))
+  }
   assert rows["test"] == list(digits_lib.split_rows()["test"])
   assert sorted(rows["train"] + rows["test"]) == list(range(1797))  # Disjoint and complete.
   for r in train + test:
@@ -90,8 +101,9 @@ def test_digits_28x28_close_to_independent_resize(data_dir, sklearn_digits):
   rows = np.array([int(r["index"]) for r in records])
   stored = np.stack([r["image"] for r in records]).astype(np.float32) / 255
   assert stored.shape == (300, 28, 28, 1)
-  reference = jax.image.resize(jnp.asarray(sklearn_digits.images[rows] / 16, jnp.float32),
-                               (len(rows), 28, 28), "linear")
+  reference = jax.image.resize(
+    jnp.asarray(sklearn_digits.images[rows] / 16, jnp.float32), (len(rows), 28, 28), "linear"
+  )
   np.testing.assert_allclose(stored[..., 0], np.asarray(reference), atol=1.01 / 255)
   assert [int(r["label"]) for r in records] == list(sklearn_digits.target[rows])
 
@@ -116,12 +128,21 @@ def test_digits_preparation_survives_two_concurrent_callers(tmp_path):
 
 # --- registry ----------------------------------------------------------------------------
 
+
 def test_registry_specs():
   assert data.get_dataset_spec("digits28").sample_shape == (28, 28, 1)
   assert data.get_dataset_spec("cifar10").tfds_name == "cifar10"
   assert data.get_dataset_spec("cifar10").sample_shape == (32, 32, 3)
-  assert set(data.DATASETS) == {"digits", "digits28", "mnist", "fashion_mnist", "cifar10",
-                                "gaussian_ring8", "gaussian_grid25", "simple_shapes"}
+  assert set(data.DATASETS) == {
+    "digits",
+    "digits28",
+    "mnist",
+    "fashion_mnist",
+    "cifar10",
+    "gaussian_ring8",
+    "gaussian_grid25",
+    "simple_shapes",
+  }
   for name, spec in data.DATASETS.items():
     assert not hasattr(spec, "image_shape")  # One name: the old alias is gone.
     known = name in ("gaussian_ring8", "gaussian_grid25", "simple_shapes")
@@ -130,22 +151,30 @@ def test_registry_specs():
     assert (spec.mixture is not None) == (spec.kind == "points")
   grid = data.get_dataset_spec("gaussian_grid25")
   assert (grid.sample_shape, grid.num_classes, grid.tfds_name) == (
-      (2,), 25, "gaussian_mixtures/grid25")
+    (2,),
+    25,
+    "gaussian_mixtures/grid25",
+  )
 
 
-@pytest.mark.parametrize("kwargs, message", [
+@pytest.mark.parametrize(
+  "kwargs, message",
+  [
     (dict(sample_shape=(2,), kind="pointz"), "kind"),
     (dict(sample_shape=(2,), kind="image"), "(H, W, C)"),
     (dict(sample_shape=(8, 8, 1), kind="points"), "(D,)"),
-])
+  ],
+)
 def test_spec_rejects_a_wrong_kind_or_shape(kwargs, message):
   with pytest.raises(ValueError, match=re.escape(message)):
     data.DatasetSpec("x", num_classes=2, **kwargs)
 
 
 def test_unknown_dataset_lists_valid_names(tmp_path):
-  for call in (lambda: data.get_dataset_spec("mnsit"),
-               lambda: _iterator("mnsit", data_dir=str(tmp_path))):
+  for call in (
+    lambda: data.get_dataset_spec("mnsit"),
+    lambda: _iterator("mnsit", data_dir=str(tmp_path)),
+  ):
     with pytest.raises(ValueError) as info:
       call()
     message = str(info.value)
@@ -154,6 +183,7 @@ def test_unknown_dataset_lists_valid_names(tmp_path):
 
 
 # --- pipeline ----------------------------------------------------------------------------
+
 
 def test_train_batches_layout_ranges_and_content(data_dir):
   batches = _take(_iterator("digits28", data_dir=data_dir), 3)
@@ -172,9 +202,14 @@ def test_train_batches_layout_ranges_and_content(data_dir):
 
 def test_shuffle_is_seeded_and_reshuffles_each_epoch(data_dir):
   def labels(seed, n):
-    return np.concatenate([b["label"].ravel() for b in _take(
-        _iterator(data_dir=data_dir, seed=seed, global_batch_size=3, num_local_devices=1),
-        n)])
+    return np.concatenate(
+      [
+        b["label"].ravel()
+        for b in _take(
+          _iterator(data_dir=data_dir, seed=seed, global_batch_size=3, num_local_devices=1), n
+        )
+      ]
+    )
 
   epochs = labels(seed=7, n=2 * 499).reshape(2, 1497)  # 1,497 = 499 batches of 3.
   np.testing.assert_array_equal(labels(seed=7, n=20), epochs[0, :60])
@@ -211,8 +246,14 @@ def test_eval_order_is_fixed(data_dir):
 def test_process_shards_are_disjoint_and_cover_the_split(data_dir, train):
   # Train: host batches of one, so the count shows every example each host reads.
   batch, devices = (2, 1) if train else (32, D)
-  kwargs = dict(data_dir=data_dir, train=train, num_epochs=1, global_batch_size=batch,
-                num_local_devices=devices, process_count=2)
+  kwargs = dict(
+    data_dir=data_dir,
+    train=train,
+    num_epochs=1,
+    global_batch_size=batch,
+    num_local_devices=devices,
+    process_count=2,
+  )
   shards = [list(_iterator(process_index=i, **kwargs)) for i in range(2)]
   assert len(shards[0]) == len(shards[1])  # Hosts step in lockstep.
   assert shards[0][0]["image"].shape[:2] == (devices, batch // 2 // devices)
@@ -243,8 +284,12 @@ def test_state_restores_the_exact_next_batches(data_dir):
 @pytest.mark.parametrize("batch, devices, processes", [(30, 8, 1), (24, 8, 2), (0, 8, 1)])
 def test_batch_size_not_divisible_raises(tmp_path, batch, devices, processes):
   with pytest.raises(ValueError, match="multiple of process_count") as info:
-    _iterator(data_dir=str(tmp_path), global_batch_size=batch, num_local_devices=devices,
-              process_count=processes)
+    _iterator(
+      data_dir=str(tmp_path),
+      global_batch_size=batch,
+      num_local_devices=devices,
+      process_count=processes,
+    )
   assert "\n" not in str(info.value)
   assert not list(tmp_path.iterdir())  # Checked before any preparation.
 
@@ -252,6 +297,7 @@ def test_batch_size_not_divisible_raises(tmp_path, batch, devices, processes):
 def test_catalog_dataset_unavailable_offline_fails_fast(tmp_path, monkeypatch):
   def offline(*args, **kwargs):
     raise socket.gaierror("offline (test)")
+
   monkeypatch.setattr(socket, "getaddrinfo", offline)  # Offline even where there is a network.
   data_dir = tmp_path / "tfds"
   start = time.time()
@@ -266,8 +312,9 @@ def test_catalog_dataset_unavailable_offline_fails_fast(tmp_path, monkeypatch):
 def test_catalog_dataset_read_through_tfds_mock(tmp_path):
   with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
     assert data.num_examples("cifar10", "test", str(tmp_path)) == 40
-    eval_batches = list(_iterator("cifar10", "test", data_dir=str(tmp_path), train=False,
-                                  global_batch_size=16))
+    eval_batches = list(
+      _iterator("cifar10", "test", data_dir=str(tmp_path), train=False, global_batch_size=16)
+    )
     train_batch = next(_iterator("mnist", data_dir=str(tmp_path), global_batch_size=16))
   assert [int(b["mask"].sum()) for b in eval_batches] == [16, 16, 8]
   assert eval_batches[0]["image"].shape == (D, 2, 32, 32, 3)
@@ -279,14 +326,14 @@ def test_catalog_dataset_read_through_tfds_mock(tmp_path):
 
 def test_train_indices_are_the_seeded_epoch_permutations_run_on_across_epochs():
   from aigc_jax.data.pipeline import _IndexBatches  # pylint: disable=import-outside-toplevel
+
   size, batch_size, seed = 10, 4, 7
   # Reference: epoch e visits the split in the order rng([seed, e]).permutation(size); the
   # batches cut that stream of indices in fours, across epoch ends.
-  stream = np.concatenate([np.random.default_rng([seed, e]).permutation(size)
-                           for e in range(4)])
+  stream = np.concatenate([np.random.default_rng([seed, e]).permutation(size) for e in range(4)])
   batches = _IndexBatches(size, batch_size, seed)
   for i in range(9):
-    np.testing.assert_array_equal(batches[i], stream[i * batch_size:(i + 1) * batch_size])
+    np.testing.assert_array_equal(batches[i], stream[i * batch_size : (i + 1) * batch_size])
   assert len(_IndexBatches(size, batch_size, seed, num_epochs=3)) == 7  # 30 // 4: last 2 dropped.
   np.testing.assert_array_equal(_IndexBatches(size, batch_size, None)[2], [8, 9, 10, 11])
   assert len(_IndexBatches(size, batch_size, None)) == 3  # Eval: padded to whole batches.

@@ -1,4 +1,5 @@
 """Tests of the exact simple_shapes parser: every real image valid, every planted violation caught."""
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -32,7 +33,7 @@ def paste(image, name, row, col, value=1.0):
   """image with the template of `name` drawn at (row, col) (max with what is there)."""
   out = image.copy()
   template = ss.TEMPLATES[name]
-  window = out[row:row + template.shape[0], col:col + template.shape[1]]
+  window = out[row : row + template.shape[0], col : col + template.shape[1]]
   window[template] = np.maximum(window[template], value)
   return out
 
@@ -59,8 +60,12 @@ def test_every_real_image_parses_valid_with_its_true_positions(real):
   # The tfds layout [N, 32, 32, 1], uint8 pixels and float pixels parse alike.
   uint8 = (images[:50, :, :, None] * 255).astype(np.uint8)
   np.testing.assert_array_equal(sp.parse(uint8).positions, positions[:50])
-  np.testing.assert_array_equal(data.get_dataset_spec("simple_shapes").support_check(
-      images[:50, :, :, None].astype(np.float32)), np.ones(50, bool))
+  np.testing.assert_array_equal(
+    data.get_dataset_spec("simple_shapes").support_check(
+      images[:50, :, :, None].astype(np.float32)
+    ),
+    np.ones(50, bool),
+  )
 
 
 @pytest.mark.parametrize("sigma, shift", [(0.7, 0.0), (1.2, 0.0), (1.0, 0.5), (1.0, 0.25)])
@@ -69,7 +74,8 @@ def test_blurred_or_half_pixel_shifted_real_images_stay_valid(test_images, sigma
   # Shapes touching a gutter are among them, so blur into the gutters is exercised.
   right_edge = positions[:, :, 1] + [ss.TEMPLATES[name].shape[1] - 1 for name in NAMES]
   touching = np.isin(right_edge, np.array(ss.GUTTER_COLUMNS) - 1) | np.isin(
-      positions[:, :, 1], np.array(ss.GUTTER_COLUMNS) + 1)
+    positions[:, :, 1], np.array(ss.GUTTER_COLUMNS) + 1
+  )
   assert touching.any(axis=0).all()  # A shape touches a gutter in every region.
   moved = ndimage.shift(images, (0, shift, shift), order=1, mode="grid-constant")
   blurred = ndimage.gaussian_filter(moved, (0, sigma, sigma), mode="constant")
@@ -125,19 +131,19 @@ def test_fragments_are_caught(test_images):
     for n in with_shapes(positions, region)[:40]:
       row, col = positions[n, region]
       cut = images[n].copy()
-      cut[row + height // 2:row + height, col:col + width] = 0.0  # Bottom half missing.
+      cut[row + height // 2 : row + height, col : col + width] = 0.0  # Bottom half missing.
       planted.append(cut)
       cut = images[n].copy()
-      cut[row:row + height, col + width // 2 + 1:col + width] = 0.0  # Right part missing.
+      cut[row : row + height, col + width // 2 + 1 : col + width] = 0.0  # Right part missing.
       planted.append(cut)
       speck = images[n].copy()  # A 2x2 speck three rows below or above the shape.
       speck_row = row + height + 2 if row + height + 4 <= 32 else row - 4
-      speck[speck_row:speck_row + 2, col:col + 2] = 1.0
+      speck[speck_row : speck_row + 2, col : col + 2] = 1.0
       planted.append(speck)
     for n in np.flatnonzero(positions[:, region, 0] < 0)[:20]:  # A speck alone.
       speck = images[n].copy()
       start = ss.REGION_COLUMNS[region][0]
-      speck[15:17, start + 4:start + 6] = 1.0
+      speck[15:17, start + 4 : start + 6] = 1.0
       planted.append(speck)
   assert not sp.parse(np.stack(planted)).valid.any()
 

@@ -1,4 +1,5 @@
 """Tests of the simple_shapes builder: layout, rule, determinism and the stored records."""
+
 import hashlib
 
 import numpy as np
@@ -13,23 +14,37 @@ def test_layout_regions_and_templates():
   covered = sorted(c for start, stop in ss.REGION_COLUMNS for c in range(start, stop))
   assert sorted(covered + list(ss.GUTTER_COLUMNS)) == list(range(32))  # A partition.
   assert {n: int(t.sum()) for n, t in ss.TEMPLATES.items()} == {
-      "triangle": 40, "square": 36, "pentagon": 53}
+    "triangle": 40,
+    "square": 36,
+    "pentagon": 53,
+  }
   for template in ss.TEMPLATES.values():
     np.testing.assert_array_equal(template, template[:, ::-1])  # Left-right symmetric.
     assert template.shape[1] <= ss.REGION_WIDTH
-  assert ss.class_names() == ["triangle", "square", "triangle+square", "pentagon",
-                              "triangle+pentagon", "square+pentagon",
-                              "triangle+square+pentagon"]
+  assert ss.class_names() == [
+    "triangle",
+    "square",
+    "triangle+square",
+    "pentagon",
+    "triangle+pentagon",
+    "square+pentagon",
+    "triangle+square+pentagon",
+  ]
   np.testing.assert_array_equal(
-      ss.label_of([[1, 0, 0], [0, 1, 0], [1, 1, 1], [0, 0, 0]]), [0, 1, 6, -1])
+    ss.label_of([[1, 0, 0], [0, 1, 0], [1, 1, 1], [0, 0, 0]]), [0, 1, 6, -1]
+  )
 
 
 @pytest.mark.parametrize("region", range(3))
 def test_placements_are_every_position_inside_the_region(region):
   height, width = ss.TEMPLATES[ss.SHAPE_NAMES[region]].shape
   start, stop = ss.REGION_COLUMNS[region]
-  expected = {(r, c) for r in range(32) for c in range(32)
-              if r + height <= 32 and start <= c and c + width <= stop}
+  expected = {
+    (r, c)
+    for r in range(32)
+    for c in range(32)
+    if r + height <= 32 and start <= c and c + width <= stop
+  }
   assert {tuple(p) for p in ss.placements(region)} == expected
 
 
@@ -66,8 +81,9 @@ def test_splits_are_fixed():
   assert {s: len(d) for s, (d, _) in splits.items()} == {"train": 5000, "test": 1000}
   draws = np.concatenate([d for d, _ in splits.values()])
   np.testing.assert_array_equal(draws, np.sort(draws))  # The first non-empty draws, in order.
-  digests = {s: hashlib.sha256(ss.render(p).tobytes()).hexdigest()[:16]
-             for s, (_, p) in splits.items()}
+  digests = {
+    s: hashlib.sha256(ss.render(p).tobytes()).hexdigest()[:16] for s, (_, p) in splits.items()
+  }
   assert digests == {"train": "9eb361b9e6afcf06", "test": "1b5725c7c6b41e7b"}
 
 
@@ -85,9 +101,18 @@ def test_tfds_records_are_the_rendered_images(known_support_data_dir):
     np.testing.assert_array_equal(labels, ss.label_of(positions[:, :, 0] >= 0))
     assert not images[:, :, list(ss.GUTTER_COLUMNS)].any()  # Nothing outside the regions.
     assert images.reshape(len(images), -1).any(axis=1).all()  # No all-black image.
-  batch = next(data.create_iterator("simple_shapes", "train", global_batch_size=16,
-                                    num_local_devices=8, seed=0, train=True,
-                                    data_dir=known_support_data_dir, process_index=0,
-                                    process_count=1))
+  batch = next(
+    data.create_iterator(
+      "simple_shapes",
+      "train",
+      global_batch_size=16,
+      num_local_devices=8,
+      seed=0,
+      train=True,
+      data_dir=known_support_data_dir,
+      process_index=0,
+      process_count=1,
+    )
+  )
   assert batch["image"].shape == (8, 2, 32, 32, 1)
   assert set(np.unique(batch["image"])) == {0.0, 1.0}  # uint8 255 -> 1.0 exactly.

@@ -1,4 +1,5 @@
 """Tests of the calibration statistics against scipy.stats and hand-computed values."""
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -13,14 +14,17 @@ HIGH = ESTIMATE + 0.04
 
 def test_correlations_match_scipy():
   assert calibration.pearson_correlation(ESTIMATE, EXACT) == pytest.approx(
-      stats.pearsonr(ESTIMATE, EXACT).statistic, abs=1e-12)
+    stats.pearsonr(ESTIMATE, EXACT).statistic, abs=1e-12
+  )
   assert calibration.spearman_correlation(ESTIMATE, EXACT) == pytest.approx(
-      stats.spearmanr(ESTIMATE, EXACT).statistic, abs=1e-12)
+    stats.spearmanr(ESTIMATE, EXACT).statistic, abs=1e-12
+  )
   np.testing.assert_array_equal(calibration.average_ranks(ESTIMATE), stats.rankdata(ESTIMATE))
   rng = np.random.default_rng(0)
   x, y = rng.integers(0, 5, 40).astype(float), rng.normal(size=40)  # Many ties.
   assert calibration.spearman_correlation(x, y) == pytest.approx(
-      stats.spearmanr(x, y).statistic, abs=1e-12)
+    stats.spearmanr(x, y).statistic, abs=1e-12
+  )
   assert calibration.pearson_correlation(x, -3 * x + 1) == pytest.approx(-1.0)
 
 
@@ -35,8 +39,7 @@ def test_statistics_by_hand():
   assert result.as_dict()["num_models"] == 8
   assert np.isnan(calibration.calibration_statistics(EXACT, ESTIMATE).interval_coverage)
   # The interval is closed: an exact rate on its bound counts as contained.
-  on_bound = calibration.calibration_statistics([0.1, 0.2], [0.15, 0.2], [0.1, 0.2],
-                                                [0.2, 0.2])
+  on_bound = calibration.calibration_statistics([0.1, 0.2], [0.15, 0.2], [0.1, 0.2], [0.2, 0.2])
   assert on_bound.interval_coverage == 1.0
 
 
@@ -48,18 +51,22 @@ def test_a_constant_estimator_has_no_correlation():
 
 def test_table_of_several_estimators():
   table = calibration.calibration_table(
-      EXACT, {"perfect": (EXACT, EXACT, EXACT), "noisy": (ESTIMATE, LOW, HIGH)})
+    EXACT, {"perfect": (EXACT, EXACT, EXACT), "noisy": (ESTIMATE, LOW, HIGH)}
+  )
   assert table["perfect"].pearson == pytest.approx(1.0)
   assert table["perfect"].mean_bias == 0.0 and table["perfect"].interval_coverage == 1.0
   assert table["noisy"] == calibration.calibration_statistics(EXACT, ESTIMATE, LOW, HIGH)
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(
+  "args, message",
+  [
     ((EXACT, ESTIMATE[:5]), "M = 8"),
     ((EXACT, ESTIMATE, LOW, None), "both"),
     ((EXACT[:1], ESTIMATE[:1]), "at least 2"),
     ((EXACT, np.where(EXACT > 0.5, np.nan, ESTIMATE)), "NaN"),
-])
+  ],
+)
 def test_bad_inputs_are_one_clear_error(args, message):
   with pytest.raises(ValueError, match=message) as info:
     calibration.calibration_statistics(*args)

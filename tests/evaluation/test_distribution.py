@@ -1,4 +1,5 @@
 """Distribution metrics against closed forms and direct float64 numpy versions of the papers."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,8 +48,11 @@ def _reference_mmd2(x, y):
   m, dim = x.shape
   kernel = lambda u, v: (u @ v.T / dim + 1.0) ** 3
   k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
-  return ((k_xx.sum() - np.trace(k_xx)) / (m * (m - 1)) + (k_yy.sum() - np.trace(k_yy))
-          / (m * (m - 1)) - 2 * k_xy.mean())
+  return (
+    (k_xx.sum() - np.trace(k_xx)) / (m * (m - 1))
+    + (k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
+    - 2 * k_xy.mean()
+  )
 
 
 # ---- Frechet distance. ---------------------------------------------------------------------
@@ -125,8 +129,9 @@ def test_precision_recall_and_density_coverage_match_the_definitions():
 def test_k_changes_the_manifold_as_in_the_definition():
   real, fake = _features(seed=3)
   for k in (1, 4):
-    assert ([float(v) for v in distribution.precision_recall(real, fake, k, chunk_size=50)]
-            == [np.float32(v) for v in _reference_precision_recall(real, fake, k)])
+    assert [float(v) for v in distribution.precision_recall(real, fake, k, chunk_size=50)] == [
+      np.float32(v) for v in _reference_precision_recall(real, fake, k)
+    ]
 
 
 def test_chunked_radii_and_realism_agree_with_unchunked_and_numpy():
@@ -134,8 +139,10 @@ def test_chunked_radii_and_realism_agree_with_unchunked_and_numpy():
   radii = {c: np.asarray(distribution.knn_radii(real, 3, chunk_size=c)) for c in (9, 100, 1000)}
   np.testing.assert_allclose(radii[9], _radii(real, 3), rtol=1e-5)
   # Different block shapes may round the matmul differently: equal to an ulp or so, not bitwise.
-  print("knn radii: max |chunk 9 - numpy| = %.2e, max |chunk 9 - unchunked| = %.2e" % (
-      np.abs(radii[9] - _radii(real, 3)).max(), np.abs(radii[9] - radii[1000]).max()))
+  print(
+    "knn radii: max |chunk 9 - numpy| = %.2e, max |chunk 9 - unchunked| = %.2e"
+    % (np.abs(radii[9] - _radii(real, 3)).max(), np.abs(radii[9] - radii[1000]).max())
+  )
   np.testing.assert_allclose(radii[9], radii[100], rtol=1e-6)
   np.testing.assert_allclose(radii[9], radii[1000], rtol=1e-6)
   reference_radii = _radii(real, 3)
@@ -144,13 +151,13 @@ def test_chunked_radii_and_realism_agree_with_unchunked_and_numpy():
   for prune, expected_radii in ((50.0, pruned), (None, reference_radii)):
     expected = np.max(expected_radii[:, None] / d, axis=0)
     for chunk_size in (11, 1000):
-      ours = np.asarray(distribution.realism_score(real, fake, 3, prune_percentile=prune,
-                                                   chunk_size=chunk_size))
+      ours = np.asarray(
+        distribution.realism_score(real, fake, 3, prune_percentile=prune, chunk_size=chunk_size)
+      )
       np.testing.assert_allclose(ours, expected, rtol=1e-5)
   # Unpruned, R >= 1 exactly on the manifold.
   unpruned = np.asarray(distribution.realism_score(real, fake, 3, prune_percentile=None))
-  np.testing.assert_array_equal(unpruned >= 1.0,
-                                distribution.manifold_membership(fake, real, 3))
+  np.testing.assert_array_equal(unpruned >= 1.0, distribution.manifold_membership(fake, real, 3))
 
 
 def test_manifold_membership_matches_definition_and_flags_outliers():
@@ -176,8 +183,9 @@ def test_ball_boundaries_follow_the_papers_code():
   density, coverage = distribution.density_coverage(real, fake, 1)
   assert float(precision) == 1.0
   assert float(density) == 0.0 and float(coverage) == 0.0
-  np.testing.assert_array_equal(distribution.realism_score(real, fake, 1, prune_percentile=None),
-                                1.0)
+  np.testing.assert_array_equal(
+    distribution.realism_score(real, fake, 1, prune_percentile=None), 1.0
+  )
 
 
 def test_identical_sets_are_perfect():
@@ -185,7 +193,9 @@ def test_identical_sets_are_perfect():
   precision, recall = distribution.precision_recall(real, real, 3, chunk_size=64)
   density, coverage = distribution.density_coverage(real, real, 5, chunk_size=64)
   assert float(precision) == 1.0 and float(recall) == 1.0 and float(coverage) == 1.0
-  assert float(density) > 0.8  # about 1 for matched distributions; here each X_i lies in its own ball
+  assert (
+    float(density) > 0.8
+  )  # about 1 for matched distributions; here each X_i lies in its own ball
 
 
 def test_permuting_samples_changes_nothing():
@@ -212,8 +222,10 @@ def test_memory_does_not_grow_with_the_full_distance_matrix():
   if memory is None:
     pytest.skip("this backend reports no memory analysis")
   temp_gib = memory.temp_size_in_bytes / 2**30
-  print(f"precision_recall 50k x 50k x 2048: {temp_gib:.2f} GiB temporaries "
-        f"(+{memory.argument_size_in_bytes / 2**30:.2f} GiB arguments)")
+  print(
+    f"precision_recall 50k x 50k x 2048: {temp_gib:.2f} GiB temporaries "
+    f"(+{memory.argument_size_in_bytes / 2**30:.2f} GiB arguments)"
+  )
   assert temp_gib < 2.0
 
 
@@ -230,7 +242,9 @@ def test_unbiased_mmd2_matches_numpy():
 
 def test_kid_with_whole_sets_as_subsets_is_the_full_mmd2():
   real, fake = _features(seed=9, num_real=120, num_fake=120)
-  mean, std = distribution.kernel_inception_distance(real, fake, jax.random.key(0), num_subsets=3, subset_size=120)
+  mean, std = distribution.kernel_inception_distance(
+    real, fake, jax.random.key(0), num_subsets=3, subset_size=120
+  )
   # Every subset is a permutation of the whole set, which MMD^2 does not see.
   assert abs(float(mean) - _reference_mmd2(real, fake)) < 1e-5
   assert float(std) < 1e-5
@@ -240,10 +254,16 @@ def test_kid_near_zero_for_one_distribution_and_positive_for_a_shift():
   rng = np.random.default_rng(10)
   real, same, shifted = (rng.standard_normal((600, 16)).astype(np.float32) for _ in range(3))
   shifted = shifted + 0.5
-  same_mean, same_std = distribution.kernel_inception_distance(real, same, 0, num_subsets=20, subset_size=200)
-  shift_mean, shift_std = distribution.kernel_inception_distance(real, shifted, 0, num_subsets=20, subset_size=200)
-  print(f"kid same {float(same_mean):.5f}+-{float(same_std):.5f}, "
-        f"shifted {float(shift_mean):.5f}+-{float(shift_std):.5f}")
+  same_mean, same_std = distribution.kernel_inception_distance(
+    real, same, 0, num_subsets=20, subset_size=200
+  )
+  shift_mean, shift_std = distribution.kernel_inception_distance(
+    real, shifted, 0, num_subsets=20, subset_size=200
+  )
+  print(
+    f"kid same {float(same_mean):.5f}+-{float(same_std):.5f}, "
+    f"shifted {float(shift_mean):.5f}+-{float(shift_std):.5f}"
+  )
   assert abs(float(same_mean)) < 0.1 * float(shift_mean)
   assert float(shift_mean) > 5 * float(shift_std) > 0
   with pytest.raises(ValueError, match="subset_size"):

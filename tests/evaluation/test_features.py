@@ -1,4 +1,5 @@
 """Feature extractors: penultimate features, softmax oracle, fixed-size batching, one compile."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,7 +45,8 @@ def test_batching_pads_and_trims(state, extractor, num):
   images = _images(num, seed=num)
   expected = state.apply_fn(state.variables(), images)
   np.testing.assert_allclose(
-      jnp.log(extractor.probabilities(images)), jax.nn.log_softmax(expected), atol=1e-5)
+    jnp.log(extractor.probabilities(images)), jax.nn.log_softmax(expected), atol=1e-5
+  )
   assert extractor.features(images).shape == (num, 12)
 
 
@@ -71,8 +73,7 @@ def test_extractor_without_a_head_is_not_an_oracle():
 
   extractor = MeanPixel(jnp.float32(2.0), batch_size=4)
   images = _images(6)
-  np.testing.assert_allclose(extractor.features(images), 2.0 * images.mean(axis=(1, 2)),
-                             rtol=1e-6)
+  np.testing.assert_allclose(extractor.features(images), 2.0 * images.mean(axis=(1, 2)), rtol=1e-6)
   assert not extractor.has_class_oracle
   with pytest.raises(NotImplementedError, match="no class head"):
     extractor.probabilities(images)

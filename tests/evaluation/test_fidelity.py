@@ -1,4 +1,5 @@
 """Fidelity metrics against numpy, scikit-image and a from-the-paper MS-SSIM in scipy."""
+
 import numpy as np
 import pytest
 import dm_pix
@@ -17,12 +18,14 @@ def _image_pairs(height, width, channels, seed=0):
   checker = np.repeat((((yy * height // 4) + (xx * width // 4)) % 2)[..., None], channels, -1)
   noise = rng.random((height, width, channels))
   a = np.stack([noise, gradient, checker, gradient])
-  b = np.stack([
+  b = np.stack(
+    [
       np.clip(noise + 0.2 * rng.standard_normal(noise.shape), 0, 1),
       np.clip(gradient + 0.05 * rng.standard_normal(gradient.shape), 0, 1),
       ndimage.gaussian_filter(checker, sigma=(1.0, 1.0, 0)),
       1.0 - gradient + 0.02 * rng.standard_normal(gradient.shape),
-  ])
+    ]
+  )
   return a.astype(np.float32), b.astype(np.float32)
 
 
@@ -31,8 +34,11 @@ def test_mse_and_psnr_match_numpy():
   expected_mse = np.mean((a.astype(np.float64) - b) ** 2, axis=(1, 2, 3))
   np.testing.assert_allclose(fidelity.mse(a, b), expected_mse, rtol=1e-5)
   np.testing.assert_allclose(fidelity.psnr(a, b), 10 * np.log10(1.0 / expected_mse), rtol=1e-5)
-  np.testing.assert_allclose(fidelity.psnr(255 * a, 255 * b, max_val=255.0),
-                             10 * np.log10(255.0**2 / (255.0**2 * expected_mse)), rtol=1e-4)
+  np.testing.assert_allclose(
+    fidelity.psnr(255 * a, 255 * b, max_val=255.0),
+    10 * np.log10(255.0**2 / (255.0**2 * expected_mse)),
+    rtol=1e-4,
+  )
   assert np.all(np.isinf(fidelity.psnr(a, a)))
 
 
@@ -41,13 +47,24 @@ def test_ssim_matches_scikit_image(channels, max_val):
   a, b = _image_pairs(32, 27, channels)
   a, b = a * max_val, b * max_val
   ours = np.asarray(fidelity.ssim(a, b, max_val=max_val))
-  expected = np.array([
-      structural_similarity(x.astype(np.float64), y.astype(np.float64), gaussian_weights=True,
-                            sigma=1.5, use_sample_covariance=False, data_range=max_val,
-                            channel_axis=-1)
-      for x, y in zip(a, b)])
-  print(f"ssim C={channels} max_val={max_val}: max |ours - skimage| = "
-        f"{np.abs(ours - expected).max():.2e}")
+  expected = np.array(
+    [
+      structural_similarity(
+        x.astype(np.float64),
+        y.astype(np.float64),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=max_val,
+        channel_axis=-1,
+      )
+      for x, y in zip(a, b)
+    ]
+  )
+  print(
+    f"ssim C={channels} max_val={max_val}: max |ours - skimage| = "
+    f"{np.abs(ours - expected).max():.2e}"
+  )
   np.testing.assert_allclose(ours, expected, atol=1e-4)
   assert expected.min() < 0 < 0.8 < expected.max()  # the cases span a wide range
   np.testing.assert_allclose(fidelity.ssim(a, a, max_val=max_val), 1.0, atol=1e-6)
@@ -84,6 +101,7 @@ def test_ms_ssim_weights_are_the_papers():
 
 def _reference_ssim_terms(x, y, max_val, sigma, radius):
   """Per-channel valid-window means of cs and of l*cs for 2-D images x, y (float64)."""
+
   def blur(z):
     # truncate chosen so that scipy's kernel radius int(truncate * sigma + 0.5) == radius.
     filtered = ndimage.gaussian_filter(z, sigma=sigma, truncate=radius / sigma)
@@ -119,9 +137,14 @@ def _reference_ms_ssim(x, y, weights, max_val=1.0, sigma=1.5, radius=5):
 def test_reference_ms_ssim_single_scale_is_scikit_image_ssim():
   a, b = _image_pairs(30, 30, 1)
   for x, y in zip(a, b):
-    expected = structural_similarity(x[..., 0].astype(np.float64), y[..., 0].astype(np.float64),
-                                     gaussian_weights=True, sigma=1.5,
-                                     use_sample_covariance=False, data_range=1.0)
+    expected = structural_similarity(
+      x[..., 0].astype(np.float64),
+      y[..., 0].astype(np.float64),
+      gaussian_weights=True,
+      sigma=1.5,
+      use_sample_covariance=False,
+      data_range=1.0,
+    )
     assert abs(_reference_ms_ssim(x, y, (1.0,)) - max(expected, 0.0)) < 1e-12
 
 
@@ -130,8 +153,10 @@ def test_ms_ssim_matches_reference_implementation():
   a, b = _image_pairs(190, 181, 2)
   ours = np.asarray(fidelity.ms_ssim(a, b))
   expected = np.array([_reference_ms_ssim(x, y, PAPER_MS_SSIM_WEIGHTS) for x, y in zip(a, b)])
-  print(f"ms_ssim 5 scales: ours {ours}, reference {expected}, "
-        f"max diff {np.abs(ours - expected).max():.2e}")
+  print(
+    f"ms_ssim 5 scales: ours {ours}, reference {expected}, "
+    f"max diff {np.abs(ours - expected).max():.2e}"
+  )
   np.testing.assert_allclose(ours, expected, atol=1e-4)
   assert expected[-1] == 0.0  # the anti-correlated pair is clipped to 0
   assert 0.05 < expected[:3].min() and expected[:3].max() < 0.999
@@ -145,8 +170,9 @@ def test_ms_ssim_on_small_images_needs_an_explicit_choice():
   assert fidelity.ms_ssim_min_size(7, 3) == 28
   weights = fidelity.ms_ssim_weights(3)
   assert abs(sum(weights) - 1.0) < 1e-12
-  np.testing.assert_allclose(np.array(weights) / np.array(PAPER_MS_SSIM_WEIGHTS[:3]),
-                             1.0 / sum(PAPER_MS_SSIM_WEIGHTS[:3]))
+  np.testing.assert_allclose(
+    np.array(weights) / np.array(PAPER_MS_SSIM_WEIGHTS[:3]), 1.0 / sum(PAPER_MS_SSIM_WEIGHTS[:3])
+  )
   ours = np.asarray(fidelity.ms_ssim(a, b, weights=weights, filter_size=7))
   expected = np.array([_reference_ms_ssim(x, y, weights, radius=3) for x, y in zip(a, b)])
   print(f"ms_ssim 28x28, 7-tap, 3 scales: max diff {np.abs(ours - expected).max():.2e}")
@@ -155,5 +181,6 @@ def test_ms_ssim_on_small_images_needs_an_explicit_choice():
 
 def test_single_scale_ms_ssim_is_ssim():
   a, b = _image_pairs(24, 24, 3)
-  np.testing.assert_allclose(fidelity.ms_ssim(a, b, weights=(1.0,)),
-                             np.maximum(fidelity.ssim(a, b), 0.0), atol=1e-6)
+  np.testing.assert_allclose(
+    fidelity.ms_ssim(a, b, weights=(1.0,)), np.maximum(fidelity.ssim(a, b), 0.0), atol=1e-6
+  )

@@ -1,4 +1,5 @@
 """Tests of rejection filtering: the curve on constructed cases, the thresholds and the scores."""
+
 import numpy as np
 import pytest
 
@@ -17,8 +18,7 @@ def test_curve_on_a_hand_counted_case():
   # Kept at each threshold (score >= t): all 8; 7 (drops 0.2); 5; 3 (0.9 0.8 0.7); none.
   np.testing.assert_allclose(curve.kept_fraction, [1.0, 7 / 8, 5 / 8, 3 / 8, 0.0])
   np.testing.assert_allclose(curve.valid_kept_fraction, [1.0, 1.0, 3 / 4, 2 / 4, 0.0])
-  np.testing.assert_allclose(curve.hallucinations_removed_fraction,
-                             [0.0, 1 / 4, 2 / 4, 3 / 4, 1.0])
+  np.testing.assert_allclose(curve.hallucinations_removed_fraction, [0.0, 1 / 4, 2 / 4, 3 / 4, 1.0])
   assert (curve.num_valid, curve.num_hallucinated) == (4, 4)
   assert curve.as_dict()["num_valid"] == 4
 
@@ -44,8 +44,9 @@ def test_a_perfect_score_separates_exactly_and_empty_classes_give_nan():
   all_valid = filtering.filtering_curve(scores, np.ones(100, bool), [0.5])
   assert np.isnan(all_valid.hallucinations_removed_fraction[0])
   assert all_valid.valid_kept_fraction[0] == np.mean(scores >= 0.5)
-  assert np.isnan(filtering.filtering_curve(scores, np.zeros(100, bool),
-                                            [0.5]).valid_kept_fraction[0])
+  assert np.isnan(
+    filtering.filtering_curve(scores, np.zeros(100, bool), [0.5]).valid_kept_fraction[0]
+  )
 
 
 def test_threshold_keeping_valid():
@@ -62,12 +63,15 @@ def test_threshold_keeping_valid():
     filtering.threshold_keeping_valid(scores, valid, 0.0)
 
 
-@pytest.mark.parametrize("scores, valid, message", [
+@pytest.mark.parametrize(
+  "scores, valid, message",
+  [
     (np.array([0.1, np.nan]), np.array([True, False]), "NaN"),
     (np.array([0.1, 0.2]), np.array([1, 0]), "bool"),
     (np.array([0.1, 0.2]), np.array([True]), "matching"),
     (np.array([]), np.array([], bool), "no samples"),
-])
+  ],
+)
 def test_bad_inputs_are_one_clear_error(scores, valid, message):
   with pytest.raises(ValueError, match=message) as info:
     filtering.filtering_curve(scores, valid)
@@ -96,8 +100,9 @@ def test_manifold_score_filters_off_mode_points_on_the_ring():
   valid = gm.RING8.support_check(generated)
   np.testing.assert_array_equal(valid, np.arange(600) < 300)
   features = IdentityFeatureExtractor()
-  scores = filtering.manifold_realism_score(features.features(real),
-                                            features.features(generated), k=3)
+  scores = filtering.manifold_realism_score(
+    features.features(real), features.features(generated), k=3
+  )
   np.testing.assert_allclose(scores, distribution.realism_score(real, generated, 3), rtol=1e-6)
   assert scores[valid].min() > 10 * scores[~valid].max()
   curve = filtering.filtering_curve(scores, valid, [scores[valid].min()])

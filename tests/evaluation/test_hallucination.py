@@ -1,4 +1,5 @@
 """Hallucination rates recover planted hallucinations; the Wilson interval against known values."""
+
 import dataclasses
 
 import jax
@@ -15,7 +16,7 @@ PLANTED_FRACTION = 0.2
 def _planted_mask(n, seed):
   """Exactly PLANTED_FRACTION of n positions, scattered."""
   mask = np.zeros(n, bool)
-  mask[np.random.default_rng(seed).permutation(n)[:round(PLANTED_FRACTION * n)]] = True
+  mask[np.random.default_rng(seed).permutation(n)[: round(PLANTED_FRACTION * n)]] = True
   return mask
 
 
@@ -34,8 +35,12 @@ def _assert_recovers(estimate, flags, planted):
 def test_wilson_interval_matches_newcombe_1998_table():
   # Newcombe (1998), Stat. Med. 17:857, Table II, method 3 (score interval without
   # continuity correction), 95%.
-  table = {(81, 263): (0.2553, 0.3662), (15, 148): (0.0624, 0.1605),
-           (0, 20): (0.0, 0.1611), (1, 29): (0.0061, 0.1718)}
+  table = {
+    (81, 263): (0.2553, 0.3662),
+    (15, 148): (0.0624, 0.1605),
+    (0, 20): (0.0, 0.1611),
+    (1, 29): (0.0061, 0.1718),
+  }
   for (count, n), (low, high) in table.items():
     ours = [float(v) for v in hallucination.wilson_interval(count, n)]
     assert abs(ours[0] - low) < 5e-5 and abs(ours[1] - high) < 5e-5, (count, n, ours)
@@ -158,8 +163,9 @@ def test_control_error_rate_recovers_planted_wrong_classes():
   rng = np.random.default_rng(8)
   requested = rng.integers(10, size=400)
   planted = _planted_mask(len(requested), seed=9)
-  generated = np.where(planted, (requested + rng.integers(1, 10, size=len(requested))) % 10,
-                       requested)
+  generated = np.where(
+    planted, (requested + rng.integers(1, 10, size=len(requested))) % 10, requested
+  )
   probs = _confident_probs(rng, generated, 10, confidence=0.7)
   estimate, flags = jax.jit(hallucination.control_error_rate)(probs, requested)
   _assert_recovers(estimate, flags, planted)

@@ -1,4 +1,5 @@
 """The datasets' validity checks through the evaluation layer's SupportCheck interface."""
+
 import numpy as np
 import pytest
 

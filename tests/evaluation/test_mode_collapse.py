@@ -1,4 +1,5 @@
 """Tests of the PacGAN 2-D metrics: modes captured, high-quality fraction, reverse KL."""
+
 import jax
 import numpy as np
 import pytest
@@ -12,26 +13,33 @@ def test_nearest_mode_matches_numpy_float64_with_anisotropic_stds():
   means = rng.normal(0, 3, (7, 2))
   stds = rng.uniform(0.05, 0.5, (7, 2))
   samples = rng.normal(0, 3, (500, 2))
-  squared = (((samples[:, None] - means[None]) / stds[None])**2).sum(-1)
+  squared = (((samples[:, None] - means[None]) / stds[None]) ** 2).sum(-1)
   modes, distances = mc.nearest_mode(samples, means, stds)
   np.testing.assert_array_equal(modes, squared.argmin(1))
   np.testing.assert_allclose(distances, np.sqrt(squared.min(1)), rtol=1e-5)
   # [K] isotropic and scalar stds mean the same as the full [K, D] array.
   iso = np.full(7, 0.2)
-  np.testing.assert_allclose(mc.nearest_mode(samples, means, iso)[1],
-                             mc.nearest_mode(samples, means, np.full((7, 2), 0.2))[1])
-  np.testing.assert_allclose(mc.nearest_mode(samples, means, 0.2)[1],
-                             mc.nearest_mode(samples, means, iso)[1])
+  np.testing.assert_allclose(
+    mc.nearest_mode(samples, means, iso)[1],
+    mc.nearest_mode(samples, means, np.full((7, 2), 0.2))[1],
+  )
+  np.testing.assert_allclose(
+    mc.nearest_mode(samples, means, 0.2)[1], mc.nearest_mode(samples, means, iso)[1]
+  )
 
 
 def test_metrics_of_a_hand_made_sample_set():
   means, std = gm.RING8.means, 0.01
-  samples = np.stack([
-      means[0], means[0] + [0.02, 0.0], means[0] - [0.0, 0.029],  # Mode 0: 3 high quality.
-      means[1] + [0.0, 0.02],                                       # Mode 1: 1 high quality.
-      means[2] + [0.04, 0.0],                                       # 4 std off: not HQ.
-      np.array([0.0, 0.0]),                                         # Nowhere near a mode.
-  ])
+  samples = np.stack(
+    [
+      means[0],
+      means[0] + [0.02, 0.0],
+      means[0] - [0.0, 0.029],  # Mode 0: 3 high quality.
+      means[1] + [0.0, 0.02],  # Mode 1: 1 high quality.
+      means[2] + [0.04, 0.0],  # 4 std off: not HQ.
+      np.array([0.0, 0.0]),  # Nowhere near a mode.
+    ]
+  )
   metrics = mc.mode_collapse_metrics(samples, means, std)
   np.testing.assert_array_equal(metrics.counts, [3, 1, 0, 0, 0, 0, 0, 0])
   assert int(metrics.modes_captured) == 2
@@ -72,14 +80,14 @@ def test_true_mixture_samples_score_as_the_floor(mixture):
   metrics = mc.mode_collapse_metrics(points, mixture.means, mixture.stds)
   assert int(metrics.modes_captured) == mixture.num_modes
   floor = gm.TRUE_MIXTURE_VALID_FRACTION
-  assert abs(float(metrics.high_quality_fraction) - floor) < 5 * np.sqrt(floor * (1 - floor)
-                                                                        / 2500)
+  assert abs(float(metrics.high_quality_fraction) - floor) < 5 * np.sqrt(floor * (1 - floor) / 2500)
   assert float(metrics.reverse_kl) < 0.02  # Only sampling noise: about (K - 1) / (2 n).
   # The metric's high-quality flags are the dataset's own SupportCheck.
   _, distances = mc.nearest_mode(points, mixture.means, mixture.stds)
   np.testing.assert_array_equal(np.asarray(distances) < 3, mixture.support_check(points))
   # A collapsed generator: every sample on mode 0.
-  collapsed = mc.mode_collapse_metrics(np.repeat(mixture.means[:1], 100, axis=0),
-                                       mixture.means, mixture.std)
+  collapsed = mc.mode_collapse_metrics(
+    np.repeat(mixture.means[:1], 100, axis=0), mixture.means, mixture.std
+  )
   assert int(collapsed.modes_captured) == 1
   assert float(collapsed.reverse_kl) == pytest.approx(np.log(mixture.num_modes), rel=1e-6)

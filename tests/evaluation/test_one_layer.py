@@ -1,6 +1,7 @@
 """One measurement layer: the same samples through `experiments.evaluate`'s measuring code
 (`evaluation.report`) and the hallucination benchmark's (`hallucination_benchmark.measure`,
 `tables`), with the same `Reference`, give identical numbers under identical names."""
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -17,12 +18,14 @@ NUM_SAMPLES = 400
 class _PointOracle(FeatureExtractor):
   """Points are their own features; the class oracle is a softmax over the distances to the
   ring's modes (sharp near a mode, flat between two), so `unrecognisable_rate` is measured."""
+
   input_rank = 2
   input_layout = "[N, D]"
 
   def __init__(self):
-    super().__init__(variables=jnp.asarray(gaussian_mixtures.RING8.means, jnp.float32),
-                     num_classes=8)
+    super().__init__(
+      variables=jnp.asarray(gaussian_mixtures.RING8.means, jnp.float32), num_classes=8
+    )
 
   def _features_batch(self, variables, points):
     return points
@@ -36,22 +39,28 @@ def _planted(num, seed=0):
   """Real-looking points, a quarter of them halfway between two modes (invalid)."""
   rng = np.random.default_rng(seed)
   means = gaussian_mixtures.RING8.means
-  points = (means[rng.integers(0, 8, num)]
-            + gaussian_mixtures.RING8.std * rng.normal(size=(num, 2))).astype(np.float32)
-  points[:num // 4] = ((means[0] + means[1]) / 2).astype(np.float32)
+  points = (
+    means[rng.integers(0, 8, num)] + gaussian_mixtures.RING8.std * rng.normal(size=(num, 2))
+  ).astype(np.float32)
+  points[: num // 4] = ((means[0] + means[1]) / 2).astype(np.float32)
   return points
 
 
 def test_the_same_samples_measure_the_same_in_both_entry_points():
-  setup = measure.dataset_setup(datasets.load("gaussian_ring8"), _PointOracle(), NUM_SAMPLES,
-                                test_reference_size=1_000)
+  setup = measure.dataset_setup(
+    datasets.load("gaussian_ring8"), _PointOracle(), NUM_SAMPLES, test_reference_size=1_000
+  )
   samples = _planted(NUM_SAMPLES)
   evaluated, _, _ = report.generation_results(setup.reference, samples, jax.random.PRNGKey(0))
   benchmarked = measure.measure_generation(setup, samples, with_filtering=False)
-  rates = {name: value for name, value in evaluated.items()
-           if isinstance(value, dict) and "rate" in value}
-  assert set(rates) == {"manifold_hallucination_rate", "unrecognisable_rate",
-                        "support_hallucination_rate"}
+  rates = {
+    name: value for name, value in evaluated.items() if isinstance(value, dict) and "rate" in value
+  }
+  assert set(rates) == {
+    "manifold_hallucination_rate",
+    "unrecognisable_rate",
+    "support_hallucination_rate",
+  }
   bench_rates = {**benchmarked.exact, **benchmarked.estimated}
   for name, value in rates.items():
     value = dict(value)
@@ -65,11 +74,19 @@ def test_the_same_samples_measure_the_same_in_both_entry_points():
     assert collapse[name] == benchmarked.exact[name]
     assert collapse["floor"][name] == setup.reference.mode_floor[name]
   # The benchmark's results row carries the same numbers under the same names.
-  setting = settings.Setting(dataset="gaussian_ring8", name="planted", family="gan",
-                             variant="", knobs={}, config=_config(), seeds=(0,),
-                             checkpoints=(1,))
-  row = tables.setting_row(setting, {"checkpoints": {"1": [
-      {"generation": benchmarked.record()}]}}, setup)
+  setting = settings.Setting(
+    dataset="gaussian_ring8",
+    name="planted",
+    family="gan",
+    variant="",
+    knobs={},
+    config=_config(),
+    seeds=(0,),
+    checkpoints=(1,),
+  )
+  row = tables.setting_row(
+    setting, {"checkpoints": {"1": [{"generation": benchmarked.record()}]}}, setup
+  )
   for name, value in rates.items():
     assert row[name] == value["rate"] and row[f"{name}_floor"] == value["floor"]["rate"]
 
@@ -84,17 +101,23 @@ class _ShiftFamily:
 
 
 def test_the_same_reconstructions_measure_the_same_in_both_entry_points():
-  setup = measure.dataset_setup(datasets.load("gaussian_ring8"), _PointOracle(), NUM_SAMPLES,
-                                test_reference_size=1_000)
+  setup = measure.dataset_setup(
+    datasets.load("gaussian_ring8"), _PointOracle(), NUM_SAMPLES, test_reference_size=1_000
+  )
   reference = setup.reference
   _, evaluated, _ = report._reconstruction(  # pylint: disable=protected-access
-      _ShiftFamily, None, reference, None, batch_size=128)
+    _ShiftFamily, None, reference, None, batch_size=128
+  )
   outputs = _ShiftFamily.reconstruct(None, reference.held_out, None)
-  benchmarked = measure.measure_reconstruction(setup, reference.held_out,
-                                               reference.held_out_labels, outputs)
+  benchmarked = measure.measure_reconstruction(
+    setup, reference.held_out, reference.held_out_labels, outputs
+  )
   bench_rates = {**benchmarked["exact"], **benchmarked["estimated"]}
-  assert set(evaluated) == set(bench_rates) == {"reconstruction_hallucination_rate",
-                                                "reconstruction_class_flip_rate"}
+  assert (
+    set(evaluated)
+    == set(bench_rates)
+    == {"reconstruction_hallucination_rate", "reconstruction_class_flip_rate"}
+  )
   for name, value in evaluated.items():
     value = dict(value)
     assert value.pop("floor") == reference.floors[name].as_dict()

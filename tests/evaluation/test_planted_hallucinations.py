@@ -6,6 +6,7 @@ planted 25% and checks that the rate finds the planted samples and that its 95% 
 interval contains what the rate should be: the planted fraction plus the rate's measured
 error on clean real data, which is a few percent (k-NN manifold) or the classifier's error.
 """
+
 import numpy as np
 import pytest
 
@@ -24,9 +25,14 @@ def digits(tmp_path_factory):
   train_images, _ = data.load_split_images("digits28", "train", run["data_dir"])
   test_images, test_labels = data.load_split_images("digits28", "test", run["data_dir"])
   test_probs = np.asarray(oracle.probabilities(test_images))
-  return {"oracle": oracle, "train_feats": oracle.features(train_images),
-          "test_images": test_images, "test_labels": test_labels, "test_probs": test_probs,
-          "test_errors": np.argmax(test_probs, axis=-1) != test_labels}
+  return {
+    "oracle": oracle,
+    "train_feats": oracle.features(train_images),
+    "test_images": test_images,
+    "test_labels": test_labels,
+    "test_probs": test_probs,
+    "test_errors": np.argmax(test_probs, axis=-1) != test_labels,
+  }
 
 
 def _inside(estimate, value):
@@ -113,7 +119,7 @@ def _swap_to_other_class(labels, fraction, seed):
 
 
 def test_reconstruction_class_flip_rate_finds_swapped_reconstructions(digits):
-  """"Reconstructions" = the 300 test digits with 25% replaced by a digit of another class."""
+  """ "Reconstructions" = the 300 test digits with 25% replaced by a digit of another class."""
   oracle, labels = digits["oracle"], digits["test_labels"]
   source, swapped = _swap_to_other_class(labels, PLANTED_FRACTION, seed=4)
   reconstructions = digits["test_images"][source]

@@ -1,4 +1,5 @@
 """Tests of the identity feature extractor for points."""
+
 import numpy as np
 import pytest
 
@@ -26,6 +27,7 @@ def test_manifold_rate_on_points_flags_the_point_off_the_data():
   fake = np.array([[0.0, 0.0], [0.005, 0.0], [1.0, 1.0]], np.float32)
   extractor = IdentityFeatureExtractor()
   estimate, flags = hallucination.manifold_hallucination_rate(
-      extractor.features(real), extractor.features(fake), k=3)
+    extractor.features(real), extractor.features(fake), k=3
+  )
   np.testing.assert_array_equal(flags, [False, False, True])
   assert int(estimate.count) == 1

@@ -1,4 +1,5 @@
 """Topological precision (Kim et al. 2023) against numpy float64 and on sets with known overlap."""
+
 import jax
 import numpy as np
 
@@ -11,7 +12,9 @@ def test_cosine_kde_matches_numpy_float64():
   weights = rng.integers(0, 3, 300).astype(np.float64)
   h = 0.8
   dist = np.linalg.norm(queries[:, None] - data[None], axis=-1)
-  expected = (np.where(dist <= h, np.cos(np.pi / 2 * dist / h), 0.0) * weights).sum(1) / weights.sum()
+  expected = (np.where(dist <= h, np.cos(np.pi / 2 * dist / h), 0.0) * weights).sum(
+    1
+  ) / weights.sum()
   got = np.asarray(topological.cosine_kde(queries, data, weights, h, chunk_size=64))
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
 
@@ -32,7 +35,8 @@ def test_rate_is_low_on_the_same_distribution_and_one_far_away():
   key = jax.random.PRNGKey(0)
   support = topological.topological_support(real, key)
   same, _ = topological.topological_hallucination_rate(
-      support, rng.normal(size=(1_000, 8)).astype(np.float32), jax.random.PRNGKey(1))
+    support, rng.normal(size=(1_000, 8)).astype(np.float32), jax.random.PRNGKey(1)
+  )
   # Not 0: the sup-norm band trims the real support to its core (the estimator's own floor).
   assert float(same.rate) < 0.5
   far = rng.normal(size=(1_000, 8)).astype(np.float32) + 50.0
@@ -42,6 +46,7 @@ def test_rate_is_low_on_the_same_distribution_and_one_far_away():
   mixed = np.concatenate([rng.normal(size=(500, 8)), rng.normal(size=(500, 8)) + 50.0])
   fake = topological.topological_support(mixed.astype(np.float32), jax.random.PRNGKey(1))
   rate, flags = topological.topological_hallucination_rate(
-      support, mixed.astype(np.float32), jax.random.PRNGKey(1))
+    support, mixed.astype(np.float32), jax.random.PRNGKey(1)
+  )
   np.testing.assert_array_equal(np.asarray(flags)[500:], np.asarray(fake.significant)[500:])
   assert float(rate.rate) > float(same.rate) + 0.2

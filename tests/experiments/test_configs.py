@@ -1,4 +1,5 @@
 """Every experiment config trains for two steps (catalog datasets through tfds mock data)."""
+
 import contextlib
 import importlib
 import json
@@ -41,15 +42,20 @@ def test_config_trains_two_steps(name, tmp_path, data_dir):
   config.train.num_samples = 4
   config.dataset.data_dir = data_dir
   offline = config.dataset.name.startswith("digits")  # Real data; the rest is mocked.
-  with (contextlib.nullcontext() if offline else
-        tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE)):
+  with (
+    contextlib.nullcontext()
+    if offline
+    else tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE)
+  ):
     results = training.train_and_evaluate(config, str(tmp_path / "run"))
   assert all(np.isfinite(v) for v in results["train"].values())
   assert results["eval"] and all(np.isfinite(v) for v in results["eval"].values())
   with open(tmp_path / "run" / "metrics.jsonl") as f:
     assert [json.loads(line)["step"] for line in f] == [1, 2, 2]
-  family = training.family.get_family(config, (28, 28, 1) if "28" in config.dataset.name
-                                      or "mnist" in config.dataset.name else (8, 8, 1))
+  family = training.family.get_family(
+    config,
+    (28, 28, 1) if "28" in config.dataset.name or "mnist" in config.dataset.name else (8, 8, 1),
+  )
   if family.generate or family.reconstruct:
     assert os.listdir(tmp_path / "run" / "images")
 
@@ -58,6 +64,7 @@ def test_the_demo_logs_at_least_three_evaluations_and_image_grids():
   """The first TensorBoard a user opens shows curves, not points."""
   from aigc_jax.training.loop import _is_due
   from experiments.configs import vae_digits
+
   train = vae_digits.get_config().train
   for every in (train.eval_every, train.sample_every):
     assert sum(_is_due(s, every, train.num_steps) for s in range(1, train.num_steps + 1)) >= 3

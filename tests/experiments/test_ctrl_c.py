@@ -6,6 +6,7 @@ A terminal's Ctrl-C goes to the whole process group, so each command runs in its
 and the SIGINT is sent to the group, at moments that fall into the imports, jax's start-up and
 the work itself.
 """
+
 import os
 import re
 import signal
@@ -19,11 +20,30 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 # Each far too long to finish in the test's time: an ignored Ctrl-C shows as a timeout.
 COMMANDS = {
-    "evaluate": ["-m", "experiments.evaluate", "--workdir", "{run}", "--data_dir", "{data}",
-                 "--num_samples", "5000000", "--eval_dir", "{tmp}/eval"],
-    "hallucination_benchmark": ["-m", "experiments.hallucination_benchmark", "--out", "{tmp}/hb",
-                                "--only", "gaussian_ring8/gan", "--steps", "1000000",
-                                "--seeds", "1"],
+  "evaluate": [
+    "-m",
+    "experiments.evaluate",
+    "--workdir",
+    "{run}",
+    "--data_dir",
+    "{data}",
+    "--num_samples",
+    "5000000",
+    "--eval_dir",
+    "{tmp}/eval",
+  ],
+  "hallucination_benchmark": [
+    "-m",
+    "experiments.hallucination_benchmark",
+    "--out",
+    "{tmp}/hb",
+    "--only",
+    "gaussian_ring8/gan",
+    "--steps",
+    "1000000",
+    "--seeds",
+    "1",
+  ],
 }
 
 
@@ -33,11 +53,24 @@ def points_run(tmp_path_factory):
   data = tmp_path_factory.mktemp("tfds")
   run = tmp_path_factory.mktemp("pacgan") / "run"
   result = subprocess.run(
-      [sys.executable, "-m", "experiments.train", "--config",
-       "experiments/configs/pacgan_ring8.py:1", "--workdir", str(run),
-       "--config.train.num_steps=2", "--config.train.batch_size=64",
-       "--config.train.eval_batch_size=64", f"--config.dataset.data_dir={data}"],
-      cwd=REPO, capture_output=True, text=True, timeout=600)
+    [
+      sys.executable,
+      "-m",
+      "experiments.train",
+      "--config",
+      "experiments/configs/pacgan_ring8.py:1",
+      "--workdir",
+      str(run),
+      "--config.train.num_steps=2",
+      "--config.train.batch_size=64",
+      "--config.train.eval_batch_size=64",
+      f"--config.dataset.data_dir={data}",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   return {"run": run, "data": data}
 
@@ -46,9 +79,13 @@ def _interrupted(tmp_path, args, delay_s, points_run):
   stderr_path = tmp_path / "stderr.txt"
   with open(stderr_path, "w") as stderr:
     args = [a.format(tmp=tmp_path, **points_run) for a in args]
-    process = subprocess.Popen([sys.executable, *args],
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr,
-                               start_new_session=True)
+    process = subprocess.Popen(
+      [sys.executable, *args],
+      cwd=REPO,
+      stdout=subprocess.DEVNULL,
+      stderr=stderr,
+      start_new_session=True,
+    )
   time.sleep(delay_s)
   os.killpg(process.pid, signal.SIGINT)
   try:

@@ -3,6 +3,7 @@
 Run in a subprocess: the script defines absl flags (`--out`, required) that must not enter the
 test process's flag registry.
 """
+
 import json
 import os
 import subprocess
@@ -24,11 +25,17 @@ print(json.dumps({
 
 def test_only_keeps_the_rows_of_other_variants_at_the_same_budget(tmp_path):
   rows = [{"config": "a_digits", "fid": 1.0}, {"config": "b_digits", "fid": 2.0}]
-  (tmp_path / "results.json").write_text(json.dumps(
-      {"gan_steps": 500, "num_samples": 2000, "rows": rows}))
-  result = subprocess.run([sys.executable, "-c", SNIPPET, str(tmp_path),
-                           str(tmp_path / "empty")], cwd=ROOT, capture_output=True, text=True,
-                          check=True, timeout=300)
+  (tmp_path / "results.json").write_text(
+    json.dumps({"gan_steps": 500, "num_samples": 2000, "rows": rows})
+  )
+  result = subprocess.run(
+    [sys.executable, "-c", SNIPPET, str(tmp_path), str(tmp_path / "empty")],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+    timeout=300,
+  )
   out = json.loads(result.stdout.strip().splitlines()[-1])
   assert out["same_budget"] == [rows[0]]  # b is rerun: its old row goes.
   assert out["other_budget"] == [] and out["no_file"] == []  # Never mix budgets.
@@ -37,8 +44,14 @@ def test_only_keeps_the_rows_of_other_variants_at_the_same_budget(tmp_path):
 
 
 def _variants(*arguments):
-  return subprocess.run([sys.executable, "-m", "experiments.digits28_variants", *arguments],
-                        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+  return subprocess.run(
+    [sys.executable, "-m", "experiments.digits28_variants", *arguments],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
 
 
 def test_a_run_trained_further_than_this_budget_is_refused_before_any_work(tmp_path):
@@ -71,11 +84,24 @@ def test_finished_runs_are_reused_and_interrupted_ones_resumed(tmp_path):
   interrupted run is trained on, not used half-trained; Ctrl-C says what was saved."""
   (tmp_path / "done" / "checkpoints" / "1500").mkdir(parents=True)
   (tmp_path / "half" / "checkpoints" / "700").mkdir(parents=True)
-  (tmp_path / "results.json").write_text(json.dumps(
-      {"gan_steps": 400, "num_samples": 2000, "rows": [{"config": "vae_digits"}]}))
-  result = subprocess.run([sys.executable, "-c", RERUN_SNIPPET, str(tmp_path / "done"),
-                           str(tmp_path / "half"), str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, check=True, timeout=300)
+  (tmp_path / "results.json").write_text(
+    json.dumps({"gan_steps": 400, "num_samples": 2000, "rows": [{"config": "vae_digits"}]})
+  )
+  result = subprocess.run(
+    [
+      sys.executable,
+      "-c",
+      RERUN_SNIPPET,
+      str(tmp_path / "done"),
+      str(tmp_path / "half"),
+      str(tmp_path),
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    check=True,
+    timeout=300,
+  )
   lines = result.stdout.strip().splitlines()
   assert "reused" in lines[0] and "--config" not in lines[0]
   assert lines[1] == f"trained {tmp_path / 'half'}"

@@ -2,6 +2,7 @@
 likelihood) is found by name through `config.model.imports` in fresh processes: it trains two
 steps through `python -m experiments.train`, resumes exactly, and `experiments.evaluate`
 reports on it."""
+
 import json
 import os
 import re
@@ -22,8 +23,9 @@ CONFIG = os.path.join("tests", "fixtures", "my_variant_config.py")
 
 
 def _run(module, *args):
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
-                        text=True, timeout=600)
+  return subprocess.run(
+    [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=600
+  )
 
 
 def _rows(workdir):
@@ -44,7 +46,13 @@ def test_variant_in_its_own_file_trains_resumes_and_evaluates(tmp_path, tmp_path
   assert "Resuming from step 2" in resumed.stderr
   rows = _rows(workdir)
   assert [(r["step"], r["split"]) for r in rows] == [
-      (1, "train"), (2, "train"), (2, "eval"), (3, "train"), (4, "train"), (4, "eval")]
+    (1, "train"),
+    (2, "train"),
+    (2, "eval"),
+    (3, "train"),
+    (4, "train"),
+    (4, "eval"),
+  ]
 
   # The same 4 steps without a stop, in this process: the resumed run continued exactly.
   config = my_variant_config.get_config()
@@ -65,24 +73,36 @@ def test_variant_in_its_own_file_trains_resumes_and_evaluates(tmp_path, tmp_path
   laplace_nll = np.sum(np.abs(x - outputs) / 0.1 + np.log(0.2), axis=(1, 2, 3))
   np.testing.assert_allclose(rows[-1]["loss"], laplace_nll.mean(), rtol=1e-4)
 
-  evaluated = _run("experiments.evaluate", "--workdir", workdir, "--classifier_workdir",
-                   classifier["workdir"], "--data_dir", data_dir, "--num_samples=100")
+  evaluated = _run(
+    "experiments.evaluate",
+    "--workdir",
+    workdir,
+    "--classifier_workdir",
+    classifier["workdir"],
+    "--data_dir",
+    data_dir,
+    "--num_samples=100",
+  )
   assert evaluated.returncode == 0, evaluated.stderr[-3000:]
   (report_dir,) = os.listdir(os.path.join(workdir, "eval", "step_4"))  # One per settings.
   with open(os.path.join(workdir, "eval", "step_4", report_dir, "eval.json")) as f:
     report = json.load(f)
   assert report["step"] == 4 and report["family"] == "ae"
   recon = np.clip(outputs, 0, 1)
-  np.testing.assert_allclose(report["fidelity"]["mse"]["mean"], np.mean((recon - x) ** 2),
-                             rtol=1e-4)
+  np.testing.assert_allclose(
+    report["fidelity"]["mse"]["mean"], np.mean((recon - x) ** 2), rtol=1e-4
+  )
   assert family.reconstruct is not None
 
 
 def test_a_module_that_cannot_be_imported_is_a_one_line_error():
   config = my_variant_config.get_config()
   config.model.imports = ("tests.fixtures.no_such_variant",)
-  with pytest.raises(ConfigError, match=r"model.imports names 'tests.fixtures.no_such_variant', "
-                     "which cannot be imported"):
+  with pytest.raises(
+    ConfigError,
+    match=r"model.imports names 'tests.fixtures.no_such_variant', "
+    "which cannot be imported",
+  ):
     get_family(config, (28, 28, 1))
 
 
@@ -101,31 +121,53 @@ def test_the_readme_variant_and_the_fixture_live_side_by_side(tmp_path):
   (tmp_path / "my_project").mkdir()
   (tmp_path / "my_project" / "__init__.py").write_text("")
   (tmp_path / "my_project" / "laplace.py").write_text(_readme_variant())
-  script = ("import sys\n"
-            "sys.path[:0] = [sys.argv[1], sys.argv[1] + '/my_project']\n"
-            "import my_project.laplace, laplace, tests.fixtures.my_variant\n"
-            "from aigc_jax.models.likelihoods import LIKELIHOODS\n"
-            "assert LIKELIHOODS.get('laplace') is laplace.laplace\n"
-            "assert LIKELIHOODS.get('fixture_laplace') is tests.fixtures.my_variant.laplace\n")
-  result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+  script = (
+    "import sys\n"
+    "sys.path[:0] = [sys.argv[1], sys.argv[1] + '/my_project']\n"
+    "import my_project.laplace, laplace, tests.fixtures.my_variant\n"
+    "from aigc_jax.models.likelihoods import LIKELIHOODS\n"
+    "assert LIKELIHOODS.get('laplace') is laplace.laplace\n"
+    "assert LIKELIHOODS.get('fixture_laplace') is tests.fixtures.my_variant.laplace\n"
+  )
+  result = subprocess.run(
+    [sys.executable, "-c", script, str(tmp_path)],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_a_variant_taking_a_built_in_name_is_one_line_and_exit_2(tmp_path):
   (tmp_path / "taken.py").write_text(
-      "from aigc_jax.models.likelihoods import LIKELIHOODS\n\n"
-      "@LIKELIHOODS.register('gaussian')\n"
-      "def my_gaussian(scale):\n"
-      "  raise AssertionError('never built')\n")
+    "from aigc_jax.models.likelihoods import LIKELIHOODS\n\n"
+    "@LIKELIHOODS.register('gaussian')\n"
+    "def my_gaussian(scale):\n"
+    "  raise AssertionError('never built')\n"
+  )
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), REPO]))
   result = subprocess.run(
-      [sys.executable, "-m", "experiments.train", "--config", CONFIG, "--workdir",
-       str(tmp_path / "run"), "--config.model.imports=('taken',)"], cwd=REPO, env=env,
-      capture_output=True, text=True, timeout=600)
+    [
+      sys.executable,
+      "-m",
+      "experiments.train",
+      "--config",
+      CONFIG,
+      "--workdir",
+      str(tmp_path / "run"),
+      "--config.model.imports=('taken',)",
+    ],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert result.returncode == 2, result.stderr[-3000:]
   (line,) = result.stderr.strip().splitlines()
-  assert line.startswith("error: likelihood 'gaussian' is already registered by "
-                         "aigc_jax.models.likelihoods."), line
+  assert line.startswith(
+    "error: likelihood 'gaussian' is already registered by aigc_jax.models.likelihoods."
+  ), line
   assert f"taken.my_gaussian ({tmp_path / 'taken.py'}) cannot take the name too" in line
   assert not os.path.exists(tmp_path / "run" / "checkpoints")

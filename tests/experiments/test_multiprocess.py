@@ -10,6 +10,7 @@ the tests (module fixtures) to keep the file short:
   reference    1 process, 8 devices, uninterrupted (in this process)
   contested    2 processes, running; a second 2-process run on its workdir; then one killed
 """
+
 import json
 import os
 import re
@@ -29,9 +30,15 @@ from experiments.configs import vae_digits
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_STEPS = 60  # Long enough (seconds: a step is a cross-process all-reduce) for a signal.
 EXTRA_STEPS = 4  # What the single-process run trains after restoring the 2-process run.
-OVERRIDES = {"train.num_steps": NUM_STEPS, "train.batch_size": 16, "train.log_every": 2,
-             "train.eval_every": NUM_STEPS, "train.sample_every": NUM_STEPS,
-             "train.num_samples": 8, "checkpoint.save_every": NUM_STEPS}
+OVERRIDES = {
+  "train.num_steps": NUM_STEPS,
+  "train.batch_size": 16,
+  "train.log_every": 2,
+  "train.eval_every": NUM_STEPS,
+  "train.sample_every": NUM_STEPS,
+  "train.num_samples": 8,
+  "checkpoint.save_every": NUM_STEPS,
+}
 TIMEOUT_S = 120  # Any one launch; a hang fails the test instead of the CI job.
 
 
@@ -44,16 +51,36 @@ def _free_port() -> int:
 def _launch(workdir, data_dir, *args, parallel="auto", num_steps=NUM_STEPS):
   """Starts the two processes of one run; returns their Popen objects (process 0 first)."""
   port = _free_port()
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-             JAX_PLATFORMS="cpu", TFDS_DATA_DIR=data_dir)
+  env = dict(
+    os.environ,
+    XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    JAX_PLATFORMS="cpu",
+    TFDS_DATA_DIR=data_dir,
+  )
   overrides = dict(OVERRIDES, **{"train.parallel": parallel, "train.num_steps": num_steps})
-  return [subprocess.Popen(
-      [sys.executable, "-m", "experiments.train", f"--workdir={workdir}",
-       f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}",
-       "--heartbeat_timeout=5", "--initialization_timeout=60",
-       *[f"--config.{k}={v}" for k, v in overrides.items()], *args],
-      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
+  return [
+    subprocess.Popen(
+      [
+        sys.executable,
+        "-m",
+        "experiments.train",
+        f"--workdir={workdir}",
+        f"--coordinator_address=127.0.0.1:{port}",
+        "--num_processes=2",
+        f"--process_id={i}",
+        "--heartbeat_timeout=5",
+        "--initialization_timeout=60",
+        *[f"--config.{k}={v}" for k, v in overrides.items()],
+        *args,
+      ],
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
 
 
 def _finish(processes, timeout=TIMEOUT_S):
@@ -136,12 +163,12 @@ def interrupted_then_resumed(tmp_path_factory, data_dir):
   return workdir, interrupted, resumed
 
 
-def test_sigterm_to_both_processes_saves_one_step_on_both_and_exits_75(
-    interrupted_then_resumed):
+def test_sigterm_to_both_processes_saves_one_step_on_both_and_exits_75(interrupted_then_resumed):
   workdir, interrupted, _ = interrupted_then_resumed
   assert [code for code, _, _ in interrupted] == [75, 75], [e[-2000:] for _, _, e in interrupted]
-  steps = [int(re.search(r"saved the checkpoint of step (\d+)", err).group(1))
-           for _, _, err in interrupted]
+  steps = [
+    int(re.search(r"saved the checkpoint of step (\d+)", err).group(1)) for _, _, err in interrupted
+  ]
   assert steps[0] == steps[1] and 0 < steps[0] < NUM_STEPS, steps
   saved = sorted(int(n) for n in os.listdir(os.path.join(workdir, "checkpoints")) if n.isdigit())
   assert steps[0] in saved
@@ -149,8 +176,7 @@ def test_sigterm_to_both_processes_saves_one_step_on_both_and_exits_75(
     assert "Traceback" not in err and "[Gloo]" not in err
 
 
-def test_two_processes_resumed_equal_one_uninterrupted_process(interrupted_then_resumed,
-                                                                reference):
+def test_two_processes_resumed_equal_one_uninterrupted_process(interrupted_then_resumed, reference):
   """pmap trained the first part, jit + shard_map the rest; both feed the final params."""
   workdir, interrupted, resumed = interrupted_then_resumed
   assert [code for code, _, _ in resumed] == [0, 0], [e[-2000:] for _, _, e in resumed]
@@ -172,8 +198,9 @@ def test_only_process_0_writes_logs_and_prints(interrupted_then_resumed):
     assert len(f.readlines()) == 1
 
 
-def test_two_process_checkpoint_continues_in_one_process(interrupted_then_resumed, reference,
-                                                          data_dir):
+def test_two_process_checkpoint_continues_in_one_process(
+  interrupted_then_resumed, reference, data_dir
+):
   """Restore with other process and device counts (2 x 2 devices -> 1 x 8): state, key and
   data position all carry over, so the continued run equals the uninterrupted one."""
   workdir, _, _ = interrupted_then_resumed
@@ -207,19 +234,27 @@ def test_a_second_run_is_refused_on_every_process(contested_then_killed):
   second, _, _ = contested_then_killed
   for code, _, err in second:
     assert code == 2, err[-2000:]
-    assert re.fullmatch(r"error: The workdir \S+ is in use by another run \(host \S+, pid \d+, "
-                        r"started [^)]+\); wait for it to finish, stop it, or choose another "
-                        r"--workdir\.", err.strip()), err[-2000:]
+    assert re.fullmatch(
+      r"error: The workdir \S+ is in use by another run \(host \S+, pid \d+, "
+      r"started [^)]+\); wait for it to finish, stop it, or choose another "
+      r"--workdir\.",
+      err.strip(),
+    ), err[-2000:]
 
 
 def test_killing_one_process_stops_the_other_with_one_line(contested_then_killed):
   _, (code, _, err), seconds = contested_then_killed
   assert code == 69, err[-3000:]
-  lines = [line for line in re.split(r"[\r\n]", err)  # Less the progress bar.
-           if line.strip() and not line.startswith("vae on digits28")]
+  lines = [
+    line
+    for line in re.split(r"[\r\n]", err)  # Less the progress bar.
+    if line.strip() and not line.startswith("vae on digits28")
+  ]
   assert len(lines) == 1, lines[:20]
-  assert lines[0].startswith("error: process 0 of 2: another process of this run died or "
-                             "became unreachable ("), lines
-  assert lines[0].endswith("Restart every process with the same command to resume from the "
-                           "newest checkpoint.")
+  assert lines[0].startswith(
+    "error: process 0 of 2: another process of this run died or became unreachable ("
+  ), lines
+  assert lines[0].endswith(
+    "Restart every process with the same command to resume from the newest checkpoint."
+  )
   assert seconds < 30  # --heartbeat_timeout=5, or at once when a collective breaks.

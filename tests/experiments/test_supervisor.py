@@ -1,6 +1,7 @@
 """The watcher of a multi-process command: JAX's fatal abort becomes one line and exit 69,
 signals reach the child, everything else passes through. Children here are small Python
 scripts that imitate what the runtime prints (no jax, well under a second each)."""
+
 import os
 import signal
 import subprocess
@@ -25,8 +26,9 @@ def _supervise(child_script, process_id=1, num_processes=2):
                                     [sys.executable, "-c", {child_script!r}]))
   """)
   # Bytes, not text: text mode would turn the progress bar's \r into \n.
-  return subprocess.Popen([sys.executable, "-c", driver], cwd=REPO, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE)
+  return subprocess.Popen(
+    [sys.executable, "-c", driver], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+  )
 
 
 ABORTING_CHILD = textwrap.dedent(r"""
@@ -50,17 +52,18 @@ ABORTING_CHILD = textwrap.dedent(r"""
 """)
 
 
-
 def test_fatal_runtime_abort_becomes_one_line_and_exit_69():
   p = _supervise(ABORTING_CHILD)
   out, err = (stream.decode() for stream in p.communicate(timeout=60))
   assert p.returncode == 69
   assert out == "summary line\n"  # Gloo chatter (interleaved) and its blank remains dropped.
-  assert err == ("progress\r50%\rwarning: a real warning\n60%\n"
-                 "error: process 1 of 2: another process of this run died or became unreachable "
-                 "(JAX's distributed runtime lost contact with it); this one stopped too. "
-                 "Restart every process with the same command to resume from the newest "
-                 "checkpoint.\n")
+  assert err == (
+    "progress\r50%\rwarning: a real warning\n60%\n"
+    "error: process 1 of 2: another process of this run died or became unreachable "
+    "(JAX's distributed runtime lost contact with it); this one stopped too. "
+    "Restart every process with the same command to resume from the newest "
+    "checkpoint.\n"
+  )
 
 
 def test_child_exit_codes_pass_through_and_signals_reach_the_child():
@@ -98,9 +101,14 @@ def test_the_child_dies_with_its_supervisor():
 def test_only_multiprocess_commands_are_supervised(monkeypatch):
   from aigc_jax import distributed
   from experiments import cli
-  monkeypatch.setattr(supervisor, "run_child", lambda *a, **k: (_ for _ in ()).throw(
-      AssertionError("supervised a single-process command")))
+
+  monkeypatch.setattr(
+    supervisor,
+    "run_child",
+    lambda *a, **k: (_ for _ in ()).throw(AssertionError("supervised a single-process command")),
+  )
   cli.supervise(distributed.Settings())  # Returns: nothing was asked for.
   monkeypatch.setenv("AIGC_JAX_SUPERVISED", "1")
-  cli.supervise(distributed.Settings(num_processes=2, process_id=0,
-                                     coordinator_address="h:1"))  # Already the child.
+  cli.supervise(
+    distributed.Settings(num_processes=2, process_id=0, coordinator_address="h:1")
+  )  # Already the child.

@@ -1,5 +1,6 @@
 """The runner: the README's main job end to end, a quiet console, and one-line errors (exit 2)
 for bad input."""
+
 import json
 import os
 import re
@@ -24,8 +25,13 @@ def _digits_tfds(tmp_path_factory):
 def _train(tmp_path, *args, data_dir=None):
   env = dict(os.environ, TFDS_DATA_DIR=str(data_dir or tmp_path / "tfds"))
   return subprocess.run(
-      [sys.executable, "-m", "experiments.train", "--workdir", str(tmp_path / "run"), *args],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    [sys.executable, "-m", "experiments.train", "--workdir", str(tmp_path / "run"), *args],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
 
 
 def test_readme_main_job_runs_end_to_end(tmp_path):
@@ -38,14 +44,18 @@ def test_readme_main_job_runs_end_to_end(tmp_path):
   # progress bars or warnings.
   progress = re.compile(r"^(vae on digits28: .*|\s*)$")
   others = [l for l in re.split(r"[\r\n]", result.stderr) if not progress.match(l)]
-  assert others == [f"Preparing digits/28x28 in {tmp_path / 'tfds'} (first use; generated "
-                    "locally, nothing is downloaded)."], others[:5]
+  assert others == [
+    f"Preparing digits/28x28 in {tmp_path / 'tfds'} (first use; generated "
+    "locally, nothing is downloaded)."
+  ], others[:5]
   assert "Downloading" not in result.stdout
   with open(tmp_path / "run" / "metrics.jsonl") as f:
     rows = [json.loads(line) for line in f]
   # ...and a summary with the final train and eval metrics on stdout.
-  final = {split: {k: v for k, v in rows[-i].items() if k not in ("step", "split")}
-           for i, split in ((1, "eval"), (2, "train"))}
+  final = {
+    split: {k: v for k, v in rows[-i].items() if k not in ("step", "split")}
+    for i, split in ((1, "eval"), (2, "train"))
+  }
   lines = result.stdout.splitlines()
   assert "Finished vae on digits28: step 30 (" in lines[-4]
   for line, split in ((lines[-3], "train"), (lines[-2], "eval")):
@@ -59,20 +69,32 @@ def test_readme_main_job_runs_end_to_end(tmp_path):
     config = json.load(f)
   assert config["dataset"]["name"] == "digits28" and config["model"]["family"] == "vae"
   assert sorted(os.listdir(tmp_path / "run" / "images")) == [
-      "reconstructions_00000030.png", "samples_00000030.png"]
+    "reconstructions_00000030.png",
+    "samples_00000030.png",
+  ]
 
 
-@pytest.mark.parametrize("override,expected", [
+@pytest.mark.parametrize(
+  "override,expected",
+  [
     ("--config.model.famly=vae", "Unknown config key 'famly' (did you mean 'family'?)"),
-    ("--config.model.family=vea", "Unknown model family 'vea'; valid choices are: ae, classifier, gan, vae."),
+    (
+      "--config.model.family=vea",
+      "Unknown model family 'vea'; valid choices are: ae, classifier, gan, vae.",
+    ),
     ("--config.dataset.name=mnsit", "Unknown dataset 'mnsit'; valid choices are: cifar10, "),
     ("--config.model.encoder.body=transformer", "Unknown model body 'transformer'"),
-    ("--config.model.likelihood=poisson", "Unknown likelihood 'poisson'; valid choices are: "
-     "bernoulli, gaussian."),
+    (
+      "--config.model.likelihood=poisson",
+      "Unknown likelihood 'poisson'; valid choices are: bernoulli, gaussian.",
+    ),
     ("--config.optimizer.name=adamm", "Unknown optimizer 'adamm'"),
-    ("--config.train.parallel=pjit", "Unknown parallel mode 'pjit'; valid choices are: auto, "
-     "pmap, shard_map."),
-])
+    (
+      "--config.train.parallel=pjit",
+      "Unknown parallel mode 'pjit'; valid choices are: auto, pmap, shard_map.",
+    ),
+  ],
+)
 def test_bad_names_and_keys_give_one_line_errors(tmp_path, override, expected):
   result = _train(tmp_path, override, "--config.train.num_steps=1")
   assert result.returncode == 2
@@ -82,24 +104,39 @@ def test_bad_names_and_keys_give_one_line_errors(tmp_path, override, expected):
   assert "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["--config", "experiments/configs/nope.py"],
-     "error: The config file experiments/configs/nope.py does not exist; pass "
-     "experiments/configs/<name>.py with <name> one of: ae_digits, "),
-    (["--config", "experiments/configs/vae_digit.py", "--config.train.num_steps=1"],
-     "error: The config file experiments/configs/vae_digit.py does not exist; "),
-    (["--config", "experiments/configs", "--config.train.num_steps=1"],
-     "error: --config experiments/configs is a directory, not a config file; "),
+@pytest.mark.parametrize(
+  "args,expected",
+  [
+    (
+      ["--config", "experiments/configs/nope.py"],
+      "error: The config file experiments/configs/nope.py does not exist; pass "
+      "experiments/configs/<name>.py with <name> one of: ae_digits, ",
+    ),
+    (
+      ["--config", "experiments/configs/vae_digit.py", "--config.train.num_steps=1"],
+      "error: The config file experiments/configs/vae_digit.py does not exist; ",
+    ),
+    (
+      ["--config", "experiments/configs", "--config.train.num_steps=1"],
+      "error: --config experiments/configs is a directory, not a config file; ",
+    ),
     (["--config=", "--config.train.num_steps=1"], "error: --config is empty; "),
-    (["--config", "{no_get_config}", "--config.train.num_steps=1"],
-     "error: The config file {no_get_config} has no get_config() function; "),
-    (["--workdir=", "--config.train.num_steps=1"],
-     "error: --workdir is empty; pass a directory for the outputs"),
+    (
+      ["--config", "{no_get_config}", "--config.train.num_steps=1"],
+      "error: The config file {no_get_config} has no get_config() function; ",
+    ),
+    (
+      ["--workdir=", "--config.train.num_steps=1"],
+      "error: --workdir is empty; pass a directory for the outputs",
+    ),
     (["extra_argument"], "error: Unexpected arguments: extra_argument "),
-    (["--num_processes=2", "--process_id=2", "--coordinator_address=localhost:1234"],
-     "error: --process_id is 2 but --num_processes is 2; process ids run from 0 to "
-     "num_processes - 1."),
-])
+    (
+      ["--num_processes=2", "--process_id=2", "--coordinator_address=localhost:1234"],
+      "error: --process_id is 2 but --num_processes is 2; process ids run from 0 to "
+      "num_processes - 1.",
+    ),
+  ],
+)
 def test_bad_command_lines_are_one_line_and_exit_2(tmp_path, args, expected):
   no_get_config = tmp_path / "no_get_config.py"
   no_get_config.write_text("def get_conf():\n  return None\n")
@@ -134,11 +171,23 @@ def _start_training(tmp_path, data_dir, stderr_path):
   env = dict(os.environ, TFDS_DATA_DIR=str(data_dir))
   with open(stderr_path, "w") as stderr:
     return subprocess.Popen(
-        [sys.executable, "-m", "experiments.train", "--workdir", str(tmp_path / "run"),
-         "--config.train.num_steps=100000", "--config.train.eval_every=0",
-         "--config.train.sample_every=0"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
-        start_new_session=True)
+      [
+        sys.executable,
+        "-m",
+        "experiments.train",
+        "--workdir",
+        str(tmp_path / "run"),
+        "--config.train.num_steps=100000",
+        "--config.train.eval_every=0",
+        "--config.train.sample_every=0",
+      ],
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.DEVNULL,
+      stderr=stderr,
+      text=True,
+      start_new_session=True,
+    )
 
 
 def _interrupt(process, stderr_path):
@@ -188,15 +237,18 @@ def test_ctrl_c_while_training_saves_and_exits_75(digits_tfds, tmp_path):
 def test_a_second_ctrl_c_during_a_long_start_up_quits_at_once():
   """The first Ctrl-C is only recorded, to be acted on where stopping is safe; a user who
   cannot wait (a dataset being prepared) presses it again."""
-  script = ("import os, signal, time\n"
-            "from experiments import signals\n"
-            "signals.record()\n"
-            "os.kill(os.getpid(), signal.SIGINT)\n"
-            "assert signals.pending() == 'SIGINT'\n"
-            "os.kill(os.getpid(), signal.SIGINT)\n"
-            "time.sleep(30)\n")
-  result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)
+  script = (
+    "import os, signal, time\n"
+    "from experiments import signals\n"
+    "signals.record()\n"
+    "os.kill(os.getpid(), signal.SIGINT)\n"
+    "assert signals.pending() == 'SIGINT'\n"
+    "os.kill(os.getpid(), signal.SIGINT)\n"
+    "time.sleep(30)\n"
+  )
+  result = subprocess.run(
+    [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60
+  )
   assert result.returncode == 130
   assert result.stderr.splitlines() == ["Interrupted by Ctrl-C during start-up; nothing was saved."]
 
@@ -205,6 +257,7 @@ def test_a_runs_saved_config_json_trains_the_same_config_with_overrides(tmp_path
   """`--config runs/x/config.json` (it was `NameError: name 'true' is not defined`)."""
   from aigc_jax.training import loop  # pylint: disable=import-outside-toplevel
   from experiments.configs import vae_digits  # pylint: disable=import-outside-toplevel
+
   original = vae_digits.get_config()
   original.train.num_steps = 1
   original.train.eval_every = original.train.sample_every = 0
@@ -212,9 +265,14 @@ def test_a_runs_saved_config_json_trains_the_same_config_with_overrides(tmp_path
   saved_run.mkdir()
   loop.write_config(original, str(saved_run))  # As the earlier run wrote it.
 
-  result = _train(tmp_path, "--config", str(saved_run / "config.json"),
-                  "--config.train.num_steps=2", "--config.model.encoder.widths=(16,)",
-                  data_dir=digits_tfds)
+  result = _train(
+    tmp_path,
+    "--config",
+    str(saved_run / "config.json"),
+    "--config.train.num_steps=2",
+    "--config.model.encoder.widths=(16,)",
+    data_dir=digits_tfds,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   with open(saved_run / "config.json") as f:
     expected = json.load(f)

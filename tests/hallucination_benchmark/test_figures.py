@@ -1,12 +1,21 @@
 """The filtering figure's axes are padded: curves along 0 or 1 (the quick benchmark's) stay
 visible instead of lying on the frame."""
+
 from aigc_jax.hallucination_benchmark import figures, protocols
 from aigc_jax.hallucination_benchmark.settings import Setting
 
 
 def test_filtering_curves_on_the_frame_stay_inside_the_axes():
-  setting = Setting(dataset="gaussian_ring8", name="gan", family="gan", variant="", knobs={},
-                    config=None, seeds=(0,), checkpoints=(2,))
+  setting = Setting(
+    dataset="gaussian_ring8",
+    name="gan",
+    family="gan",
+    variant="",
+    knobs={},
+    config=None,
+    seeds=(0,),
+    checkpoints=(2,),
+  )
   # As in the quick benchmark: every hallucination removed while most valid samples are kept.
   summary = {"valid_kept": [1.0, 0.99, 0.98], "hallucinations_removed": [1.0, 1.0, 1.0]}
   record = {"checkpoints": {"2": [{"generation": {"filtering": {"realism": summary}}}]}}

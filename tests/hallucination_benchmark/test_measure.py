@@ -1,5 +1,6 @@
 """Measurements of one model against the known truth: planted models, real data, floors,
 filtering and the saved-result reuse."""
+
 import numpy as np
 import pytest
 
@@ -13,8 +14,9 @@ NUM_SAMPLES = 400
 
 @pytest.fixture(scope="module")
 def ring_reference():
-  return measure.dataset_setup(datasets.load("gaussian_ring8"), None, NUM_SAMPLES,
-                               test_reference_size=1_000)
+  return measure.dataset_setup(
+    datasets.load("gaussian_ring8"), None, NUM_SAMPLES, test_reference_size=1_000
+  )
 
 
 def _planted_ring(num, invalid_fraction, seed=0):
@@ -40,8 +42,9 @@ def test_a_planted_model_is_measured_at_its_invalid_fraction(ring_reference):
   manifold = measured.estimated["manifold_hallucination_rate_k3_test"]
   assert manifold["count"] >= num_invalid
   # A filter whose score is the exact validity removes every hallucination at 96% kept.
-  summary = evaluators.filtering_summary({"oracle": measured.valid.astype(float)},
-                                         measured.valid)["oracle"]
+  summary = evaluators.filtering_summary({"oracle": measured.valid.astype(float)}, measured.valid)[
+    "oracle"
+  ]
   assert summary["removed_at_96"] == 1.0 and summary["valid_kept_at_96"] >= 0.96
   # The realism score: stray points far from the ring have the lowest scores.
   realism = measured.filtering["realism"]
@@ -58,13 +61,19 @@ def test_real_data_as_a_model_measures_the_known_floors(ring_reference):
   rate = measure.measure_generation(ring_reference, test_points, with_filtering=False).exact
   expected = 1.0 - gaussian_mixtures.TRUE_MIXTURE_VALID_FRACTION
   assert abs(rate["support_hallucination_rate"]["rate"] - expected) < 3 * np.sqrt(
-      expected * (1 - expected) / len(test_points))
+    expected * (1 - expected) / len(test_points)
+  )
   # Every estimator has a floor, and the floor IS the estimator on held-out real data.
   assert set(reference.floors) == {
-      "manifold_hallucination_rate_k1_test", "manifold_hallucination_rate_k3_test",
-      "manifold_hallucination_rate_k5_test", "manifold_hallucination_rate_k10_test",
-      "manifold_hallucination_rate", "topological_hallucination_rate_test",
-      "support_hallucination_rate", "reconstruction_hallucination_rate"}
+    "manifold_hallucination_rate_k1_test",
+    "manifold_hallucination_rate_k3_test",
+    "manifold_hallucination_rate_k5_test",
+    "manifold_hallucination_rate_k10_test",
+    "manifold_hallucination_rate",
+    "topological_hallucination_rate_test",
+    "support_hallucination_rate",
+    "reconstruction_hallucination_rate",
+  }
   ring = ring_reference.dataset
   _, (held_out, _) = reference_lib.real_sets(ring.train, ring.test, NUM_SAMPLES, 1_000)["test"]
   again = evaluators.variants(reference, evaluators.sample_set(reference.extractor, held_out))
@@ -84,11 +93,18 @@ def test_shapes_exact_rates_of_real_and_planted_images():
   shapes = datasets.load("simple_shapes")
   images, labels = shapes.test
   reference = reference_lib.Reference(
-      spec=shapes.spec, extractor=_NoOracle(), reference_split={}, held_out_split={},
-      reference_feats=np.zeros((1, 1)), held_out=images[:200], held_out_labels=labels[:200])
+    spec=shapes.spec,
+    extractor=_NoOracle(),
+    reference_split={},
+    held_out_split={},
+    reference_feats=np.zeros((1, 1)),
+    held_out=images[:200],
+    held_out_labels=labels[:200],
+  )
   setup = measure.DatasetSetup(shapes, reference, 200)
-  exact = lambda samples: evaluators.estimates(evaluators.support(
-      reference, evaluators.SampleSet(samples, None, None)))
+  exact = lambda samples: evaluators.estimates(
+    evaluators.support(reference, evaluators.SampleSet(samples, None, None))
+  )
   valid = exact(images[:200])
   assert valid["support_hallucination_rate"].as_dict()["count"] == 0  # The floor is 0.
   planted = images[:200].copy()
@@ -118,30 +134,44 @@ def test_diverged_samples_count_as_hallucinations():
 def test_a_saved_setting_is_reused_only_for_the_same_config(tmp_path):
   base = lambda d, f: hallucination_bases.get_config(f"{d},{f}")
   plan = protocols.standard_plan(
-      hallucination_bases.__file__.rsplit("/", 1)[0], base, only=["gaussian_ring8/vae"],
-      steps=20, seeds=1)
+    hallucination_bases.__file__.rsplit("/", 1)[0],
+    base,
+    only=["gaussian_ring8/vae"],
+    steps=20,
+    seeds=1,
+  )
   (setting,) = plan.settings
   runner._save(str(tmp_path), setting, {"fingerprint": setting.fingerprint(), "x": 1})
   assert runner.load_saved(str(tmp_path), setting)["x"] == 1
   longer = protocols.standard_plan(
-      hallucination_bases.__file__.rsplit("/", 1)[0], base, only=["gaussian_ring8/vae"],
-      steps=30, seeds=1).settings[0]
+    hallucination_bases.__file__.rsplit("/", 1)[0],
+    base,
+    only=["gaussian_ring8/vae"],
+    steps=30,
+    seeds=1,
+  ).settings[0]
   assert runner.load_saved(str(tmp_path), longer) is None
 
 
 def test_filtering_table_reads_each_curve_at_the_kept_targets():
   """Removed at >= t valid kept: the best point of the curve that keeps enough, averaged
   over the models whose samples are both valid and hallucinated."""
-  curve = {"valid_kept": [1.0, 0.99, 0.97, 0.95, 0.5, 0.0],
-           "hallucinations_removed": [0.0, 0.2, 0.5, 0.9, 0.95, 1.0], "removed_at_96": 0.5}
+  curve = {
+    "valid_kept": [1.0, 0.99, 0.97, 0.95, 0.5, 0.0],
+    "hallucinations_removed": [0.0, 0.2, 0.5, 0.9, 0.95, 1.0],
+    "removed_at_96": 0.5,
+  }
   assert tables.removed_at_kept(curve, 0.96) == 0.5
   assert tables.removed_at_kept(curve, 0.99) == 0.2
   assert tables.removed_at_kept(curve, 0.75) == 0.9
   other = dict(curve, hallucinations_removed=[0.0, 0.4, 0.7, 1.0, 1.0, 1.0])
   all_valid = dict(curve, removed_at_96=None)  # No hallucination: left out.
   setting = type("S", (), {"dataset": "d"})()
-  record = {"checkpoints": {"5": [{"generation": {"filtering": {"realism": c}}}
-                                  for c in (curve, other, all_valid)]}}
+  record = {
+    "checkpoints": {
+      "5": [{"generation": {"filtering": {"realism": c}}} for c in (curve, other, all_valid)]
+    }
+  }
   (row,) = tables.filtering_rows([(setting, record)])
   assert row["models"] == 2 and row["score"] == "realism"
   assert row["removed_at_kept_0.96"] == pytest.approx(0.6)

@@ -1,6 +1,7 @@
 """`python -m experiments.hallucination_benchmark --quick`, as CI runs it, on a configs folder
 holding a variant written by this test: the files, their columns, the variant's row, and
 properties that fail if the counting is wrong (one subprocess: about 65 CPU-seconds)."""
+
 import csv
 import json
 import os
@@ -17,18 +18,40 @@ from aigc_jax.data import gaussian_mixtures
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 CONFIGS = os.path.join(ROOT, "experiments", "configs")
-ONLY = ("gaussian_ring8/ae", "gaussian_ring8/gan", "gaussian_ring8/gan_mine",
-        "gaussian_ring8/gan_diffaug", "simple_shapes/vae")
-REQUIRED = ("dataset", "setting", "status", "knobs", "seeds", "config", "modes_captured",
-            "high_quality_fraction", "reverse_kl", "support_hallucination_rate",
-            "support_hallucination_rate_se", "support_hallucination_rate_ci_low",
-            "support_hallucination_rate_ci_high", "reconstruction_hallucination_rate",
-            "manifold_hallucination_rate_k3_test", "manifold_hallucination_rate_k3_test_floor",
-            "manifold_hallucination_rate", "manifold_hallucination_rate_floor",
-            "topological_hallucination_rate_test", "unrecognisable_rate",
-            "unrecognisable_rate_floor", "reconstruction_class_flip_rate",
-            "filter_realism_removed_at_96", "filter_confidence_removed_at_96",
-            "filter_discriminator_removed_at_96")
+ONLY = (
+  "gaussian_ring8/ae",
+  "gaussian_ring8/gan",
+  "gaussian_ring8/gan_mine",
+  "gaussian_ring8/gan_diffaug",
+  "simple_shapes/vae",
+)
+REQUIRED = (
+  "dataset",
+  "setting",
+  "status",
+  "knobs",
+  "seeds",
+  "config",
+  "modes_captured",
+  "high_quality_fraction",
+  "reverse_kl",
+  "support_hallucination_rate",
+  "support_hallucination_rate_se",
+  "support_hallucination_rate_ci_low",
+  "support_hallucination_rate_ci_high",
+  "reconstruction_hallucination_rate",
+  "manifold_hallucination_rate_k3_test",
+  "manifold_hallucination_rate_k3_test_floor",
+  "manifold_hallucination_rate",
+  "manifold_hallucination_rate_floor",
+  "topological_hallucination_rate_test",
+  "unrecognisable_rate",
+  "unrecognisable_rate_floor",
+  "reconstruction_class_flip_rate",
+  "filter_realism_removed_at_96",
+  "filter_confidence_removed_at_96",
+  "filter_discriminator_removed_at_96",
+)
 # A variant registered here, in a configs folder of the test's own: one file, no edit of
 # the benchmark.
 MY_VARIANT = '''
@@ -52,10 +75,27 @@ def quick_run(tmp_path_factory):
   (configs / "gan_mine_digits.py").write_text(textwrap.dedent(MY_VARIANT))
   env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")  # One device: the CLI's default.
   result = subprocess.run(
-      [sys.executable, "-m", "experiments.hallucination_benchmark", "--out", str(out / "run"),
-       "--quick", "--configs_dir", str(configs), "--only", ",".join(ONLY),
-       "--data_dir", str(out / "tfds")],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    [
+      sys.executable,
+      "-m",
+      "experiments.hallucination_benchmark",
+      "--out",
+      str(out / "run"),
+      "--quick",
+      "--configs_dir",
+      str(configs),
+      "--only",
+      ",".join(ONLY),
+      "--data_dir",
+      str(out / "tfds"),
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+    check=False,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   run = out / "run"
   with open(run / "results.csv", encoding="utf-8") as f:
@@ -71,15 +111,34 @@ def _row(rows, dataset, setting):
 
 def test_files_columns_and_the_registered_variant(quick_run):
   run, rows, calibration, _ = quick_run
-  for name in ("results.csv", "results.md", "results.json", "calibration.csv", "filtering.csv",
-               "figures/samples_gaussian_ring8.png", "figures/samples_simple_shapes.png",
-               "figures/calibration.png", "figures/filtering.png"):
+  for name in (
+    "results.csv",
+    "results.md",
+    "results.json",
+    "calibration.csv",
+    "filtering.csv",
+    "figures/samples_gaussian_ring8.png",
+    "figures/samples_simple_shapes.png",
+    "figures/calibration.png",
+    "figures/filtering.png",
+  ):
     assert os.path.getsize(run / name) > 0, name
   assert set(REQUIRED) <= set(rows[0])
   assert {r["setting"] for r in rows if r["dataset"] == "gaussian_ring8"} == {
-      "real_data", "ae", "ae+gmm10", "ae+gmm300", "gan", "gan_mine", "gan_diffaug"}
+    "real_data",
+    "ae",
+    "ae+gmm10",
+    "ae+gmm300",
+    "gan",
+    "gan_mine",
+    "gan_diffaug",
+  }
   assert {r["setting"] for r in rows if r["dataset"] == "simple_shapes"} == {
-      "real_data", "vae", "vae+gmm10", "vae+gmm300"}
+    "real_data",
+    "vae",
+    "vae+gmm10",
+    "vae+gmm300",
+  }
   assert _row(rows, "simple_shapes", "vae+gmm10")["family"] == "vae"
   assert {r["setting"] for r in calibration} >= {"vae", "vae+gmm10", "vae+gmm300"}
   mine = _row(rows, "gaussian_ring8", "gan_mine")
@@ -88,9 +147,23 @@ def test_files_columns_and_the_registered_variant(quick_run):
   assert config["model"]["gan"]["loss"] == "hinge" and config["model"]["latent_dim"] == 2
   assert config["dataset"]["name"] == "gaussian_ring8" and mine["seeds"] == "0 1"
   assert mine["support_hallucination_rate"] != ""
-  assert set(calibration[0]) == {"dataset", "setting", "family", "seed", "step", "target",
-                                 "exact", "exact_ci_low", "exact_ci_high", "estimator",
-                                 "estimate", "ci_low", "ci_high", "n", "floor"}
+  assert set(calibration[0]) == {
+    "dataset",
+    "setting",
+    "family",
+    "seed",
+    "step",
+    "target",
+    "exact",
+    "exact_ci_low",
+    "exact_ci_high",
+    "estimator",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "n",
+    "floor",
+  }
   results = json.loads((run / "results.json").read_text())
   assert results["calibration"] and results["default_estimator"]
   assert "| gan_mine |" in (run / "results.md").read_text()
@@ -111,13 +184,16 @@ def test_exact_rate_equals_a_recount_of_the_saved_samples(quick_run):
     setting, _, components = name.partition("+gmm")  # The AE's json holds every group.
     group = f"generation_latent_gmm{components}" if components else "generation"
     record = json.loads((run / "settings" / f"gaussian_ring8__{setting}.json").read_text())
-    per_seed = [{"generation": m[group]} for m in
-                record["checkpoints"][str(max(map(int, record["checkpoints"])))]]
+    per_seed = [
+      {"generation": m[group]}
+      for m in record["checkpoints"][str(max(map(int, record["checkpoints"])))]
+    ]
     seed0 = per_seed[0]["generation"]["exact"]["support_hallucination_rate"]
     assert seed0["count"] == recount == int(np.sum(~valid)) and seed0["n"] == len(samples)
     row = _row(rows, "gaussian_ring8", name)
-    mean = np.mean([m["generation"]["exact"]["support_hallucination_rate"]["rate"]
-                    for m in per_seed])
+    mean = np.mean(
+      [m["generation"]["exact"]["support_hallucination_rate"]["rate"] for m in per_seed]
+    )
     assert float(row["support_hallucination_rate"]) == pytest.approx(mean, abs=1e-9)
     assert float(row["high_quality_fraction"]) == pytest.approx(1.0 - mean, abs=1e-6)
 
@@ -135,7 +211,7 @@ def test_real_data_rows_measure_the_known_floors(quick_run):
   # Real data treated as a model: each estimate IS its floor.
   for name in shapes:
     if name.endswith("_floor") and shapes[name]:
-      assert float(shapes[name]) == pytest.approx(float(shapes[name[:-len("_floor")]]))
+      assert float(shapes[name]) == pytest.approx(float(shapes[name[: -len("_floor")]]))
 
 
 def test_rates_inside_intervals_floors_beside_estimates_and_na_rows(quick_run):
@@ -147,8 +223,11 @@ def test_rates_inside_intervals_floors_beside_estimates_and_na_rows(quick_run):
       if row.get(name):
         assert float(row[f"{name}_ci_low"]) <= float(row[name]) <= float(row[f"{name}_ci_high"])
     for name in row:
-      if f"{name}_ci_low" in row and row[name] and name not in (
-          "support_hallucination_rate", "reconstruction_hallucination_rate"):
+      if (
+        f"{name}_ci_low" in row
+        and row[name]
+        and name not in ("support_hallucination_rate", "reconstruction_hallucination_rate")
+      ):
         assert row[f"{name}_floor"] != "", (row["setting"], name)
   for r in calibration:
     assert float(r["ci_low"]) <= float(r["estimate"]) <= float(r["ci_high"])

@@ -5,6 +5,7 @@ in the folder, not only this invocation's `--only`; Ctrl-C says what was saved.
 The CLI runs are the cheapest there are: the quick budget's 300 samples, one seed, 2 steps of
 the ring's GAN, and DiffAugment's "n/a" row (nothing to train).
 """
+
 import csv
 import json
 import os
@@ -25,8 +26,14 @@ TINY = ["--quick", "--seeds=1", "--steps=2"]
 
 def _benchmark(out, *arguments):
   return subprocess.run(
-      [sys.executable, "-m", "experiments.hallucination_benchmark", f"--out={out}", *arguments],
-      cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600, check=False)
+    [sys.executable, "-m", "experiments.hallucination_benchmark", f"--out={out}", *arguments],
+    cwd=ROOT,
+    env=ENV,
+    capture_output=True,
+    text=True,
+    timeout=600,
+    check=False,
+  )
 
 
 def _settings_of(results_csv):
@@ -70,21 +77,37 @@ def test_tables_hold_every_finished_setting_not_only_this_runs(folder_with_gan):
 
 
 def _setting(name="gan", steps=2, seeds=(0,)):
-  config = ml_collections.ConfigDict({"model": {"family": "gan"},
-                                      "train": {"num_steps": steps, "batch_size": 8}})
-  return Setting(dataset="gaussian_ring8", name=name, family="gan", variant="", knobs={},
-                 config=config, seeds=tuple(seeds), checkpoints=(1, steps))
+  config = ml_collections.ConfigDict(
+    {"model": {"family": "gan"}, "train": {"num_steps": steps, "batch_size": 8}}
+  )
+  return Setting(
+    dataset="gaussian_ring8",
+    name=name,
+    family="gan",
+    variant="",
+    knobs={},
+    config=config,
+    seeds=tuple(seeds),
+    checkpoints=(1, steps),
+  )
 
 
 def _plan(*settings, quick=True):
-  return protocols.Plan("standard", quick, tuple(settings),
-                        {d: 300 if quick else 1000 for d in protocols.STANDARD_DATASETS})
+  return protocols.Plan(
+    "standard",
+    quick,
+    tuple(settings),
+    {d: 300 if quick else 1000 for d in protocols.STANDARD_DATASETS},
+  )
 
 
 def _save(out_dir, setting, plan):
-  record = {"fingerprint": setting.fingerprint(), "unavailable": "",
-            **runner._run_info(plan, setting.dataset),  # pylint: disable=protected-access
-            "setting": runner._setting_info(setting)}  # pylint: disable=protected-access
+  record = {
+    "fingerprint": setting.fingerprint(),
+    "unavailable": "",
+    **runner._run_info(plan, setting.dataset),  # pylint: disable=protected-access
+    "setting": runner._setting_info(setting),
+  }  # pylint: disable=protected-access
   runner._save(str(out_dir), setting, record)  # pylint: disable=protected-access
   (out_dir / "settings" / "gaussian_ring8__gan.npz").write_bytes(b"samples")
 
@@ -94,13 +117,16 @@ def test_conflicts_name_what_differs(tmp_path):
   _save(tmp_path, _setting(), plan)
   assert runner.conflicts(plan, str(tmp_path)) == []
   assert runner.conflicts(_plan(_setting(steps=60)), str(tmp_path)) == [
-      ("gaussian_ring8__gan", "steps 2 -> 60")]
+    ("gaussian_ring8__gan", "steps 2 -> 60")
+  ]
   assert runner.conflicts(_plan(_setting(seeds=(0, 1, 2))), str(tmp_path)) == [
-      ("gaussian_ring8__gan", "seeds 1 -> 3")]
+    ("gaussian_ring8__gan", "seeds 1 -> 3")
+  ]
   # Another kind of run conflicts even where it names other settings: its tables would drop
   # this one.
   assert runner.conflicts(_plan(_setting("gan_hinge"), quick=False), str(tmp_path)) == [
-      ("gaussian_ring8__gan", "--quick on -> off, samples 300 -> 1000")]
+    ("gaussian_ring8__gan", "--quick on -> off, samples 300 -> 1000")
+  ]
 
 
 def test_overwrite_moves_the_old_files_aside_and_refusal_moves_nothing(tmp_path):
@@ -113,8 +139,10 @@ def test_overwrite_moves_the_old_files_aside_and_refusal_moves_nothing(tmp_path)
   runner.check_folder(other, str(tmp_path), overwrite=True, progress=messages.append)
   assert folder.saved_stems(str(tmp_path)) == []
   (moved,) = (tmp_path / "settings" / "replaced").iterdir()
-  assert sorted(p.name for p in moved.iterdir()) == ["gaussian_ring8__gan.json",
-                                                     "gaussian_ring8__gan.npz"]
+  assert sorted(p.name for p in moved.iterdir()) == [
+    "gaussian_ring8__gan.json",
+    "gaussian_ring8__gan.npz",
+  ]
   assert str(moved) in messages[0]
 
 
@@ -149,26 +177,39 @@ hb.run_interruptible()
 
 def test_ctrl_c_of_the_cli_after_a_setting_was_saved_is_75_and_one_line(tmp_path):
   _save(tmp_path, _setting(), _plan(_setting()))
-  result = subprocess.run([sys.executable, "-c", SNIPPET, str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=False)
+  result = subprocess.run(
+    [sys.executable, "-c", SNIPPET, str(tmp_path)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
   assert result.returncode == 75, result.stderr[-2000:]
   (line,) = result.stderr.splitlines()
   assert os.path.join(str(tmp_path), "settings") in line and "nothing" not in line
 
 
-def test_a_finished_classifier_is_loaded_without_the_training_loops_note(tmp_path,
-                                                                         monkeypatch):
+def test_a_finished_classifier_is_loaded_without_the_training_loops_note(tmp_path, monkeypatch):
   """A rerun reuses the shapes classifier; the training loop would print "pass a larger
   --config.train.num_steps", a flag the benchmark does not have."""
   (tmp_path / folder.CLASSIFIER_DIR / "checkpoints" / "60").mkdir(parents=True)
   loaded = []
   from aigc_jax import inference, training  # pylint: disable=import-outside-toplevel
-  monkeypatch.setattr(inference, "load_classifier",
-                      lambda workdir, **kwargs: loaded.append((workdir, kwargs)) or "state")
-  monkeypatch.setattr(runner.ClassifierFeatureExtractor, "from_state",
-                      lambda state: {"state": "extractor"}[state])
-  monkeypatch.setattr(training, "train_and_evaluate",
-                      lambda *a, **k: pytest.fail("the finished classifier was trained again"))
+
+  monkeypatch.setattr(
+    inference,
+    "load_classifier",
+    lambda workdir, **kwargs: loaded.append((workdir, kwargs)) or "state",
+  )
+  monkeypatch.setattr(
+    runner.ClassifierFeatureExtractor, "from_state", lambda state: {"state": "extractor"}[state]
+  )
+  monkeypatch.setattr(
+    training,
+    "train_and_evaluate",
+    lambda *a, **k: pytest.fail("the finished classifier was trained again"),
+  )
   config = ml_collections.ConfigDict({"train": {"num_steps": 60}, "dataset": {}})
   messages = []
   assert runner.shapes_classifier(str(tmp_path), config, None, messages.append) == "extractor"
@@ -187,8 +228,7 @@ def test_a_setting_measured_under_the_old_names_is_refused_in_one_line(tmp_path)
   del record["measurement"]
   record["checkpoints"] = {"2": [{"generation": {"estimated": {"manifold_k3_train": {}}}}]}
   path.write_text(json.dumps(record))
-  assert runner.conflicts(plan, str(tmp_path)) == [("gaussian_ring8__gan",
-                                                    runner.OLD_MEASUREMENT)]
+  assert runner.conflicts(plan, str(tmp_path)) == [("gaussian_ring8__gan", runner.OLD_MEASUREMENT)]
   with pytest.raises(UserError, match="older version of the benchmark") as error:
     runner.check_folder(plan, str(tmp_path), overwrite=False, progress=lambda _: None)
   assert "\n" not in str(error.value) and "--overwrite" in str(error.value)

@@ -1,4 +1,5 @@
 """Variant discovery from config files, knobs, and "n/a" rows found by building the family."""
+
 import os
 import shutil
 import textwrap
@@ -22,11 +23,15 @@ def test_knobs_of_the_shipped_variants():
   assert variants["gan_hinge"].knobs == {"model.gan.loss": "hinge"}
   assert variants["gan_hinge"].family == "gan"
   assert variants["wgan_gp"].knobs == {
-      "model.encoder.norm": "none", "model.gan.discriminator_steps": 5,
-      "model.gan.loss": "wasserstein", "model.gan.regularizer": "gradient_penalty",
-      "optimizer.b1": 0.0, "optimizer.b2": 0.9, "optimizer.learning_rate": 1e-4}
-  assert variants["dae"].knobs == {"model.corruption": "masking",
-                                   "model.corruption_level": 0.25}
+    "model.encoder.norm": "none",
+    "model.gan.discriminator_steps": 5,
+    "model.gan.loss": "wasserstein",
+    "model.gan.regularizer": "gradient_penalty",
+    "optimizer.b1": 0.0,
+    "optimizer.b2": 0.9,
+    "optimizer.learning_rate": 1e-4,
+  }
+  assert variants["dae"].knobs == {"model.corruption": "masking", "model.corruption_level": 0.25}
   # References, classifiers and non-digits configs are not variants.
   for name in ("gan", "vae", "ae", "classifier", "pacgan_ring8", "mlp_vae", "dcgan28"):
     assert name not in variants
@@ -47,7 +52,8 @@ def test_a_new_config_file_becomes_a_new_row(tmp_path):
   knobs applied on the dataset's base networks."""
   for name in ("gan_digits.py", "vae_digits.py"):
     shutil.copy(os.path.join(CONFIGS, name), tmp_path / name)
-  (tmp_path / "gan_mine_digits.py").write_text(textwrap.dedent('''
+  (tmp_path / "gan_mine_digits.py").write_text(
+    textwrap.dedent('''
       from experiments.configs import gan_digits
 
       def get_config():
@@ -56,7 +62,8 @@ def test_a_new_config_file_becomes_a_new_row(tmp_path):
         config.model.gan.ema_decay = 0.99
         config.model.latent_dim = 64  # A network size: not carried over.
         return config
-  '''))
+  ''')
+  )
   plan = protocols.standard_plan(str(tmp_path), _base, only=["gaussian_ring8"], steps=10)
   rows = {s.name: s for s in plan.settings}
   assert set(rows) == {"ae", "vae", "gan", "gan_mine"}
@@ -76,16 +83,38 @@ def test_a_variant_without_its_reference_is_one_line(tmp_path):
 
 def test_variants_that_cannot_apply_say_why():
   """Found by building the family and tracing its step, with the ConfigError's own words."""
-  diffaug = settings.make_setting("gaussian_ring8", "gan_diffaug", "gan",
-                                  _base("gaussian_ring8", "gan"), [0], 10, [10],
-                                  knobs={"model.gan.diff_augment": "translation"})
+  diffaug = settings.make_setting(
+    "gaussian_ring8",
+    "gan_diffaug",
+    "gan",
+    _base("gaussian_ring8", "gan"),
+    [0],
+    10,
+    [10],
+    knobs={"model.gan.diff_augment": "translation"},
+  )
   assert diffaug.unavailable.startswith("n/a: DiffAugment works on images")
-  odd_batch = settings.make_setting("simple_shapes", "d7", "gan", _base("simple_shapes", "gan"),
-                                    [0], 10, [10], knobs={"model.gan.discriminator_steps": 7})
+  odd_batch = settings.make_setting(
+    "simple_shapes",
+    "d7",
+    "gan",
+    _base("simple_shapes", "gan"),
+    [0],
+    10,
+    [10],
+    knobs={"model.gan.discriminator_steps": 7},
+  )
   assert odd_batch.unavailable.startswith("n/a: train.batch_size=60 is not divisible by 7")
-  fine = settings.make_setting("simple_shapes", "gan_diffaug", "gan",
-                               _base("simple_shapes", "gan"), [0], 10, [10],
-                               knobs={"model.gan.diff_augment": "translation"})
+  fine = settings.make_setting(
+    "simple_shapes",
+    "gan_diffaug",
+    "gan",
+    _base("simple_shapes", "gan"),
+    [0],
+    10,
+    [10],
+    knobs={"model.gan.diff_augment": "translation"},
+  )
   assert fine.unavailable == ""
 
 
@@ -94,8 +123,12 @@ def test_checkpoints_and_pacgan_plan():
   assert settings.checkpoint_steps(10, (0.01, 0.5)) == (1, 5, 10)
   pacgan = hallucination_bases.pacgan_config
   plan = protocols.pacgan_plan(pacgan, steps=1000, trials=3, eval_every=300, pack_sizes=[1, 2])
-  assert [s.key for s in plan.settings] == ["gaussian_ring8/gan", "gaussian_ring8/pacgan2",
-                                            "gaussian_grid25/gan", "gaussian_grid25/pacgan2"]
+  assert [s.key for s in plan.settings] == [
+    "gaussian_ring8/gan",
+    "gaussian_ring8/pacgan2",
+    "gaussian_grid25/gan",
+    "gaussian_grid25/pacgan2",
+  ]
   pac2 = plan.settings[1]
   assert pac2.config.model.gan.pack_size == 2 and pac2.config.train.batch_size == 200
   assert pac2.checkpoints == (300, 600, 900, 1000) and pac2.seeds == (0, 1, 2)
@@ -107,6 +140,8 @@ def test_checkpoints_and_pacgan_plan():
   assert setting.config.model.decoder.widths == (400, 400, 400, 400)
   assert setting.config.model.encoder.widths == (200, 200, 200)
   assert setting.config.model.encoder.pieces == 5 and setting.config.model.latent_dim == 2
-  assert setting.config.model.gan.loss == "non_saturating" and setting.config.train.batch_size == 400
+  assert (
+    setting.config.model.gan.loss == "non_saturating" and setting.config.train.batch_size == 400
+  )
   assert setting.config.dataset.name == "gaussian_grid25"
   assert full.num_samples["gaussian_grid25"] == 2_500

@@ -1,4 +1,5 @@
 """The custom-VJP ConvTranspose computes what flax's computes: values, gradients, GAN steps."""
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -13,15 +14,15 @@ from tests.training import helpers
 # and odd kernels, padding SAME, VALID and explicit (asymmetric, and larger than the kernel
 # reaches), batch sizes 1 to 3 and a doubled batch axis.
 CASES = [
-    ((3, 7, 7, 5), 4, (4, 4), (2, 2), "SAME"),        # The dcgan28 layer's form.
-    ((1, 7, 7, 16), 8, (4, 4), (2, 2), "SAME"),
-    ((2, 5, 6, 3), 2, (3, 3), (1, 1), "VALID"),
-    ((2, 5, 6, 3), 2, (3, 3), (2, 2), "VALID"),
-    ((2, 5, 6, 3), 6, (3, 2), (2, 1), "SAME"),
-    ((2, 5, 6, 3), 2, (4, 4), (2, 2), ((1, 2), (0, 3))),
-    ((2, 4, 4, 2), 3, (2, 2), (2, 2), ((4, 4), (5, 0))),
-    ((3, 9, 4), 3, (5,), (3,), "SAME"),
-    ((2, 2, 5, 5, 3), 4, (4, 4), (2, 2), "SAME"),      # Two batch axes (flax flattens them).
+  ((3, 7, 7, 5), 4, (4, 4), (2, 2), "SAME"),  # The dcgan28 layer's form.
+  ((1, 7, 7, 16), 8, (4, 4), (2, 2), "SAME"),
+  ((2, 5, 6, 3), 2, (3, 3), (1, 1), "VALID"),
+  ((2, 5, 6, 3), 2, (3, 3), (2, 2), "VALID"),
+  ((2, 5, 6, 3), 6, (3, 2), (2, 1), "SAME"),
+  ((2, 5, 6, 3), 2, (4, 4), (2, 2), ((1, 2), (0, 3))),
+  ((2, 4, 4, 2), 3, (2, 2), (2, 2), ((4, 4), (5, 0))),
+  ((3, 9, 4), 3, (5,), (3,), "SAME"),
+  ((2, 2, 5, 5, 3), 4, (4, 4), (2, 2), "SAME"),  # Two batch axes (flax flattens them).
 ]
 
 
@@ -31,11 +32,15 @@ def _init_both(shape, features, kernel_size, strides, padding, **kwargs):
   x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
   plain = nn.ConvTranspose(features, kernel_size, strides=strides, padding=padding, **kwargs)
   fast = ConvTranspose(features, kernel_size, strides=strides, padding=padding, **kwargs)
-  kernel_shape = tuple(kernel_size) + ((features, shape[-1]) if kwargs.get("transpose_kernel")
-                                       else (shape[-1], features))
-  variables = {"params": {
+  kernel_shape = tuple(kernel_size) + (
+    (features, shape[-1]) if kwargs.get("transpose_kernel") else (shape[-1], features)
+  )
+  variables = {
+    "params": {
       "kernel": jnp.asarray(rng.standard_normal(kernel_shape), jnp.float32),
-      "bias": jnp.asarray(rng.standard_normal((features,)), jnp.float32)}}
+      "bias": jnp.asarray(rng.standard_normal((features,)), jnp.float32),
+    }
+  }
   return x, plain, fast, variables, variables
 
 
@@ -57,14 +62,13 @@ def test_same_parameters_and_initialisation_as_flax():
 def _gradients(module, variables, x, cotangent):
   def loss(variables, x):
     return jnp.sum(module.apply(variables, x) * cotangent)
+
   return jax.jit(jax.grad(loss, argnums=(0, 1)))(variables, x)
 
 
 @pytest.mark.parametrize("shape,features,kernel_size,strides,padding", CASES)
-def test_forward_bit_identical_and_gradients_equal(shape, features, kernel_size, strides,
-                                                   padding):
-  x, plain, fast, plain_vars, fast_vars = _init_both(shape, features, kernel_size, strides,
-                                                     padding)
+def test_forward_bit_identical_and_gradients_equal(shape, features, kernel_size, strides, padding):
+  x, plain, fast, plain_vars, fast_vars = _init_both(shape, features, kernel_size, strides, padding)
   assert fast.uses_fast_backward()
   expected = jax.jit(plain.apply)(plain_vars, x)
   got = jax.jit(fast.apply)(fast_vars, x)
@@ -74,8 +78,9 @@ def test_forward_bit_identical_and_gradients_equal(shape, features, kernel_size,
   cotangent = jax.random.normal(jax.random.PRNGKey(2), expected.shape)
   expected = _gradients(plain, plain_vars, x, cotangent)
   got = _gradients(fast, fast_vars, x, cotangent)
-  for name, e, g in zip(["bias", "kernel", "input"], jax.tree.leaves(expected),
-                        jax.tree.leaves(got)):
+  for name, e, g in zip(
+    ["bias", "kernel", "input"], jax.tree.leaves(expected), jax.tree.leaves(got)
+  ):
     scale = float(np.max(np.abs(e)))
     assert scale > 0, name
     np.testing.assert_allclose(g, e, rtol=0, atol=2e-6 * scale, err_msg=name)
@@ -97,8 +102,7 @@ def test_kernel_gradient_matches_float64_numpy():
       o = 2 * i - t + pa
       if 0 <= o < 12:
         y[:, o] += x[:, i] @ kernel[t]
-  np.testing.assert_allclose(module.apply(variables, jnp.asarray(x, jnp.float32)), y,
-                             atol=1e-5)
+  np.testing.assert_allclose(module.apply(variables, jnp.asarray(x, jnp.float32)), y, atol=1e-5)
   dy = rng.standard_normal(y.shape)
   dk = np.zeros_like(kernel)
   dx = np.zeros_like(x)
@@ -108,8 +112,7 @@ def test_kernel_gradient_matches_float64_numpy():
       if 0 <= o < 12:
         dk[t] += x[:, i].T @ dy[:, o]
         dx[:, i] += dy[:, o] @ kernel[t].T
-  grads = _gradients(module, variables, jnp.asarray(x, jnp.float32),
-                     jnp.asarray(dy, jnp.float32))
+  grads = _gradients(module, variables, jnp.asarray(x, jnp.float32), jnp.asarray(dy, jnp.float32))
   np.testing.assert_allclose(grads[0]["params"]["kernel"], dk, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(grads[1], dx, rtol=1e-5, atol=1e-5)
 
@@ -122,6 +125,7 @@ def test_second_order_gradients_equal_the_plain_op():
     def input_grad_norm(variables):
       grad_x = jax.grad(lambda x: jnp.sum(jnp.sin(module.apply(variables, x))))(x)
       return jnp.sum(jnp.square(grad_x))
+
     return jax.jit(jax.grad(input_grad_norm))
 
   expected, got = penalty(plain)(plain_vars), penalty(fast)(fast_vars)
@@ -129,20 +133,29 @@ def test_second_order_gradients_equal_the_plain_op():
     np.testing.assert_allclose(g, e, rtol=0, atol=1e-5 * float(np.max(np.abs(e))))
 
 
-@pytest.mark.parametrize("kwargs", [dict(kernel_dilation=(2, 2)), dict(transpose_kernel=True),
-                                    dict(padding="CIRCULAR")])
+@pytest.mark.parametrize(
+  "kwargs", [dict(kernel_dilation=(2, 2)), dict(transpose_kernel=True), dict(padding="CIRCULAR")]
+)
 def test_unsupported_settings_fall_back_to_the_plain_op(kwargs):
-  settings = dict(shape=(2, 5, 5, 3), features=4, kernel_size=(3, 3), strides=(2, 2),
-                  padding="SAME")
+  settings = dict(
+    shape=(2, 5, 5, 3), features=4, kernel_size=(3, 3), strides=(2, 2), padding="SAME"
+  )
   settings.update(kwargs)
   x, plain, fast, plain_vars, fast_vars = _init_both(
-      settings.pop("shape"), settings.pop("features"), settings.pop("kernel_size"),
-      settings.pop("strides"), settings.pop("padding"), **settings)
+    settings.pop("shape"),
+    settings.pop("features"),
+    settings.pop("kernel_size"),
+    settings.pop("strides"),
+    settings.pop("padding"),
+    **settings,
+  )
   assert not fast.uses_fast_backward()
   cotangent = jax.random.normal(jax.random.PRNGKey(2), plain.apply(plain_vars, x).shape)
   assert np.array_equal(plain.apply(plain_vars, x), fast.apply(fast_vars, x))
-  for e, g in zip(jax.tree.leaves(_gradients(plain, plain_vars, x, cotangent)),
-                  jax.tree.leaves(_gradients(fast, fast_vars, x, cotangent))):
+  for e, g in zip(
+    jax.tree.leaves(_gradients(plain, plain_vars, x, cotangent)),
+    jax.tree.leaves(_gradients(fast, fast_vars, x, cotangent)),
+  ):
     assert np.array_equal(e, g)  # The very same computation.
 
 

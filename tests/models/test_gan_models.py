@@ -1,5 +1,6 @@
 """GAN networks' defining properties, against numpy: spectral norm, maxout, conditioning,
 PacGAN packing, and the PacGAN authors' 2-D networks."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -30,24 +31,31 @@ def _relu_mlp(layers, x, last_linear=True):
 
 
 def _dense_layers(params):
-  return [(params[f"Dense_{i}"]["kernel"], params[f"Dense_{i}"]["bias"])
-          for i in range(len(params))]
+  return [
+    (params[f"Dense_{i}"]["kernel"], params[f"Dense_{i}"]["bias"]) for i in range(len(params))
+  ]
 
 
 # ------------------------------------------------------------------ spectral normalisation
 
+
 def _perturbed(variables, seed=0):
   """Params scaled and jittered, as training would leave them (far from their init norm)."""
   rng = np.random.RandomState(seed)
-  params = jax.tree.map(lambda p: 3.0 * p + 0.5 * rng.randn(*p.shape).astype(np.float32),
-                        variables["params"])
+  params = jax.tree.map(
+    lambda p: 3.0 * p + 0.5 * rng.randn(*p.shape).astype(np.float32), variables["params"]
+  )
   return {"params": params, "batch_stats": variables["batch_stats"]}
 
 
 def _power_iterations(module, variables, x, steps):
   """`steps` training-mode calls: each advances every layer's power iteration once."""
-  advance = jax.jit(lambda v: {"params": v["params"], "batch_stats": module.apply(
-      v, x, train=True, mutable=["batch_stats"])[1]["batch_stats"]})
+  advance = jax.jit(
+    lambda v: {
+      "params": v["params"],
+      "batch_stats": module.apply(v, x, train=True, mutable=["batch_stats"])[1]["batch_stats"],
+    }
+  )
   for _ in range(steps):
     variables = advance(variables)
   return variables
@@ -55,8 +63,12 @@ def _power_iterations(module, variables, x, steps):
 
 def _stored_sigmas(batch_stats):
   """{layer name: sigma} from flax's `SpectralNorm_i/<layer>/kernel/sigma` entries."""
-  return {name.split("/")[0]: float(value) for group in batch_stats.values()
-          for name, value in group.items() if name.endswith("/sigma")}
+  return {
+    name.split("/")[0]: float(value)
+    for group in batch_stats.values()
+    for name, value in group.items()
+    if name.endswith("/sigma")
+  }
 
 
 @pytest.mark.parametrize("body", ["mlp", "conv"])
@@ -70,33 +82,32 @@ def test_spectrally_normalised_layers_have_largest_singular_value_one(body):
   variables = _perturbed(_init(module, x, train=False))
   variables = _power_iterations(module, variables, x, steps=60)
   sigmas = _stored_sigmas(variables["batch_stats"])
-  kernels = {name: np.asarray(p["kernel"], np.float64) for name, p in
-             variables["params"].items()}
+  kernels = {name: np.asarray(p["kernel"], np.float64) for name, p in variables["params"].items()}
   assert set(sigmas) == set(kernels)  # Every layer is normalised.
   for name, kernel in kernels.items():
     matrix = kernel.reshape(-1, kernel.shape[-1])  # Conv: [kh * kw * in, out].
     largest = np.linalg.svd(matrix, compute_uv=False)[0]
     assert largest > 1.5  # The raw weight is far from norm 1 ...
     # ... and divided by the estimate, its largest singular value is 1.
-    np.testing.assert_allclose(np.linalg.svd(matrix / sigmas[name], compute_uv=False)[0], 1.0,
-                               rtol=1e-3, err_msg=name)
+    np.testing.assert_allclose(
+      np.linalg.svd(matrix / sigmas[name], compute_uv=False)[0], 1.0, rtol=1e-3, err_msg=name
+    )
 
 
 def test_spectral_norm_output_uses_the_normalised_weights_and_eval_leaves_the_state():
   module = bodies.MLPEncoder(1, widths=(5,), spectral_norm=True)
   x = np.random.RandomState(1).randn(4, 6).astype(np.float32)
-  variables = _power_iterations(
-      module, _perturbed(_init(module, x, train=False)), x, steps=60)
+  variables = _power_iterations(module, _perturbed(_init(module, x, train=False)), x, steps=60)
   params = _np(variables["params"])
   layers = [(k / np.linalg.svd(k, compute_uv=False)[0], b) for k, b in _dense_layers(params)]
   out, updates = module.apply(variables, x, train=False, mutable=["batch_stats"])
-  np.testing.assert_allclose(out, _relu_mlp(layers, x.astype(np.float64)), rtol=1e-3,
-                             atol=1e-5)
+  np.testing.assert_allclose(out, _relu_mlp(layers, x.astype(np.float64)), rtol=1e-3, atol=1e-5)
   # Evaluation runs the iteration but stores nothing: the state is frozen.
   jax.tree.map(np.testing.assert_array_equal, updates["batch_stats"], variables["batch_stats"])
 
 
 # ---------------------------------------------------------------------------------- maxout
+
 
 def test_maxout_body_takes_the_max_of_consecutive_pieces():
   module = bodies.MaxoutEncoder(3, widths=(4, 5), pieces=3)
@@ -106,15 +117,18 @@ def test_maxout_body_takes_the_max_of_consecutive_pieces():
   h = x.reshape(6, -1).astype(np.float64)
   for i, width in enumerate((4, 5)):
     linear = h @ params[f"Dense_{i}"]["kernel"] + params[f"Dense_{i}"]["bias"]
-    h = np.stack([linear[:, k * 3:(k + 1) * 3].max(axis=1) for k in range(width)], axis=1)
+    h = np.stack([linear[:, k * 3 : (k + 1) * 3].max(axis=1) for k in range(width)], axis=1)
   want = h @ params["Dense_2"]["kernel"] + params["Dense_2"]["bias"]
   np.testing.assert_allclose(module.apply(variables, x), want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("options,message", [
+@pytest.mark.parametrize(
+  "options,message",
+  [
     (dict(activation="relu"), "set activation='maxout'"),
     (dict(norm="batch"), "and norm='none'"),
-])
+  ],
+)
 def test_maxout_body_refuses_what_it_cannot_do(options, message):
   with pytest.raises(ConfigError, match=message):
     bodies.MaxoutEncoder(1, **options).init(jax.random.PRNGKey(0), jnp.ones((1, 2)))
@@ -126,6 +140,7 @@ def test_bias_before_norm_false_needs_a_norm():
 
 
 # ------------------------------------------------------------------------------ conditioning
+
 
 def test_concat_generator_feeds_z_with_the_one_hot_label_and_changes_with_it():
   generator = Generator(bodies.MLPDecoder((2, 2, 1), widths=(6,)), num_classes=4)
@@ -145,12 +160,16 @@ def test_concat_discriminator_sees_the_label_as_constant_extra_channels():
   x = np.random.RandomState(4).randn(4, 2, 2, 1).astype(np.float32)
   labels = np.array([2, 0, 1, 2], np.int32)
   variables = _init(discriminator, x, labels)
-  channels = np.concatenate([x, np.broadcast_to(np.eye(3)[labels][:, None, None, :],
-                                                (4, 2, 2, 3))], axis=-1)
+  channels = np.concatenate(
+    [x, np.broadcast_to(np.eye(3)[labels][:, None, None, :], (4, 2, 2, 3))], axis=-1
+  )
   layers = _dense_layers(_np(variables["params"])["encoder"])
-  np.testing.assert_allclose(discriminator.apply(variables, x, labels),
-                             _relu_mlp(layers, channels.reshape(4, -1))[:, 0], rtol=1e-5,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+    discriminator.apply(variables, x, labels),
+    _relu_mlp(layers, channels.reshape(4, -1))[:, 0],
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 def test_projection_discriminator_logit_is_psi_of_phi_plus_the_class_projection():
@@ -163,12 +182,14 @@ def test_projection_discriminator_logit_is_psi_of_phi_plus_the_class_projection(
   phi = _relu_mlp(_dense_layers(params["encoder"]), x.astype(np.float64))  # [6, 4]
   psi = phi @ params["psi"]["kernel"][:, 0] + params["psi"]["bias"][0]
   projection = np.sum(params["class_embedding"]["embedding"][labels] * phi, axis=1)
-  np.testing.assert_allclose(discriminator.apply(variables, x, labels), psi + projection,
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    discriminator.apply(variables, x, labels), psi + projection, rtol=1e-5, atol=1e-6
+  )
   assert np.abs(projection).max() > 1e-2
 
 
 # ----------------------------------------------------------------------------------- packing
+
 
 @pytest.mark.parametrize("shape", [(2,), (3, 2, 2)])
 def test_a_pack_is_the_concatenation_of_its_consecutive_samples(shape):
@@ -177,14 +198,18 @@ def test_a_pack_is_the_concatenation_of_its_consecutive_samples(shape):
   assert packed.shape == (2,) + shape[:-1] + (3 * shape[-1],)
   for p in range(2):
     np.testing.assert_array_equal(
-        packed[p], np.concatenate([samples[3 * p + j] for j in range(3)], axis=-1))
+      packed[p], np.concatenate([samples[3 * p + j] for j in range(3)], axis=-1)
+    )
 
 
 # ------------------------------------------------------------------ the PacGAN 2-D networks
 
+
 def _param_shapes(params):
-  return {jax.tree_util.keystr(path): tuple(leaf.shape)
-          for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+  return {
+    jax.tree_util.keystr(path): tuple(leaf.shape)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+  }
 
 
 @pytest.mark.parametrize("pack_size", [1, 2])
@@ -203,16 +228,24 @@ def test_pacgan_networks_are_the_authors(pack_size):
   want_gen["['decoder']['Dense_4']['bias']"] = (2,)
   assert gen == want_gen
   assert disc == {  # 3 x maxout(200 units, 5 pieces) on 2 * m inputs -> Linear 1.
-      "['encoder']['Dense_0']['kernel']": (2 * pack_size, 1000),
-      "['encoder']['Dense_0']['bias']": (1000,),
-      "['encoder']['Dense_1']['kernel']": (200, 1000), "['encoder']['Dense_1']['bias']": (1000,),
-      "['encoder']['Dense_2']['kernel']": (200, 1000), "['encoder']['Dense_2']['bias']": (1000,),
-      "['encoder']['Dense_3']['kernel']": (200, 1), "['encoder']['Dense_3']['bias']": (1,),
+    "['encoder']['Dense_0']['kernel']": (2 * pack_size, 1000),
+    "['encoder']['Dense_0']['bias']": (1000,),
+    "['encoder']['Dense_1']['kernel']": (200, 1000),
+    "['encoder']['Dense_1']['bias']": (1000,),
+    "['encoder']['Dense_2']['kernel']": (200, 1000),
+    "['encoder']['Dense_2']['bias']": (1000,),
+    "['encoder']['Dense_3']['kernel']": (200, 1),
+    "['encoder']['Dense_3']['bias']": (1,),
   }
   # Weights N(0, 0.02^2), biases 0, BatchNorm scale 1; no batch statistics in D.
-  kernels = np.concatenate([np.asarray(p["kernel"]).ravel() for network in (
-      state.generator.params["decoder"], state.discriminator.params["encoder"])
-      for name, p in network.items() if name.startswith("Dense")])
+  kernels = np.concatenate(
+    [
+      np.asarray(p["kernel"]).ravel()
+      for network in (state.generator.params["decoder"], state.discriminator.params["encoder"])
+      for name, p in network.items()
+      if name.startswith("Dense")
+    ]
+  )
   assert abs(np.std(kernels) - 0.02) < 0.0005 and abs(np.mean(kernels)) < 0.0005
   for leaf in jax.tree.leaves({k: v for k, v in state.discriminator.params["encoder"].items()}):
     if leaf.ndim == 1:

@@ -1,4 +1,5 @@
 """The reference networks have exactly the specified layers; bad names fail in one line."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,18 +12,24 @@ from experiments.configs import base, dcgan28, mlp_vae
 
 
 def _param_shapes(params):
-  return {jax.tree_util.keystr(path): tuple(leaf.shape)
-          for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+  return {
+    jax.tree_util.keystr(path): tuple(leaf.shape)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+  }
 
 
 def test_mlp_vae_is_784_400_20_400_784():
   state = get_family(mlp_vae.get_config(), (28, 28, 1)).init(jax.random.PRNGKey(0))
   shapes = _param_shapes(state.params)
   assert shapes == {
-      "['encoder']['Dense_0']['kernel']": (784, 400), "['encoder']['Dense_0']['bias']": (400,),
-      "['encoder']['Dense_1']['kernel']": (400, 40), "['encoder']['Dense_1']['bias']": (40,),
-      "['decoder']['Dense_0']['kernel']": (20, 400), "['decoder']['Dense_0']['bias']": (400,),
-      "['decoder']['Dense_1']['kernel']": (400, 784), "['decoder']['Dense_1']['bias']": (784,),
+    "['encoder']['Dense_0']['kernel']": (784, 400),
+    "['encoder']['Dense_0']['bias']": (400,),
+    "['encoder']['Dense_1']['kernel']": (400, 40),
+    "['encoder']['Dense_1']['bias']": (40,),
+    "['decoder']['Dense_0']['kernel']": (20, 400),
+    "['decoder']['Dense_0']['bias']": (400,),
+    "['decoder']['Dense_1']['kernel']": (400, 784),
+    "['decoder']['Dense_1']['bias']": (784,),
   }
 
 
@@ -31,23 +38,26 @@ def test_dcgan28_layers():
   gen = _param_shapes(state.generator.params)
   disc = _param_shapes(state.discriminator.params)
   assert gen == {
-      "['decoder']['Dense_0']['kernel']": (100, 7 * 7 * 128),
-      "['decoder']['Dense_0']['bias']": (7 * 7 * 128,),
-      "['decoder']['_Norm_0']['BatchNorm_0']['scale']": (7 * 7 * 128,),
-      "['decoder']['_Norm_0']['BatchNorm_0']['bias']": (7 * 7 * 128,),
-      "['decoder']['ConvTranspose_0']['kernel']": (4, 4, 128, 64),
-      "['decoder']['ConvTranspose_0']['bias']": (64,),
-      "['decoder']['_Norm_1']['BatchNorm_0']['scale']": (64,),
-      "['decoder']['_Norm_1']['BatchNorm_0']['bias']": (64,),
-      "['decoder']['ConvTranspose_1']['kernel']": (4, 4, 64, 1),
-      "['decoder']['ConvTranspose_1']['bias']": (1,),
+    "['decoder']['Dense_0']['kernel']": (100, 7 * 7 * 128),
+    "['decoder']['Dense_0']['bias']": (7 * 7 * 128,),
+    "['decoder']['_Norm_0']['BatchNorm_0']['scale']": (7 * 7 * 128,),
+    "['decoder']['_Norm_0']['BatchNorm_0']['bias']": (7 * 7 * 128,),
+    "['decoder']['ConvTranspose_0']['kernel']": (4, 4, 128, 64),
+    "['decoder']['ConvTranspose_0']['bias']": (64,),
+    "['decoder']['_Norm_1']['BatchNorm_0']['scale']": (64,),
+    "['decoder']['_Norm_1']['BatchNorm_0']['bias']": (64,),
+    "['decoder']['ConvTranspose_1']['kernel']": (4, 4, 64, 1),
+    "['decoder']['ConvTranspose_1']['bias']": (1,),
   }
   assert disc == {
-      "['encoder']['Conv_0']['kernel']": (4, 4, 1, 64), "['encoder']['Conv_0']['bias']": (64,),
-      "['encoder']['Conv_1']['kernel']": (4, 4, 64, 128), "['encoder']['Conv_1']['bias']": (128,),
-      "['encoder']['_Norm_0']['BatchNorm_0']['scale']": (128,),
-      "['encoder']['_Norm_0']['BatchNorm_0']['bias']": (128,),
-      "['encoder']['Dense_0']['kernel']": (7 * 7 * 128, 1), "['encoder']['Dense_0']['bias']": (1,),
+    "['encoder']['Conv_0']['kernel']": (4, 4, 1, 64),
+    "['encoder']['Conv_0']['bias']": (64,),
+    "['encoder']['Conv_1']['kernel']": (4, 4, 64, 128),
+    "['encoder']['Conv_1']['bias']": (128,),
+    "['encoder']['_Norm_0']['BatchNorm_0']['scale']": (128,),
+    "['encoder']['_Norm_0']['BatchNorm_0']['bias']": (128,),
+    "['encoder']['Dense_0']['kernel']": (7 * 7 * 128, 1),
+    "['encoder']['Dense_0']['bias']": (1,),
   }
   # Generator output is tanh-bounded and 28x28x1; the discriminator gives one logit each.
   z = jax.random.normal(jax.random.PRNGKey(1), (3, 100))
@@ -71,9 +81,13 @@ def test_unknown_activation_and_norm():
     bodies.MLPEncoder(4, norm="layer").init(jax.random.PRNGKey(0), np.zeros((1, 2)))
 
 
-@pytest.mark.parametrize("name,flax_init", [
+@pytest.mark.parametrize(
+  "name,flax_init",
+  [
     ("lecun_normal", jax.nn.initializers.lecun_normal()),
-    ("normal_0.02", jax.nn.initializers.normal(stddev=0.02))])
+    ("normal_0.02", jax.nn.initializers.normal(stddev=0.02)),
+  ],
+)
 def test_kernel_inits_are_flax_initialisers_bit_for_bit(name, flax_init):
   """The registered inits draw 4-D kernels as matrices (faster to compile): the same values as
   flax's initialisers give, for convolution and dense kernels."""

@@ -1,5 +1,6 @@
 """One short classifier run on digits28, trained once per test session and shared by the
 classifier tests and the planted-hallucination tests (training is the slow part)."""
+
 import json
 import os
 

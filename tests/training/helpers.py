@@ -1,4 +1,5 @@
 """Shared test helpers: tiny configs and runs of the per-device steps on N devices."""
+
 import jax
 import numpy as np
 
@@ -30,17 +31,27 @@ def tiny_config(family: str, body: str = "mlp"):
 
 def random_batches(num_steps, global_batch, shape=(28, 28, 1), seed=0):
   rng = np.random.RandomState(seed)
-  return [{"image": rng.rand(global_batch, *shape).astype(np.float32),
-           "label": rng.randint(0, 10, global_batch).astype(np.int32),
-           "mask": np.ones(global_batch, np.float32)} for _ in range(num_steps)]
+  return [
+    {
+      "image": rng.rand(global_batch, *shape).astype(np.float32),
+      "label": rng.randint(0, 10, global_batch).astype(np.int32),
+      "mask": np.ones(global_batch, np.float32),
+    }
+    for _ in range(num_steps)
+  ]
 
 
 def random_point_batches(num_steps, global_batch, dimension=2, seed=0):
   """Batches of standard normal points `[global_batch, dimension]`, as the 2-D datasets give."""
   rng = np.random.RandomState(seed)
-  return [{"image": rng.randn(global_batch, dimension).astype(np.float32),
-           "label": np.zeros(global_batch, np.int32),
-           "mask": np.ones(global_batch, np.float32)} for _ in range(num_steps)]
+  return [
+    {
+      "image": rng.randn(global_batch, dimension).astype(np.float32),
+      "label": np.zeros(global_batch, np.int32),
+      "mask": np.ones(global_batch, np.float32),
+    }
+    for _ in range(num_steps)
+  ]
 
 
 def device_layout(batch, num_devices):
@@ -58,8 +69,11 @@ def run_steps(config, batches, parallel, seed=0):
   step = parallel.compile_train_step(family.train_step)
   metrics = []
   for batch in batches:
-    state, m = step(state, parallel.put_batch(device_layout(batch, parallel.num_local_devices)),
-                    jax.random.PRNGKey(seed + 1))
+    state, m = step(
+      state,
+      parallel.put_batch(device_layout(batch, parallel.num_local_devices)),
+      jax.random.PRNGKey(seed + 1),
+    )
     metrics.append(jax.device_get(parallel.first_copy(m)))
   return jax.device_get(parallel.get_state(state)), metrics
 

@@ -1,5 +1,6 @@
 """The classifier family: it learns digits28 through the one loop, its eval masks padding, and
 its step averages gradients over devices."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,7 +34,8 @@ def test_classifier_learns_digits(run):
   assert train[-1]["loss"] < 0.2 * train[0]["loss"]
   assert train[-1]["accuracy"] > train[0]["accuracy"]
   assert classifier_run.read_metrics(run["workdir"], "eval")[-1]["accuracy"] == pytest.approx(
-      run["results"]["eval"]["accuracy"])
+    run["results"]["eval"]["accuracy"]
+  )
 
 
 def test_eval_accuracy_counts_every_test_digit_once(run):
@@ -43,8 +45,9 @@ def test_eval_accuracy_counts_every_test_digit_once(run):
   assert images.shape == (300, 28, 28, 1)
   oracle = ClassifierFeatureExtractor.from_state(run["results"]["state"])
   predictions = np.argmax(np.asarray(oracle.probabilities(images)), axis=-1)
-  assert run["results"]["eval"]["accuracy"] == pytest.approx(np.mean(predictions == labels),
-                                                             abs=1e-6)
+  assert run["results"]["eval"]["accuracy"] == pytest.approx(
+    np.mean(predictions == labels), abs=1e-6
+  )
 
 
 def test_eval_step_sums_only_masked_in_examples():
@@ -54,7 +57,8 @@ def test_eval_step_sums_only_masked_in_examples():
   batch = helpers.random_batches(1, 16)[0]
   batch["mask"][::2] = 0.0  # Every other example is padding.
   sums = jax.pmap(family.eval_step, axis_name=noise.BATCH_AXIS, in_axes=(None, 0, None))(
-      state, helpers.device_layout(batch, 8), jax.random.PRNGKey(1))
+    state, helpers.device_layout(batch, 8), jax.random.PRNGKey(1)
+  )
   sums = jax.tree.map(lambda x: float(x[0]), sums)
   logits = jax.jit(state.apply_fn)(state.variables(), batch["image"])
   real = batch["mask"] > 0

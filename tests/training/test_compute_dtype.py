@@ -1,4 +1,5 @@
 """`model.compute_dtype`: bfloat16 activations and products, float32 everything that is kept."""
+
 import json
 
 import flax
@@ -36,9 +37,12 @@ def _product_dtypes(config):
   step = helpers.shard_map_on(1).compile_train_step(family.train_step)
   key = jax.random.PRNGKey(1)
   traced = step.trace(jax.eval_shape(family.init, key), batch, key)
-  return {str(v.aval.dtype) for eqn in _equations(traced.jaxpr.jaxpr)
-          if eqn.primitive.name in ("dot_general", "conv_general_dilated")
-          for v in eqn.invars}
+  return {
+    str(v.aval.dtype)
+    for eqn in _equations(traced.jaxpr.jaxpr)
+    if eqn.primitive.name in ("dot_general", "conv_general_dilated")
+    for v in eqn.invars
+  }
 
 
 def test_products_run_in_the_compute_dtype():
@@ -54,10 +58,12 @@ def test_bfloat16_keeps_float32_state_and_computes_the_same_function(family, bod
   """Parameters, optimiser and BatchNorm states stay float32; the metrics of the first steps
   (float32 losses of bfloat16 networks) are those of float32 to bfloat16's precision."""
   batches = helpers.random_batches(3, 16, shape=(8, 8, 1))
-  state_16, metrics_16 = helpers.run_steps(_config(family, body, "bfloat16"), batches,
-                                           helpers.shard_map_on(2))
-  state_32, metrics_32 = helpers.run_steps(_config(family, body, "float32"), batches,
-                                           helpers.shard_map_on(2))
+  state_16, metrics_16 = helpers.run_steps(
+    _config(family, body, "bfloat16"), batches, helpers.shard_map_on(2)
+  )
+  state_32, metrics_32 = helpers.run_steps(
+    _config(family, body, "float32"), batches, helpers.shard_map_on(2)
+  )
   dtypes = {str(np.asarray(leaf).dtype) for leaf in jax.tree.leaves(state_16)}
   assert dtypes <= {"float32", "int32", "uint32"}, dtypes
   # The same checkpointed tree: a run can change its compute dtype and keep its checkpoints.
@@ -75,8 +81,9 @@ def test_bfloat16_trains_on_digits(tmp_path):
   config = _config("vae", "mlp", "bfloat16")
   config.dataset.data_dir = str(tmp_path / "tfds")
   (tmp_path / "tfds").mkdir()
-  config.train.update(num_steps=120, log_every=10, eval_every=0, sample_every=0,
-                      batch_size=64, num_samples=8)
+  config.train.update(
+    num_steps=120, log_every=10, eval_every=0, sample_every=0, batch_size=64, num_samples=8
+  )
   result = training.train_and_evaluate(config, str(tmp_path / "run"))
   assert np.isfinite(result["eval"]["loss"])
   with open(tmp_path / "run" / "metrics.jsonl") as f:

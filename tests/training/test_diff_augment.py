@@ -1,4 +1,5 @@
 """DiffAugment against a numpy transliteration of the authors' reference code."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,12 +40,12 @@ def test_translation_and_cutout_match_the_reference_for_every_draw():
   max_row, max_col = int(HEIGHT * 0.125 + 0.5), int(WIDTH * 0.125 + 0.5)
   for row in range(-max_row, max_row + 1):
     for col in range(-max_col, max_col + 1):
-      np.testing.assert_array_equal(da.translate(image, row, col),
-                                    translate_reference(image, row, col))
+      np.testing.assert_array_equal(
+        da.translate(image, row, col), translate_reference(image, row, col)
+      )
   for row in range(HEIGHT + 1):  # Even sizes: offsets in [0, side]; odd: [0, side).
     for col in range(WIDTH + 1 - int(WIDTH * 0.5 + 0.5) % 2):
-      np.testing.assert_array_equal(da.cut_out(image, row, col),
-                                    _reference_cutout(image, row, col))
+      np.testing.assert_array_equal(da.cut_out(image, row, col), _reference_cutout(image, row, col))
 
 
 def _which(candidates, output):
@@ -58,17 +59,22 @@ def test_draws_cover_the_reference_ranges():
   image = _image(channels=1)
   # Shifts uniform in [-r, r], r = int(0.125 * side + 0.5): 2 rows, 1 column.
   shifts = {(r, c): translate_reference(image, r, c) for r in range(-2, 3) for c in (-1, 0, 1)}
-  drawn = {_which(shifts, np.asarray(da.translation(image, jax.random.PRNGKey(i))))
-           for i in range(300)}
+  drawn = {
+    _which(shifts, np.asarray(da.translation(image, jax.random.PRNGKey(i)))) for i in range(300)
+  }
   assert drawn == set(shifts)
   # Cutout centres: size 8 (even) rows -> [0, 16]; size 3 (odd) columns -> [0, 6).
-  drawn = {tuple(int(v) for v in da.cutout_offset(jax.random.PRNGKey(i), HEIGHT, WIDTH))
-           for i in range(600)}
+  drawn = {
+    tuple(int(v) for v in da.cutout_offset(jax.random.PRNGKey(i), HEIGHT, WIDTH))
+    for i in range(600)
+  }
   assert drawn == {(r, c) for r in range(HEIGHT + 1) for c in range(WIDTH)}
   for i in range(20):  # The centre is drawn for this image's sides, in this order.
     key = jax.random.PRNGKey(i)
-    np.testing.assert_array_equal(da.cutout(image, key), _reference_cutout(
-        image, *(int(v) for v in da.cutout_offset(key, HEIGHT, WIDTH))))
+    np.testing.assert_array_equal(
+      da.cutout(image, key),
+      _reference_cutout(image, *(int(v) for v in da.cutout_offset(key, HEIGHT, WIDTH))),
+    )
 
 
 def test_color_operations_follow_the_reference_formulas():
@@ -101,22 +107,27 @@ def test_each_example_is_augmented_the_same_on_8_devices_as_on_1():
   images = np.random.RandomState(5).uniform(-1, 1, (16, HEIGHT, WIDTH, 3)).astype(np.float32)
   key = jax.random.PRNGKey(11)
   policy = da.parse_policy("color,translation,cutout")
-  run = lambda devices: np.asarray(jax.pmap(
-      lambda x: da.diff_augment(x, key, policy), axis_name=noise.BATCH_AXIS,
-      devices=jax.local_devices()[:devices])(images.reshape((devices, -1) + images.shape[1:])))
+  run = lambda devices: np.asarray(
+    jax.pmap(
+      lambda x: da.diff_augment(x, key, policy),
+      axis_name=noise.BATCH_AXIS,
+      devices=jax.local_devices()[:devices],
+    )(images.reshape((devices, -1) + images.shape[1:]))
+  )
   on_8, on_1 = run(8).reshape(images.shape), run(1).reshape(images.shape)
   np.testing.assert_allclose(on_8, on_1, atol=1e-6)  # Float reductions may round apart.
   # Example i is augmented with fold_in(key, i): its own draw, not its neighbour's.
   for i in (0, 9):
-    np.testing.assert_allclose(on_1[i], da.augment_image(images[i], jax.random.fold_in(key, i),
-                                                         policy), atol=1e-6)
-  assert not np.allclose(on_1[0], da.augment_image(images[0], jax.random.fold_in(key, 1),
-                                                   policy))
+    np.testing.assert_allclose(
+      on_1[i], da.augment_image(images[i], jax.random.fold_in(key, i), policy), atol=1e-6
+    )
+  assert not np.allclose(on_1[0], da.augment_image(images[0], jax.random.fold_in(key, 1), policy))
 
 
 def test_unknown_policy_lists_the_choices():
   with pytest.raises(UnknownNameError) as info:
     da.parse_policy("color, flip")
-  assert str(info.value) == ("Unknown DiffAugment policy 'flip'; valid choices are: color, "
-                             "cutout, translation.")
+  assert str(info.value) == (
+    "Unknown DiffAugment policy 'flip'; valid choices are: color, cutout, translation."
+  )
   assert da.parse_policy("") == ()

@@ -6,6 +6,7 @@ softplus(-D(x)) + softplus(D(G(z))); the generator is then updated on the non-sa
 softplus(-D'(G(z))) against the UPDATED discriminator D'. With plain SGD each update is
 params - lr * grad, so both networks' new parameters are known exactly.
 """
+
 import jax
 import numpy as np
 import pytest
@@ -31,8 +32,13 @@ def _sigmoid(x):
 def layers_of(params, group):
   """[(kernel, bias), ...] of an MLP body's Dense_0, Dense_1, ... in float64."""
   dense = params[group]
-  return [(np.asarray(dense[f"Dense_{i}"]["kernel"], np.float64),
-           np.asarray(dense[f"Dense_{i}"]["bias"], np.float64)) for i in range(len(dense))]
+  return [
+    (
+      np.asarray(dense[f"Dense_{i}"]["kernel"], np.float64),
+      np.asarray(dense[f"Dense_{i}"]["bias"], np.float64),
+    )
+    for i in range(len(dense))
+  ]
 
 
 def _forward(layers, x):
@@ -58,8 +64,9 @@ def _backward(layers, inputs, pre, grad_out):
 
 
 def _sgd(layers, grads):
-  return [(k - LEARNING_RATE * dk, b - LEARNING_RATE * db)
-          for (k, b), (dk, db) in zip(layers, grads)]
+  return [
+    (k - LEARNING_RATE * dk, b - LEARNING_RATE * db) for (k, b), (dk, db) in zip(layers, grads)
+  ]
 
 
 def reference_step(gen_layers, disc_layers, images, z):
@@ -76,22 +83,22 @@ def reference_step(gen_layers, disc_layers, images, z):
   d_loss = np.mean(_softplus(-real_logits)) + np.mean(_softplus(fake_logits))
   real_grads, _ = _backward(disc_layers, r_inputs, r_pre, (-_sigmoid(-real_logits) / n)[:, None])
   fake_grads, _ = _backward(disc_layers, f_inputs, f_pre, (_sigmoid(fake_logits) / n)[:, None])
-  new_disc = _sgd(disc_layers, [(a[0] + b[0], a[1] + b[1])
-                                for a, b in zip(real_grads, fake_grads)])
+  new_disc = _sgd(disc_layers, [(a[0] + b[0], a[1] + b[1]) for a, b in zip(real_grads, fake_grads)])
 
   # Generator: -log sigmoid(D'(G(z))) with the updated discriminator D'.
   u_inputs, u_pre = _forward(new_disc, fake)
   logits = u_pre[-1][:, 0]
   g_loss = np.mean(_softplus(-logits))
   _, d_fake = _backward(new_disc, u_inputs, u_pre, (-_sigmoid(-logits) / n)[:, None])
-  gen_grads, _ = _backward(gen_layers, g_inputs, g_pre, d_fake * (1.0 - fake ** 2))
+  gen_grads, _ = _backward(gen_layers, g_inputs, g_pre, d_fake * (1.0 - fake**2))
   return d_loss, g_loss, _sgd(gen_layers, gen_grads), new_disc
 
 
 def assert_parameters(state, new_gen, new_disc):
   """Both networks' parameters (MLP bodies) equal the reference's, layer by layer."""
-  got = layers_of(state.discriminator.params, "encoder") + layers_of(state.generator.params,
-                                                                    "decoder")
+  got = layers_of(state.discriminator.params, "encoder") + layers_of(
+    state.generator.params, "decoder"
+  )
   for i, ((kernel, bias), (want_kernel, want_bias)) in enumerate(zip(got, new_disc + new_gen)):
     np.testing.assert_allclose(kernel, want_kernel, rtol=1e-4, atol=2e-6, err_msg=f"layer {i}")
     np.testing.assert_allclose(bias, want_bias, rtol=1e-4, atol=2e-6, err_msg=f"layer {i}")
@@ -111,9 +118,12 @@ def tiny_gan_config():
 def contract_latents(train_key, step, num):
   """z_i = normal(fold_in(fold_in(train_key, step), i)), float64 `[num, LATENT_DIM]`."""
   step_key = jax.random.fold_in(train_key, step)
-  return np.stack([np.asarray(jax.random.normal(jax.random.fold_in(step_key, i),
-                                                (LATENT_DIM,)), np.float64)
-                   for i in range(num)])
+  return np.stack(
+    [
+      np.asarray(jax.random.normal(jax.random.fold_in(step_key, i), (LATENT_DIM,)), np.float64)
+      for i in range(num)
+    ]
+  )
 
 
 def test_one_step_matches_an_independent_float64_recomputation():
@@ -125,33 +135,43 @@ def test_one_step_matches_an_independent_float64_recomputation():
 
   z = contract_latents(jax.random.PRNGKey(1), 0, GLOBAL_BATCH)  # run_steps trains with key 1.
   d_loss, g_loss, new_gen, new_disc = reference_step(
-      layers_of(initial.generator.params, "decoder"),
-      layers_of(initial.discriminator.params, "encoder"),
-      np.asarray(batches[0]["image"], np.float64), z)
+    layers_of(initial.generator.params, "decoder"),
+    layers_of(initial.discriminator.params, "encoder"),
+    np.asarray(batches[0]["image"], np.float64),
+    z,
+  )
 
   np.testing.assert_allclose(metrics[0]["d_loss"], d_loss, rtol=1e-5)
   np.testing.assert_allclose(metrics[0]["g_loss"], g_loss, rtol=1e-5)
   for name, got, want in (
-      ("discriminator", layers_of(state.discriminator.params, "encoder"), new_disc),
-      ("generator", layers_of(state.generator.params, "decoder"), new_gen)):
+    ("discriminator", layers_of(state.discriminator.params, "encoder"), new_disc),
+    ("generator", layers_of(state.generator.params, "decoder"), new_gen),
+  ):
     for i, ((kernel, bias), (want_kernel, want_bias)) in enumerate(zip(got, want)):
-      np.testing.assert_allclose(kernel, want_kernel, rtol=1e-4, atol=1e-6,
-                                 err_msg=f"{name} Dense_{i} kernel")
-      np.testing.assert_allclose(bias, want_bias, rtol=1e-4, atol=1e-6,
-                                 err_msg=f"{name} Dense_{i} bias")
+      np.testing.assert_allclose(
+        kernel, want_kernel, rtol=1e-4, atol=1e-6, err_msg=f"{name} Dense_{i} kernel"
+      )
+      np.testing.assert_allclose(
+        bias, want_bias, rtol=1e-4, atol=1e-6, err_msg=f"{name} Dense_{i} bias"
+      )
   # The step moved both networks by more than the tolerance: the comparison has teeth.
-  moved = [np.max(np.abs(k - k0)) for (k, _), (k0, _) in
-           zip(new_gen + new_disc, layers_of(initial.generator.params, "decoder")
-               + layers_of(initial.discriminator.params, "encoder"))]
+  moved = [
+    np.max(np.abs(k - k0))
+    for (k, _), (k0, _) in zip(
+      new_gen + new_disc,
+      layers_of(initial.generator.params, "decoder")
+      + layers_of(initial.discriminator.params, "encoder"),
+    )
+  ]
   assert min(moved) > 1e-4, moved
 
 
 # ------------------------------------------------ losses and regularisers: the whole step
 
 NUMPY_LOSSES = {  # (discriminator terms of (real, fake) logits, generator terms of fake logits)
-    "non_saturating": (lambda r, f: _softplus(-r) + _softplus(f), lambda f: _softplus(-f)),
-    "hinge": (lambda r, f: np.maximum(1.0 - r, 0.0) + np.maximum(1.0 + f, 0.0), lambda f: -f),
-    "wasserstein": (lambda r, f: f - r, lambda f: -f),
+  "non_saturating": (lambda r, f: _softplus(-r) + _softplus(f), lambda f: _softplus(-f)),
+  "hinge": (lambda r, f: np.maximum(1.0 - r, 0.0) + np.maximum(1.0 + f, 0.0), lambda f: -f),
+  "wasserstein": (lambda r, f: f - r, lambda f: -f),
 }
 
 
@@ -172,9 +192,9 @@ def _flatten(layers):
 def _unflatten(vector, like):
   layers, offset = [], 0
   for kernel, bias in like:
-    k = vector[offset:offset + kernel.size].reshape(kernel.shape)
+    k = vector[offset : offset + kernel.size].reshape(kernel.shape)
     offset += kernel.size
-    layers.append((k, vector[offset:offset + bias.size]))
+    layers.append((k, vector[offset : offset + bias.size]))
     offset += bias.size
   return layers
 
@@ -195,9 +215,21 @@ def _identity(x):
   return x
 
 
-def reference_variant_step(gen_layers, disc_layers, images, z, loss, regularizer, weight, eps,
-                           augment_real=_identity, augment_fake=_identity,
-                           augment_generator=_identity, output="tanh", discriminator_steps=1):
+def reference_variant_step(
+  gen_layers,
+  disc_layers,
+  images,
+  z,
+  loss,
+  regularizer,
+  weight,
+  eps,
+  augment_real=_identity,
+  augment_fake=_identity,
+  augment_generator=_identity,
+  output="tanh",
+  discriminator_steps=1,
+):
   """One GAN step of any loss / regulariser in float64, gradients by central differences.
 
   `augment_*`: the fixed transforms of the discriminator's inputs `[n, pixels]` (real and
@@ -228,10 +260,12 @@ def reference_variant_step(gen_layers, disc_layers, images, z, loss, regularizer
     d_losses.append(adversarial(new_disc, *chunk[:2]))
     penalties.append(penalty_of(new_disc, *chunk))
     new_disc = _finite_difference_sgd(
-        lambda disc, chunk=chunk: adversarial(disc, *chunk[:2]) + weight * penalty_of(disc, *chunk),
-        new_disc)
-  g_loss = lambda gen: np.mean(g_terms(_logits(
-      new_disc, augment_generator(squash(_forward(gen, z)[1][-1])))))
+      lambda disc, chunk=chunk: adversarial(disc, *chunk[:2]) + weight * penalty_of(disc, *chunk),
+      new_disc,
+    )
+  g_loss = lambda gen: np.mean(
+    g_terms(_logits(new_disc, augment_generator(squash(_forward(gen, z)[1][-1]))))
+  )
   new_gen = _finite_difference_sgd(g_loss, gen_layers)
   return np.mean(d_losses), np.mean(penalties), g_loss(gen_layers), new_gen, new_disc
 
@@ -241,18 +275,31 @@ def _interpolation_weights(train_key, discriminator_steps):
   fold_in(fold_in(penalty stream, c), j)."""
   penalty = gan._auxiliary_keys(train_key, 0)["penalty"]
   chunk = GLOBAL_BATCH // discriminator_steps
-  return [np.array([float(jax.random.uniform(jax.random.fold_in(
-      jax.random.fold_in(penalty, c), j))) for j in range(chunk)])
-          for c in range(discriminator_steps)]
+  return [
+    np.array(
+      [
+        float(jax.random.uniform(jax.random.fold_in(jax.random.fold_in(penalty, c), j)))
+        for j in range(chunk)
+      ]
+    )
+    for c in range(discriminator_steps)
+  ]
 
 
-@pytest.mark.parametrize("loss,regularizer,discriminator_steps", [
-    ("non_saturating", "none", 1), ("hinge", "none", 1), ("wasserstein", "gradient_penalty", 1),
+@pytest.mark.parametrize(
+  "loss,regularizer,discriminator_steps",
+  [
+    ("non_saturating", "none", 1),
+    ("hinge", "none", 1),
+    ("wasserstein", "gradient_penalty", 1),
     ("non_saturating", "r1", 1),
     # WGAN-GP's n_critic: D updated on examples 0, 2, 4, 6, then on 1, 3, 5, 7; G once.
-    ("wasserstein", "gradient_penalty", 2)])
+    ("wasserstein", "gradient_penalty", 2),
+  ],
+)
 def test_loss_and_regularizer_variants_match_float64_finite_differences(
-    loss, regularizer, discriminator_steps):
+  loss, regularizer, discriminator_steps
+):
   config = tiny_gan_config()
   config.model.gan.loss = loss
   config.model.gan.regularizer = regularizer
@@ -264,12 +311,16 @@ def test_loss_and_regularizer_variants_match_float64_finite_differences(
 
   train_key = jax.random.PRNGKey(1)
   d_loss, penalty, g_loss, new_gen, new_disc = reference_variant_step(
-      layers_of(initial.generator.params, "decoder"),
-      layers_of(initial.discriminator.params, "encoder"),
-      np.asarray(batches[0]["image"], np.float64),
-      contract_latents(train_key, 0, GLOBAL_BATCH), loss, regularizer, 3.0,
-      _interpolation_weights(train_key, discriminator_steps),
-      discriminator_steps=discriminator_steps)
+    layers_of(initial.generator.params, "decoder"),
+    layers_of(initial.discriminator.params, "encoder"),
+    np.asarray(batches[0]["image"], np.float64),
+    contract_latents(train_key, 0, GLOBAL_BATCH),
+    loss,
+    regularizer,
+    3.0,
+    _interpolation_weights(train_key, discriminator_steps),
+    discriminator_steps=discriminator_steps,
+  )
 
   np.testing.assert_allclose(metrics[0]["d_loss"], d_loss, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(metrics[0]["g_loss"], g_loss, rtol=1e-5, atol=1e-6)
@@ -297,21 +348,33 @@ def test_diff_augment_step_matches_float64_reference():
 
   def translation(stream):
     """The numpy reference translation, example i shifted by its draw from fold_in(stream, i)."""
-    shifts = [[int(v) for v in diff_augment.translation_shift(
-        jax.random.split(jax.random.fold_in(streams[stream], i), 1)[0], 4, 4)]
-              for i in range(GLOBAL_BATCH)]
+    shifts = [
+      [
+        int(v)
+        for v in diff_augment.translation_shift(
+          jax.random.split(jax.random.fold_in(streams[stream], i), 1)[0], 4, 4
+        )
+      ]
+      for i in range(GLOBAL_BATCH)
+    ]
     assert len({tuple(s) for s in shifts}) > 1
-    return lambda flat: np.stack([
-        translate_reference(x.reshape(shape), *s).ravel() for x, s in zip(flat, shifts)])
+    return lambda flat: np.stack(
+      [translate_reference(x.reshape(shape), *s).ravel() for x, s in zip(flat, shifts)]
+    )
 
   d_loss, _, g_loss, new_gen, new_disc = reference_variant_step(
-      layers_of(initial.generator.params, "decoder"),
-      layers_of(initial.discriminator.params, "encoder"),
-      np.asarray(batches[0]["image"], np.float64), contract_latents(train_key, 0, GLOBAL_BATCH),
-      "non_saturating", "none", 0.0, None, augment_real=translation("augment_real"),
-      augment_fake=translation("augment_fake"),
-      augment_generator=translation("augment_generator"))
+    layers_of(initial.generator.params, "decoder"),
+    layers_of(initial.discriminator.params, "encoder"),
+    np.asarray(batches[0]["image"], np.float64),
+    contract_latents(train_key, 0, GLOBAL_BATCH),
+    "non_saturating",
+    "none",
+    0.0,
+    None,
+    augment_real=translation("augment_real"),
+    augment_fake=translation("augment_fake"),
+    augment_generator=translation("augment_generator"),
+  )
   np.testing.assert_allclose(metrics[0]["d_loss"], d_loss, rtol=1e-5)
   np.testing.assert_allclose(metrics[0]["g_loss"], g_loss, rtol=1e-5)
   assert_parameters(state, new_gen, new_disc)
-

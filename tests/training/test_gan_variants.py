@@ -1,5 +1,6 @@
 """The GAN family's variants end to end: EMA, spectral-norm state, class conditioning,
 PacGAN packing, and the one-line errors of configs that cannot work."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,9 +14,15 @@ from aigc_jax.training import gan, noise
 from aigc_jax.training.family import get_family
 from experiments.configs import base
 from tests.training import helpers
-from tests.training.test_gan import (GLOBAL_BATCH, IMAGE_SHAPE, assert_parameters,
-                                     contract_latents, layers_of, reference_variant_step,
-                                     tiny_gan_config)
+from tests.training.test_gan import (
+  GLOBAL_BATCH,
+  IMAGE_SHAPE,
+  assert_parameters,
+  contract_latents,
+  layers_of,
+  reference_variant_step,
+  tiny_gan_config,
+)
 
 
 def _steps_with_history(config, batches, parallel, shape=IMAGE_SHAPE):
@@ -25,17 +32,24 @@ def _steps_with_history(config, batches, parallel, shape=IMAGE_SHAPE):
   step = parallel.compile_train_step(family.train_step)
   history = [family.init(jax.random.PRNGKey(0))]
   for batch in batches:
-    state, _ = step(state, parallel.put_batch(helpers.device_layout(
-        batch, parallel.num_local_devices)), jax.random.PRNGKey(1))
+    state, _ = step(
+      state,
+      parallel.put_batch(helpers.device_layout(batch, parallel.num_local_devices)),
+      jax.random.PRNGKey(1),
+    )
     history.append(jax.device_get(parallel.get_state(state)))
   return family, state, history
 
 
 def _mlp_samples(params, z, num_layers):
   """A tanh MLP generator's samples in [0, 1], float64 numpy."""
-  layers = [(np.asarray(params["decoder"][f"Dense_{i}"]["kernel"], np.float64),
-             np.asarray(params["decoder"][f"Dense_{i}"]["bias"], np.float64))
-            for i in range(num_layers)]
+  layers = [
+    (
+      np.asarray(params["decoder"][f"Dense_{i}"]["kernel"], np.float64),
+      np.asarray(params["decoder"][f"Dense_{i}"]["bias"], np.float64),
+    )
+    for i in range(num_layers)
+  ]
   x = np.asarray(z, np.float64)
   for i, (kernel, bias) in enumerate(layers):
     x = x @ kernel + bias
@@ -45,6 +59,7 @@ def _mlp_samples(params, z, num_layers):
 
 # ----------------------------------------------------------------------------------------- EMA
 
+
 def test_ema_is_the_closed_form_after_k_steps_and_is_what_sampling_and_evaluation_use():
   decay, k = 0.8, 3
   config = tiny_gan_config()
@@ -53,13 +68,19 @@ def test_ema_is_the_closed_form_after_k_steps_and_is_what_sampling_and_evaluatio
   family, _, history = _steps_with_history(config, batches, helpers.pmap_on(2))
   final = history[-1]
   # ema_k = d^k theta_0 + (1 - d) sum_j d^(k - j) theta_j.
-  params = [jax.tree.map(lambda x: np.asarray(x, np.float64), s.generator.params)
-            for s in history]
+  params = [jax.tree.map(lambda x: np.asarray(x, np.float64), s.generator.params) for s in history]
   closed = jax.tree.map(
-      lambda *thetas: decay ** k * thetas[0] + (1 - decay) * sum(
-          decay ** (k - j) * thetas[j] for j in range(1, k + 1)), *params)
-  jax.tree.map(lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7),
-               final.generator_ema, closed)
+    lambda *thetas: (
+      decay**k * thetas[0]
+      + (1 - decay) * sum(decay ** (k - j) * thetas[j] for j in range(1, k + 1))
+    ),
+    *params,
+  )
+  jax.tree.map(
+    lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7),
+    final.generator_ema,
+    closed,
+  )
   assert helpers.max_abs_difference(final.generator_ema, final.generator.params) > 1e-3
 
   z = jax.random.normal(jax.random.PRNGKey(9), (5, 3))  # generate's z for this key.
@@ -80,6 +101,7 @@ def test_ema_is_the_closed_form_after_k_steps_and_is_what_sampling_and_evaluatio
 
 # ------------------------------------------------------------------------- spectral norm state
 
+
 def _spectral_norm_config():
   config = helpers.tiny_config("gan", "mlp")
   config.model.gan.spectral_norm = True
@@ -96,8 +118,13 @@ def test_spectral_norm_state_advances_in_training_and_is_identical_on_every_devi
   _, device_state, history = _steps_with_history(config, batches, helpers.pmap_on(8))
   stats = [h.discriminator.batch_stats for h in history]
   assert {name for group in stats[0]["encoder"].values() for name in group} == {
-      "Dense_0/kernel/u", "Dense_0/kernel/sigma", "Dense_1/kernel/u", "Dense_1/kernel/sigma",
-      "Dense_2/kernel/u", "Dense_2/kernel/sigma"}
+    "Dense_0/kernel/u",
+    "Dense_0/kernel/sigma",
+    "Dense_1/kernel/u",
+    "Dense_1/kernel/sigma",
+    "Dense_2/kernel/u",
+    "Dense_2/kernel/sigma",
+  }
   # Each train step moves the power-iteration vectors (the step applies D 3 times).
   assert helpers.max_abs_difference(stats[0], stats[1]) > 1e-4
   assert helpers.max_abs_difference(stats[1], stats[2]) > 1e-6
@@ -122,22 +149,29 @@ def test_ema_and_spectral_norm_state_are_saved_and_load_for_inference_restores_t
   trained = results["state"]
   assert step == 2
   assert helpers.max_abs_difference(loaded.generator_ema, trained.generator_ema) == 0.0
-  assert helpers.max_abs_difference(loaded.discriminator.batch_stats,
-                                    trained.discriminator.batch_stats) == 0.0
+  assert (
+    helpers.max_abs_difference(loaded.discriminator.batch_stats, trained.discriminator.batch_stats)
+    == 0.0
+  )
   assert helpers.max_abs_difference(loaded.generator_ema, loaded.generator.params) > 1e-4
-  np.testing.assert_array_equal(family.generate(loaded, jax.random.PRNGKey(0), 4),
-                                family.generate(trained, jax.random.PRNGKey(0), 4))
+  np.testing.assert_array_equal(
+    family.generate(loaded, jax.random.PRNGKey(0), 4),
+    family.generate(trained, jax.random.PRNGKey(0), 4),
+  )
 
 
 # ------------------------------------------------------------------------------ conditioning
 
+
 def _one_hot_channels(labels, shape):
   """x `[n, pixels]` -> the same images with the one-hot labels as extra channels, flat."""
   code = np.eye(10)[labels]
+
   def join(flat):
     images = flat.reshape((len(flat),) + shape)
     tiled = np.broadcast_to(code[:, None, None, :], images.shape[:-1] + (10,))
     return np.concatenate([images, tiled], axis=-1).reshape(len(flat), -1)
+
   return join
 
 
@@ -152,12 +186,18 @@ def test_concat_conditional_step_matches_float64_reference():
   z = contract_latents(jax.random.PRNGKey(1), 0, GLOBAL_BATCH)
   join = _one_hot_channels(labels, IMAGE_SHAPE)
   d_loss, _, g_loss, new_gen, new_disc = reference_variant_step(
-      layers_of(initial.generator.params, "decoder"),
-      layers_of(initial.discriminator.params, "encoder"),
-      np.asarray(batches[0]["image"], np.float64),
-      np.concatenate([z, np.eye(10)[labels]], axis=1),  # G(z, y) = G([z, one_hot(y)]).
-      "non_saturating", "none", 0.0, None,
-      augment_real=join, augment_fake=join, augment_generator=join)
+    layers_of(initial.generator.params, "decoder"),
+    layers_of(initial.discriminator.params, "encoder"),
+    np.asarray(batches[0]["image"], np.float64),
+    np.concatenate([z, np.eye(10)[labels]], axis=1),  # G(z, y) = G([z, one_hot(y)]).
+    "non_saturating",
+    "none",
+    0.0,
+    None,
+    augment_real=join,
+    augment_fake=join,
+    augment_generator=join,
+  )
   np.testing.assert_allclose(metrics[0]["d_loss"], d_loss, rtol=1e-5)
   np.testing.assert_allclose(metrics[0]["g_loss"], g_loss, rtol=1e-5)
   assert_parameters(state, new_gen, new_disc)
@@ -173,7 +213,8 @@ def test_conditional_generate_makes_the_asked_classes_and_cycles_them_by_default
   key = jax.random.PRNGKey(4)
   default = np.asarray(family.generate(state, key, 12))
   np.testing.assert_array_equal(
-      default, family.generate(state, key, 12, labels=jnp.arange(12) % 10))
+    default, family.generate(state, key, 12, labels=jnp.arange(12) % 10)
+  )
   zeros = np.asarray(family.generate(state, key, 12, labels=jnp.zeros(12, jnp.int32)))
   changed = np.abs(default - zeros).reshape(12, -1).max(axis=1)
   assert changed[0] == 0.0 and np.all(changed[1:10] > 1e-4)  # Class 0 alone is unchanged.
@@ -185,11 +226,13 @@ def test_unconditional_family_ignores_labels():
   assert not family.conditional
   state = family.init(jax.random.PRNGKey(0))
   np.testing.assert_array_equal(
-      family.generate(state, jax.random.PRNGKey(1), 4),
-      family.generate(state, jax.random.PRNGKey(1), 4, labels=jnp.arange(4)))
+    family.generate(state, jax.random.PRNGKey(1), 4),
+    family.generate(state, jax.random.PRNGKey(1), 4, labels=jnp.arange(4)),
+  )
 
 
 # ------------------------------------------------------------------------------------ PacGAN
+
 
 def _pacgan_points_config(pack_size):
   config = tiny_gan_config()
@@ -205,14 +248,21 @@ def test_pacgan_step_matches_float64_reference_on_points():
   initial = helpers.initial_state(config, (2,))
   assert initial.discriminator.params["encoder"]["Dense_0"]["kernel"].shape == (4, 6)
   state, metrics = helpers.run_steps(config, batches, helpers.pmap_on(2))
-  pack = lambda x: np.stack([np.concatenate([x[2 * p], x[2 * p + 1]])
-                             for p in range(len(x) // 2)])
+  pack = lambda x: np.stack([np.concatenate([x[2 * p], x[2 * p + 1]]) for p in range(len(x) // 2)])
   d_loss, _, g_loss, new_gen, new_disc = reference_variant_step(
-      layers_of(initial.generator.params, "decoder"),
-      layers_of(initial.discriminator.params, "encoder"),
-      np.asarray(batches[0]["image"], np.float64),
-      contract_latents(jax.random.PRNGKey(1), 0, GLOBAL_BATCH), "non_saturating", "none", 0.0,
-      None, augment_real=pack, augment_fake=pack, augment_generator=pack, output="linear")
+    layers_of(initial.generator.params, "decoder"),
+    layers_of(initial.discriminator.params, "encoder"),
+    np.asarray(batches[0]["image"], np.float64),
+    contract_latents(jax.random.PRNGKey(1), 0, GLOBAL_BATCH),
+    "non_saturating",
+    "none",
+    0.0,
+    None,
+    augment_real=pack,
+    augment_fake=pack,
+    augment_generator=pack,
+    output="linear",
+  )
   np.testing.assert_allclose(metrics[0]["d_loss"], d_loss, rtol=1e-5)
   np.testing.assert_allclose(metrics[0]["g_loss"], g_loss, rtol=1e-5)
   assert_parameters(state, new_gen, new_disc)
@@ -220,14 +270,21 @@ def test_pacgan_step_matches_float64_reference_on_points():
 
 def test_pack_slots_get_their_own_batchnorm_statistics():
   """As the PacGAN code calls its generator once per slot: slot j = examples j, j + m, ..."""
-  generator = Generator(bodies.MLPDecoder((2,), widths=(5,), norm="batch", bias_before_norm=False,
-                                          batch_axis_name=noise.BATCH_AXIS), output="linear")
+  generator = Generator(
+    bodies.MLPDecoder(
+      (2,), widths=(5,), norm="batch", bias_before_norm=False, batch_axis_name=noise.BATCH_AXIS
+    ),
+    output="linear",
+  )
   z = np.random.RandomState(9).randn(6, 3).astype(np.float32)
   variables = generator.init(jax.random.PRNGKey(0), z)
   state = helpers.initial_state(_pacgan_points_config(1), (2,)).generator.replace(
-      apply_fn=generator.apply, params=variables["params"], batch_stats=variables["batch_stats"])
-  samples, stats = jax.vmap(lambda zz: gan._generate_for_training(state, state.params, zz, None, 3),
-                            axis_name=noise.BATCH_AXIS)(z[None])
+    apply_fn=generator.apply, params=variables["params"], batch_stats=variables["batch_stats"]
+  )
+  samples, stats = jax.vmap(
+    lambda zz: gan._generate_for_training(state, state.params, zz, None, 3),
+    axis_name=noise.BATCH_AXIS,
+  )(z[None])
   p = jax.tree.map(lambda x: np.asarray(x, np.float64), variables["params"]["decoder"])
   bn = p["_Norm_0"]["BatchNorm_0"]
   want, means = np.zeros((6, 2)), []
@@ -239,11 +296,16 @@ def test_pack_slots_get_their_own_batchnorm_statistics():
     want[j::3] = h @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"]
   np.testing.assert_allclose(samples[0], want, rtol=1e-4, atol=1e-5)
   # The running mean moves by the slots' average: 0.9 * 0 + 0.1 * mean_j(mean of slot j).
-  np.testing.assert_allclose(stats["decoder"]["_Norm_0"]["BatchNorm_0"]["mean"][0],
-                             0.1 * np.mean(means, axis=0), rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(
+    stats["decoder"]["_Norm_0"]["BatchNorm_0"]["mean"][0],
+    0.1 * np.mean(means, axis=0),
+    rtol=1e-4,
+    atol=1e-7,
+  )
 
 
 # ---------------------------------------------------------------------- configs that cannot work
+
 
 def _error(mutate, shape=IMAGE_SHAPE):
   config = tiny_gan_config()
@@ -263,53 +325,84 @@ def _set(**values):
       for parent in parents:
         node = node[parent]
       node[leaf] = value
+
   return mutate
 
 
-@pytest.mark.parametrize("values,expected", [
-    (dict(model__gan__loss="minimax"), "Unknown GAN loss 'minimax'; valid choices are: hinge, "
-     "non_saturating, wasserstein."),
-    (dict(model__gan__regularizer="r2"), "Unknown GAN regularizer 'r2'; valid choices are: "
-     "gradient_penalty, none, r1."),
-    (dict(model__gan__generator_output="sigmoid"), "Unknown generator output 'sigmoid'; valid "
-     "choices are: linear, tanh."),
-    (dict(model__conditioning="film"), "Unknown conditioning 'film'; valid choices are: concat, "
-     "none, projection."),
-    (dict(model__gan__diff_augment="color,flip"), "Unknown DiffAugment policy 'flip'; valid "
-     "choices are: color, cutout, translation."),
+@pytest.mark.parametrize(
+  "values,expected",
+  [
+    (
+      dict(model__gan__loss="minimax"),
+      "Unknown GAN loss 'minimax'; valid choices are: hinge, non_saturating, wasserstein.",
+    ),
+    (
+      dict(model__gan__regularizer="r2"),
+      "Unknown GAN regularizer 'r2'; valid choices are: gradient_penalty, none, r1.",
+    ),
+    (
+      dict(model__gan__generator_output="sigmoid"),
+      "Unknown generator output 'sigmoid'; valid choices are: linear, tanh.",
+    ),
+    (
+      dict(model__conditioning="film"),
+      "Unknown conditioning 'film'; valid choices are: concat, none, projection.",
+    ),
+    (
+      dict(model__gan__diff_augment="color,flip"),
+      "Unknown DiffAugment policy 'flip'; valid choices are: color, cutout, translation.",
+    ),
     (dict(model__gan__ema_decay=1.0), "model.gan.ema_decay is 1.0 (allowed: a number in [0, 1))"),
-    (dict(model__gan__regularizer_weight=-1.0), "model.gan.regularizer_weight is -1.0 (allowed: "
-     "a finite number >= 0)"),
+    (
+      dict(model__gan__regularizer_weight=-1.0),
+      "model.gan.regularizer_weight is -1.0 (allowed: a finite number >= 0)",
+    ),
     (dict(model__gan__pack_size=0), "model.gan.pack_size is 0 (allowed: an integer >= 1)"),
-    (dict(model__gan__pack_size=3), "train.batch_size=8 is not divisible by 3 "
-     "(model.gan.pack_size=3 x discriminator_steps=1)."),
-    (dict(model__gan__pack_size=2, model__gan__discriminator_steps=3), "train.batch_size=8 is "
-     "not divisible by 6 (model.gan.pack_size=2 x discriminator_steps=3)."),
-    (dict(model__gan__discriminator_steps=0), "model.gan.discriminator_steps is 0 (allowed: an "
-     "integer >= 1)"),
-    (dict(model__gan__pack_size=2, model__conditioning="concat"),
-     "PacGAN packing of a conditional GAN is not supported"),
-    (dict(model__gan__regularizer="r1", model__encoder__norm="batch"),
-     "set model.encoder.norm='none' (no BatchNorm)"),
-])
+    (
+      dict(model__gan__pack_size=3),
+      "train.batch_size=8 is not divisible by 3 (model.gan.pack_size=3 x discriminator_steps=1).",
+    ),
+    (
+      dict(model__gan__pack_size=2, model__gan__discriminator_steps=3),
+      "train.batch_size=8 is not divisible by 6 (model.gan.pack_size=2 x discriminator_steps=3).",
+    ),
+    (
+      dict(model__gan__discriminator_steps=0),
+      "model.gan.discriminator_steps is 0 (allowed: an integer >= 1)",
+    ),
+    (
+      dict(model__gan__pack_size=2, model__conditioning="concat"),
+      "PacGAN packing of a conditional GAN is not supported",
+    ),
+    (
+      dict(model__gan__regularizer="r1", model__encoder__norm="batch"),
+      "set model.encoder.norm='none' (no BatchNorm)",
+    ),
+  ],
+)
 def test_configs_that_cannot_work_fail_in_one_line(values, expected):
   config_mutation = _set(**values)
+
   def mutate(config):
     config.train.eval_batch_size = 64
     config_mutation(config)
+
   assert expected in _error(mutate)
 
 
 def test_diff_augment_on_points_fails_in_one_line():
   assert "DiffAugment works on images, but the samples have shape (2,)" in _error(
-      _set(model__gan__diff_augment="translation"), shape=(2,))
+    _set(model__gan__diff_augment="translation"), shape=(2,)
+  )
 
 
 def test_packs_split_across_devices_fail_in_one_line():
   config = _pacgan_points_config(2)
   config.train.batch_size = 6  # Divisible by 2, but 3 per device on 2 devices.
-  with pytest.raises(ConfigError, match="per-device train.batch_size must be divisible by "
-                     "model.gan.pack_size = 2, got 3"):
+  with pytest.raises(
+    ConfigError,
+    match="per-device train.batch_size must be divisible by model.gan.pack_size = 2, got 3",
+  ):
     helpers.run_steps(config, helpers.random_point_batches(1, 6), helpers.pmap_on(2))
 
 
@@ -319,25 +412,35 @@ def test_body_option_a_body_does_not_have_fails_in_one_line():
   with pytest.raises(ConfigError, match="Body 'mlp' cannot take this config"):
     get_family(config, IMAGE_SHAPE)
   config.model.encoder = base.body("maxout", (4,), "maxout", kernel_init="normal_1")
-  with pytest.raises(UnknownNameError, match="Unknown kernel initialiser 'normal_1'; valid "
-                     "choices are: lecun_normal, normal_0.02."):
+  with pytest.raises(
+    UnknownNameError,
+    match="Unknown kernel initialiser 'normal_1'; valid choices are: lecun_normal, normal_0.02.",
+  ):
     get_family(config, IMAGE_SHAPE).init(jax.random.PRNGKey(0))
 
 
 def test_a_resumed_run_of_every_stateful_variant_equals_an_uninterrupted_one(tmp_path):
   """Spectral norm, EMA, DiffAugment, gradient penalty, 2 D steps, conditioning: all of their
   state and randomness survive a checkpoint."""
+
   def config(num_steps):
     c = _spectral_norm_config()
     c.model.conditioning = "concat"
-    c.model.gan.update(dict(ema_decay=0.5, diff_augment="translation,cutout",
-                            loss="wasserstein", regularizer="gradient_penalty",
-                            discriminator_steps=2))
+    c.model.gan.update(
+      dict(
+        ema_decay=0.5,
+        diff_augment="translation,cutout",
+        loss="wasserstein",
+        regularizer="gradient_penalty",
+        discriminator_steps=2,
+      )
+    )
     c.train.num_steps = num_steps
     c.train.update(dict(eval_every=0, sample_every=0, log_every=1, num_samples=4))
     c.checkpoint.save_every = 2
     c.dataset.data_dir = str(tmp_path / "tfds")
     return c
+
   (tmp_path / "tfds").mkdir()  # config.dataset.data_dir must exist.
   training.train_and_evaluate(config(2), str(tmp_path / "resumed"))
   resumed = training.train_and_evaluate(config(4), str(tmp_path / "resumed"))

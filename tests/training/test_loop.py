@@ -1,4 +1,5 @@
 """The one training loop: determinism, learning, NaN handling, compile-once, outputs on disk."""
+
 import json
 import os
 
@@ -41,8 +42,9 @@ def _short(family, body="mlp", num_steps=6, seed=0):
 def test_same_seed_same_metrics_and_different_seed_differs(tmp_path, data_dir):
   run = lambda name, seed: _run(_short("vae", seed=seed), tmp_path / name, data_dir)
   first, again, other = run("a", 0), run("b", 0), run("c", 1)
-  drop_speed = lambda rows: [{k: v for k, v in r.items() if k != "samples_per_second"}
-                             for r in rows]
+  drop_speed = lambda rows: [
+    {k: v for k, v in r.items() if k != "samples_per_second"} for r in rows
+  ]
   rows_a = drop_speed(_read_jsonl(tmp_path / "a", "train"))
   assert rows_a == drop_speed(_read_jsonl(tmp_path / "b", "train"))
   assert _read_jsonl(tmp_path / "a", "eval") == _read_jsonl(tmp_path / "b", "eval")
@@ -73,8 +75,12 @@ def test_gan_step_changes_both_networks():
     moved = helpers.max_abs_difference(getattr(before, name).params, getattr(after, name).params)
     assert moved > 1e-5, name
     # BatchNorm running statistics are updated too.
-    assert helpers.max_abs_difference(getattr(before, name).batch_stats,
-                                      getattr(after, name).batch_stats) > 1e-5, name
+    assert (
+      helpers.max_abs_difference(
+        getattr(before, name).batch_stats, getattr(after, name).batch_stats
+      )
+      > 1e-5
+    ), name
   assert int(after.generator.step) == int(after.discriminator.step) == 1
   assert np.isfinite(metrics[0]["d_loss"]) and np.isfinite(metrics[0]["g_loss"])
 
@@ -89,21 +95,23 @@ def test_outputs_on_disk(tmp_path, data_dir):
   assert os.listdir(tmp_path / "tensorboard")
 
 
-def test_batch_larger_than_the_training_split_is_said_once(tmp_path, data_dir, capsys,
-                                                          monkeypatch):
+def test_batch_larger_than_the_training_split_is_said_once(tmp_path, data_dir, capsys, monkeypatch):
   class Stop(Exception):
     """Ends the run once its data is read: what follows is an ordinary run."""
 
   def stop(*args, **kwargs):
     raise Stop()
+
   monkeypatch.setattr(training.loop.data, "create_iterator", stop)
   config = _short("vae", num_steps=3)
   config.train.batch_size = 1504  # digits28 has 1,497 training images; 1504 = 8 * 188.
   with pytest.raises(Stop):
     _run(config, tmp_path, data_dir)
   said = [l for l in capsys.readouterr().err.splitlines() if l.startswith("warning: ")]
-  assert said == ["warning: train.batch_size 1504 is larger than the training split (1497 "
-                  "examples of digits28): every batch repeats examples."]
+  assert said == [
+    "warning: train.batch_size 1504 is larger than the training split (1497 "
+    "examples of digits28): every batch repeats examples."
+  ]
 
 
 def test_nan_loss_stops_the_run_naming_the_step(tmp_path, data_dir):
@@ -132,8 +140,14 @@ def test_train_step_compiles_once(tmp_path, data_dir, monkeypatch, parallel):
     def train_step(state, batch, key):
       traces.append(1)  # Runs only while tracing.
       return fam.train_step(state, batch, key)
-    return family_lib.Family(init=fam.init, train_step=train_step, eval_step=fam.eval_step,
-                             generate=fam.generate, reconstruct=fam.reconstruct)
+
+    return family_lib.Family(
+      init=fam.init,
+      train_step=train_step,
+      eval_step=fam.eval_step,
+      generate=fam.generate,
+      reconstruct=fam.reconstruct,
+    )
 
   monkeypatch.setattr("aigc_jax.training.loop.get_family", counting_family)
   config = _short("gan", "conv", num_steps=5)
@@ -144,6 +158,7 @@ def test_train_step_compiles_once(tmp_path, data_dir, monkeypatch, parallel):
 
 def test_different_devices_draw_different_noise():
   from aigc_jax.training import noise
+
   key = jax.random.PRNGKey(3)
 
   def per_device(x):

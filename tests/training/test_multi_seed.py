@@ -1,4 +1,5 @@
 """Seeds trained together (vmap over seeds, scan over steps) == each seed trained alone."""
+
 import jax
 import numpy as np
 import pytest
@@ -26,21 +27,24 @@ def _alone(config, shape, samples, labels, seed, num_steps):
   losses = []
   for t in range(num_steps):
     batch = jax.device_get(multi_seed.draw_batch(samples, labels, keys["data"][0], t, BATCH))
-    state, metrics = step(state, parallel.put_batch(helpers.device_layout(batch, 1)),
-                          keys["train"][0])
+    state, metrics = step(
+      state, parallel.put_batch(helpers.device_layout(batch, 1)), keys["train"][0]
+    )
     losses.append(jax.device_get(parallel.first_copy(metrics)))
   return jax.device_get(parallel.get_state(state)), losses
 
 
-@pytest.mark.parametrize("family,body,shape,learning_rate", [
-    ("vae", "mlp", (28, 28, 1), 1e-3), ("gan", "mlp", (2,), 0.05)])
+@pytest.mark.parametrize(
+  "family,body,shape,learning_rate", [("vae", "mlp", (28, 28, 1), 1e-3), ("gan", "mlp", (2,), 0.05)]
+)
 def test_seeds_together_equal_seeds_alone(family, body, shape, learning_rate):
   config = helpers.tiny_config(family, body)
   config.optimizer.name = "sgd"  # See tests/training/test_parallel.py: Adam and BatchNorm biases.
   config.optimizer.learning_rate = learning_rate
   samples, labels = _data(shape)
-  trainer = multi_seed.MultiSeedTrainer(get_family(config, shape), samples, labels,
-                                        batch_size=BATCH, seeds=[3, 7])
+  trainer = multi_seed.MultiSeedTrainer(
+    get_family(config, shape), samples, labels, batch_size=BATCH, seeds=[3, 7]
+  )
   states, metrics = trainer.run(trainer.init(), NUM_STEPS)
   states = jax.device_get(states)
   for index, seed in enumerate([3, 7]):
@@ -49,39 +53,52 @@ def test_seeds_together_equal_seeds_alone(family, body, shape, learning_rate):
     assert int(together.step) == NUM_STEPS
     assert helpers.max_abs_difference(together, alone) < 2e-5
     for name in alone_metrics[0]:
-      np.testing.assert_allclose(np.asarray(metrics[name])[index],
-                                 [m[name] for m in alone_metrics], rtol=2e-5, atol=2e-5)
+      np.testing.assert_allclose(
+        np.asarray(metrics[name])[index], [m[name] for m in alone_metrics], rtol=2e-5, atol=2e-5
+      )
   # The two seeds really differ.
-  assert helpers.max_abs_difference(multi_seed.select_seed(states, 0).params
-                                    if family != "gan" else multi_seed.select_seed(states, 0),
-                                    multi_seed.select_seed(states, 1).params
-                                    if family != "gan" else multi_seed.select_seed(states, 1)
-                                    ) > 1e-3
+  assert (
+    helpers.max_abs_difference(
+      multi_seed.select_seed(states, 0).params
+      if family != "gan"
+      else multi_seed.select_seed(states, 0),
+      multi_seed.select_seed(states, 1).params
+      if family != "gan"
+      else multi_seed.select_seed(states, 1),
+    )
+    > 1e-3
+  )
 
 
 def test_chunks_continue_exactly():
   config = helpers.tiny_config("vae")
   samples, labels = _data((28, 28, 1))
-  trainer = multi_seed.MultiSeedTrainer(get_family(config, (28, 28, 1)), samples, labels,
-                                        batch_size=BATCH, seeds=[0, 1, 2])
+  trainer = multi_seed.MultiSeedTrainer(
+    get_family(config, (28, 28, 1)), samples, labels, batch_size=BATCH, seeds=[0, 1, 2]
+  )
   whole, whole_metrics = trainer.run(trainer.init(), 6)
   part, first = trainer.run(trainer.init(), 2)
   part, second = trainer.run(part, 4)
   assert helpers.max_abs_difference(jax.device_get(whole), jax.device_get(part)) == 0.0
-  np.testing.assert_array_equal(np.concatenate([first["loss"], second["loss"]], axis=1),
-                                whole_metrics["loss"])
+  np.testing.assert_array_equal(
+    np.concatenate([first["loss"], second["loss"]], axis=1), whole_metrics["loss"]
+  )
 
 
 def test_a_seed_does_not_depend_on_its_companions():
   config = helpers.tiny_config("vae")
   samples, labels = _data((28, 28, 1))
   family = get_family(config, (28, 28, 1))
-  run = lambda seeds: jax.device_get(multi_seed.MultiSeedTrainer(
-      family, samples, labels, batch_size=BATCH, seeds=seeds).run(
-          multi_seed.MultiSeedTrainer(family, samples, labels, BATCH, seeds).init(), 3)[0])
+  run = lambda seeds: jax.device_get(
+    multi_seed.MultiSeedTrainer(family, samples, labels, batch_size=BATCH, seeds=seeds).run(
+      multi_seed.MultiSeedTrainer(family, samples, labels, BATCH, seeds).init(), 3
+    )[0]
+  )
   pair, single = run([5, 9]), run([9])
-  assert helpers.max_abs_difference(multi_seed.select_seed(pair, 1),
-                                    multi_seed.select_seed(single, 0)) < 1e-6
+  assert (
+    helpers.max_abs_difference(multi_seed.select_seed(pair, 1), multi_seed.select_seed(single, 0))
+    < 1e-6
+  )
 
 
 def test_batches_are_drawn_with_replacement_from_the_data():
@@ -108,8 +125,11 @@ def test_generate_stacks_every_seed():
   assert stacked.shape == (2, 5, 28, 28, 1)
   for index in range(2):
     np.testing.assert_allclose(
-        stacked[index], family.generate(multi_seed.select_seed(states, index), key, 5),
-        rtol=1e-5, atol=1e-6)
+      stacked[index],
+      family.generate(multi_seed.select_seed(states, index), key, 5),
+      rtol=1e-5,
+      atol=1e-6,
+    )
 
 
 def test_seed_groups_and_python_steps_equal_one_scanned_call():
@@ -120,8 +140,9 @@ def test_seed_groups_and_python_steps_equal_one_scanned_call():
   family = get_family(config, (28, 28, 1))
   seeds = [2, 5, 11]
   whole = multi_seed.MultiSeedTrainer(family, samples, labels, BATCH, seeds)
-  grouped = multi_seed.MultiSeedTrainer(family, samples, labels, BATCH, seeds,
-                                        seeds_per_call=2, scan_steps=False)
+  grouped = multi_seed.MultiSeedTrainer(
+    family, samples, labels, BATCH, seeds, seeds_per_call=2, scan_steps=False
+  )
   states_a, metrics_a = whole.run(whole.init(), 3)
   states_b, metrics_b = grouped.run(grouped.init(), 3)
   assert helpers.max_abs_difference(jax.device_get(states_a), jax.device_get(states_b)) < 1e-6

@@ -1,5 +1,6 @@
 """pmap over 8 devices == one device == shard_map, for every family; a step run alone (no
 pmap) == one device."""
+
 import jax
 import numpy as np
 import pytest
@@ -23,8 +24,9 @@ def _config(family, body):
   return config
 
 
-@pytest.mark.parametrize("family,body", [("ae", "mlp"), ("vae", "mlp"), ("vae", "conv"),
-                                         ("gan", "conv")])
+@pytest.mark.parametrize(
+  "family,body", [("ae", "mlp"), ("vae", "mlp"), ("vae", "conv"), ("gan", "conv")]
+)
 def test_pmap_over_8_devices_matches_one_device(family, body):
   assert jax.local_device_count() == 8, "tests/conftest.py should force 8 CPU devices"
   config = _config(family, body)
@@ -73,11 +75,15 @@ def test_shard_map_matches_pmap_with_a_generator_ema():
 
 
 VARIANTS = {  # name: (family, body, model overrides, sample shape)
-    "kl_warmup": ("vae", "mlp", dict(kl_warmup_steps=2, kl_warmup_start=0.1), (28, 28, 1)),
-    "denoising_ae": ("ae", "mlp", dict(corruption="salt_and_pepper", corruption_level=0.3),
-                     (28, 28, 1)),
-    "conditional_conv_vae": ("vae", "conv", dict(conditioning="concat"), (28, 28, 1)),
-    "points_vae": ("vae", "mlp", dict(likelihood="gaussian", output_range="unbounded"), (2,)),
+  "kl_warmup": ("vae", "mlp", dict(kl_warmup_steps=2, kl_warmup_start=0.1), (28, 28, 1)),
+  "denoising_ae": (
+    "ae",
+    "mlp",
+    dict(corruption="salt_and_pepper", corruption_level=0.3),
+    (28, 28, 1),
+  ),
+  "conditional_conv_vae": ("vae", "conv", dict(conditioning="concat"), (28, 28, 1)),
+  "points_vae": ("vae", "mlp", dict(likelihood="gaussian", output_range="unbounded"), (2,)),
 }
 
 
@@ -86,8 +92,7 @@ def test_variants_on_8_devices_match_one_device(variant):
   family, body, overrides, shape = VARIANTS[variant]
   config = _config(family, body)
   config.model.update(overrides)
-  _assert_8_devices_match_1(config, helpers.random_batches(NUM_STEPS, GLOBAL_BATCH,
-                                                           shape=shape))
+  _assert_8_devices_match_1(config, helpers.random_batches(NUM_STEPS, GLOBAL_BATCH, shape=shape))
 
 
 def _gan_variant(name):
@@ -108,15 +113,24 @@ def _gan_variant(name):
     config.model.conditioning, gan.spectral_norm = "projection", True
   elif name == "pacgan_points":
     config.model.latent_dim = 2
-    config.model.decoder = base.body("mlp", (8, 8), "relu", norm="batch",
-                                     bias_before_norm=False, kernel_init="normal_0.02")
+    config.model.decoder = base.body(
+      "mlp", (8, 8), "relu", norm="batch", bias_before_norm=False, kernel_init="normal_0.02"
+    )
     config.model.encoder = base.body("maxout", (8, 8), "maxout", pieces=3)
     gan.pack_size, gan.generator_output = 2, "linear"
   return config
 
 
-@pytest.mark.parametrize("name", ["hinge_spectral_norm_ema", "wgan_gp_2_steps_diff_augment",
-                                  "r1_concat", "projection_spectral_norm", "pacgan_points"])
+@pytest.mark.parametrize(
+  "name",
+  [
+    "hinge_spectral_norm_ema",
+    "wgan_gp_2_steps_diff_augment",
+    "r1_concat",
+    "projection_spectral_norm",
+    "pacgan_points",
+  ],
+)
 def test_gan_variants_on_8_devices_match_one_device(name):
   config = _gan_variant(name)
   if name == "pacgan_points":
@@ -136,10 +150,16 @@ def test_flag_count_sums_over_every_device(on):
 
 def test_a_step_run_alone_sees_one_device_of_a_one_device_axis():
   """`on_one_device`: collectives over the device axis are identities and `axis_index` is 0."""
+
   def step(state, batch, key):
     total = jax.lax.psum(batch["x"].sum(), noise.BATCH_AXIS)
-    return {"state": jax.lax.pmean(state, noise.BATCH_AXIS), "total": total,
-            "device": jax.lax.axis_index(noise.BATCH_AXIS), "key": key}
+    return {
+      "state": jax.lax.pmean(state, noise.BATCH_AXIS),
+      "total": total,
+      "device": jax.lax.axis_index(noise.BATCH_AXIS),
+      "key": key,
+    }
+
   batch = {"x": np.arange(6, dtype=np.float32).reshape(3, 2)}
   key = jax.random.PRNGKey(3)
   out = jax.jit(parallel.on_one_device(step))(np.float32(2.5), batch, key)

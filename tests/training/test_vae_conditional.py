@@ -1,6 +1,7 @@
 """The class-conditional VAE (CVAE, Sohn et al. 2015) and AE: the one-hot label joined to the
 encoder's input and the decoder's latent, recomputed in numpy float64; sampling and
 reconstruction by class; a trained CVAE on digits28 draws the digit it is asked for."""
+
 import jax
 import numpy as np
 import pytest
@@ -36,8 +37,9 @@ def test_conditional_step_matches_numpy_with_the_label_joined(family):
   assert len(set(batch["label"])) > 3
   if family == "vae":
     eps = ref.step_noise(cases.TRAIN_KEY, 0, range(cases.GLOBAL_BATCH), (cases.LATENT_DIM,))
-    terms = lambda p: ref.vae_terms(p, x, eps, cases.BETA, ref.bernoulli_nll, ref.bernoulli_mean,
-                                    onehot=onehot)
+    terms = lambda p: ref.vae_terms(
+      p, x, eps, cases.BETA, ref.bernoulli_nll, ref.bernoulli_mean, onehot=onehot
+    )
   else:
     terms = lambda p: ref.ae_terms(p, x, x, ref.bernoulli_nll, ref.bernoulli_mean, onehot=onehot)
   cases.assert_terms_match(metrics, terms(ref.to_float64(initial)))
@@ -64,8 +66,12 @@ def test_conditional_samples_follow_the_label_and_default_to_cycling_classes():
     np.testing.assert_allclose(by_label[label], numpy_samples(labels), rtol=1e-5, atol=1e-6)
   assert np.min(np.abs(by_label[0] - by_label[3]).max(axis=1)) > 1e-3  # Every sample moved.
   cycling = np.arange(num) % NUM_CLASSES
-  np.testing.assert_allclose(np.asarray(family.generate(state, key, num)).reshape(num, -1),
-                             numpy_samples(cycling), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(family.generate(state, key, num)).reshape(num, -1),
+    numpy_samples(cycling),
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 def test_conditional_reconstruction_uses_the_label_given_or_the_most_likely_one():
@@ -79,20 +85,26 @@ def test_conditional_reconstruction_uses_the_label_given_or_the_most_likely_one(
   def numpy_reconstruction(labels):
     """Decoder logits of the posterior mean, and the -ELBO with that mean (no noise)."""
     code = ref.mlp(params["encoder"], np.concatenate([flat, _onehot(labels)], -1))
-    mean, logvar = code[:, :cases.LATENT_DIM], code[:, cases.LATENT_DIM:]
+    mean, logvar = code[:, : cases.LATENT_DIM], code[:, cases.LATENT_DIM :]
     logits = ref.mlp(params["decoder"], np.concatenate([mean, _onehot(labels)], -1))
-    kl = 0.5 * np.sum(mean ** 2 + np.exp(logvar) - 1 - logvar, -1)
+    kl = 0.5 * np.sum(mean**2 + np.exp(logvar) - 1 - logvar, -1)
     return logits, ref.bernoulli_nll(logits, flat) + cases.BETA * kl
 
   given = np.arange(len(x)) % NUM_CLASSES
   np.testing.assert_allclose(
-      np.asarray(family.reconstruct(state, x.astype(np.float32), None, given)).reshape(len(x), -1),
-      ref.bernoulli_mean(numpy_reconstruction(given)[0]), rtol=1e-5, atol=1e-6)
+    np.asarray(family.reconstruct(state, x.astype(np.float32), None, given)).reshape(len(x), -1),
+    ref.bernoulli_mean(numpy_reconstruction(given)[0]),
+    rtol=1e-5,
+    atol=1e-6,
+  )
   scores = np.stack([numpy_reconstruction(np.full(len(x), y))[1] for y in range(NUM_CLASSES)], -1)
   best = np.argmin(scores, axis=-1)
   np.testing.assert_allclose(
-      np.asarray(family.reconstruct(state, x.astype(np.float32), None)).reshape(len(x), -1),
-      ref.bernoulli_mean(numpy_reconstruction(best)[0]), rtol=1e-5, atol=1e-6)
+    np.asarray(family.reconstruct(state, x.astype(np.float32), None)).reshape(len(x), -1),
+    ref.bernoulli_mean(numpy_reconstruction(best)[0]),
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 def test_label_joins_images_as_constant_channels_and_flat_inputs_as_features():
@@ -101,8 +113,9 @@ def test_label_joins_images_as_constant_channels_and_flat_inputs_as_features():
   joined = np.asarray(join_label(images, onehot))
   assert joined.shape == (3, 4, 4, 12)
   np.testing.assert_array_equal(joined[..., :2], images)
-  np.testing.assert_array_equal(joined[..., 2:],
-                                np.broadcast_to(onehot[:, None, None], (3, 4, 4, 10)))
+  np.testing.assert_array_equal(
+    joined[..., 2:], np.broadcast_to(onehot[:, None, None], (3, 4, 4, 10))
+  )
   flat = np.asarray(join_label(images, onehot, flatten=True))
   np.testing.assert_array_equal(flat, np.concatenate([images.reshape(3, -1), onehot], -1))
   # The networks take them so: MLP encoder 32 + 10 inputs; conv encoder 2 + 10 channels.
@@ -115,11 +128,17 @@ def test_label_joins_images_as_constant_channels_and_flat_inputs_as_features():
   assert params["encoder"]["Conv_0"]["kernel"].shape[2] == 2 + NUM_CLASSES
 
 
-@pytest.mark.parametrize("conditioning,error,message", [
+@pytest.mark.parametrize(
+  "conditioning,error,message",
+  [
     ("projection", ConfigError, "model.conditioning='projection' is a GAN discriminator's"),
-    ("concatenate", UnknownNameError,
-     "Unknown conditioning 'concatenate'; valid choices are: concat, none."),
-])
+    (
+      "concatenate",
+      UnknownNameError,
+      "Unknown conditioning 'concatenate'; valid choices are: concat, none.",
+    ),
+  ],
+)
 def test_unsupported_conditioning_is_a_one_line_error(conditioning, error, message):
   config = cases.tiny_mlp_config("vae")
   config.model.conditioning = conditioning
@@ -155,9 +174,9 @@ def test_trained_conditional_vae_draws_the_digit_it_is_asked_for(tmp_path, tmp_p
   results = training.train_and_evaluate(config, str(tmp_path / "cvae"))
   family = get_family(config, (28, 28, 1))
   labels = np.arange(500) % NUM_CLASSES
-  samples = np.asarray(family.generate(results["state"], jax.random.PRNGKey(0), len(labels),
-                                       labels=labels))
+  samples = np.asarray(
+    family.generate(results["state"], jax.random.PRNGKey(0), len(labels), labels=labels)
+  )
   oracle = ClassifierFeatureExtractor.from_state(oracle_run["results"]["state"])
-  estimate, _ = evaluation.hallucination.control_error_rate(oracle.probabilities(samples),
-                                                            labels)
+  estimate, _ = evaluation.hallucination.control_error_rate(oracle.probabilities(samples), labels)
   assert float(estimate.ci_high) < 0.3, estimate.as_dict()  # Chance: 0.9.

@@ -1,6 +1,7 @@
 """AE / VAE on 2-D points (samples [N, 2], not images; the 2-D mixtures of issue 13):
 `model.output_range = "unbounded"` leaves the Gaussian likelihood's mean unclipped, the step
 matches numpy on points outside [0, 1], and MLP models learn the `gaussian_ring8` mixture."""
+
 import numpy as np
 import pytest
 
@@ -29,8 +30,13 @@ def ring8_batches(num_batches, batch_size, seed):
   batches = []
   for _ in range(num_batches):
     index = rng.randint(0, len(points), batch_size)
-    batches.append({"image": points[index], "label": modes[index].astype(np.int32),
-                    "mask": np.ones(batch_size, np.float32)})
+    batches.append(
+      {
+        "image": points[index],
+        "label": modes[index].astype(np.int32),
+        "mask": np.ones(batch_size, np.float32),
+      }
+    )
   return batches
 
 
@@ -47,9 +53,11 @@ def test_points_step_matches_numpy_with_unclipped_means(family):
     terms = lambda p: ref.ae_terms(p, x, x, nll, identity)
   expected = terms(ref.to_float64(initial))
   cases.assert_terms_match(metrics, expected)
-  clipped = (ref.vae_terms(ref.to_float64(initial), x, eps, cases.BETA, nll, ref.unit_clip)
-             if family == "vae" else ref.ae_terms(ref.to_float64(initial), x, x, nll,
-                                                  ref.unit_clip))
+  clipped = (
+    ref.vae_terms(ref.to_float64(initial), x, eps, cases.BETA, nll, ref.unit_clip)
+    if family == "vae"
+    else ref.ae_terms(ref.to_float64(initial), x, x, nll, ref.unit_clip)
+  )
   mse = "mse_sampled_code" if family == "vae" else "mse"
   assert abs(clipped[mse] - expected[mse]) > 0.1  # The test can tell clipping apart.
   cases.assert_sgd_step_matches(initial, updated, lambda p: terms(p)["loss"])
@@ -78,12 +86,24 @@ def test_mlp_models_learn_the_ring8_mixture(family):
     assert np.mean(RING8.reconstruction_check(points, reconstructions)) > 0.75
 
 
-@pytest.mark.parametrize("output_range,likelihood,error,message", [
-    ("unbounded", "bernoulli", ConfigError, "model.likelihood='bernoulli' models data in "
-     r"\[0, 1\] only"),
-    ("real", "gaussian", UnknownNameError,
-     "Unknown output range 'real'; valid choices are: unbounded, unit."),
-])
+@pytest.mark.parametrize(
+  "output_range,likelihood,error,message",
+  [
+    (
+      "unbounded",
+      "bernoulli",
+      ConfigError,
+      "model.likelihood='bernoulli' models data in "
+      r"\[0, 1\] only",
+    ),
+    (
+      "real",
+      "gaussian",
+      UnknownNameError,
+      "Unknown output range 'real'; valid choices are: unbounded, unit.",
+    ),
+  ],
+)
 def test_bad_output_range_is_a_one_line_error(output_range, likelihood, error, message):
   config = cases.tiny_mlp_config("vae", likelihood)
   config.model.output_range = output_range

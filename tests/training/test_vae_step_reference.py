@@ -4,6 +4,7 @@ The family's step (pmap over 4 devices, float32) must give the loss, each of its
 updated parameters that a numpy forward pass and central finite differences give, with
 beta != 1 and both likelihoods. With SGD the update is exactly params - lr * grad.
 """
+
 import numpy as np
 import pytest
 

@@ -1,5 +1,6 @@
 """beta-VAE and KL warm-up: the loss uses the beta of the config / of the schedule at the state's
 step, recomputed in numpy float64; a resumed run continues the schedule."""
+
 import json
 import re
 
@@ -35,13 +36,17 @@ def test_warmup_loss_uses_the_scheduled_beta_of_the_states_step(step):
   x = batch["image"].astype(np.float64)
   eps = ref.step_noise(cases.TRAIN_KEY, step, range(cases.GLOBAL_BATCH), (cases.LATENT_DIM,))
   beta = SCHEDULED_BETA[step]
-  expected = ref.vae_terms(ref.to_float64(initial), x, eps, beta, ref.bernoulli_nll,
-                           ref.bernoulli_mean)
+  expected = ref.vae_terms(
+    ref.to_float64(initial), x, eps, beta, ref.bernoulli_nll, ref.bernoulli_mean
+  )
   expected["beta"] = beta
   cases.assert_terms_match(metrics, expected)
   if step == 3:  # The gradient follows the scheduled beta too.
-    cases.assert_sgd_step_matches(initial, updated, lambda p: ref.vae_terms(
-        p, x, eps, beta, ref.bernoulli_nll, ref.bernoulli_mean)["loss"])
+    cases.assert_sgd_step_matches(
+      initial,
+      updated,
+      lambda p: ref.vae_terms(p, x, eps, beta, ref.bernoulli_nll, ref.bernoulli_mean)["loss"],
+    )
 
 
 def test_warmup_evaluation_uses_the_final_beta():
@@ -50,15 +55,25 @@ def test_warmup_evaluation_uses_the_final_beta():
   family = get_family(config, cases.SHAPE)
   state = cases.initial_state(family)  # Step 0: training beta is 0.5.
   parallel = helpers.pmap_on(2)
-  sums = parallel.first_copy(parallel.compile_eval_step(family.eval_step)(
-      parallel.put_state(state), parallel.put_batch(helpers.device_layout(batch, 2)),
-      cases.TRAIN_KEY))
+  sums = parallel.first_copy(
+    parallel.compile_eval_step(family.eval_step)(
+      parallel.put_state(state),
+      parallel.put_batch(helpers.device_layout(batch, 2)),
+      cases.TRAIN_KEY,
+    )
+  )
   x = batch["image"].astype(np.float64)
-  eps = np.stack([np.asarray(jax.random.normal(jax.random.fold_in(cases.TRAIN_KEY, i),
-                                               (cases.LATENT_DIM,)), np.float64)
-                  for i in range(cases.GLOBAL_BATCH)])  # Evaluation folds in no step.
-  expected = ref.vae_terms(ref.to_float64(state.params), x, eps, cases.BETA, ref.bernoulli_nll,
-                           ref.bernoulli_mean)
+  eps = np.stack(
+    [
+      np.asarray(
+        jax.random.normal(jax.random.fold_in(cases.TRAIN_KEY, i), (cases.LATENT_DIM,)), np.float64
+      )
+      for i in range(cases.GLOBAL_BATCH)
+    ]
+  )  # Evaluation folds in no step.
+  expected = ref.vae_terms(
+    ref.to_float64(state.params), x, eps, cases.BETA, ref.bernoulli_nll, ref.bernoulli_mean
+  )
   weight = float(sums.pop("weight"))
   cases.assert_terms_match({k: float(v) / weight for k, v in sums.items()}, expected)
 
@@ -94,8 +109,9 @@ def test_beta_vae_config_loss_is_nll_plus_four_kl():
   initial, _, metrics = cases.one_step(config, batch)
   x = batch["image"].astype(np.float64)
   eps = ref.step_noise(cases.TRAIN_KEY, 0, range(cases.GLOBAL_BATCH), (config.model.latent_dim,))
-  expected = ref.vae_terms(ref.to_float64(initial), x, eps, 4.0, ref.bernoulli_nll,
-                           ref.bernoulli_mean)
+  expected = ref.vae_terms(
+    ref.to_float64(initial), x, eps, 4.0, ref.bernoulli_nll, ref.bernoulli_mean
+  )
   cases.assert_terms_match(metrics, expected, rtol=2e-5)
 
 
@@ -105,11 +121,14 @@ def test_warmup_config_ramps_to_beta_over_a_third_of_training():
   assert config.model.kl_warmup_start == 0.0 and config.model.beta == 1.0
 
 
-@pytest.mark.parametrize("family,steps,start,message", [
+@pytest.mark.parametrize(
+  "family,steps,start,message",
+  [
     ("ae", 5, 0.0, "model.kl_warmup_steps anneals the KL weight of the vae family"),
     ("vae", -1, 0.0, re.escape("model.kl_warmup_steps is -1 (allowed: an integer >= 0)")),
     ("vae", 5, -0.5, re.escape("model.kl_warmup_start is -0.5 (allowed: a finite number >= 0)")),
-])
+  ],
+)
 def test_bad_warmup_settings_are_one_line_errors(family, steps, start, message):
   config = cases.tiny_mlp_config(family)
   config.model.kl_warmup_steps = steps

@@ -1,5 +1,6 @@
 """Tiny AE/VAE set-ups shared by the tests that pin the maths of the AE/VAE families: a
 4-pixel MLP without BatchNorm, plain SGD, one step on NUM_DEVICES devices."""
+
 import jax
 import numpy as np
 
@@ -18,8 +19,10 @@ SCALE = 0.5
 SEED = 0
 TRAIN_KEY = jax.random.PRNGKey(SEED + 1)  # The training key `one_step` gives the step.
 
-LIKELIHOODS = {"bernoulli": (ref.bernoulli_nll, ref.bernoulli_mean),
-               "gaussian": (ref.gaussian_nll(SCALE), ref.unit_clip)}
+LIKELIHOODS = {
+  "bernoulli": (ref.bernoulli_nll, ref.bernoulli_mean),
+  "gaussian": (ref.gaussian_nll(SCALE), ref.unit_clip),
+}
 
 
 def tiny_mlp_config(family, likelihood="bernoulli"):
@@ -49,8 +52,9 @@ def initial_state(family):
   state = family.init(jax.random.PRNGKey(SEED))
   keys = iter(jax.random.split(jax.random.PRNGKey(SEED + 2), 100))
   params = jax.tree_util.tree_map_with_path(
-      lambda path, p: 0.1 * jax.random.normal(next(keys), p.shape) if path[-1].key == "bias"
-      else p, state.params)
+    lambda path, p: 0.1 * jax.random.normal(next(keys), p.shape) if path[-1].key == "bias" else p,
+    state.params,
+  )
   return state.replace(params=params)
 
 
@@ -62,10 +66,16 @@ def one_step(config, batch, start_step=0, num_devices=NUM_DEVICES):
   initial = initial.replace(step=initial.step + start_step)
   parallel = helpers.pmap_on(num_devices)
   step = parallel.compile_train_step(family.train_step)
-  state, metrics = step(parallel.put_state(initial),
-                        parallel.put_batch(helpers.device_layout(batch, num_devices)), TRAIN_KEY)
-  return (initial.params, jax.device_get(parallel.get_state(state)).params,
-          jax.device_get(parallel.first_copy(metrics)))
+  state, metrics = step(
+    parallel.put_state(initial),
+    parallel.put_batch(helpers.device_layout(batch, num_devices)),
+    TRAIN_KEY,
+  )
+  return (
+    initial.params,
+    jax.device_get(parallel.get_state(state)).params,
+    jax.device_get(parallel.first_copy(metrics)),
+  )
 
 
 def assert_terms_match(metrics, expected, rtol=1e-5):
@@ -77,11 +87,12 @@ def assert_terms_match(metrics, expected, rtol=1e-5):
 def assert_sgd_step_matches(initial, updated, reference_loss):
   """updated - initial == -lr * (finite-difference gradient of the numpy loss)."""
   grads = ref.numeric_gradient(reference_loss, initial)
-  moved = jax.tree.map(lambda a, b: np.asarray(b, np.float64) - np.asarray(a, np.float64),
-                       initial, updated)
+  moved = jax.tree.map(
+    lambda a, b: np.asarray(b, np.float64) - np.asarray(a, np.float64), initial, updated
+  )
   expected = jax.tree.map(lambda g: -LEARNING_RATE * g, grads)
-  for (path, got), want in zip(jax.tree_util.tree_leaves_with_path(moved),
-                               jax.tree.leaves(expected)):
-    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6,
-                               err_msg=jax.tree_util.keystr(path))
+  for (path, got), want in zip(
+    jax.tree_util.tree_leaves_with_path(moved), jax.tree.leaves(expected)
+  ):
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6, err_msg=jax.tree_util.keystr(path))
   assert max(np.max(np.abs(g)) for g in jax.tree.leaves(expected)) > 1e-2  # A real move.

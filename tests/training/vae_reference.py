@@ -6,6 +6,7 @@ flax parameter dicts (`Dense_j` kernels `[in, out]` and biases), gradients are c
 differences. The only jax calls are the documented noise contract (example i's noise at a
 step comes from `fold_in(fold_in(train_key, step), i)`), which the tests must reproduce.
 """
+
 import math
 
 import jax
@@ -34,8 +35,10 @@ def bernoulli_nll(logits, x):
 
 def gaussian_nll(scale):
   def nll(mean, x):
-    return np.sum(0.5 * ((x - mean) / scale) ** 2 + math.log(scale)
-                  + 0.5 * math.log(2 * math.pi), -1)
+    return np.sum(
+      0.5 * ((x - mean) / scale) ** 2 + math.log(scale) + 0.5 * math.log(2 * math.pi), -1
+    )
+
   return nll
 
 
@@ -49,8 +52,9 @@ def unit_clip(mean):
 
 def example_noise(key, indices, shape, draw=jax.random.normal):
   """`draw(fold_in(key, i), shape)` for each global example index i, float64."""
-  return np.stack([np.asarray(draw(jax.random.fold_in(key, int(i)), shape), np.float64)
-                   for i in indices])
+  return np.stack(
+    [np.asarray(draw(jax.random.fold_in(key, int(i)), shape), np.float64) for i in indices]
+  )
 
 
 def step_noise(train_key, step, indices, shape, draw=jax.random.normal):
@@ -74,10 +78,13 @@ def vae_terms(params, x, eps, beta, nll, mean_fn, onehot=None):
   z = mean + np.exp(0.5 * logvar) * eps
   outputs = mlp(params["decoder"], _join(z, onehot))
   reconstruction = nll(outputs, flat)
-  kl = 0.5 * np.sum(mean ** 2 + np.exp(logvar) - 1.0 - logvar, -1)
-  return {"loss": np.mean(reconstruction + beta * kl),
-          "reconstruction_nll": np.mean(reconstruction), "kl": np.mean(kl),
-          "mse_sampled_code": np.mean((mean_fn(outputs) - flat) ** 2)}
+  kl = 0.5 * np.sum(mean**2 + np.exp(logvar) - 1.0 - logvar, -1)
+  return {
+    "loss": np.mean(reconstruction + beta * kl),
+    "reconstruction_nll": np.mean(reconstruction),
+    "kl": np.mean(kl),
+    "mse_sampled_code": np.mean((mean_fn(outputs) - flat) ** 2),
+  }
 
 
 def ae_terms(params, x_input, x_target, nll, mean_fn, onehot=None):
@@ -85,8 +92,7 @@ def ae_terms(params, x_input, x_target, nll, mean_fn, onehot=None):
   target = x_target.reshape(len(x_target), -1)
   code = mlp(params["encoder"], _join(x_input.reshape(len(x_input), -1), onehot))
   outputs = mlp(params["decoder"], _join(code, onehot))
-  return {"loss": np.mean(nll(outputs, target)),
-          "mse": np.mean((mean_fn(outputs) - target) ** 2)}
+  return {"loss": np.mean(nll(outputs, target)), "mse": np.mean((mean_fn(outputs) - target) ** 2)}
 
 
 def numeric_gradient(loss_fn, params):
