@@ -147,6 +147,17 @@ def folder_flag_problem(
   return None
 
 
+def out_folder_problem(path: str, flag: str = "out") -> Optional[str]:
+  """Why `path` cannot be the output folder of a command that resumes into it (the benchmarks):
+  it must be new or that command's own earlier output, never a file or a training workdir
+  (the command would write its files into that run). None when it can."""
+  from aigc_jax.hallucination_benchmark import folder  # pylint: disable=import-outside-toplevel
+
+  return folder_flag_problem(
+    flag, path, f"a new folder or the --{flag} of an earlier run of this command", must_exist=False
+  ) or folder.training_run_problem(path, f"--{flag}")
+
+
 def no_positional_arguments(argv) -> None:
   """Unexpected positional arguments are a user error (absl's UsageError would exit 1)."""
   if len(argv) > 1:

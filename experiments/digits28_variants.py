@@ -137,17 +137,11 @@ def selected_configs() -> Dict[str, Any]:
   """The configs to run, checked before jax starts: `--out`, `--data_dir`, `--only`, and the
   runs already in `--out` (a run trained further than this budget cannot be reused)."""
   from aigc_jax.errors import UnknownNameError, UserError  # pylint: disable=import-outside-toplevel
-  from aigc_jax.hallucination_benchmark import folder  # pylint: disable=import-outside-toplevel
+  from aigc_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
   from experiments import cli  # pylint: disable=import-outside-toplevel
 
   for problem in (
-    cli.folder_flag_problem(
-      "out",
-      _OUT.value,
-      "a new folder or the --out of an earlier run of this command",
-      must_exist=False,
-    ),
-    folder.training_run_problem(_OUT.value),
+    cli.out_folder_problem(_OUT.value),
     cli.folder_flag_problem("data_dir", _DATA_DIR.value or None, "a folder", must_exist=False),
   ):
     if problem:
@@ -162,7 +156,7 @@ def selected_configs() -> Dict[str, Any]:
   if _ONLY.value:
     configs = {name: configs[name] for name in _ONLY.value}
   for name, config in configs.items():
-    step = folder.newest_checkpoint(os.path.join(_OUT.value, name))
+    step = workdir_lib.newest_step(os.path.join(_OUT.value, name))
     if step is not None and step > _num_steps(config):
       flag = (
         f"--gan_steps={step}"
@@ -222,9 +216,9 @@ def _train_unless_finished(config, workdir: str) -> None:
   """Trains (or resumes) the run in `workdir`; a finished one is left as it is (the training
   loop's note on it names --config flags, which this command does not have)."""
   from aigc_jax import training  # pylint: disable=import-outside-toplevel
-  from aigc_jax.hallucination_benchmark import folder  # pylint: disable=import-outside-toplevel
+  from aigc_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
 
-  if folder.newest_checkpoint(workdir) == int(config.train.num_steps):
+  if workdir_lib.newest_step(workdir) == int(config.train.num_steps):
     print(f"{workdir}: finished at step {config.train.num_steps}, reused")
     return
   training.train_and_evaluate(config, workdir)

@@ -94,7 +94,7 @@ flags.register_validator(
 def check_flags() -> None:
   """Every user error of the flags, before jax starts (UserError: one line, exit 2)."""
   from aigc_jax.errors import UserError  # pylint: disable=import-outside-toplevel
-  from aigc_jax.hallucination_benchmark import folder, protocols  # pylint: disable=import-outside-toplevel
+  from aigc_jax.hallucination_benchmark import protocols  # pylint: disable=import-outside-toplevel
 
   for name, protocol in _PROTOCOL_OF_FLAG.items():
     if flags.FLAGS[name].present and _PROTOCOL.value != protocol:
@@ -109,13 +109,7 @@ def check_flags() -> None:
   from experiments import cli  # pylint: disable=import-outside-toplevel
 
   for problem in (
-    cli.folder_flag_problem(
-      "out",
-      _OUT.value,
-      "a new folder or the --out of an earlier run of this command",
-      must_exist=False,
-    ),
-    folder.training_run_problem(_OUT.value),
+    cli.out_folder_problem(_OUT.value),
     cli.folder_flag_problem(
       "configs_dir", _CONFIGS_DIR.value, "an existing folder of config files", must_exist=True
     ),

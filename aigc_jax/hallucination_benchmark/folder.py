@@ -12,12 +12,13 @@ from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
 
+from aigc_jax import workdir
+
 SETTINGS_DIR = "settings"
 REPLACED_DIR = "replaced"  # settings/replaced/<UTC time>/: results a rerun replaced.
 CLASSIFIER_DIR = "classifier_simple_shapes"
-# What `experiments.train` writes in its workdir (checkpointing.LATEST_DIR, loop's config.json,
-# workdir.LOCK_NAME): named here because those modules import orbax / jax.
-TRAINING_MARKERS = ("checkpoints", "config.json", "run.lock")
+# What `experiments.train` writes in its workdir: its checkpoints, its config and its lock.
+TRAINING_MARKERS = (workdir.LATEST_DIR, "config.json", workdir.LOCK_NAME)
 EXIT_SAVED = 75  # As an interrupted training run: saved, rerun to resume.
 EXIT_NOTHING_SAVED = 130
 
@@ -32,14 +33,6 @@ def training_run_problem(path: str, flag: str = "--out") -> Optional[str]:
       "another folder, new or of an earlier run of this command."
     )
   return None
-
-
-def newest_checkpoint(workdir: str) -> Optional[int]:
-  """The newest step in `workdir/checkpoints/`, or None (`checkpointing.newest_step`, whose
-  module imports orbax)."""
-  directory = os.path.join(workdir, "checkpoints")
-  steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
-  return max(steps, default=None)
 
 
 def setting_file(out_dir: str, stem: str, ext: str) -> str:
