@@ -72,6 +72,15 @@ def number_in(low: float, high: float) -> Rule:
   )
 
 
+def number_strictly_between(low: float, high: float) -> Rule:
+  """A finite number in (low, high)."""
+  return Rule(lambda v: _is_finite_number(v) and low < v < high, f"a number in ({low:g}, {high:g})")
+
+
+def boolean() -> Rule:
+  return Rule(lambda v: isinstance(v, bool), "True or False")
+
+
 def one_of(*choices: str) -> Rule:
   return Rule(lambda v: v in choices, "one of " + ", ".join(choices))
 
@@ -106,6 +115,19 @@ RULES: Dict[str, Rule] = {
   "model.gan.ema_decay": number_in(0, 1),
   "model.gan.pack_size": integer_at_least(1),
   "model.gan.discriminator_steps": integer_at_least(1),
+  "model.diffusion.num_timesteps": integer_at_least(1),
+  "model.diffusion.schedule": one_of("linear", "cosine"),
+  "model.diffusion.beta_start": number_strictly_between(0, 1),
+  "model.diffusion.beta_end": number_strictly_between(0, 1),
+  "model.diffusion.cosine_offset": number_above(0),
+  "model.diffusion.variance": one_of("large", "small"),
+  "model.diffusion.sampler": one_of("ddpm", "ddim"),
+  "model.diffusion.sampling_steps": integer_at_least(1),
+  "model.diffusion.clip_denoised": boolean(),
+  "model.diffusion.ema_decay": number_in(0, 1),
+  "model.diffusion.width": integer_at_least(4),
+  "model.diffusion.num_temporal_layers": integer_at_least(1),
+  "model.diffusion.shared_temporal_layers": boolean(),
   "optimizer.learning_rate": number_above(0),
   "optimizer.warmup_steps": integer_at_least(0),
   "optimizer.b1": number_in(0, 1),

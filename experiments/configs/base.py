@@ -55,7 +55,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.dataset.data_dir = ""
 
   config.model = ml_collections.ConfigDict()
-  config.model.family = "vae"  # ae, vae or gan.
+  config.model.family = "vae"  # ae, vae, gan or diffusion.
   config.model.latent_dim = 20
   config.model.likelihood = "bernoulli"  # AE/VAE observation model: bernoulli or gaussian.
   config.model.likelihood_scale = 0.1  # Fixed std of the gaussian likelihood, in [0, 1] pixels.
@@ -73,8 +73,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   # with probability level).
   config.model.corruption = "none"
   config.model.corruption_level = 0.0  # gaussian: > 0; masking, salt_and_pepper: in (0, 1].
-  # AE/VAE data range: unit (images in [0, 1]; gaussian means clipped to it) or unbounded
-  # (e.g. 2-D points; gaussian likelihood only).
+  # AE/VAE/diffusion data range: unit (images in [0, 1]; gaussian means clipped to it; the
+  # diffusion family diffuses 2x - 1) or unbounded (e.g. 2-D points; gaussian likelihood only).
   config.model.output_range = "unit"
   # Python modules imported before the family is built, so that what they register (a family,
   # body, likelihood, corruption...) can be named by this config, in training and evaluation.
@@ -114,6 +114,36 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.gan.discriminator_steps = 1
   # Generator output: tanh (images: data mapped [0, 1] -> [-1, 1]) or linear (points: data as is).
   config.model.gan.generator_output = "tanh"
+
+  # Diffusion family only (aigc_jax/training/diffusion.py): DDPM (Ho et al. 2020), epsilon
+  # prediction, Ho's simple loss.
+  config.model.diffusion = ml_collections.ConfigDict()
+  config.model.diffusion.num_timesteps = 1000  # T: timesteps 0 .. T-1.
+  # Noise schedule: linear (betas from beta_start to beta_end; Ho et al.'s 1e-4 to 0.02) or
+  # cosine (Nichol & Dhariwal 2021, with offset s = cosine_offset).
+  config.model.diffusion.schedule = "linear"
+  config.model.diffusion.beta_start = 1e-4  # In (0, 1), <= beta_end.
+  config.model.diffusion.beta_end = 0.02  # In (0, 1).
+  config.model.diffusion.cosine_offset = 0.008
+  # Fixed reverse variance of DDPM sampling: large (beta_t) or small (the posterior's).
+  config.model.diffusion.variance = "large"
+  # Sampler of `generate`: ddpm (ancestral) or ddim (Song et al. 2021, eta = 0).
+  config.model.diffusion.sampler = "ddpm"
+  # Reverse steps of sampling, evenly spaced over the T timesteps; <= num_timesteps.
+  config.model.diffusion.sampling_steps = 1000
+  # Clip the predicted clean sample to [-1, 1] while sampling (output_range unit only).
+  config.model.diffusion.clip_denoised = False
+  # EMA of the denoiser's weights, which sampling uses: ema = decay * ema + (1 - decay) *
+  # params after each step; in [0, 1), 0 = sample with the trained weights.
+  config.model.diffusion.ema_decay = 0.999
+  # Denoiser: mlp (the toy MLP of Aithal et al. 2024 / tqch/ddpm-torch, aigc_jax/models/
+  # denoisers.py) of this width, with num_temporal_layers residual temporal layers.
+  config.model.diffusion.denoiser = "mlp"
+  config.model.diffusion.width = 128  # >= 4 (the sinusoidal time embedding has this width).
+  config.model.diffusion.num_temporal_layers = 3
+  # True: ONE temporal layer applied num_temporal_layers times (shared weights), which is
+  # what the authors ran (`[TemporalLayer(...)] * 3`); False: each layer its own weights.
+  config.model.diffusion.shared_temporal_layers = True
 
   config.optimizer = ml_collections.ConfigDict()  # Used for both GAN networks too.
   config.optimizer.name = "adam"  # adam, adamw or sgd.

@@ -1,0 +1,317 @@
+"""The diffusion family: DDPM (Ho et al. 2020, "Denoising Diffusion Probabilistic Models")
+with epsilon prediction, ancestral DDPM and DDIM (Song et al. 2021, "Denoising Diffusion
+Implicit Models", eta = 0) sampling, and an EMA of the weights for sampling.
+
+Timesteps t = 0 .. T-1 (T = `model.diffusion.num_timesteps`), betas beta_t from the schedule,
+alpha_t = 1 - beta_t, abar_t = prod_{s <= t} alpha_s and abar_{-1} = 1:
+- forward: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, eps ~ N(0, I);
+- loss (Ho's "simple" loss), per example: mean over features of |eps_theta(x_t, t) - eps|^2,
+  t uniform in 0 .. T-1; example i of the global batch draws (t_i, eps_i) from
+  `fold_in(fold_in(train_key, step), i)` (`training.noise`): the same on 1 device or 8;
+- predicted clean sample: x0_hat = (x_t - sqrt(1 - abar_t) eps_theta) / sqrt(abar_t);
+- reverse step t -> s (s the previous sampling timestep, abar_s = 1 past the first), with
+  beta' = 1 - abar_t / abar_s (= beta_t when s = t - 1):
+  DDPM: x_s = mean + sqrt(var) z, z ~ N(0, I) (none on the last step), posterior mean
+  mean = sqrt(abar_s) beta' / (1 - abar_t) x0_hat + sqrt(1 - beta') (1 - abar_s) / (1 - abar_t)
+  x_t, var = beta' ("large") or (1 - abar_s) / (1 - abar_t) beta' ("small", the posterior's);
+  DDIM: x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s) eps_theta.
+  Fewer sampling steps than T use timesteps evenly spaced over 0 .. T-1 (always T-1 and 0),
+  the respacing of Nichol & Dhariwal 2021.
+Schedules: linear betas from `beta_start` to `beta_end` (Ho et al. 2020: 1e-4 to 0.02); cosine
+(Nichol & Dhariwal 2021, "Improved Denoising Diffusion Probabilistic Models"):
+abar(t) = f(t) / f(0), f(t) = cos((t / T + s) / (1 + s) pi / 2)^2, beta_t = min(1 - abar(t + 1)
+/ abar(t), 0.999).
+
+Data range: `model.output_range = "unit"` (images in [0, 1]) diffuses 2x - 1, in [-1, 1], and
+maps samples back (clipped to [0, 1]); "unbounded" (points) diffuses the data as it is.
+`model.diffusion.clip_denoised` clips x0_hat to [-1, 1] while sampling ("unit" only).
+"""
+
+from typing import Any, Callable, NamedTuple, Tuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from aigc_jax.errors import ConfigError, UnknownNameError
+from aigc_jax.models.denoisers import TemporalMLP
+from aigc_jax.registry import unknown_name_message
+from aigc_jax.training import noise, steps
+from aigc_jax.training.family import FAMILIES, Family
+from aigc_jax.training.state import TrainState
+
+OUTPUT_RANGES = ("unit", "unbounded")
+COSINE_MAX_BETA = 0.999  # Nichol & Dhariwal's clip, against a singular last step.
+
+EpsFn = Callable[[jax.Array, jax.Array], jax.Array]  # (x_t [N, ...], t [N] int32) -> eps.
+
+
+class DiffusionState(TrainState):
+  """The denoiser's train state plus `ema_params`, the EMA of its params that sampling uses
+  (ema = decay * ema + (1 - decay) * params after each step; decay 0: the params)."""
+
+  ema_params: Any = flax.struct.field(default_factory=dict)
+
+
+class NoiseSchedule(NamedTuple):
+  """`betas [T]` and `alpha_bars [T]` (abar_t = prod_{s <= t} (1 - beta_s)), float64."""
+
+  betas: np.ndarray
+  alpha_bars: np.ndarray
+
+
+def linear_betas(num_timesteps: int, beta_start: float, beta_end: float) -> np.ndarray:
+  """Ho et al.'s betas `[T]`, linear from beta_start (t = 0) to beta_end (t = T-1)."""
+  return np.linspace(beta_start, beta_end, num_timesteps, dtype=np.float64)
+
+
+def cosine_betas(num_timesteps: int, offset: float) -> np.ndarray:
+  """Nichol & Dhariwal's betas `[T]` of abar(t) = f(t) / f(0), f(t) = cos((t/T + s)/(1 + s)
+  pi/2)^2 with s = offset, each clipped to COSINE_MAX_BETA."""
+  steps_ = np.arange(num_timesteps + 1, dtype=np.float64) / num_timesteps
+  f = np.cos((steps_ + offset) / (1 + offset) * np.pi / 2) ** 2
+  return np.minimum(1 - f[1:] / f[:-1], COSINE_MAX_BETA)
+
+
+def make_schedule(diffusion_cfg: ml_collections.ConfigDict) -> NoiseSchedule:
+  """The schedule of a `config.model.diffusion` section."""
+  if diffusion_cfg.schedule == "linear":
+    betas = linear_betas(
+      diffusion_cfg.num_timesteps, diffusion_cfg.beta_start, diffusion_cfg.beta_end
+    )
+  else:
+    betas = cosine_betas(diffusion_cfg.num_timesteps, diffusion_cfg.cosine_offset)
+  return NoiseSchedule(betas=betas, alpha_bars=np.cumprod(1.0 - betas))
+
+
+def sampling_timesteps(num_timesteps: int, num_steps: int) -> np.ndarray:
+  """The `num_steps` timesteps `[S]` int32 a sampler visits, increasing: evenly spaced over
+  0 .. T-1, both ends included (all T when num_steps = T)."""
+  if num_steps == 1:
+    return np.array([num_timesteps - 1], np.int32)
+  return np.round(np.linspace(0, num_timesteps - 1, num_steps)).astype(np.int32)
+
+
+def noisy_sample(x0, eps, alpha_bar):
+  """x_t = sqrt(abar) x0 + sqrt(1 - abar) eps; `alpha_bar` broadcasts against x0 `[N, ...]`."""
+  return jnp.sqrt(alpha_bar) * x0 + jnp.sqrt(1.0 - alpha_bar) * eps
+
+
+def predicted_clean(x_t, eps, alpha_bar):
+  """x0_hat = (x_t - sqrt(1 - abar) eps) / sqrt(abar), the inverse of `noisy_sample`."""
+  return (x_t - jnp.sqrt(1.0 - alpha_bar) * eps) / jnp.sqrt(alpha_bar)
+
+
+def posterior_mean(x0, x_t, alpha_bar, alpha_bar_prev):
+  """Mean of q(x_s | x_t, x0) for the step t -> s with abar_t, abar_s (module docstring)."""
+  beta = 1.0 - alpha_bar / alpha_bar_prev
+  return (
+    jnp.sqrt(alpha_bar_prev) * beta / (1.0 - alpha_bar) * x0
+    + jnp.sqrt(1.0 - beta) * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * x_t
+  )
+
+
+def posterior_variance(alpha_bar, alpha_bar_prev):
+  """Variance of q(x_s | x_t, x0): (1 - abar_s) / (1 - abar_t) * (1 - abar_t / abar_s)."""
+  return (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * (1.0 - alpha_bar / alpha_bar_prev)
+
+
+def reverse_step(
+  eps, x_t, alpha_bar, alpha_bar_prev, z, *, sampler: str, variance: str, clip: bool
+) -> Tuple[jax.Array, jax.Array]:
+  """One reverse step t -> s from the predicted noise `eps` of `x_t` (both `[N, ...]`);
+  `z` the DDPM noise (zeros on the last step). Returns (x_s, x0_hat)."""
+  x0 = predicted_clean(x_t, eps, alpha_bar)
+  if clip:
+    x0 = jnp.clip(x0, -1.0, 1.0)
+    eps = (x_t - jnp.sqrt(alpha_bar) * x0) / jnp.sqrt(1.0 - alpha_bar)
+  if sampler == "ddim":
+    return jnp.sqrt(alpha_bar_prev) * x0 + jnp.sqrt(1.0 - alpha_bar_prev) * eps, x0
+  if variance == "large":
+    var = 1.0 - alpha_bar / alpha_bar_prev
+  else:
+    var = posterior_variance(alpha_bar, alpha_bar_prev)
+  return posterior_mean(x0, x_t, alpha_bar, alpha_bar_prev) + jnp.sqrt(var) * z, x0
+
+
+def sample(
+  eps_fn: EpsFn,
+  schedule: NoiseSchedule,
+  x_start: jax.Array,
+  key: jax.Array,
+  *,
+  num_steps: int,
+  sampler: str,
+  variance: str,
+  clip: bool = False,
+  keep_last: int = 0,
+) -> Tuple[jax.Array, jax.Array]:
+  """Runs the reverse process from `x_start` (x_{T-1} ~ N(0, I), `[N, ...]`) over
+  `sampling_timesteps(T, num_steps)`, compiled as `lax.scan`s.
+
+  Step j (j = 0 first, at t = T-1) draws its DDPM noise from `fold_in(key, j)`.
+  Returns (x0 `[N, ...]`, x0_hats `[keep_last, N, ...]`: the predicted clean samples of the
+  last `keep_last` steps, oldest first; the last is the step whose output is x0).
+  """
+  if not 0 <= keep_last <= num_steps:
+    raise ValueError(f"keep_last must be in [0, num_steps = {num_steps}], got {keep_last}")
+  timesteps = sampling_timesteps(len(schedule.betas), num_steps)[::-1]
+  alpha_bars = schedule.alpha_bars[timesteps]
+  alpha_bars_prev = np.append(alpha_bars[1:], 1.0)
+  last = np.arange(len(timesteps)) == len(timesteps) - 1
+  xs = (
+    jnp.arange(len(timesteps), dtype=jnp.int32),
+    jnp.asarray(timesteps, jnp.int32),
+    jnp.asarray(alpha_bars, jnp.float32),
+    jnp.asarray(alpha_bars_prev, jnp.float32),
+    jnp.asarray(last),
+  )
+
+  def body(x, step):
+    j, t, alpha_bar, alpha_bar_prev, is_last = step
+    eps = eps_fn(x, jnp.full(x.shape[:1], t, jnp.int32))
+    z = jnp.where(is_last, 0.0, jax.random.normal(jax.random.fold_in(key, j), x.shape))
+    x, x0 = reverse_step(
+      eps, x, alpha_bar, alpha_bar_prev, z, sampler=sampler, variance=variance, clip=clip
+    )
+    return x, x0
+
+  split = len(timesteps) - keep_last
+  x, _ = jax.lax.scan(
+    lambda x, s: (body(x, s)[0], None), x_start, jax.tree.map(lambda a: a[:split], xs)
+  )
+  x, x0_hats = jax.lax.scan(body, x, jax.tree.map(lambda a: a[split:], xs))
+  return x, x0_hats
+
+
+def timesteps_and_noise(key, indices, num_timesteps: int, shape) -> Tuple[jax.Array, jax.Array]:
+  """Per example j: t `[N]` int32 uniform in 0 .. T-1 and eps `[N, *shape]` N(0, I), both from
+  `fold_in(key, indices[j])` (split in two: t, then eps)."""
+
+  def draw(i):
+    t_key, eps_key = jax.random.split(jax.random.fold_in(key, i))
+    return (
+      jax.random.randint(t_key, (), 0, num_timesteps, jnp.int32),
+      jax.random.normal(eps_key, shape),
+    )
+
+  return jax.vmap(draw)(indices)
+
+
+def denoising_loss(eps_fn: EpsFn, x0, t, eps, alpha_bars) -> jax.Array:
+  """Ho's simple loss per example `[N]`: mean over features of |eps_fn(x_t, t) - eps|^2, with
+  x_t = `noisy_sample(x0, eps, alpha_bars[t])`; x0, eps `[N, ...]`, t `[N]` int32."""
+  alpha_bar = alpha_bars[t].reshape((-1,) + (1,) * (x0.ndim - 1))
+  error = eps_fn(noisy_sample(x0, eps, alpha_bar), t) - eps
+  return jnp.mean(jnp.square(error).reshape(error.shape[0], -1), axis=-1)
+
+
+def build_denoiser(diffusion_cfg: ml_collections.ConfigDict, compute_dtype: str) -> TemporalMLP:
+  """The denoiser named by `diffusion_cfg.denoiser` ("mlp": the authors' TemporalMLP)."""
+  if diffusion_cfg.denoiser != "mlp":
+    raise UnknownNameError(unknown_name_message("denoiser", diffusion_cfg.denoiser, ("mlp",)))
+  return TemporalMLP(
+    width=diffusion_cfg.width,
+    num_layers=diffusion_cfg.num_temporal_layers,
+    shared=diffusion_cfg.shared_temporal_layers,
+    dtype=compute_dtype,
+  )
+
+
+def _check_config(model_cfg: ml_collections.ConfigDict) -> None:
+  """One-line errors for settings that cannot work together (ranges and the schedule, variance
+  and sampler names are `config_rules.RULES`')."""
+  cfg = model_cfg.diffusion
+  if model_cfg.output_range not in OUTPUT_RANGES:
+    raise UnknownNameError(
+      unknown_name_message("output range", model_cfg.output_range, OUTPUT_RANGES)
+    )
+  if model_cfg.conditioning != "none":
+    raise ConfigError(
+      "the diffusion family is unconditional for now; set model.conditioning='none'."
+    )
+  if cfg.schedule == "linear" and not cfg.beta_start <= cfg.beta_end:
+    raise ConfigError(
+      f"model.diffusion.beta_start ({cfg.beta_start}) must be <= beta_end ({cfg.beta_end})."
+    )
+  if cfg.sampling_steps > cfg.num_timesteps:
+    raise ConfigError(
+      f"model.diffusion.sampling_steps ({cfg.sampling_steps}) must be <= num_timesteps "
+      f"({cfg.num_timesteps})."
+    )
+  if cfg.clip_denoised and model_cfg.output_range != "unit":
+    raise ConfigError(
+      "model.diffusion.clip_denoised clips to the [-1, 1] of images; set it False with "
+      "model.output_range='unbounded'."
+    )
+
+
+def make_diffusion_family(
+  model: ml_collections.ConfigDict,
+  sample_shape,
+  *,
+  num_classes: int,
+  optimizer: optax.GradientTransformation,
+) -> Family:
+  """DDPM of the `config.model` section `model` (its `diffusion` subsection)."""
+  del num_classes  # Unconditional.
+  _check_config(model)
+  cfg = model.diffusion
+  schedule = make_schedule(cfg)
+  alpha_bars = jnp.asarray(schedule.alpha_bars, jnp.float32)
+  denoiser = build_denoiser(cfg, model.compute_dtype)
+  unit = model.output_range == "unit"
+  ema_decay = float(cfg.ema_decay)
+
+  def terms_fn(state, params, batch, key, train):
+    del train  # The same loss in training and evaluation; no batch statistics.
+    x0 = batch["image"] * 2.0 - 1.0 if unit else batch["image"]
+    indices = noise.global_example_indices(x0.shape[0])
+    t, eps = timesteps_and_noise(key, indices, cfg.num_timesteps, x0.shape[1:])
+    eps_fn = lambda x, t: state.apply_fn({"params": params}, x, t)
+    return {"loss": denoising_loss(eps_fn, x0, t, eps, alpha_bars)}, state.batch_stats
+
+  def init(key):
+    inputs = jnp.zeros((1,) + tuple(sample_shape), jnp.float32)
+    params = denoiser.init(key, inputs, jnp.zeros((1,), jnp.int32))["params"]
+    return DiffusionState.create(
+      apply_fn=denoiser.apply, params=params, tx=optimizer, ema_params=params
+    )
+
+  def train_step(state, batch, key):
+    state, metrics = steps.mean_loss_train_step(state, batch, key, terms_fn=terms_fn)
+    ema = optax.incremental_update(state.params, state.ema_params, step_size=1.0 - ema_decay)
+    return state.replace(ema_params=ema), metrics
+
+  def eval_step(state, batch, key):
+    return steps.masked_eval_step(state, batch, key, terms_fn=terms_fn)
+
+  def generate(state, key, num, labels=None):
+    """`num` samples `[num, *sample_shape]` of the EMA weights, by `model.diffusion.sampler`."""
+    del labels
+    start_key, sample_key = jax.random.split(key)
+    x, _ = sample(
+      lambda x, t: denoiser.apply({"params": state.ema_params}, x, t),
+      schedule,
+      jax.random.normal(start_key, (num,) + tuple(sample_shape)),
+      sample_key,
+      num_steps=cfg.sampling_steps,
+      sampler=cfg.sampler,
+      variance=cfg.variance,
+      clip=cfg.clip_denoised,
+    )
+    return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0) if unit else x
+
+  return Family(
+    init=init,
+    train_step=train_step,
+    eval_step=eval_step,
+    generate=jax.jit(generate, static_argnums=2),
+    reconstruct=None,
+  )
+
+
+FAMILIES.register("diffusion")(make_diffusion_family)
