@@ -350,7 +350,7 @@ def _optimal_samples(sampler, variance, num_steps, num):
 # --- Parallel, the config rules, and a run ------------------------------------------------
 
 
-def test_pmap_over_8_devices_matches_one_device():
+def test_pmap_over_8_devices_matches_one_device_and_shard_map():
   config = _config(width=8)
   config.optimizer.name = "adam"
   config.optimizer.learning_rate = 1e-2
@@ -363,6 +363,8 @@ def test_pmap_over_8_devices_matches_one_device():
   assert helpers.max_abs_difference(state_1.params, state_1.ema_params) > 1e-3  # A real EMA.
   for m1, m8 in zip(metrics_1, metrics_8):
     np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-5)
+  state_mesh, _ = helpers.run_steps(config, batches, helpers.shard_map_on(8))
+  assert helpers.max_abs_difference(state_8, state_mesh) < 1e-6  # The other parallel mode.
 
 
 def test_generate_samples_with_the_ema_weights():
