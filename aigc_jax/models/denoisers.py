@@ -64,7 +64,9 @@ class TemporalLayer(nn.Module):
 class TemporalMLP(nn.Module):
   """The authors' toy denoiser: `(x [B, *shape], t [B] int) -> eps [B, *shape]` float32.
 
-  Samples of any shape are flattened to features and the output reshaped back.
+  Samples of any shape are flattened to features and the output reshaped back. `t` may be
+  `[1]`, one timestep for the whole batch (as in sampling): its embedding and projection are
+  then computed once and broadcast.
 
   Attributes:
     width: features of every hidden layer and of the time embedding (the authors' 128).

@@ -46,7 +46,9 @@ from aigc_jax.training.state import TrainState
 OUTPUT_RANGES = ("unit", "unbounded")
 COSINE_MAX_BETA = 0.999  # Nichol & Dhariwal's clip, against a singular last step.
 
-EpsFn = Callable[[jax.Array, jax.Array], jax.Array]  # (x_t [N, ...], t [N] int32) -> eps.
+# (x_t [N, ...], t [N] or [1] int32) -> eps [N, ...]; a sampler passes t [1], the one
+# timestep of the whole batch.
+EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 class DiffusionState(TrainState):
@@ -172,7 +174,7 @@ def sample(
 
   def body(x, step):
     j, t, alpha_bar, alpha_bar_prev, is_last = step
-    eps = eps_fn(x, jnp.full(x.shape[:1], t, jnp.int32))
+    eps = eps_fn(x, t[None])  # One timestep for the batch: its embedding is computed once.
     z = jnp.where(is_last, 0.0, jax.random.normal(jax.random.fold_in(key, j), x.shape))
     x, x0 = reverse_step(
       eps, x, alpha_bar, alpha_bar_prev, z, sampler=sampler, variance=variance, clip=clip

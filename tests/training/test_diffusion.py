@@ -211,6 +211,15 @@ def test_shared_layers_have_one_set_of_weights():
   ]
 
 
+def test_one_timestep_for_the_batch_equals_one_per_example():
+  """A sampler's t [1] (its embedding computed once) gives what t [N] gives."""
+  module, params = _denoiser_params()
+  x = np.random.RandomState(5).randn(7, 2).astype(np.float32)
+  once = module.apply({"params": params}, x, jnp.array([3], jnp.int32))
+  each = module.apply({"params": params}, x, jnp.full((7,), 3, jnp.int32))
+  np.testing.assert_allclose(once, each, rtol=1e-6, atol=1e-6)
+
+
 # --- Reverse steps --------------------------------------------------------------------------
 
 
