@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from aigc_jax import training
 from aigc_jax.errors import ConfigError
 from aigc_jax.models.denoisers import TemporalMLP
 from aigc_jax.training import diffusion
@@ -410,6 +411,29 @@ def test_settings_that_cannot_work_together_are_refused(key, value, message):
   config.model.diffusion[key] = value
   with pytest.raises(ConfigError, match=message):
     get_family(config, (2,))
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one_bitwise_ema_included(tmp_path):
+  def run(num_steps, workdir):
+    config = _config(width=8)
+    config.optimizer.name = "adam"
+    config.train.num_steps = num_steps
+    config.train.log_every = 1
+    config.train.eval_every = 0
+    config.train.eval_batch_size = 5_000  # The end's evaluation: 25,000 test points.
+    config.train.sample_every = 0
+    config.checkpoint.save_every = 3
+    config.checkpoint.keep_best = 0
+    config.dataset.data_dir = str(tmp_path / "tfds")
+    return jax.device_get(training.train_and_evaluate(config, str(workdir))["state"])
+
+  os.makedirs(tmp_path / "tfds")
+  run(3, tmp_path / "resumed")
+  resumed, reference = run(6, tmp_path / "resumed"), run(6, tmp_path / "reference")
+  assert int(resumed.step) == 6
+  for a, b in zip(jax.tree.leaves(resumed), jax.tree.leaves(reference)):
+    assert np.array_equal(a, b)
+  assert helpers.max_abs_difference(resumed.params, resumed.ema_params) > 1e-4
 
 
 def test_ddpm_ring8_trains_through_experiments_train(tmp_path):
