@@ -80,7 +80,7 @@ def test_readme_main_job_runs_end_to_end(tmp_path):
     ("--config.model.famly=vae", "Unknown config key 'famly' (did you mean 'family'?)"),
     (
       "--config.model.family=vea",
-      "Unknown model family 'vea'; valid choices are: ae, classifier, gan, vae.",
+      "Unknown model family 'vea'; valid choices are: ae, classifier, diffusion, gan, vae.",
     ),
     ("--config.dataset.name=mnsit", "Unknown dataset 'mnsit'; valid choices are: cifar10, "),
     ("--config.model.encoder.body=transformer", "Unknown model body 'transformer'"),
