@@ -157,3 +157,23 @@ def classifier_confidence(probabilities) -> np.ndarray:
   if probabilities.ndim != 2:
     raise ValueError(f"probabilities must be [N, K], got shape {probabilities.shape}")
   return probabilities.max(axis=1)
+
+
+def trajectory_variance_score(x0_hats) -> np.ndarray:
+  """Aithal et al. (2024)'s filter score: minus the variance over the last reverse steps of a
+  diffusion model's predicted clean sample, averaged over coordinates (higher = more
+  trustworthy). Samples that interpolate between modes see their prediction swing between
+  modes late in the trajectory; samples inside a mode settle early.
+
+  Args:
+    x0_hats: [S, N, ...] the predicted clean samples of the last S reverse steps (the
+      authors' S = 10), as `diffusion.make_sampler(...)(state, key, N, S)` returns them.
+
+  Returns:
+    [N] float64: -mean over coordinates of the variance over steps (ddof 0, as the authors').
+  """
+  x0_hats = np.asarray(x0_hats, np.float64)
+  if x0_hats.ndim < 2 or x0_hats.shape[0] < 2:
+    raise ValueError(f"x0_hats must be [S >= 2, N, ...], got shape {x0_hats.shape}")
+  variance = x0_hats.var(axis=0).reshape(x0_hats.shape[1], -1)
+  return -variance.mean(axis=1)

@@ -251,6 +251,36 @@ def _check_config(model_cfg: ml_collections.ConfigDict) -> None:
     )
 
 
+def make_sampler(model: ml_collections.ConfigDict, sample_shape) -> Callable[..., Any]:
+  """`(state, key, num, keep_last=0) -> (samples [num, *sample_shape], x0_hats [keep_last, num,
+  *sample_shape])`, jitted: the EMA weights' samples by `model.diffusion.sampler`, in the
+  data's range, and the predicted clean samples of the last `keep_last` reverse steps (in the
+  model's space: [-1, 1] for images), what Aithal et al.'s variance filter reads
+  (`evaluation.filtering.trajectory_variance_score`). Same key, same samples for any
+  `keep_last`."""
+  cfg = model.diffusion
+  schedule = make_schedule(cfg)
+  denoiser = build_denoiser(cfg, model.compute_dtype)
+  unit = model.output_range == "unit"
+
+  def sample_fn(state, key, num, keep_last=0):
+    start_key, sample_key = jax.random.split(key)
+    x, x0_hats = sample(
+      lambda x, t: denoiser.apply({"params": state.ema_params}, x, t),
+      schedule,
+      jax.random.normal(start_key, (num,) + tuple(sample_shape)),
+      sample_key,
+      num_steps=cfg.sampling_steps,
+      sampler=cfg.sampler,
+      variance=cfg.variance,
+      clip=cfg.clip_denoised,
+      keep_last=keep_last,
+    )
+    return (jnp.clip((x + 1.0) / 2.0, 0.0, 1.0) if unit else x), x0_hats
+
+  return jax.jit(sample_fn, static_argnums=(2, 3))
+
+
 def make_diffusion_family(
   model: ml_collections.ConfigDict,
   sample_shape,
@@ -291,21 +321,12 @@ def make_diffusion_family(
   def eval_step(state, batch, key):
     return steps.masked_eval_step(state, batch, key, terms_fn=terms_fn)
 
+  sample_fn = make_sampler(model, sample_shape)
+
   def generate(state, key, num, labels=None):
     """`num` samples `[num, *sample_shape]` of the EMA weights, by `model.diffusion.sampler`."""
     del labels
-    start_key, sample_key = jax.random.split(key)
-    x, _ = sample(
-      lambda x, t: denoiser.apply({"params": state.ema_params}, x, t),
-      schedule,
-      jax.random.normal(start_key, (num,) + tuple(sample_shape)),
-      sample_key,
-      num_steps=cfg.sampling_steps,
-      sampler=cfg.sampler,
-      variance=cfg.variance,
-      clip=cfg.clip_denoised,
-    )
-    return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0) if unit else x
+    return sample_fn(state, key, num)[0]
 
   return Family(
     init=init,

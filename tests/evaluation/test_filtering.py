@@ -110,3 +110,13 @@ def test_manifold_score_filters_off_mode_points_on_the_ring():
   # The score falls with distance from the data.
   far = filtering.manifold_realism_score(real, np.array([[1.1, 0.0], [1.5, 0.0], [3.0, 0.0]]))
   assert far[0] > far[1] > far[2]
+
+
+def test_trajectory_variance_score_is_minus_the_mean_coordinate_variance_over_steps():
+  # Sample 0 settles (the same prediction at every step); sample 1 swings between two modes.
+  x0_hats = np.zeros((4, 2, 2))
+  x0_hats[:, 1, 0] = [1.0, -1.0, 1.0, -1.0]  # Variance 1 in coordinate 0, 0 in coordinate 1.
+  x0_hats[:, 1, 1] = [0.0, 0.0, 0.0, 2.0]  # Mean 0.5: variance (3 * 0.25 + 2.25) / 4 = 0.75.
+  np.testing.assert_allclose(filtering.trajectory_variance_score(x0_hats), [0.0, -(1.0 + 0.75) / 2])
+  with pytest.raises(ValueError, match="S >= 2"):
+    filtering.trajectory_variance_score(x0_hats[:1])
