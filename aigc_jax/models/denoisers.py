@@ -52,11 +52,14 @@ class TemporalLayer(nn.Module):
   dtype: str = "float32"
 
   @nn.compact
-  def __call__(self, x, time_embedding):
+  def __call__(self, x, time_embedding, time_index=None):
+    """x [B, F]; time_embedding [B or 1, F], or [T, F] rows picked by `time_index` [B] int32
+    (the table of every timestep: its product is then computed T times, not B times)."""
     features = x.shape[-1]
     norm = lambda name: nn.LayerNorm(epsilon=LAYER_NORM_EPSILON, dtype=self.dtype, name=name)
     h = nn.Dense(features, use_bias=False, dtype=self.dtype, name="fc1")(_leaky(norm("norm1")(x)))
-    h = h + nn.Dense(features, dtype=self.dtype, name="time")(time_embedding)
+    time = nn.Dense(features, dtype=self.dtype, name="time")(time_embedding)
+    h = h + (time if time_index is None else jnp.take(time, time_index, axis=0))
     h = nn.Dense(features, use_bias=False, dtype=self.dtype, name="fc2")(_leaky(norm("norm2")(h)))
     return h + x
 
@@ -66,7 +69,10 @@ class TemporalMLP(nn.Module):
 
   Samples of any shape are flattened to features and the output reshaped back. `t` may be
   `[1]`, one timestep for the whole batch (as in sampling): its embedding and projection are
-  then computed once and broadcast.
+  then computed once and broadcast. With `num_timesteps` T set and a batch larger than T (as
+  in training at batch 10,000 and T = 1,000), the time path (embedding, projection, each
+  layer's time product) is computed once per timestep 0 .. T-1 and its rows gathered by `t`:
+  the same numbers, about 40% fewer multiply-adds per example.
 
   Attributes:
     width: features of every hidden layer and of the time embedding (the authors' 128).
@@ -74,20 +80,25 @@ class TemporalMLP(nn.Module):
     shared: one temporal layer applied `num_layers` times, as the authors ran (module
       docstring), or `num_layers` layers with their own weights.
     dtype: dtype of activations and products (parameters stay float32).
+    num_timesteps: T, for the table of the time path (0: none, computed per example).
   """
 
   width: int = 128
   num_layers: int = 3
   shared: bool = True
   dtype: str = "float32"
+  num_timesteps: int = 0
 
   @nn.compact
   def __call__(self, x, t):
     shape = x.shape
     features = math.prod(shape[1:])
+    use_table = 0 < self.num_timesteps < t.shape[0]
+    time_index = t.astype(jnp.int32) if use_table else None
+    rows = jnp.arange(self.num_timesteps) if use_table else t
     time_embedding = _leaky(
       nn.Dense(self.width, dtype=self.dtype, name="time_projection")(
-        sinusoidal_embedding(t, self.width)
+        sinusoidal_embedding(rows, self.width)
       )
     )
     h = nn.Dense(self.width, use_bias=False, dtype=self.dtype, name="input")(
@@ -101,7 +112,7 @@ class TemporalMLP(nn.Module):
         TemporalLayer(dtype=self.dtype, name=f"temporal_{i}") for i in range(self.num_layers)
       ]
     for layer in layers:
-      h = layer(h, time_embedding)
+      h = layer(h, time_embedding, time_index)
     h = nn.LayerNorm(epsilon=LAYER_NORM_EPSILON, dtype=self.dtype, name="output_norm")(h)
     out = nn.Dense(features, dtype=self.dtype, name="output")(h)
     return out.astype(jnp.float32).reshape(shape)

@@ -220,6 +220,7 @@ def build_denoiser(diffusion_cfg: ml_collections.ConfigDict, compute_dtype: str)
     num_layers=diffusion_cfg.num_temporal_layers,
     shared=diffusion_cfg.shared_temporal_layers,
     dtype=compute_dtype,
+    num_timesteps=diffusion_cfg.num_timesteps,
   )
 
 

@@ -221,6 +221,20 @@ def test_one_timestep_for_the_batch_equals_one_per_example():
   np.testing.assert_allclose(once, each, rtol=1e-6, atol=1e-6)
 
 
+def test_the_table_of_timesteps_gives_the_per_example_time_path():
+  """A batch larger than T gathers the time path from its table of T rows: same numbers."""
+  module, params = _denoiser_params()
+  table = TemporalMLP(width=module.width, num_layers=module.num_layers, num_timesteps=4)
+  x = np.random.RandomState(5).randn(9, 2).astype(np.float32)
+  t = jnp.array([3, 0, 1, 3, 2, 2, 0, 1, 3], jnp.int32)
+  np.testing.assert_allclose(
+    table.apply({"params": params}, x, t),
+    module.apply({"params": params}, x, t),
+    rtol=1e-6,
+    atol=1e-6,
+  )
+
+
 # --- Reverse steps --------------------------------------------------------------------------
 
 
