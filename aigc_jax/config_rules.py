@@ -77,6 +77,13 @@ def number_strictly_between(low: float, high: float) -> Rule:
   return Rule(lambda v: _is_finite_number(v) and low < v < high, f"a number in ({low:g}, {high:g})")
 
 
+def number_from_to(low: float, high: float) -> Rule:
+  """A finite number in [low, high]."""
+  return Rule(
+    lambda v: _is_finite_number(v) and low <= v <= high, f"a number in [{low:g}, {high:g}]"
+  )
+
+
 def boolean() -> Rule:
   return Rule(lambda v: isinstance(v, bool), "True or False")
 
@@ -130,6 +137,8 @@ RULES: Dict[str, Rule] = {
   "model.diffusion.shared_temporal_layers": boolean(),
   "optimizer.learning_rate": number_above(0),
   "optimizer.warmup_steps": integer_at_least(0),
+  "optimizer.decay_fraction": number_from_to(0, 1),
+  "optimizer.final_learning_rate_factor": number_from_to(0, 1),
   "optimizer.b1": number_in(0, 1),
   "optimizer.b2": number_in(0, 1),
   "optimizer.eps": number_above(0),

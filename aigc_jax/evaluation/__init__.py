@@ -52,3 +52,6 @@ from aigc_jax.evaluation.mode_collapse import reverse_kl_to_uniform
 from aigc_jax.evaluation.reference import Reference
 from aigc_jax.evaluation.reference import build_reference
 from aigc_jax.evaluation.statistics import mean_and_standard_error
+from aigc_jax.evaluation.statistics import DifferenceInterval
+from aigc_jax.evaluation.statistics import difference_verdict
+from aigc_jax.evaluation.statistics import welch_difference_interval

@@ -116,15 +116,24 @@ def build_family(
   )
 
 
-def get_family(config: ml_collections.ConfigDict, sample_shape: Tuple[int, ...]) -> Family:
+def get_family(
+  config: ml_collections.ConfigDict,
+  sample_shape: Tuple[int, ...],
+  optimizer: Optional[optax.GradientTransformation] = None,
+) -> Family:
   """The family of an experiment config: `build_family` on `config.model`, with the
   dataset's number of classes and the optimiser of `config.optimizer` over
-  `config.train.num_steps`, once the rules of those sections pass (one-line ConfigError)."""
+  `config.train.num_steps`, once the rules of those sections pass (one-line ConfigError).
+
+  `optimizer`: another transformation for every network (e.g. `config.optimizer`'s followed
+  by a per-member factor, `multi_seed.sweep_family`); None builds `config.optimizer`'s."""
   import_config_modules(config.model)  # First: a module that cannot be imported says so.
   config_rules.check_config(config, sections=_SECTIONS_READ)
+  if optimizer is None:
+    optimizer = build_optimizer(config.optimizer, config.train.num_steps)
   return build_family(
     config.model,
     sample_shape,
     num_classes=data.get_dataset_spec(config.dataset.name).num_classes,
-    optimizer=build_optimizer(config.optimizer, config.train.num_steps),
+    optimizer=optimizer,
   )

@@ -148,10 +148,17 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.optimizer = ml_collections.ConfigDict()  # Used for both GAN networks too.
   config.optimizer.name = "adam"  # adam, adamw or sgd.
   config.optimizer.learning_rate = 1e-3
-  # constant or warmup_cosine (depends on train.num_steps: a resume cannot extend the run
-  # without --allow_config_change).
+  # The learning rate of the update of step t (0-based): constant; warmup_cosine (0 ->
+  # learning_rate linearly over warmup_steps, then a cosine down to the final rate at
+  # train.num_steps); warmup_linear_decay (0 -> learning_rate linearly over warmup_steps,
+  # constant, then linearly down to the final rate over the last decay_fraction of the run:
+  # a decay at the end of training). Both decays depend on train.num_steps: a resume cannot
+  # extend such a run without --allow_config_change.
   config.optimizer.schedule = "constant"
-  config.optimizer.warmup_steps = 0  # warmup_cosine only.
+  config.optimizer.warmup_steps = 0  # warmup_cosine, warmup_linear_decay; 0 = no warm-up.
+  config.optimizer.decay_fraction = 0.0  # warmup_linear_decay: in [0, 1]; 0 = no decay.
+  # The final rate, as a fraction of learning_rate (warmup_cosine, warmup_linear_decay).
+  config.optimizer.final_learning_rate_factor = 0.0
   config.optimizer.b1 = 0.9
   config.optimizer.b2 = 0.999
   config.optimizer.eps = 1e-8

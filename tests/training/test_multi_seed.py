@@ -151,3 +151,75 @@ def test_seed_groups_and_python_steps_equal_one_scanned_call():
   assert int(multi_seed.select_seed(states_b, 2).step) == 3
   with pytest.raises(ValueError, match="seeds_per_call"):
     multi_seed.MultiSeedTrainer(family, samples, labels, BATCH, seeds, seeds_per_call=0)
+
+
+@pytest.mark.parametrize(
+  "family,shape,schedule",
+  [("gan", (2,), "constant"), ("vae", (28, 28, 1), "warmup_linear_decay")],
+)
+def test_a_learning_rate_sweep_member_equals_its_seed_alone_at_its_rate(family, shape, schedule):
+  """2 seeds x 2 learning rates in one compiled call; member (seed, rate) == the seed trained
+  alone with `config.optimizer.learning_rate = rate` (Adam, b1 0.5; the VAE with a warm-up
+  and a decay, which scale with the rate too)."""
+  config = helpers.tiny_config(family, "mlp")
+  config.optimizer.b1 = 0.5
+  config.optimizer.schedule = schedule
+  config.optimizer.warmup_steps = 1
+  config.optimizer.decay_fraction = 0.5
+  samples, labels = _data(shape)
+  seeds, rates = [3, 7], [1e-3, 2e-2]
+  sweep = multi_seed.MultiSeedTrainer(
+    multi_seed.sweep_family(config, shape),
+    samples,
+    labels,
+    batch_size=BATCH,
+    seeds=seeds,
+    learning_rates=rates,
+  )
+  assert sweep.members == ((3, 1e-3), (3, 2e-2), (7, 1e-3), (7, 2e-2))
+  states, metrics = sweep.run(sweep.init(), NUM_STEPS)
+  states = jax.device_get(states)
+  # One rate alone suffices: with it equal and the other member different (below), a
+  # mix-up of the members' rates fails. (Each alone run is one more compilation.)
+  for rate in rates[1:]:
+    config.optimizer.learning_rate = rate
+    alone = multi_seed.MultiSeedTrainer(
+      get_family(config, shape), samples, labels, batch_size=BATCH, seeds=seeds
+    )
+    alone_states, alone_metrics = alone.run(alone.init(), NUM_STEPS)
+    alone_states = jax.device_get(alone_states)
+    for seed_index, seed in enumerate(seeds):
+      member = sweep.member_index(seed, rate)
+      assert (
+        helpers.max_abs_difference(
+          helpers.parameters(multi_seed.select_seed(states, member)),
+          helpers.parameters(multi_seed.select_seed(alone_states, seed_index)),
+        )
+        < 1e-6
+      )
+      for name, values in alone_metrics.items():
+        np.testing.assert_allclose(
+          np.asarray(metrics[name])[member], np.asarray(values)[seed_index], rtol=1e-5, atol=1e-6
+        )
+  # The rates really differ: a seed's two members part.
+  assert (
+    helpers.max_abs_difference(
+      helpers.parameters(multi_seed.select_seed(states, 0)),
+      helpers.parameters(multi_seed.select_seed(states, 1)),
+    )
+    > 1e-3
+  )
+
+
+def test_a_sweep_needs_a_sweep_family():
+  config = helpers.tiny_config("vae")
+  samples, labels = _data((28, 28, 1))
+  trainer = multi_seed.MultiSeedTrainer(
+    get_family(config, (28, 28, 1)), samples, labels, BATCH, seeds=[0], learning_rates=[1e-3]
+  )
+  with pytest.raises(ValueError, match="build the family with multi_seed.sweep_family"):
+    trainer.init()
+  with pytest.raises(ValueError, match="learning_rates must be rates > 0"):
+    multi_seed.MultiSeedTrainer(
+      get_family(config, (28, 28, 1)), samples, labels, BATCH, seeds=[0], learning_rates=[0.0]
+    )
