@@ -332,9 +332,20 @@ def _show(value) -> str:
   return "absent" if value is _ABSENT else json.dumps(value)
 
 
+# Keys added after runs were saved without them, with the value that trains as those runs did:
+# a saved config that lacks one reads as holding this value (so a run of an older version
+# resumes without --allow_config_change when it keeps the default).
+ADDED_KEYS = {
+  "optimizer.decay_fraction": 0.0,
+  "optimizer.final_learning_rate_factor": 0.0,
+}
+
+
 def config_changes(saved, new) -> Dict[str, Tuple[Any, Any]]:
-  """`{key: (saved value, new value)}` of every dotted key whose value differs."""
+  """`{key: (saved value, new value)}` of every dotted key whose value differs (a key of
+  `ADDED_KEYS` missing from `saved` reads as its value there)."""
   saved, new = as_flat_dict(saved), as_flat_dict(new)
+  saved = {**{k: v for k, v in ADDED_KEYS.items() if k in new}, **saved}
   return {
     key: (saved.get(key, _ABSENT), new.get(key, _ABSENT))
     for key in sorted(set(saved) | set(new))

@@ -148,6 +148,19 @@ def test_resume_refuses_changes_to_what_is_trained_naming_saved_and_new_values()
   assert record["changes"]["model.beta"] == {"saved": 1.0, "new": 2.0}
 
 
+def test_a_run_saved_before_a_key_was_added_resumes_when_it_keeps_the_keys_default():
+  saved = _saved(helpers.tiny_config("vae"))
+  for key in config_rules.ADDED_KEYS:
+    section, name = key.split(".")
+    del saved[section][name]
+  config = helpers.tiny_config("vae")
+  record = _check_resume(saved, config, step=4, where="W", allow_config_change=False)
+  assert record == {"changes": {}, "forced": []}
+  config.optimizer.decay_fraction = 0.5  # Another value than the old runs' is a change.
+  with pytest.raises(ConfigError, match="optimizer.decay_fraction"):
+    _check_resume(saved, config, step=4, where="W", allow_config_change=False)
+
+
 def test_resume_cannot_shorten_a_run():
   config = helpers.tiny_config("vae")
   config.train.num_steps = 100
