@@ -1,6 +1,7 @@
 """The hallucination benchmark: families and variants on data with exactly known support.
 
-  python -m experiments.hallucination_benchmark --out DIR [--quick] [--protocol standard|pacgan]
+  python -m experiments.hallucination_benchmark --out DIR [--quick]
+      [--protocol standard|pacgan|aithal]
       [--only gaussian_ring8,gan_hinge,...] [--steps N] [--trials N] [--seeds N]
       [--eval_every N] [--pack_sizes 1,2,3,4] [--configs_dir experiments/configs] [--overwrite]
 
@@ -27,8 +28,9 @@ _OUT = flags.DEFINE_string("out", None, "Output directory.", required=True)
 _PROTOCOL = flags.DEFINE_enum(
   "protocol",
   "standard",
-  ["standard", "pacgan"],
-  "standard: families and variants; pacgan: Lin et al.'s 2-D protocol.",
+  ["standard", "pacgan", "aithal"],
+  "standard: families and variants; pacgan: Lin et al.'s 2-D protocol; aithal: Aithal et "
+  "al.'s toy diffusion protocol (1-D and 2-D mixtures, the variance filter).",
 )
 _QUICK = flags.DEFINE_bool(
   "quick",
@@ -41,7 +43,14 @@ _ONLY = flags.DEFINE_list(
 _STEPS = flags.DEFINE_integer(
   "steps", None, "Training steps of every setting (default: the protocol's)."
 )
-_SEEDS = flags.DEFINE_integer("seeds", None, "Seeds per setting (standard protocol).")
+_SEEDS = flags.DEFINE_integer(
+  "seeds", None, "Seeds per setting (standard and aithal protocols; aithal's default 3)."
+)
+_SIZE_STEPS = flags.DEFINE_integer(
+  "size_steps",
+  None,
+  "aithal protocol: training steps of the models of the training-points curve (default: --steps).",
+)
 _TRIALS = flags.DEFINE_integer("trials", None, "Trials per setting (pacgan protocol; default 10).")
 _EVAL_EVERY = flags.DEFINE_integer(
   "eval_every", None, "pacgan protocol: steps between measurements (default 10,000)."
@@ -65,10 +74,11 @@ _OVERWRITE = flags.DEFINE_bool(
 
 # Which protocol each budget flag belongs to: given to the other one, it would do nothing.
 _PROTOCOL_OF_FLAG = {
-  "seeds": "standard",
-  "trials": "pacgan",
-  "eval_every": "pacgan",
-  "pack_sizes": "pacgan",
+  "seeds": ("standard", "aithal"),
+  "trials": ("pacgan",),
+  "eval_every": ("pacgan",),
+  "pack_sizes": ("pacgan",),
+  "size_steps": ("aithal",),
 }
 
 
@@ -84,6 +94,7 @@ _positive("steps", "training steps")
 _positive("seeds", "seeds")
 _positive("trials", "trials")
 _positive("eval_every", "steps between measurements")
+_positive("size_steps", "training steps")
 flags.register_validator(
   "pack_sizes",
   lambda sizes: all(s.isdigit() and int(s) >= 1 for s in sizes) and bool(sizes),
@@ -96,15 +107,15 @@ def check_flags() -> None:
   from aigc_jax.errors import UserError  # pylint: disable=import-outside-toplevel
   from aigc_jax.hallucination_benchmark import protocols  # pylint: disable=import-outside-toplevel
 
-  for name, protocol in _PROTOCOL_OF_FLAG.items():
-    if flags.FLAGS[name].present and _PROTOCOL.value != protocol:
+  for name, protocols_of_flag in _PROTOCOL_OF_FLAG.items():
+    if flags.FLAGS[name].present and _PROTOCOL.value not in protocols_of_flag:
       hint = {
         "trials": "; the standard protocol's repetitions are --seeds",
         "seeds": "; the pacgan protocol's repetitions are --trials",
       }.get(name, "")
       raise UserError(
-        f"--{name} applies to --protocol {protocol} only, and this run is "
-        f"--protocol {_PROTOCOL.value}: leave it out{hint}."
+        f"--{name} applies to --protocol {' or '.join(protocols_of_flag)} only, and this run "
+        f"is --protocol {_PROTOCOL.value}: leave it out{hint}."
       )
   from experiments import cli  # pylint: disable=import-outside-toplevel
 
@@ -117,7 +128,16 @@ def check_flags() -> None:
   ):
     if problem:
       raise UserError(problem)
-  if _ONLY.value:
+  if _PROTOCOL.value == "aithal":
+    from aigc_jax.hallucination_benchmark import aithal  # pylint: disable=import-outside-toplevel
+
+    unknown = [o for o in _ONLY.value if o not in aithal.DATASETS]
+    if unknown:
+      raise UserError(
+        f"--only names {unknown[0]!r}, not a dataset of the aithal protocol; valid: "
+        f"{', '.join(aithal.DATASETS)}."
+      )
+  elif _ONLY.value:
     datasets, names = protocols.setting_names(
       _PROTOCOL.value,
       _CONFIGS_DIR.value,
@@ -155,6 +175,9 @@ def run():
   from experiments.configs import classifier_shapes, hallucination_bases  # pylint: disable=import-outside-toplevel
 
   get_base = lambda dataset, family: hallucination_bases.get_config(f"{dataset},{family}")
+  if _PROTOCOL.value == "aithal":
+    run_aithal()
+    return
   if _PROTOCOL.value == "pacgan":
     plan = protocols.pacgan_plan(
       hallucination_bases.pacgan_config,
@@ -187,6 +210,24 @@ def run():
     f"Results in {os.path.abspath(_OUT.value)}: results.csv, results.md, results.json, "
     "calibration.csv, figures/"
   )
+
+
+def run_aithal():
+  from aigc_jax.hallucination_benchmark import aithal  # pylint: disable=import-outside-toplevel
+  from experiments.configs import aithal_toy  # pylint: disable=import-outside-toplevel
+
+  plan = aithal.make_plan(
+    quick=_QUICK.value,
+    steps=_STEPS.value,
+    size_steps=_SIZE_STEPS.value,
+    seeds=_SEEDS.value,
+    only=_ONLY.value,
+  )
+  out = os.path.abspath(_OUT.value)
+  command = "python -m experiments.hallucination_benchmark " + " ".join(sys.argv[1:])
+  aithal.run_plan(plan, out, aithal_toy.get_config, overwrite=_OVERWRITE.value, command=command)
+  paths = aithal.write_outputs(out)
+  print(f"Results in {out}: " + ", ".join(os.path.relpath(p, out) for p in paths))
 
 
 if __name__ == "__main__":

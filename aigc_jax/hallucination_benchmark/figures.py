@@ -212,3 +212,112 @@ def write_all(out_dir: str, plan, records, setups) -> List[str]:
   if plan.protocol == "pacgan":
     paths.append(pacgan_figure(os.path.join(directory, "pacgan_curve.png"), plan, records))
   return paths
+
+
+# --- Aithal et al.'s toy protocol (`--protocol aithal`) ------------------------------------
+
+
+def _band(ax, x, rates, label, **style):
+  mean = np.array([r["mean"] for r in rates], np.float64)
+  se = np.nan_to_num(np.array([r["standard_error"] for r in rates], np.float64))
+  (line,) = ax.plot(x, mean, marker="o", ms=3, lw=1.2, label=label, **style)
+  ax.fill_between(x, mean - se, mean + se, color=line.get_color(), alpha=0.2, lw=0)
+
+
+def aithal_figures(out_dir: str, datasets, records, sizes: Dict[str, Any], mixtures) -> List[str]:
+  """`aithal_curves.png` (the rate against training steps, training points and sampling
+  steps, with the standard error over seeds as a band), `aithal_filtering.png` (the variance
+  and realism filters' curves, mean over seeds, with the paper's operating point) and
+  `aithal_samples.png` (seed 0's final samples over the modes). Returns the paths."""
+  os.makedirs(os.path.join(out_dir, "figures"), exist_ok=True)
+  paths = []
+  fig, axes = plt.subplots(len(datasets), 3, figsize=(11, 3.2 * len(datasets)), squeeze=False)
+  for row, dataset in enumerate(datasets):
+    record = records[f"aithal_steps_{dataset}"]
+    ax = axes[row, 0]
+    steps = [p["step"] for p in record["curve"]]
+    _band(ax, steps, [p["support_hallucination_rate"] for p in record["curve"]], "off support")
+    _band(ax, steps, [p["between_modes_rate"] for p in record["curve"]], "between modes")
+    ax.set_xscale("log")
+    ax.set_xlabel("training steps", fontsize=7)
+    ax.set_title(f"{dataset}: against training steps", fontsize=8)
+    ax = axes[row, 1]
+    if sizes.get(dataset):
+      _band(ax, [n for n, _ in sizes[dataset]], [r for _, r in sizes[dataset]], "off support")
+      ax.set_xscale("log")
+    ax.set_xlabel("training points", fontsize=7)
+    size_steps = {
+      r["settings"]["steps"] for s, r in records.items() if s.startswith(f"aithal_sizes_{dataset}_")
+    }
+    shown = ", ".join(f"{n:,}" for n in sorted(size_steps)) or "none"
+    ax.set_title(f"{dataset}: against training points ({shown} steps)", fontsize=8)
+    ax = axes[row, 2]
+    curve = record.get("sampling_steps_curve", [])
+    if curve:
+      x = [p["sampling_steps"] for p in curve]
+      _band(ax, x, [p["support_hallucination_rate"] for p in curve], "off support")
+      _band(ax, x, [p["between_modes_rate"] for p in curve], "between modes")
+      ax.set_xscale("log")
+    ax.set_xlabel("sampling steps (ancestral)", fontsize=7)
+    ax.set_title(f"{dataset}: against sampling steps", fontsize=8)
+    for ax in axes[row]:
+      ax.set_ylabel("hallucination rate", fontsize=7)
+      ax.tick_params(labelsize=6)
+      ax.legend(fontsize=6)
+  fig.tight_layout()
+  paths.append(os.path.join(out_dir, "figures", "aithal_curves.png"))
+  fig.savefig(paths[-1], dpi=110)
+  plt.close(fig)
+
+  fig, axes = _panels(len(datasets), columns=2, size=3.6)
+  for ax, dataset in zip(axes, datasets):
+    per_seed = records[f"aithal_steps_{dataset}"]["curve"][-1]["per_seed"]
+    for score in ("variance", "realism"):
+      summaries = [
+        m["filters"][score] for m in per_seed if m["filters"][score]["removed_at_96"] is not None
+      ]
+      if summaries:
+        kept = np.mean([s["valid_kept"] for s in summaries], axis=0)
+        removed = np.mean([s["hallucinations_removed"] for s in summaries], axis=0)
+        ax.plot(kept, removed, lw=1.2, label=f"{score} ({len(summaries)} seeds)")
+    ax.scatter(*AITHAL_POINT, marker="*", c="k", s=40, label="Aithal et al. (paper)")
+    ax.set_xlim(*FRACTION_LIMITS)
+    ax.set_ylim(*FRACTION_LIMITS)
+    ax.set_xlabel("fraction of in-support samples kept", fontsize=7)
+    ax.set_ylabel("fraction of hallucinations removed", fontsize=7)
+    ax.set_title(dataset, fontsize=8)
+    ax.legend(fontsize=6)
+    ax.tick_params(labelsize=6)
+  fig.tight_layout()
+  paths.append(os.path.join(out_dir, "figures", "aithal_filtering.png"))
+  fig.savefig(paths[-1], dpi=110)
+  plt.close(fig)
+
+  fig, axes = _panels(len(datasets), columns=2, size=3.6)
+  for ax, dataset in zip(axes, datasets):
+    samples = np.asarray(records[f"aithal_steps_{dataset}"]["samples"], np.float64)
+    # An untrained chain can diverge (x / sqrt(alpha_t) over 1000 steps): such samples are
+    # hallucinations, counted in the title, but cannot be drawn.
+    samples = np.where(np.isfinite(samples), samples, np.nan)
+    finite = np.isfinite(samples).all(axis=1)
+    mixture = mixtures[dataset]
+    valid = np.asarray(mixture.support_check(samples))
+    if mixture.dimension == 1:
+      ax.hist(samples[finite, 0], bins=200, color="tab:blue")
+      ax.set_yscale("log")
+      for mode in mixture.means[:, 0]:
+        ax.axvline(mode, color="red", lw=0.6)
+      ax.set_xlabel("x", fontsize=7)
+    else:
+      ax.scatter(*samples[valid].T, s=1, c="tab:blue", label="in support")
+      ax.scatter(*samples[~valid & finite].T, s=4, c="red", marker="x", label="hallucinated")
+      ax.scatter(*mixture.means.T, s=20, c="k", marker="+", label="modes")
+      ax.set_aspect("equal")
+      ax.legend(fontsize=6)
+    ax.set_title(f"{dataset}: {int((~valid).sum())} of {len(samples)} off support", fontsize=8)
+    ax.tick_params(labelsize=6)
+  fig.tight_layout()
+  paths.append(os.path.join(out_dir, "figures", "aithal_samples.png"))
+  fig.savefig(paths[-1], dpi=110)
+  plt.close(fig)
+  return paths
