@@ -44,7 +44,6 @@ def get_config():
   config.train.num_steps = 3_000
   config.train.log_every = 100
   config.train.eval_every = 1_000
-  config.train.eval_batch_size = 300  # The whole test split in one pass.
   config.train.sample_every = 1_000
   config.train.num_samples = 64
   config.checkpoint.save_every = 1_000
