@@ -18,8 +18,10 @@ Estimated (what a dataset without known support would have to use), each with it
 images, the coordinates for points.
 
 Filter scores (higher = keep), per generated sample: `realism` (k = 3, test reference),
-`confidence` (the oracle's top probability, images) and, for GANs, `discriminator` (the
-trained discriminator's logit, computed by `train`).
+`confidence` (the oracle's top probability, images) and the model's own, computed by
+`train`: for GANs `discriminator` (the trained discriminator's logit), for diffusion models
+`trajectory_variance` (minus the variance of the predicted clean sample over the last 10
+reverse steps, Aithal et al. 2024).
 """
 
 import dataclasses
@@ -119,7 +121,8 @@ def measure_generation(
 
   Args:
     samples: [N, *sample_shape] generated samples (sanitized here).
-    extra_scores: {name: [N]} more filter scores (the GAN discriminator's).
+    extra_scores: {name: [N]} more filter scores (the GAN discriminator's, the diffusion
+      model's trajectory variance).
   """
   reference = setup.reference
   samples = sanitize(samples, reference.spec.kind)
