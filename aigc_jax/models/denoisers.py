@@ -15,6 +15,10 @@ ONE module three times, so the three layers share one set of weights. `shared=Tr
 default, what they ran) applies one layer `num_layers` times; `shared=False` gives each its
 own weights (what the code seems to mean, and the usual residual MLP).
 
+Class-conditional (`num_classes > 0`, for classifier-free guidance, Ho & Salimans 2022): a
+learned label embedding of `num_classes + 1` entries (the last, index `num_classes`, is "no
+label") is added to the time embedding, after its Linear + LeakyReLU.
+
 Differences from the authors' network: flax's default initialisers (lecun normal kernels, zero
 biases) instead of torch's; LayerNorm epsilon 1e-5 as torch's.
 """
@@ -62,7 +66,8 @@ class TemporalLayer(nn.Module):
 
 
 class TemporalMLP(nn.Module):
-  """The authors' toy denoiser: `(x [B, *shape], t [B] int) -> eps [B, *shape]` float32.
+  """The authors' toy denoiser: `(x [B, *shape], t [B] int, labels [B] int or None) -> eps
+  [B, *shape]` float32.
 
   Samples of any shape are flattened to features and the output reshaped back. `t` may be
   `[1]`, one timestep for the whole batch (as in sampling): its embedding and projection are
@@ -73,16 +78,19 @@ class TemporalMLP(nn.Module):
     num_layers: temporal layers (the authors' 3).
     shared: one temporal layer applied `num_layers` times, as the authors ran (module
       docstring), or `num_layers` layers with their own weights.
+    num_classes: classes of a class-conditional denoiser (`labels` in 0 .. num_classes,
+      num_classes = no label); 0: unconditional (`labels` None).
     dtype: dtype of activations and products (parameters stay float32).
   """
 
   width: int = 128
   num_layers: int = 3
   shared: bool = True
+  num_classes: int = 0
   dtype: str = "float32"
 
   @nn.compact
-  def __call__(self, x, t):
+  def __call__(self, x, t, labels=None):
     shape = x.shape
     features = math.prod(shape[1:])
     time_embedding = _leaky(
@@ -90,6 +98,12 @@ class TemporalMLP(nn.Module):
         sinusoidal_embedding(t, self.width)
       )
     )
+    if self.num_classes:
+      if labels is None:
+        raise ValueError("A class-conditional TemporalMLP needs labels [B] (num_classes = none).")
+      time_embedding = time_embedding + nn.Embed(
+        self.num_classes + 1, self.width, dtype=self.dtype, name="label_embedding"
+      )(labels)
     h = nn.Dense(self.width, use_bias=False, dtype=self.dtype, name="input")(
       x.reshape(shape[0], features)
     )

@@ -22,6 +22,22 @@ Schedules: linear betas from `beta_start` to `beta_end` (Ho et al. 2020: 1e-4 to
 abar(t) = f(t) / f(0), f(t) = cos((t / T + s) / (1 + s) pi / 2)^2, beta_t = min(1 - abar(t + 1)
 / abar(t), 0.999).
 
+Denoisers (`model.diffusion.denoiser`): "mlp", the toy MLP of Aithal et al. 2024
+(`models.denoisers.TemporalMLP`), for points; "unet", a small UNet (`models.unet.UNet`), for
+images.
+
+Class-conditional sampling by classifier-free guidance (Ho & Salimans 2022, "Classifier-Free
+Diffusion Guidance"), with `model.conditioning = "embedding"`: the denoiser adds a learned
+embedding of the label (K + 1 entries for K classes, the last, label K, = "no label") to its
+time embedding. In training each example's label is replaced by "no label" with probability
+p = `model.diffusion.label_dropout`, drawn from `fold_in(fold_in(step_key, i), 1)` for
+example i of the global batch (its (t, eps) key `fold_in(step_key, i)` folded once more), so
+the same examples drop on 1 device or 8. Sampling with guidance scale w =
+`model.diffusion.guidance_scale` uses
+  eps = (1 + w) eps_theta(x_t, t, c) - w eps_theta(x_t, t, no label),
+Ho & Salimans' eq. 6 convention: w = 0 is the plain conditional model (one network pass),
+w > 0 pushes samples towards their class (two passes, batched as one of 2N).
+
 Data range: `model.output_range = "unit"` (images in [0, 1]) diffuses 2x - 1, in [-1, 1], and
 maps samples back (clipped to [0, 1]); "unbounded" (points) diffuses the data as it is.
 `model.diffusion.clip_denoised` clips x0_hat to [-1, 1] while sampling ("unit" only).
@@ -38,17 +54,24 @@ import optax
 
 from aigc_jax.errors import ConfigError, UnknownNameError
 from aigc_jax.models.denoisers import TemporalMLP
+from aigc_jax.models.unet import UNet
 from aigc_jax.registry import unknown_name_message
 from aigc_jax.training import noise, steps
 from aigc_jax.training.family import FAMILIES, Family
 from aigc_jax.training.state import TrainState
 
 OUTPUT_RANGES = ("unit", "unbounded")
+DENOISERS = ("mlp", "unet")
+# none, or embedding: a label embedding added to the time embedding, classifier-free guidance.
+CONDITIONINGS = ("none", "embedding")
+LABEL_DROPOUT_FOLD = 1  # Example i's dropout key: its (t, eps) key folded with this.
 COSINE_MAX_BETA = 0.999  # Nichol & Dhariwal's clip, against a singular last step.
 
 # (x_t [N, ...], t [N] or [1] int32) -> eps [N, ...]; a sampler passes t [1], the one
 # timestep of the whole batch.
 EpsFn = Callable[[jax.Array, jax.Array], jax.Array]
+# (x_t [N, ...], t [N] or [1] int32, labels [N] int32) -> eps [N, ...]: a conditional denoiser.
+ConditionalEpsFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
 
 class DiffusionState(TrainState):
@@ -203,6 +226,36 @@ def timesteps_and_noise(key, indices, num_timesteps: int, shape) -> Tuple[jax.Ar
   return jax.vmap(draw)(indices)
 
 
+def dropped_labels(key, indices, labels, num_classes: int, probability: float) -> jax.Array:
+  """`labels [N]` int32 with each replaced by the "no label" index `num_classes` with
+  probability `probability`; example j decides by a uniform draw from
+  `fold_in(fold_in(key, indices[j]), LABEL_DROPOUT_FOLD)` (module docstring)."""
+
+  def draw(i):
+    return jax.random.uniform(
+      jax.random.fold_in(jax.random.fold_in(key, i), LABEL_DROPOUT_FOLD), ()
+    )
+
+  drop = jax.vmap(draw)(indices) < probability
+  return jnp.where(drop, num_classes, labels).astype(jnp.int32)
+
+
+def guided_eps(eps_fn: ConditionalEpsFn, labels, null_label: int, guidance_scale: float) -> EpsFn:
+  """The classifier-free guided noise prediction of class `labels [N]` int32:
+  (1 + w) eps_fn(x, t, labels) - w eps_fn(x, t, null_label), w = `guidance_scale` (w = 0:
+  eps_fn(x, t, labels) alone). Both passes run as one batch of 2N."""
+  if guidance_scale == 0:
+    return lambda x, t: eps_fn(x, t, labels)
+  both_labels = jnp.concatenate([labels, jnp.full_like(labels, null_label)])
+
+  def eps(x, t):
+    both_t = t if t.shape[0] == 1 else jnp.concatenate([t, t])
+    conditional, unconditional = jnp.split(eps_fn(jnp.concatenate([x, x]), both_t, both_labels), 2)
+    return (1.0 + guidance_scale) * conditional - guidance_scale * unconditional
+
+  return eps
+
+
 def denoising_loss(eps_fn: EpsFn, x0, t, eps, alpha_bars) -> jax.Array:
   """Ho's simple loss per example `[N]`: mean over features of |eps_fn(x_t, t) - eps|^2, with
   x_t = `noisy_sample(x0, eps, alpha_bars[t])`; x0, eps `[N, ...]`, t `[N]` int32."""
@@ -211,19 +264,39 @@ def denoising_loss(eps_fn: EpsFn, x0, t, eps, alpha_bars) -> jax.Array:
   return jnp.mean(jnp.square(error).reshape(error.shape[0], -1), axis=-1)
 
 
-def build_denoiser(diffusion_cfg: ml_collections.ConfigDict, compute_dtype: str) -> TemporalMLP:
-  """The denoiser named by `diffusion_cfg.denoiser` ("mlp": the authors' TemporalMLP)."""
-  if diffusion_cfg.denoiser != "mlp":
-    raise UnknownNameError(unknown_name_message("denoiser", diffusion_cfg.denoiser, ("mlp",)))
+def build_denoiser(
+  diffusion_cfg: ml_collections.ConfigDict, compute_dtype: str, num_classes: int = 0
+):
+  """The denoiser named by `diffusion_cfg.denoiser` ("mlp": the authors' TemporalMLP;
+  "unet": the image UNet), class-conditional on `num_classes` classes when > 0."""
+  if diffusion_cfg.denoiser not in DENOISERS:
+    raise UnknownNameError(unknown_name_message("denoiser", diffusion_cfg.denoiser, DENOISERS))
+  if diffusion_cfg.denoiser == "unet":
+    return UNet(
+      channels=diffusion_cfg.channels,
+      channel_multipliers=tuple(diffusion_cfg.channel_multipliers),
+      res_blocks=diffusion_cfg.res_blocks_per_level,
+      attention=diffusion_cfg.attention,
+      groups=diffusion_cfg.norm_groups,
+      num_classes=num_classes,
+      dtype=compute_dtype,
+    )
   return TemporalMLP(
     width=diffusion_cfg.width,
     num_layers=diffusion_cfg.num_temporal_layers,
     shared=diffusion_cfg.shared_temporal_layers,
+    num_classes=num_classes,
     dtype=compute_dtype,
   )
 
 
-def _check_config(model_cfg: ml_collections.ConfigDict) -> None:
+def conditional_classes(model_cfg: ml_collections.ConfigDict, num_classes: int) -> int:
+  """The classes the denoiser is conditioned on: the dataset's `num_classes` when
+  `model.conditioning = "embedding"`, else 0."""
+  return num_classes if model_cfg.conditioning == "embedding" else 0
+
+
+def _check_config(model_cfg: ml_collections.ConfigDict, sample_shape, num_classes: int) -> None:
   """One-line errors for settings that cannot work together (ranges and the schedule, variance
   and sampler names are `config_rules.RULES`')."""
   cfg = model_cfg.diffusion
@@ -231,10 +304,22 @@ def _check_config(model_cfg: ml_collections.ConfigDict) -> None:
     raise UnknownNameError(
       unknown_name_message("output range", model_cfg.output_range, OUTPUT_RANGES)
     )
-  if model_cfg.conditioning != "none":
+  if model_cfg.conditioning in ("concat", "projection"):
     raise ConfigError(
-      "the diffusion family is unconditional for now; set model.conditioning='none'."
+      f"model.conditioning={model_cfg.conditioning!r} is the VAE's or GAN's; the diffusion "
+      "family conditions by a label embedding: use 'embedding' (classifier-free guidance)."
     )
+  if model_cfg.conditioning not in CONDITIONINGS:
+    raise UnknownNameError(
+      unknown_name_message("conditioning", model_cfg.conditioning, CONDITIONINGS)
+    )
+  if model_cfg.conditioning == "embedding" and num_classes < 1:
+    raise ConfigError(
+      "model.conditioning='embedding' needs a dataset with class labels; this one has none: "
+      "set model.conditioning='none'."
+    )
+  if cfg.denoiser == "unet":
+    _check_unet(cfg, sample_shape)
   if cfg.schedule == "linear" and not cfg.beta_start <= cfg.beta_end:
     raise ConfigError(
       f"model.diffusion.beta_start ({cfg.beta_start}) must be <= beta_end ({cfg.beta_end})."
@@ -251,22 +336,65 @@ def _check_config(model_cfg: ml_collections.ConfigDict) -> None:
     )
 
 
-def make_sampler(model: ml_collections.ConfigDict, sample_shape) -> Callable[..., Any]:
-  """`(state, key, num, keep_last=0) -> (samples [num, *sample_shape], x0_hats [keep_last, num,
-  *sample_shape])`, jitted: the EMA weights' samples by `model.diffusion.sampler`, in the
-  data's range, and the predicted clean samples of the last `keep_last` reverse steps (in the
-  model's space: [-1, 1] for images), what Aithal et al.'s variance filter reads
-  (`evaluation.filtering.trajectory_variance_score`). Same key, same samples for any
-  `keep_last`."""
+def _check_unet(cfg: ml_collections.ConfigDict, sample_shape) -> None:
+  """One-line errors for a UNet that cannot take these samples or these group norms."""
+  if len(sample_shape) != 3:
+    raise ConfigError(
+      f"model.diffusion.denoiser='unet' takes images [H, W, C], but the samples have shape "
+      f"{tuple(sample_shape)}; use model.diffusion.denoiser='mlp'."
+    )
+  num_levels = len(cfg.channel_multipliers)
+  factor = 2 ** (num_levels - 1)
+  if sample_shape[0] % factor or sample_shape[1] % factor:
+    raise ConfigError(
+      f"model.diffusion.channel_multipliers has {num_levels} levels, which halve the "
+      f"{sample_shape[0]}x{sample_shape[1]} images {num_levels - 1} times: H and W must be "
+      f"divisible by {factor}; use fewer levels."
+    )
+  for multiplier in cfg.channel_multipliers:
+    if (cfg.channels * multiplier) % cfg.norm_groups:
+      raise ConfigError(
+        f"model.diffusion.channels * multiplier = {cfg.channels * multiplier} is not "
+        f"divisible by model.diffusion.norm_groups ({cfg.norm_groups}); change either."
+      )
+
+
+def make_sampler(
+  model: ml_collections.ConfigDict, sample_shape, num_classes: int = 0
+) -> Callable[..., Any]:
+  """`(state, key, num, keep_last=0, labels=None) -> (samples [num, *sample_shape], x0_hats
+  [keep_last, num, *sample_shape])`, jitted: the EMA weights' samples by
+  `model.diffusion.sampler`, in the data's range, and the predicted clean samples of the last
+  `keep_last` reverse steps (in the model's space: [-1, 1] for images), what Aithal et al.'s
+  variance filter reads (`evaluation.filtering.trajectory_variance_score`). Same key, same
+  samples for any `keep_last`.
+
+  A class-conditional model (`model.conditioning = "embedding"`, on the dataset's
+  `num_classes`) samples classes `labels [num]` int32 (None: arange(num) % num_classes) with
+  classifier-free guidance of scale `model.diffusion.guidance_scale`; an unconditional one
+  ignores `labels`."""
   cfg = model.diffusion
   schedule = make_schedule(cfg)
-  denoiser = build_denoiser(cfg, model.compute_dtype)
+  classes = conditional_classes(model, num_classes)
+  denoiser = build_denoiser(cfg, model.compute_dtype, classes)
   unit = model.output_range == "unit"
 
-  def sample_fn(state, key, num, keep_last=0):
+  def sample_fn(state, key, num, keep_last=0, labels=None):
     start_key, sample_key = jax.random.split(key)
+    variables = {"params": state.ema_params}
+    if classes:
+      if labels is None:
+        labels = jnp.arange(num, dtype=jnp.int32) % classes
+      eps_fn = guided_eps(
+        lambda x, t, y: denoiser.apply(variables, x, t, y),
+        jnp.asarray(labels, jnp.int32),
+        classes,
+        float(cfg.guidance_scale),
+      )
+    else:
+      eps_fn = lambda x, t: denoiser.apply(variables, x, t)
     x, x0_hats = sample(
-      lambda x, t: denoiser.apply({"params": state.ema_params}, x, t),
+      eps_fn,
       schedule,
       jax.random.normal(start_key, (num,) + tuple(sample_shape)),
       sample_key,
@@ -289,12 +417,12 @@ def make_diffusion_family(
   optimizer: optax.GradientTransformation,
 ) -> Family:
   """DDPM of the `config.model` section `model` (its `diffusion` subsection)."""
-  del num_classes  # Unconditional.
-  _check_config(model)
+  _check_config(model, sample_shape, num_classes)
   cfg = model.diffusion
   schedule = make_schedule(cfg)
   alpha_bars = jnp.asarray(schedule.alpha_bars, jnp.float32)
-  denoiser = build_denoiser(cfg, model.compute_dtype)
+  classes = conditional_classes(model, num_classes)
+  denoiser = build_denoiser(cfg, model.compute_dtype, classes)
   unit = model.output_range == "unit"
   ema_decay = float(cfg.ema_decay)
 
@@ -303,12 +431,17 @@ def make_diffusion_family(
     x0 = batch["image"] * 2.0 - 1.0 if unit else batch["image"]
     indices = noise.global_example_indices(x0.shape[0])
     t, eps = timesteps_and_noise(key, indices, cfg.num_timesteps, x0.shape[1:])
-    eps_fn = lambda x, t: state.apply_fn({"params": params}, x, t)
+    if classes:
+      labels = dropped_labels(key, indices, batch["label"], classes, cfg.label_dropout)
+      eps_fn = lambda x, t: state.apply_fn({"params": params}, x, t, labels)
+    else:
+      eps_fn = lambda x, t: state.apply_fn({"params": params}, x, t)
     return {"loss": denoising_loss(eps_fn, x0, t, eps, alpha_bars)}, state.batch_stats
 
   def init(key):
     inputs = jnp.zeros((1,) + tuple(sample_shape), jnp.float32)
-    params = denoiser.init(key, inputs, jnp.zeros((1,), jnp.int32))["params"]
+    init_labels = jnp.zeros((1,), jnp.int32) if classes else None
+    params = denoiser.init(key, inputs, jnp.zeros((1,), jnp.int32), init_labels)["params"]
     return DiffusionState.create(
       apply_fn=denoiser.apply, params=params, tx=optimizer, ema_params=params
     )
@@ -321,12 +454,12 @@ def make_diffusion_family(
   def eval_step(state, batch, key):
     return steps.masked_eval_step(state, batch, key, terms_fn=terms_fn)
 
-  sample_fn = make_sampler(model, sample_shape)
+  sample_fn = make_sampler(model, sample_shape, num_classes)
 
   def generate(state, key, num, labels=None):
-    """`num` samples `[num, *sample_shape]` of the EMA weights, by `model.diffusion.sampler`."""
-    del labels
-    return sample_fn(state, key, num)[0]
+    """`num` samples `[num, *sample_shape]` of the EMA weights, by `model.diffusion.sampler`;
+    conditional: of classes `labels [num]` (None: arange(num) % K), guided."""
+    return sample_fn(state, key, num, 0, labels if classes else None)[0]
 
   return Family(
     init=init,
@@ -334,6 +467,7 @@ def make_diffusion_family(
     eval_step=eval_step,
     generate=jax.jit(generate, static_argnums=2),
     reconstruct=None,
+    conditional=bool(classes),
   )
 
 

@@ -61,7 +61,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.model.likelihood_scale = 0.1  # Fixed std of the gaussian likelihood, in [0, 1] pixels.
   config.model.beta = 1.0  # Weight of the VAE's KL term (beta-VAE, Higgins et al. 2017).
   # Class conditioning: none; concat (one-hot label joined to the networks' inputs: VAE, GAN);
-  # projection (GAN only: projection discriminator, Miyato & Koyama 2018).
+  # projection (GAN only: projection discriminator, Miyato & Koyama 2018); embedding (diffusion
+  # only: a label embedding added to the time embedding, classifier-free guidance).
   config.model.conditioning = "none"
   # VAE KL warm-up (Bowman et al. 2016): beta rises linearly from kl_warmup_start at step 0 to
   # model.beta at step kl_warmup_steps, then stays; 0 = no warm-up (beta from the start).
@@ -144,6 +145,22 @@ def get_base_config() -> ml_collections.ConfigDict:
   # True: ONE temporal layer applied num_temporal_layers times (shared weights), which is
   # what the authors ran (`[TemporalLayer(...)] * 3`); False: each layer its own weights.
   config.model.diffusion.shared_temporal_layers = True
+  # Denoiser unet (aigc_jax/models/unet.py, images only): a UNet whose first level has this
+  # many channels, level i channels * channel_multipliers[i]; H and W halve between levels
+  # (they must be divisible by 2^(levels - 1)); res_blocks_per_level residual blocks per level
+  # on the way down, one more up; self-attention at the lowest resolution if attention;
+  # GroupNorm with norm_groups groups (every level's channels divisible by it).
+  config.model.diffusion.channels = 32
+  config.model.diffusion.channel_multipliers = (1, 2, 2)
+  config.model.diffusion.res_blocks_per_level = 1
+  config.model.diffusion.attention = True
+  config.model.diffusion.norm_groups = 8
+  # Classifier-free guidance (Ho & Salimans 2022), with model.conditioning="embedding": each
+  # training example's label is dropped ("no label") with probability label_dropout, in [0, 1);
+  # sampling uses eps = (1 + w) eps(x, class) - w eps(x, no label), w = guidance_scale >= 0
+  # (0: the plain conditional model).
+  config.model.diffusion.label_dropout = 0.1
+  config.model.diffusion.guidance_scale = 1.0
 
   config.optimizer = ml_collections.ConfigDict()  # Used for both GAN networks too.
   config.optimizer.name = "adam"  # adam, adamw or sgd.
