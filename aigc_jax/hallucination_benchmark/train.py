@@ -80,7 +80,7 @@ def discriminator_scores(setting: Setting, state, samples, labels=None) -> np.nd
 _DIFFUSION_SAMPLERS: Dict[str, Callable[..., Any]] = {}  # Setting config (JSON) -> sampler.
 
 
-def diffusion_samples_and_scores(setting: Setting, state, num: int, key) -> tuple:
+def diffusion_samples_and_scores(setting: Setting, state, num: int, key, labels=None) -> tuple:
   """A diffusion model's samples and their trajectory-variance filter scores.
 
   Batched as `sampling.generate(family, state, num, key, GENERATE_BATCH)` batches (batch i
@@ -89,6 +89,10 @@ def diffusion_samples_and_scores(setting: Setting, state, num: int, key) -> tupl
   sampler takes fewer steps): the samples are `sampling.generate`'s up to float32 rounding
   (a differently compiled program; within 1e-5 on the ring, tested), drawn once for both.
 
+  Args:
+    labels: `[num]` int32 classes of a conditional model (None: unconditional); the last
+      batch's are repeated to fill it, as `sampling.generate` does.
+
   Returns:
     (samples [num, *sample_shape] float32, scores [num] float64: minus the variance over
     those steps, `filtering.trajectory_variance_score`; higher = keep).
@@ -96,13 +100,22 @@ def diffusion_samples_and_scores(setting: Setting, state, num: int, key) -> tupl
   model = setting.config.model
   config_json = setting.config_json()
   if config_json not in _DIFFUSION_SAMPLERS:  # Compiled once per setting, not per model.
-    sample_shape = data.get_dataset_spec(setting.config.dataset.name).sample_shape
-    _DIFFUSION_SAMPLERS[config_json] = diffusion.make_sampler(model, sample_shape)
+    spec = data.get_dataset_spec(setting.config.dataset.name)
+    _DIFFUSION_SAMPLERS[config_json] = diffusion.make_sampler(
+      model, spec.sample_shape, spec.num_classes
+    )
   sampler = _DIFFUSION_SAMPLERS[config_json]
   keep_last = min(TRAJECTORY_STEPS, int(model.diffusion.sampling_steps))
   samples, scores = [], []
   for index in range(-(-num // GENERATE_BATCH)):
-    batch, x0_hats = sampler(state, jax.random.fold_in(key, index), GENERATE_BATCH, keep_last)
+    batch_labels = None
+    if labels is not None:
+      batch_labels = np.resize(
+        labels[index * GENERATE_BATCH : (index + 1) * GENERATE_BATCH], GENERATE_BATCH
+      )
+    batch, x0_hats = sampler(
+      state, jax.random.fold_in(key, index), GENERATE_BATCH, keep_last, batch_labels
+    )
     samples.append(np.asarray(batch))
     scores.append(filtering.trajectory_variance_score(x0_hats))
   return np.concatenate(samples)[:num], np.concatenate(scores)[:num]
@@ -187,7 +200,7 @@ def measure_state(
       # One pass gives the samples and their own filter scores (at every checkpoint, so that
       # every diffusion sample set of the benchmark comes from one compiled sampler).
       samples, scores = diffusion_samples_and_scores(
-        setting, state, num, jax.random.PRNGKey(SAMPLE_KEY)
+        setting, state, num, jax.random.PRNGKey(SAMPLE_KEY), labels
       )
       if with_filtering:
         extra["trajectory_variance"] = scores

@@ -24,6 +24,11 @@ NOT_KNOBS = (
   "model.diffusion.denoiser",
   "model.diffusion.width",
   "model.diffusion.num_temporal_layers",
+  "model.diffusion.channels",
+  "model.diffusion.channel_multipliers",
+  "model.diffusion.res_blocks_per_level",
+  "model.diffusion.attention",
+  "model.diffusion.norm_groups",
 )
 NOT_KNOB_BODY_KEYS = ("body", "widths")
 

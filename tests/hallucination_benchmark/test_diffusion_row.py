@@ -46,7 +46,7 @@ def trained():
 
 def _direct_samples_and_x0_hats(setting, state):
   """The sampler called directly, as the benchmark batches it (batch 0 holds all 300)."""
-  sampler = diffusion.make_sampler(setting.config.model, (2,))
+  sampler = diffusion.make_sampler(setting.config.model, (2,), 8)
   key = jax.random.fold_in(jax.random.PRNGKey(train.SAMPLE_KEY), 0)
   samples, x0_hats = sampler(state, key, train.GENERATE_BATCH, 10)
   return (
@@ -132,4 +132,29 @@ def test_a_variant_the_diffusion_family_cannot_train_is_an_na_row(tmp_path):
   )
   (setting,) = plan.settings
   assert setting.family == "diffusion" and setting.knobs == {"model.conditioning": "concat"}
-  assert setting.unavailable.startswith("n/a: the diffusion family is unconditional")
+  assert setting.unavailable.startswith("n/a: model.conditioning='concat' is the VAE's or GAN's")
+
+
+def test_the_shapes_row_trains_the_unet_and_the_mixtures_the_mlp():
+  rows = {
+    dataset: settings.make_setting(
+      dataset,
+      "diffusion",
+      "diffusion",
+      hallucination_bases.get_config(f"{dataset},diffusion"),
+      (0,),
+      10,
+      (10,),
+    )
+    for dataset in ("simple_shapes", "gaussian_grid25")
+  }
+  assert rows["simple_shapes"].unavailable == "" and rows["gaussian_grid25"].unavailable == ""
+  assert rows["simple_shapes"].config.model.diffusion.denoiser == "unet"
+  assert rows["gaussian_grid25"].config.model.diffusion.denoiser == "mlp"
+  # A UNet cannot take points: that base would be refused in one line, not crash.
+  points = hallucination_bases.get_config("gaussian_grid25,diffusion")
+  points.model.diffusion.denoiser = "unet"
+  refused = settings.make_setting(
+    "gaussian_grid25", "diffusion", "diffusion", points, (0,), 10, (10,)
+  )
+  assert refused.unavailable.startswith("n/a: model.diffusion.denoiser='unet' takes images")
