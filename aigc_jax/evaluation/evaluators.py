@@ -18,7 +18,10 @@ benchmark's `results.csv` / `calibration.csv`:
 A sample evaluator is a function `(reference, SampleSet) -> {name: (RateEstimate, flags)}`
 (flags `[N]` bool, True = counted), looked up by name in `SAMPLE_EVALUATORS`; it returns {}
 where it does not apply (no class oracle, no known support, not conditional, no variants).
-`reconstruction_rates` and `filtering_summary` take their own inputs.
+`reconstruction_rates` and `filtering_summary` take their own inputs, and
+`invalid_kind_counts` says why each invalid `simple_shapes` sample is invalid (counts by
+Aithal et al.'s kind, mode interpolation or rendering artifact, and by the parser's reasons:
+`shapes_invalid_kinds`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,14 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
-from aigc_jax.evaluation import filtering, hallucination, mode_collapse, topological
+from aigc_jax.data import shapes_parser
+from aigc_jax.evaluation import (
+  filtering,
+  hallucination,
+  mode_collapse,
+  shapes_invalid_kinds,
+  topological,
+)
 from aigc_jax.evaluation.features import FeatureExtractor
 
 if TYPE_CHECKING:  # Only for the annotations: reference.py builds its floors with these.
@@ -176,6 +186,16 @@ def mode_metrics(reference: Reference, samples: np.ndarray) -> Optional[Dict[str
   if mixture is None:
     return None
   return mode_collapse.mode_collapse_metrics(samples, mixture.means, mixture.stds).as_dict()
+
+
+def invalid_kind_counts(reference: Reference, samples: np.ndarray) -> Optional[Dict[str, int]]:
+  """On `simple_shapes` (the parser's support rule), why each invalid sample of `samples`
+  `[N, 32, 32, 1]` is invalid: image counts {"n", "invalid", "mode_interpolation",
+  "rendering_artifact", "mixed", "reason_<reason>"} (`shapes_invalid_kinds.InvalidReasons
+  .counts`; the three kinds are exclusive and sum to "invalid"); None on other datasets."""
+  if reference.spec.support_check is not shapes_parser.support_check:
+    return None
+  return shapes_invalid_kinds.invalid_reasons(samples).counts()
 
 
 def estimates(rates: Rates) -> Dict[str, hallucination.RateEstimate]:

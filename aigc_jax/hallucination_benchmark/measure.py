@@ -5,8 +5,10 @@ The real sets, features and floors are the evaluation layer's `Reference`
 test-split variants); every rate is an `evaluation.evaluators` rate, under its canonical name.
 
 Exact (the dataset's own rules): `support_hallucination_rate`,
-`reconstruction_hallucination_rate` (AE / VAE) and, on the mixtures, PacGAN's
-`modes_captured`, `high_quality_fraction`, `reverse_kl`.
+`reconstruction_hallucination_rate` (AE / VAE), on the mixtures PacGAN's `modes_captured`,
+`high_quality_fraction`, `reverse_kl`, and on simple_shapes `invalid_kinds`, the counts of
+invalid samples by kind (mode interpolation, rendering artifact, mixed) and by reason
+(`evaluators.invalid_kind_counts`).
 
 Estimated (what a dataset without known support would have to use), each with its floor:
 `manifold_hallucination_rate` (k = 3, training reference: `experiments.evaluate`'s),
@@ -16,8 +18,10 @@ Estimated (what a dataset without known support would have to use), each with it
 images, the coordinates for points.
 
 Filter scores (higher = keep), per generated sample: `realism` (k = 3, test reference),
-`confidence` (the oracle's top probability, images) and, for GANs, `discriminator` (the
-trained discriminator's logit, computed by `train`).
+`confidence` (the oracle's top probability, images) and the model's own, computed by
+`train`: for GANs `discriminator` (the trained discriminator's logit), for diffusion models
+`trajectory_variance` (minus the variance of the predicted clean sample over the last 10
+reverse steps, Aithal et al. 2024).
 """
 
 import dataclasses
@@ -90,7 +94,8 @@ class GenerationMeasurement:
   """One model's generated samples, measured.
 
   Attributes:
-    exact: {"support_hallucination_rate": rate dict, and the mode metrics on mixtures}.
+    exact: {"support_hallucination_rate": rate dict, and the mode metrics on mixtures or
+      "invalid_kinds" (image counts) on simple_shapes}.
     estimated: {estimator: rate dict}.
     valid: `[N]` bool, inside the known support (for figures; not saved in the record).
     filtering: {score: filtering summary} (`evaluators.filtering_summary`), or None.
@@ -116,7 +121,8 @@ def measure_generation(
 
   Args:
     samples: [N, *sample_shape] generated samples (sanitized here).
-    extra_scores: {name: [N]} more filter scores (the GAN discriminator's).
+    extra_scores: {name: [N]} more filter scores (the GAN discriminator's, the diffusion
+      model's trajectory variance).
   """
   reference = setup.reference
   samples = sanitize(samples, reference.spec.kind)
@@ -127,6 +133,9 @@ def measure_generation(
     "support_hallucination_rate": support_estimate.as_dict(),
     **(evaluators.mode_metrics(reference, samples) or {}),
   }
+  kinds = evaluators.invalid_kind_counts(reference, samples)
+  if kinds is not None:
+    exact["invalid_kinds"] = kinds
   valid = ~np.asarray(flags)
   filtering = None
   if with_filtering:

@@ -1,6 +1,6 @@
 """The two protocols: which settings, seeds, steps, checkpoints and sample counts.
 
-* `standard`: every family (ae, vae, gan) and every discovered variant on each known-support
+* `standard`: every family (ae, vae, gan, diffusion) and every discovered variant on each known-support
   dataset, `STANDARD_SEEDS` seeds, the budgets of `hallucination_bases.py`, measured at 5%,
   25% and 100% of training (early, middle, final: the calibration needs models whose exact
   rate varies widely).
@@ -34,10 +34,14 @@ QUICK_STEPS = {"gaussian_ring8": 100, "gaussian_grid25": 100, "simple_shapes": 2
 QUICK_SAMPLES = 300
 QUICK_CLASSIFIER_STEPS = 60
 QUICK_LATENT_GMM_CODES = 1_000  # Training codes per latent GMM (EM's cost grows with them).
-# Per dataset, the settings of --quick: the AE (reconstruction only) and the GAN
-# (discriminator filter) on the ring, DiffAugment's "n/a" row (found by building the family),
-# and the VAE (generation, reconstruction and the classifier's estimates) on shapes.
-QUICK_SETTINGS = {"gaussian_ring8": ("ae", "gan", "gan_diffaug"), "simple_shapes": ("vae",)}
+# Per dataset, the settings of --quick: the AE (reconstruction only), the GAN (discriminator
+# filter) and the diffusion model (trajectory-variance filter; its base's 100 sampling steps
+# cost a few seconds here) on the ring, DiffAugment's "n/a" row (found by building the
+# family), and the VAE (generation, reconstruction and the classifier's estimates) on shapes.
+QUICK_SETTINGS = {
+  "gaussian_ring8": ("ae", "gan", "diffusion", "gan_diffaug"),
+  "simple_shapes": ("vae",),
+}
 
 PACGAN_DATASETS = ("gaussian_ring8", "gaussian_grid25")
 PACGAN_STEPS = 400_000

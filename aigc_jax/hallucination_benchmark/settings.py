@@ -3,13 +3,14 @@
 Variants are discovered from the config files, never listed here. Rule:
 
 * A family's reference config on digits28 is `<family>_digits.py` (`ae_digits`, `vae_digits`,
-  `gan_digits`).
+  `gan_digits`), and `ddpm_digits.py` for diffusion (`variants.REFERENCE_CONFIGS`).
 * Every other config file in the configs folder whose `get_config()` has
-  `dataset.name == "digits28"` and `model.family` in ae / vae / gan is a variant of that
-  family, named after its file without `_digits` (`gan_hinge_digits.py` -> `gan_hinge`).
+  `dataset.name == "digits28"` and `model.family` in ae / vae / gan / diffusion is a variant
+  of that family, named after its file without `_digits` (`gan_hinge_digits.py` ->
+  `gan_hinge`).
 * Its knobs are the leaves under `model` and `optimizer` whose value differs from the
-  family's reference, except the network sizes (`model.latent_dim`, and each body's `body`
-  and `widths`), which belong to the dataset.
+  family's reference, except the network sizes (`model.latent_dim`, each body's `body` and
+  `widths`, the denoiser's kind and sizes), which belong to the dataset.
 * The benchmark applies the knobs on top of its own base config of the family for each
   dataset (`experiments/configs/hallucination_bases.py`). A variant that cannot apply there
   (DiffAugment on points) is reported as "n/a: <the one-line ConfigError>", found by building

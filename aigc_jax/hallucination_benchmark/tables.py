@@ -9,6 +9,12 @@ Wilson interval of the count pooled over seeds (sampling error only). Each rate 
 estimator on the held-out real data of `evaluation.reference`. `config` is the exact config
 (JSON) and `seeds` the seeds.
 
+On simple_shapes each setting row also says why its invalid samples are invalid
+(`evaluation.shapes_invalid_kinds`), pooled over seeds: `invalid_count` (invalid samples),
+`invalid_<kind>_fraction` of them for each kind (mode_interpolation, rendering_artifact,
+mixed: exclusive, summing to 1) and `invalid_reason_<reason>_fraction` for each of the
+parser's reasons (an image may have several), each beside its `_count`.
+
 filtering.csv: per (dataset, filter score), the hallucinations removed at 99 / 96 / 90 / 75%
 of valid samples kept (`filtering_rows`).
 
@@ -24,7 +30,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from aigc_jax.evaluation import calibration, hallucination
+from aigc_jax.evaluation import calibration, hallucination, shapes_invalid_kinds
 from aigc_jax.evaluation.reference import Reference
 from aigc_jax.evaluation.statistics import mean_and_standard_error
 from aigc_jax.hallucination_benchmark import measure
@@ -33,7 +39,7 @@ from aigc_jax.hallucination_benchmark.settings import Setting
 
 EXACT_RATES = ("support_hallucination_rate", "reconstruction_hallucination_rate")
 MODE_METRICS = ("modes_captured", "high_quality_fraction", "reverse_kl")
-FILTER_SCORES = ("realism", "confidence", "discriminator")
+FILTER_SCORES = ("realism", "confidence", "discriminator", "trajectory_variance")
 # The evaluation runner's estimator (`evaluation.report`: k = 3, training-split reference);
 # its calibration against the exact rate is in docs/hallucination_benchmark.md, "Calibration".
 DEFAULT_ESTIMATOR = "manifold_hallucination_rate"
@@ -69,6 +75,20 @@ def _rate_columns(prefix: str, rate_dicts: List[Dict[str, float]]) -> Dict[str, 
   mean, se = mean_and_standard_error([r["rate"] for r in rate_dicts])
   low, high = _pooled_interval(rate_dicts)
   return {prefix: mean, f"{prefix}_se": se, f"{prefix}_ci_low": low, f"{prefix}_ci_high": high}
+
+
+def invalid_kind_columns(counts: Sequence[Dict[str, int]]) -> Dict[str, float]:
+  """`invalid_count` and, per kind and per reason, its count and fraction of the invalid
+  samples, pooled over the per-seed `invalid_kinds` counts (NaN fractions with none)."""
+  invalid = sum(c["invalid"] for c in counts)
+  row: Dict[str, float] = {"invalid_count": invalid}
+  names = list(shapes_invalid_kinds.KINDS)
+  names += [f"reason_{name}" for name in shapes_invalid_kinds.REASONS]
+  for name in names:
+    count = sum(c[name] for c in counts)
+    row[f"invalid_{name}_count"] = count
+    row[f"invalid_{name}_fraction"] = count / invalid if invalid else float("nan")
+  return row
 
 
 def final_measurements(record: Dict[str, Any]) -> List[Dict[str, Any]]:
@@ -109,6 +129,8 @@ def setting_row(
     for name in MODE_METRICS:
       if name in exact[0]:
         row[name], row[f"{name}_se"] = mean_and_standard_error([e[name] for e in exact])
+    if "invalid_kinds" in exact[0]:
+      row.update(invalid_kind_columns([e["invalid_kinds"] for e in exact]))
     for name in generation[0]["estimated"]:
       row.update(_floored_columns(name, [g["estimated"][name] for g in generation], reference))
     for score in FILTER_SCORES:
@@ -300,6 +322,16 @@ def _fmt_estimate(row, name) -> str:
   return f"{_fmt_mean_se(row, name)} (floor {_fmt(row.get(name + '_floor'))})"
 
 
+def _fmt_invalid_kinds(row) -> str:
+  """ "0.120 / 0.800 / 0.080 of 412": the kinds' fractions of the invalid samples."""
+  if "invalid_count" not in row:
+    return "–"
+  fractions = " / ".join(
+    _fmt(row[f"invalid_{kind}_fraction"]) for kind in shapes_invalid_kinds.KINDS
+  )
+  return f"{fractions} of {row['invalid_count']}"
+
+
 def results_markdown(
   plan: Plan,
   rows: List[Dict[str, Any]],
@@ -312,7 +344,11 @@ def results_markdown(
     "",
     "Mean ± standard error over seeds at the final checkpoint; [95% Wilson interval of "
     "the count pooled over seeds]; estimated rates with their floor (the same estimator "
-    "on held-out real data). `real_data`: held-out real data treated as a model.",
+    "on held-out real data). `real_data`: held-out real data treated as a model. "
+    "On simple_shapes, \"invalid\": the fractions of the invalid samples (pooled over "
+    "seeds) that are mode interpolation only (another region's shape, two shapes in a "
+    "region), rendering artifacts only (fragment, blend, noise, stray pixels, blank), or "
+    "both (`evaluation.shapes_invalid_kinds`).",
     "",
   ]
   for dataset in plan.datasets:
@@ -335,7 +371,7 @@ def results_markdown(
       "TopP",
     ]
     if not mixture:
-      header += ["unrecognisable", "class flip"]
+      header += ["unrecognisable", "class flip", "invalid: mode interpolation / artifact / both"]
     header += ["removed at 96% kept (best filter)"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in (r for r in rows if r["dataset"] == dataset):
@@ -360,6 +396,7 @@ def results_markdown(
         cells += [
           _fmt_estimate(row, "unrecognisable_rate"),
           _fmt_estimate(row, "reconstruction_class_flip_rate"),
+          _fmt_invalid_kinds(row),
         ]
       filters = {
         s: row[f"filter_{s}_removed_at_96"]
@@ -400,8 +437,10 @@ def results_markdown(
       "hallucinations removed at the threshold keeping at least the given fraction of "
       "valid samples (mean ± standard error over models). Scores: `realism` (distance "
       "to the real-data manifold, k = 3), `confidence` (the classifier's top "
-      "probability), `discriminator` (the GAN's own logit). Aithal et al. (diffusion): "
-      "over 95% removed at 96% kept.",
+      "probability), `discriminator` (the GAN's own logit), `trajectory_variance` (a "
+      "diffusion model's own: minus the variance of its predicted clean sample over the last "
+      "10 reverse steps, Aithal et al.). Aithal et al. (diffusion): over 95% removed at 96% "
+      "kept.",
       "",
       "| dataset | score | models | "
       + " | ".join(f"{t:.0%} kept" for t in FILTER_KEPT_TARGETS)

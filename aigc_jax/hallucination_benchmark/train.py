@@ -12,6 +12,11 @@ fixed z set: every seed and checkpoint sees the same latents). Reconstructions: 
 latent GMMs (`aigc_jax.latent_gmm`: `LATENT_GMM_COMPONENTS` components fitted to the training
 codes, seed 0), which make the plain AE a generative model and give the calibration models
 that hallucinate less than prior sampling does.
+
+A model's own filter score, beside the model-agnostic ones of `measure`: the GAN's
+discriminator logit (`discriminator_scores`) and the diffusion model's trajectory variance
+over its last `TRAJECTORY_STEPS` reverse steps (`diffusion_samples_and_scores`, Aithal et
+al. 2024's filter), both on the final models only.
 """
 
 import dataclasses
@@ -23,16 +28,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from aigc_jax import data, latent_gmm
-from aigc_jax.evaluation import sampling
+from aigc_jax.evaluation import filtering, sampling
 from aigc_jax.hallucination_benchmark import measure
 from aigc_jax.hallucination_benchmark.settings import LATENT_GMM_COMPONENTS, Setting
 from aigc_jax.models.gan import pack
-from aigc_jax.training import multi_seed
+from aigc_jax.training import diffusion, multi_seed
 from aigc_jax.training.family import get_family
 from aigc_jax.training.gan import gan_setup
 
 SAMPLE_KEY = 20_240_613  # The fixed z set.
 GENERATE_BATCH = 500
+TRAJECTORY_STEPS = 10  # Aithal et al.'s: the variance over the last 10 reverse steps.
 
 
 def latent_gmm_group(num_components: int) -> str:
@@ -69,6 +75,50 @@ def discriminator_scores(setting: Setting, state, samples, labels=None) -> np.nd
     for i in range(0, len(samples), GENERATE_BATCH)
   ]
   return np.concatenate(out).astype(np.float64)
+
+
+_DIFFUSION_SAMPLERS: Dict[str, Callable[..., Any]] = {}  # Setting config (JSON) -> sampler.
+
+
+def diffusion_samples_and_scores(setting: Setting, state, num: int, key, labels=None) -> tuple:
+  """A diffusion model's samples and their trajectory-variance filter scores.
+
+  Batched as `sampling.generate(family, state, num, key, GENERATE_BATCH)` batches (batch i
+  from `fold_in(key, i)`, the last batch cut), through the family's sampler kept with the
+  predicted clean samples of the last `TRAJECTORY_STEPS` reverse steps (fewer when the
+  sampler takes fewer steps): the samples are `sampling.generate`'s up to float32 rounding
+  (a differently compiled program; within 1e-5 on the ring, tested), drawn once for both.
+
+  Args:
+    labels: `[num]` int32 classes of a conditional model (None: unconditional); the last
+      batch's are repeated to fill it, as `sampling.generate` does.
+
+  Returns:
+    (samples [num, *sample_shape] float32, scores [num] float64: minus the variance over
+    those steps, `filtering.trajectory_variance_score`; higher = keep).
+  """
+  model = setting.config.model
+  config_json = setting.config_json()
+  if config_json not in _DIFFUSION_SAMPLERS:  # Compiled once per setting, not per model.
+    spec = data.get_dataset_spec(setting.config.dataset.name)
+    _DIFFUSION_SAMPLERS[config_json] = diffusion.make_sampler(
+      model, spec.sample_shape, spec.num_classes
+    )
+  sampler = _DIFFUSION_SAMPLERS[config_json]
+  keep_last = min(TRAJECTORY_STEPS, int(model.diffusion.sampling_steps))
+  samples, scores = [], []
+  for index in range(-(-num // GENERATE_BATCH)):
+    batch_labels = None
+    if labels is not None:
+      batch_labels = np.resize(
+        labels[index * GENERATE_BATCH : (index + 1) * GENERATE_BATCH], GENERATE_BATCH
+      )
+    batch, x0_hats = sampler(
+      state, jax.random.fold_in(key, index), GENERATE_BATCH, keep_last, batch_labels
+    )
+    samples.append(np.asarray(batch))
+    scores.append(filtering.trajectory_variance_score(x0_hats))
+  return np.concatenate(samples)[:num], np.concatenate(scores)[:num]
 
 
 def uses_latent_gmm(family) -> bool:
@@ -145,10 +195,19 @@ def measure_state(
   if family.generate is not None:
     # Conditional models are asked for classes in turn (uniform, as both datasets' classes).
     labels = (np.arange(num, dtype=np.int32) % spec.num_classes) if family.conditional else None
-    samples = sampling.generate(
-      family, state, num, jax.random.PRNGKey(SAMPLE_KEY), GENERATE_BATCH, labels
-    )
     extra = {}
+    if setting.family == "diffusion":
+      # One pass gives the samples and their own filter scores (at every checkpoint, so that
+      # every diffusion sample set of the benchmark comes from one compiled sampler).
+      samples, scores = diffusion_samples_and_scores(
+        setting, state, num, jax.random.PRNGKey(SAMPLE_KEY), labels
+      )
+      if with_filtering:
+        extra["trajectory_variance"] = scores
+    else:
+      samples = sampling.generate(
+        family, state, num, jax.random.PRNGKey(SAMPLE_KEY), GENERATE_BATCH, labels
+      )
     if setting.family == "gan" and with_filtering:
       extra["discriminator"] = discriminator_scores(
         setting, state, measure.sanitize(samples, spec.kind), labels

@@ -12,11 +12,24 @@ import ml_collections
 
 from aigc_jax.errors import ConfigError
 
-FAMILIES = ("ae", "vae", "gan")
+FAMILIES = ("ae", "vae", "gan", "diffusion")
 REFERENCE_DATASET = "digits28"
+# A family's reference config on digits28: `<family>_digits.py`, except diffusion's.
+REFERENCE_CONFIGS = {family: f"{family}_digits" for family in FAMILIES}
+REFERENCE_CONFIGS["diffusion"] = "ddpm_digits"
 KNOB_SECTIONS = ("model", "optimizer")
 # Network sizes are the dataset's, not a variant's.
-NOT_KNOBS = ("model.latent_dim",)
+NOT_KNOBS = (
+  "model.latent_dim",
+  "model.diffusion.denoiser",
+  "model.diffusion.width",
+  "model.diffusion.num_temporal_layers",
+  "model.diffusion.channels",
+  "model.diffusion.channel_multipliers",
+  "model.diffusion.res_blocks_per_level",
+  "model.diffusion.attention",
+  "model.diffusion.norm_groups",
+)
 NOT_KNOB_BODY_KEYS = ("body", "widths")
 
 
@@ -91,7 +104,7 @@ def discover_variants(configs_dir: str) -> List[Variant]:
       or config.get("model", {}).get("family") not in FAMILIES
     ):
       continue
-    if stem == f"{config.model.family}_digits":
+    if stem == REFERENCE_CONFIGS[config.model.family]:
       references[config.model.family] = config
     else:
       candidates.append((stem, path, config))
@@ -101,7 +114,7 @@ def discover_variants(configs_dir: str) -> List[Variant]:
     if family not in references:
       raise ConfigError(
         f"{path} is a {family} variant on {REFERENCE_DATASET}, but "
-        f"{family}_digits.py (its reference) is not in {configs_dir}; add it."
+        f"{REFERENCE_CONFIGS[family]}.py (its reference) is not in {configs_dir}; add it."
       )
     name = stem[: -len("_digits")] if stem.endswith("_digits") else stem
     variants.append(Variant(name, family, path, variant_knobs(config, references[family])))

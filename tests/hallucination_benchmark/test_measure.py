@@ -1,6 +1,8 @@
 """Measurements of one model against the known truth: planted models, real data, floors,
 filtering and the saved-result reuse."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -112,6 +114,23 @@ def test_shapes_exact_rates_of_real_and_planted_images():
   planted[30:50] = 0.0  # All-black images are not in the support.
   rate = exact(planted)["support_hallucination_rate"].as_dict()
   assert rate["count"] == 50 and rate["rate"] == pytest.approx(0.25)
+  # Why: 30 stray strokes and 20 blanks are rendering artifacts; 15 squares moved into the
+  # triangle's region (another region's shape) are mode interpolation.
+  start, stop = simple_shapes.REGION_COLUMNS[0]
+  planted[50:65, :, start:stop] = 0.0
+  planted[50:65, 4:10, start + 2 : start + 8] = 1.0
+  counts = evaluators.invalid_kind_counts(reference, planted)
+  assert counts["invalid"] == 65 and counts["n"] == 200
+  assert counts["mode_interpolation"] == 15 and counts["reason_wrong_shape"] == 15
+  assert counts["rendering_artifact"] == 50 and counts["mixed"] == 0
+  assert counts["reason_stray"] == 30 and counts["reason_blank"] == 20
+  assert evaluators.invalid_kind_counts(_ring_like(reference), planted) is None
+  # The table pools the seeds' counts.
+  other_seed = dict(counts, invalid=35, mode_interpolation=35, rendering_artifact=0)
+  columns = tables.invalid_kind_columns([counts, other_seed])
+  assert columns["invalid_count"] == 100
+  assert columns["invalid_mode_interpolation_fraction"] == pytest.approx(0.5)
+  assert columns["invalid_rendering_artifact_fraction"] == pytest.approx(0.5)
   # Reconstruction: identical copies keep content; a swapped image does not.
   recon = images[:200].copy()
   recon[:10] = images[100:110]
@@ -122,6 +141,11 @@ def test_shapes_exact_rates_of_real_and_planted_images():
 
 class _NoOracle:
   has_class_oracle = False
+
+
+def _ring_like(reference):
+  """The reference with the ring's spec: no parser, so no kinds."""
+  return dataclasses.replace(reference, spec=datasets.load("gaussian_ring8").spec)
 
 
 def test_diverged_samples_count_as_hallucinations():

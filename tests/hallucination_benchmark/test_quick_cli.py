@@ -23,6 +23,7 @@ ONLY = (
   "gaussian_ring8/gan",
   "gaussian_ring8/gan_mine",
   "gaussian_ring8/gan_diffaug",
+  "gaussian_ring8/diffusion",
   "simple_shapes/vae",
 )
 REQUIRED = (
@@ -51,6 +52,10 @@ REQUIRED = (
   "filter_realism_removed_at_96",
   "filter_confidence_removed_at_96",
   "filter_discriminator_removed_at_96",
+  "filter_trajectory_variance_removed_at_96",
+  "invalid_mode_interpolation_fraction",
+  "invalid_rendering_artifact_fraction",
+  "invalid_mixed_fraction",
 )
 # A variant registered here, in a configs folder of the test's own: one file, no edit of
 # the benchmark.
@@ -132,6 +137,7 @@ def test_files_columns_and_the_registered_variant(quick_run):
     "gan",
     "gan_mine",
     "gan_diffaug",
+    "diffusion",
   }
   assert {r["setting"] for r in rows if r["dataset"] == "simple_shapes"} == {
     "real_data",
@@ -174,7 +180,7 @@ def test_exact_rate_equals_a_recount_of_the_saved_samples(quick_run):
   on the unit circle, std 0.01, valid within 3 std), against the rate the run saved; and the
   table's mean is the mean over seeds of the saved per-seed rates."""
   run, rows, _, _ = quick_run
-  for name in ("gan", "gan_mine", "ae+gmm10", "ae+gmm300"):
+  for name in ("gan", "gan_mine", "diffusion", "ae+gmm10", "ae+gmm300"):
     with np.load(run / "settings" / f"gaussian_ring8__{name}.npz") as f:
       samples, valid = f["samples"].astype(np.float64), f["valid"]
     angles = 2 * np.pi * np.arange(8) / 8
@@ -238,6 +244,14 @@ def test_rates_inside_intervals_floors_beside_estimates_and_na_rows(quick_run):
   assert ae["support_hallucination_rate"] == "" and ae["reconstruction_hallucination_rate"] != ""
   vae = _row(rows, "simple_shapes", "vae")
   assert vae["support_hallucination_rate"] != "" and vae["reconstruction_class_flip_rate"] != ""
+  # Why the VAE's samples are invalid: the kinds are exclusive and add up to the invalid
+  # samples, which are the pooled support rate's count.
+  kinds = ("mode_interpolation", "rendering_artifact", "mixed")
+  invalid = int(vae["invalid_count"])
+  assert sum(int(vae[f"invalid_{k}_count"]) for k in kinds) == invalid
+  assert invalid == round(float(vae["support_hallucination_rate"]) * 2 * 300)
+  diffusion = _row(rows, "gaussian_ring8", "diffusion")
+  assert diffusion["family"] == "diffusion" and diffusion["status"] == "ok"
 
 
 def test_console_holds_no_library_logs(quick_run):

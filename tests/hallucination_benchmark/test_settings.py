@@ -45,6 +45,12 @@ def test_network_sizes_are_not_knobs():
   variant.model.decoder.body = "mlp"
   variant.model.beta = 2.0
   assert variants_lib.variant_knobs(variant, reference) == {"model.beta": 2.0}
+  reference = _base("gaussian_ring8", "diffusion")
+  variant = _base("gaussian_ring8", "diffusion")
+  variant.model.diffusion.width = 256
+  variant.model.diffusion.denoiser = "unet"
+  variant.model.diffusion.sampler = "ddim"
+  assert variants_lib.variant_knobs(variant, reference) == {"model.diffusion.sampler": "ddim"}
 
 
 def test_a_new_config_file_becomes_a_new_row(tmp_path):
@@ -66,7 +72,7 @@ def test_a_new_config_file_becomes_a_new_row(tmp_path):
   )
   plan = protocols.standard_plan(str(tmp_path), _base, only=["gaussian_ring8"], steps=10)
   rows = {s.name: s for s in plan.settings}
-  assert set(rows) == {"ae", "vae", "gan", "gan_mine"}
+  assert set(rows) == {"ae", "vae", "gan", "diffusion", "gan_mine"}
   mine = rows["gan_mine"]
   assert mine.knobs == {"model.gan.ema_decay": 0.99, "model.gan.loss": "hinge"}
   assert mine.config.model.gan.loss == "hinge" and mine.config.model.gan.ema_decay == 0.99
