@@ -101,7 +101,8 @@ class TemporalMLP(nn.Module):
   def __call__(self, x, t, labels=None):
     shape = x.shape
     features = math.prod(shape[1:])
-    use_table = 0 < self.num_timesteps < t.shape[0]
+    # The table needs a time path that depends on t alone: not with a label embedding added.
+    use_table = 0 < self.num_timesteps < t.shape[0] and not self.num_classes
     time_index = t.astype(jnp.int32) if use_table else None
     rows = jnp.arange(self.num_timesteps) if use_table else t
     time_embedding = _leaky(
