@@ -72,8 +72,21 @@ _OVERWRITE = flags.DEFINE_bool(
   "deleted. Without it such a rerun is refused.",
 )
 
-# Which protocol each budget flag belongs to: given to the other one, it would do nothing.
+_SAMPLES = flags.DEFINE_integer(
+  "samples", None, "aithal protocol: samples per seed and measurement (default 10,000)."
+)
+
+_SIZES = flags.DEFINE_list(
+  "sizes",
+  None,
+  "aithal protocol: training-set sizes of the training-points curve (default "
+  "1000,5000,20000,100000; the paper's size is the steps curve's model).",
+)
+
+# Which protocol each budget flag belongs to: given to another one, it would do nothing.
 _PROTOCOL_OF_FLAG = {
+  "samples": ("aithal",),
+  "sizes": ("aithal",),
   "seeds": ("standard", "aithal"),
   "trials": ("pacgan",),
   "eval_every": ("pacgan",),
@@ -95,6 +108,14 @@ _positive("seeds", "seeds")
 _positive("trials", "trials")
 _positive("eval_every", "steps between measurements")
 _positive("size_steps", "training steps")
+_positive("samples", "samples")
+flags.register_validator(
+  "sizes",
+  lambda sizes: (
+    sizes is None or (bool(sizes) and all(s.isdigit() and 1 <= int(s) <= 100_000 for s in sizes))
+  ),
+  "--sizes must be a comma-separated list of training-set sizes in 1 .. 100000, such as 1000,5000.",
+)
 flags.register_validator(
   "pack_sizes",
   lambda sizes: all(s.isdigit() and int(s) >= 1 for s in sizes) and bool(sizes),
@@ -221,6 +242,8 @@ def run_aithal():
     steps=_STEPS.value,
     size_steps=_SIZE_STEPS.value,
     seeds=_SEEDS.value,
+    num_samples=_SAMPLES.value,
+    sizes=None if _SIZES.value is None else [int(n) for n in _SIZES.value],
     only=_ONLY.value,
   )
   out = os.path.abspath(_OUT.value)

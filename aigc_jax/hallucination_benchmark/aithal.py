@@ -107,6 +107,13 @@ def between_modes(dataset: str, samples: np.ndarray) -> np.ndarray:
   return inside & ~np.asarray(mixture.support_check(samples))
 
 
+def doubling_checkpoints(num_steps: int, num_points: int = MIN_CHECKPOINTS) -> Tuple[int, ...]:
+  """round(num_steps / 2^k) for k = num_points - 1 .. 0 (distinct, >= 1): each interval one
+  doubling of training, as the convergence rule reads it, and the training-points curve's
+  step (a halving of the cap) among them."""
+  return tuple(sorted({max(1, int(round(num_steps / 2.0**k))) for k in range(num_points)}))
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
   """What one `--protocol aithal` run does (the defaults: the authors' budget)."""
@@ -147,6 +154,8 @@ def make_plan(
   steps: Optional[int] = None,
   size_steps: Optional[int] = None,
   seeds: Optional[int] = None,
+  num_samples: Optional[int] = None,
+  sizes: Optional[Sequence[int]] = None,
   only: Sequence[str] = (),
 ) -> Plan:
   """The authors' budget, or the quick one (CI: 40 steps at batch 500, 2 seeds, 300 samples),
@@ -172,6 +181,12 @@ def make_plan(
     fields["size_steps"] = {d: int(size_steps) for d in DATASETS}
   if seeds is not None:
     fields["seeds"] = int(seeds)
+  if num_samples is not None:
+    fields["num_samples"] = int(num_samples)
+  if sizes is not None:
+    if not all(1 <= int(n) <= MAX_POINTS for n in sizes):
+      raise ValueError(f"training-set sizes must be in 1 .. {MAX_POINTS:,}, got {list(sizes)}")
+    fields["sizes"] = tuple(int(n) for n in sizes)
   return Plan(**fields)
 
 
@@ -247,17 +262,7 @@ def train_and_measure(
   reference = points[np.random.RandomState(0).permutation(len(points))[:REALISM_REFERENCE]]
   key = jax.random.PRNGKey(SAMPLE_KEY)
   sampler = diffusion.make_sampler(config.model, shape)
-  # Doubling intervals from steps/128 (the convergence rule compares the last doubling).
-  checkpoints = (
-    tuple(
-      int(c)
-      for c in convergence.log_spaced_steps(
-        settings["steps"], MIN_CHECKPOINTS, first=max(1, settings["steps"] // 128)
-      )
-    )
-    if size is None
-    else (settings["steps"],)
-  )
+  checkpoints = doubling_checkpoints(settings["steps"]) if size is None else (settings["steps"],)
   states, done, curve, losses = trainer.init(), 0, [], []
   start = time.time()
   for step in checkpoints:
