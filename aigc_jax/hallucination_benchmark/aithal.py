@@ -275,6 +275,8 @@ def train_and_measure(
         multi_seed.select_seed(states, s), key, plan.num_samples, FILTER_STEPS
       )
       per_seed.append(measure_samples(dataset, np.asarray(samples), np.asarray(x0_hats), reference))
+      if s == 0:
+        stored = np.asarray(samples)[:STORED_SAMPLES]  # Seed 0's, for the figures.
     point = {
       "step": step,
       "seconds": time.time() - start,
@@ -297,7 +299,7 @@ def train_and_measure(
     "settings": settings,
     "curve": curve,
     "train_seconds_per_step": None,
-    "samples": np.round(np.asarray(samples)[:STORED_SAMPLES], 4).tolist(),
+    "samples": np.round(stored, 4).tolist(),
   }
   if size is None:
     record["sampling_steps_curve"] = _sampling_steps_curve(
