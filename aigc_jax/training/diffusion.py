@@ -144,22 +144,66 @@ def posterior_variance(alpha_bar, alpha_bar_prev):
   return (1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * (1.0 - alpha_bar / alpha_bar_prev)
 
 
+class StepCoefficients(NamedTuple):
+  """The coefficients of one reverse step t -> s, computed in float64 on the host.
+
+  In float32 on the device, alpha-bar underflows: under Aithal et al.'s schedule (T = 1000,
+  betas to 0.2) abar_999 ~ 4e-44 is subnormal, XLA:CPU flushes it to zero, and
+  x0 = x_t / sqrt(abar) - ... becomes inf and every sample NaN. Each coefficient below is
+  a normal float32 number (1 / sqrt(abar) ~ 2e21; sqrt(abar_s) beta / (1 - abar_t) ~ 7e-22).
+  """
+
+  recip_sqrt_alpha_bar: Any  # x0 = recip_sqrt_alpha_bar x_t - sqrt_recip_minus_one eps
+  sqrt_recip_minus_one: Any
+  sqrt_alpha_bar: Any  # eps of a clipped x0: (x_t - sqrt_alpha_bar x0) / sqrt(1 - abar_t)
+  sqrt_one_minus_alpha_bar: Any
+  mean_x0: Any  # The posterior mean: mean_x0 x0 + mean_xt x_t.
+  mean_xt: Any
+  sigma: Any  # The DDPM noise's standard deviation (fixed large or small).
+  sqrt_alpha_bar_prev: Any  # DDIM: sqrt(abar_s) x0 + sqrt(1 - abar_s) eps.
+  sqrt_one_minus_alpha_bar_prev: Any
+
+
+def step_coefficients(alpha_bar, alpha_bar_prev, variance: str) -> StepCoefficients:
+  """The coefficients (float64 numpy, the shape of the inputs) of the steps abar_t -> abar_s."""
+  a = np.asarray(alpha_bar, np.float64)
+  a_prev = np.asarray(alpha_bar_prev, np.float64)
+  beta = 1.0 - a / a_prev
+  var = beta if variance == "large" else (1.0 - a_prev) / (1.0 - a) * beta
+  return StepCoefficients(
+    recip_sqrt_alpha_bar=1.0 / np.sqrt(a),
+    sqrt_recip_minus_one=np.sqrt(1.0 / a - 1.0),
+    sqrt_alpha_bar=np.sqrt(a),
+    sqrt_one_minus_alpha_bar=np.sqrt(1.0 - a),
+    mean_x0=np.sqrt(a_prev) * beta / (1.0 - a),
+    mean_xt=np.sqrt(1.0 - beta) * (1.0 - a_prev) / (1.0 - a),
+    sigma=np.sqrt(var),
+    sqrt_alpha_bar_prev=np.sqrt(a_prev),
+    sqrt_one_minus_alpha_bar_prev=np.sqrt(1.0 - a_prev),
+  )
+
+
+def apply_reverse_step(
+  c: StepCoefficients, eps, x_t, z, *, sampler: str, clip: bool
+) -> Tuple[jax.Array, jax.Array]:
+  """One reverse step from the predicted noise `eps` of `x_t` (both `[N, ...]`) with the
+  step's coefficients `c`; `z` the DDPM noise (zeros on the last step). Returns (x_s, x0_hat)."""
+  x0 = c.recip_sqrt_alpha_bar * x_t - c.sqrt_recip_minus_one * eps
+  if clip:
+    x0 = jnp.clip(x0, -1.0, 1.0)
+    eps = (x_t - c.sqrt_alpha_bar * x0) / c.sqrt_one_minus_alpha_bar
+  if sampler == "ddim":
+    return c.sqrt_alpha_bar_prev * x0 + c.sqrt_one_minus_alpha_bar_prev * eps, x0
+  return c.mean_x0 * x0 + c.mean_xt * x_t + c.sigma * z, x0
+
+
 def reverse_step(
   eps, x_t, alpha_bar, alpha_bar_prev, z, *, sampler: str, variance: str, clip: bool
 ) -> Tuple[jax.Array, jax.Array]:
-  """One reverse step t -> s from the predicted noise `eps` of `x_t` (both `[N, ...]`);
-  `z` the DDPM noise (zeros on the last step). Returns (x_s, x0_hat)."""
-  x0 = predicted_clean(x_t, eps, alpha_bar)
-  if clip:
-    x0 = jnp.clip(x0, -1.0, 1.0)
-    eps = (x_t - jnp.sqrt(alpha_bar) * x0) / jnp.sqrt(1.0 - alpha_bar)
-  if sampler == "ddim":
-    return jnp.sqrt(alpha_bar_prev) * x0 + jnp.sqrt(1.0 - alpha_bar_prev) * eps, x0
-  if variance == "large":
-    var = 1.0 - alpha_bar / alpha_bar_prev
-  else:
-    var = posterior_variance(alpha_bar, alpha_bar_prev)
-  return posterior_mean(x0, x_t, alpha_bar, alpha_bar_prev) + jnp.sqrt(var) * z, x0
+  """`apply_reverse_step` for host values abar_t, abar_s (numbers, not traced)."""
+  c = step_coefficients(alpha_bar, alpha_bar_prev, variance)
+  c = StepCoefficients(*(jnp.asarray(v, jnp.float32) for v in c))
+  return apply_reverse_step(c, eps, x_t, z, sampler=sampler, clip=clip)
 
 
 def sample(
@@ -187,22 +231,19 @@ def sample(
   alpha_bars = schedule.alpha_bars[timesteps]
   alpha_bars_prev = np.append(alpha_bars[1:], 1.0)
   last = np.arange(len(timesteps)) == len(timesteps) - 1
+  coefficients = step_coefficients(alpha_bars, alpha_bars_prev, variance)
   xs = (
     jnp.arange(len(timesteps), dtype=jnp.int32),
     jnp.asarray(timesteps, jnp.int32),
-    jnp.asarray(alpha_bars, jnp.float32),
-    jnp.asarray(alpha_bars_prev, jnp.float32),
+    StepCoefficients(*(jnp.asarray(v, jnp.float32) for v in coefficients)),
     jnp.asarray(last),
   )
 
   def body(x, step):
-    j, t, alpha_bar, alpha_bar_prev, is_last = step
+    j, t, c, is_last = step
     eps = eps_fn(x, t[None])  # One timestep for the batch: its embedding is computed once.
     z = jnp.where(is_last, 0.0, jax.random.normal(jax.random.fold_in(key, j), x.shape))
-    x, x0 = reverse_step(
-      eps, x, alpha_bar, alpha_bar_prev, z, sampler=sampler, variance=variance, clip=clip
-    )
-    return x, x0
+    return apply_reverse_step(c, eps, x, z, sampler=sampler, clip=clip)
 
   split = len(timesteps) - keep_last
   x, _ = jax.lax.scan(
