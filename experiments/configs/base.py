@@ -82,6 +82,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Dtype of activations and matrix products: float32, or bfloat16 for GPUs and TPUs
   # (parameters, optimiser states and losses stay float32; slower than float32 on most CPUs).
   config.model.compute_dtype = "float32"
+  # How the conv bodies compute convolutions: xla (flax's ops), matmul (strided slices and
+  # one matrix product: same parameters and values, fast on CPUs under lax.scan and vmap over
+  # seeds) or auto (matmul on a CPU backend, xla elsewhere). docs/benchmarks.md has numbers.
+  config.model.conv_impl = "xla"
   # Encoder: AE/VAE encoder or GAN discriminator. Decoder: AE/VAE decoder or GAN generator.
   config.model.encoder = body("mlp", (400,), "relu")
   config.model.decoder = body("mlp", (400,), "relu")
