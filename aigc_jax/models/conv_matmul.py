@@ -1,4 +1,4 @@
-"""Convolutions written as strided slices and one matrix product, for XLA:CPU's matmul path.
+"""Convolutions written as contiguous slices and one matrix product, for XLA:CPU's matmul path.
 
 `conv_general_dilated` has `lax.conv_general_dilated`'s signature (flax's `nn.Conv` takes it
 as its `conv_general_dilated` attribute, so the module, its parameter names, shapes and
@@ -7,22 +7,24 @@ dilation (`conv_transpose.ConvTranspose` calls it with `implementation="matmul"`
 
 Why: XLA:CPU runs a convolution inside a `while` loop (what `lax.scan` compiles to), or
 vmapped over seeds (a grouped convolution), in slow generic code; a matrix product it runs
-on its library path in both places. Here a convolution is
+on its library path in both places. Per spatial dimension, with stride s, kernel K and
+Q = ceil(K / s) (the kernel padded with zero taps to Q * s), a tap k is k = s * q + r:
 
-    patches[b, o, (k, c)] = x_padded[b, o * s + k, c]      (one strided slice per tap k)
-    y[b, o, f] = sum_{k, c} patches[b, o, (k, c)] w[k, c, f]   (one GEMM, [B*O, K*C] x [K*C, F])
+- convolution: y[o] = sum_k x_pad[o * s + k] w[k] = sum_q sum_r x_pad[s * (o + q) + r] w[s q + r].
+  Space to depth (x_pad as blocks of s, the offset r joining the channels) makes it a
+  stride-1 convolution with Q taps: Q contiguous slices concatenated along the channels
+  (patches `[B, *out, prod(Q) * prod(s) * C]`) times the kernel as `[prod(Q * s) * C, F]`.
+- transposed convolution (the stride-1 convolution over the s-dilated input padded by
+  (pa, pb), as `lax.conv_transpose` without kernel transposition): its output phase
+  p = s - 1 - r is a stride-1 convolution with Q taps of the input padded by Q - 1, so one
+  GEMM of Q contiguous slices by the kernel as `[prod(Q) * C, prod(s) * F]` gives every
+  phase; depth to space interleaves them, and a pad (negative: a crop) sets (pa, pb).
 
-and a transposed convolution (the stride-1 convolution over the s-dilated input padded by
-(pa, pb), as `lax.conv_transpose` without kernel transposition) is the scatter of one GEMM:
-
-    z[b, h, k, f] = sum_c x[b, h, c] w[k, c, f]            (one GEMM, [B*H, C] x [C, K*F])
-    y[b, o, f] = sum_{h, k: h * s + pa - k = o} z[b, h, k, f]   (one padded copy per tap k)
-
-written as `lax.pad` of each tap's slice with interior padding s - 1, low pa - k and high
-pb - (K - 1) + k (negative padding crops). Autodiff turns slices into pads and pads into
-slices, so the gradients stay on the same path; under `vmap` the seed axis becomes a batch
-dimension of the GEMM. Values equal `lax`'s up to float rounding (the sums run in another
-order); the tests check values and gradients in float32 and float64.
+No multiply by an inserted zero, and the GEMMs' FLOPs are those of the convolutions (plus
+the zero taps when s does not divide K). Autodiff turns slices into pads and reshapes into
+reshapes, so the gradients stay on the same path; under `vmap` the seed axis becomes a
+batch dimension of the GEMM. Values equal `lax`'s up to float rounding (the sums run in
+another order); the tests check values and gradients in float32 and float64.
 
 `resolve_conv_impl` turns the config knob `model.conv_impl` ("xla", "matmul", "auto") into
 "xla" or "matmul": "auto" is "matmul" on a CPU backend and "xla" elsewhere, where the
