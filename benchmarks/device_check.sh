@@ -5,7 +5,8 @@
 #   OUT=/tmp/check benchmarks/device_check.sh                 # on the GPU machine
 #   DEVICE_CHECK_CPU=1 OUT=/tmp/check benchmarks/device_check.sh   # here, with the CPU build
 #
-# Stages (each under its own timeout, and all under DEVICE_CHECK_SECONDS, default 480):
+# Stages (each under its own timeout, and all under DEVICE_CHECK_SECONDS, default 480; on a
+# slow or loaded machine DEVICE_CHECK_SCALE=N multiplies every limit, the budget included):
 #   install      a venv in $OUT/venv (or $VENV) with `pip install -e '.[cuda12]'`; with
 #                DEVICE_CHECK_CPU=1 no install: the venv $VENV (default /work/main/.venv)
 #   backend      which devices jax sees (must be a GPU unless DEVICE_CHECK_CPU=1)
@@ -22,7 +23,9 @@ set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${OUT:-$(mktemp -d -t device-check-XXXXXX)}"
 CPU="${DEVICE_CHECK_CPU:-0}"
-BUDGET="${DEVICE_CHECK_SECONDS:-480}"
+SCALE="${DEVICE_CHECK_SCALE:-1}"
+BUDGET=$((${DEVICE_CHECK_SECONDS:-480} * SCALE))
+export XLA_PYTHON_CLIENT_PREALLOCATE=false  # Test processes share the one GPU's memory.
 mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 
@@ -43,7 +46,7 @@ FAILED=()
 # $OUT/NAME.log, under min(SECONDS, what is left of the budget); records its exit code (124:
 # timed out). A failed stage is recorded, not fatal: the next stages still run.
 stage() {
-  local name="$1" limit="$2" command="$3" left rc=0 began
+  local name="$1" limit=$(($2 * SCALE)) command="$3" left rc=0 began
   left=$((BUDGET - ($(date +%s) - START)))
   if ((left < limit)); then limit=$left; fi
   began=$(date +%s)
