@@ -111,6 +111,7 @@ RULES: Dict[str, Rule] = {
   "seed": integer_in(0, 2**32),  # grain's shuffle seed range.
   "dataset.data_dir": existing_directory_or_empty(),
   "model.latent_dim": integer_at_least(1),
+  "model.conv_impl": one_of("xla", "matmul", "auto"),
   "model.feature_dim": integer_at_least(1),
   "model.beta": number_at_least(0),
   "model.likelihood_scale": number_above(0),

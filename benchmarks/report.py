@@ -156,4 +156,50 @@ def to_markdown(results: Dict) -> str:
       for name, per_count in scaling["samples_per_second"].items()
     ]
     lines += _table(["network"] + [str(c) for c in counts], rows)
+  if "multi_seed" in results:
+    lines += _multi_seed_tables(results["multi_seed"])
   return "\n".join(lines)
+
+
+def _multi_seed_tables(multi_seed: Dict) -> List[str]:
+  lines = [
+    f"## Several seeds at once (`training.multi_seed`, {multi_seed['steps_per_call']} steps "
+    "per call)",
+    "",
+    "Per step of all S seeds; ratios are over S single-seed steps called from Python with "
+    "the same conv implementation (and with xla's).",
+    "",
+  ]
+  rows = []
+  for network, entry in multi_seed["networks"].items():
+    for count, per_count in entry["seeds"].items():
+      for impl, modes in per_count["conv_impls"].items():
+        for mode, e in modes.items():
+          peak = e.get("fraction_of_peak")
+          rows.append(
+            [
+              network,
+              count,
+              impl,
+              mode,
+              f"{e['first_call_seconds']:.1f}",
+              _ms(e["step_seconds"]),
+              f"{e['over_python_per_seed']:.2f}x",
+              f"{e['over_xla_python_per_seed']:.2f}x" if "over_xla_python_per_seed" in e else "-",
+              f"{100 * peak:.1f}%" if peak is not None else "-",
+            ]
+          )
+  return lines + _table(
+    [
+      "network",
+      "S",
+      "conv_impl",
+      "mode",
+      "compile + 1st call s",
+      "step ms",
+      "/ python per seed",
+      "/ xla python per seed",
+      "of peak",
+    ],
+    rows,
+  )

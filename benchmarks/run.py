@@ -19,6 +19,10 @@ Sections (`--only`, comma-separated; default all):
   evaluate_cli  the whole `python -m experiments.evaluate` on a short default VAE run
   scaling       samples/s of the bare steps at 1, 2, 4 and 8 devices (on a CPU, forced host
                 devices, one process per count)
+  multi_seed    the shapes benchmark's conv AE trained for S = 1, 2, 4, 8 seeds at once
+                (`training.multi_seed`): S vmapped in one call per step, and vmapped under
+                `lax.scan`, against S single-seed steps called from Python, with
+                `model.conv_impl` xla and matmul, timed in the same rounds; fraction of peak
 
 Networks (`--networks`): mlp_vae, dcgan28, conv_ae (the `conv_ae_mnist` networks), each on
 random data of its shape for steps and on `digits28` for the loop (MNIST needs a download).
@@ -58,7 +62,7 @@ from absl import app, flags
 
 from experiments import cli
 
-SECTIONS = ("steps", "torch", "loop", "input", "eval", "evaluate_cli", "scaling")
+SECTIONS = ("steps", "torch", "loop", "input", "eval", "evaluate_cli", "scaling", "multi_seed")
 NETWORKS = ("mlp_vae", "dcgan28", "conv_ae")
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 EXIT_INTERRUPTED_SAVED = 75  # The project's exit codes: experiments/cli.py.
@@ -88,6 +92,11 @@ class Options:
   classifier_steps: int = 150
   model_steps: int = 200
   scaling_devices: Tuple[int, ...] = (1, 2, 4, 8)
+  multi_seed_networks: Tuple[str, ...] = ("shapes_ae",)  # workloads.MULTI_SEED_NETWORKS.
+  multi_seed_counts: Tuple[int, ...] = (1, 2, 4, 8)  # S: seeds trained together.
+  multi_seed_conv_impls: Tuple[str, ...] = ("xla", "matmul")
+  multi_seed_steps: int = 4  # Steps per timed call (the chunk under lax.scan).
+  multi_seed_rounds: int = 3  # Alternating rounds; one call of each contender per round.
   data_dir: Optional[str] = None  # tfds data_dir for digits28 (default: tfds's).
   parallel_mode: Optional[str] = None  # auto, pmap or shard_map (default: the configs', auto).
 
@@ -107,6 +116,9 @@ class Options:
       classifier_steps=10,
       model_steps=10,
       scaling_devices=(1, 2),
+      multi_seed_counts=(1, 2),
+      multi_seed_steps=2,
+      multi_seed_rounds=1,
     )
     values.update(overrides)
     return cls(**values)
@@ -327,6 +339,68 @@ def _scaling(options: Options, bare_steps: Dict) -> Dict[str, object]:
   }
 
 
+def _multi_seed(options: Options, bare_steps: Dict) -> Dict[str, object]:
+  """Per-step seconds of S seeds together (vmapped; vmapped under scan) and one at a time.
+
+  For each S, every mode and conv implementation is timed in the same rounds, beside the
+  matmul peak. Ratios: each mode's time over S single-seed steps from Python with the same
+  implementation (`over_python_per_seed`) and with "xla" (`over_xla_python_per_seed`, how
+  the shapes benchmark trains today).
+  """
+  del bare_steps
+  from benchmarks import timing, workloads
+
+  peak_flops, peak_run = workloads.matmul_peak(options.matmul_size)
+  networks = {}
+  for network in options.multi_seed_networks:
+    flops = {
+      impl: workloads.multi_seed_flops_per_step(network, impl)
+      for impl in options.multi_seed_conv_impls
+    }
+    by_count = {}
+    for count in options.multi_seed_counts:
+      runs = {
+        (impl, mode): workloads.multi_seed_run(network, impl, count, mode, options.multi_seed_steps)
+        for impl in options.multi_seed_conv_impls
+        for mode in workloads.MULTI_SEED_MODES
+      }
+      runners = {f"{impl}/{mode}": r.run for (impl, mode), r in runs.items()}
+      runners["peak"] = peak_run
+      seconds = timing.interleaved(runners, dict.fromkeys(runners, 1), options.multi_seed_rounds)
+      peak_rate = peak_flops / timing.summarize(seconds["peak"])["median"]
+      entries = {}
+      for (impl, mode), r in runs.items():
+        per_step = [t / options.multi_seed_steps for t in seconds[f"{impl}/{mode}"]]
+        summary = timing.summarize(per_step)
+        entry = {
+          "first_call_seconds": r.first_call_seconds,
+          "step_seconds": summary,
+          "seed_steps_per_second": count / summary["median"],
+        }
+        if flops[impl] is not None:
+          entry["fraction_of_peak"] = count * flops[impl] / summary["median"] / peak_rate
+        entries.setdefault(impl, {})[mode] = entry
+      for modes in entries.values():
+        for entry in modes.values():
+          median = entry["step_seconds"]["median"]
+          entry["over_python_per_seed"] = (
+            median / modes["python_per_seed"]["step_seconds"]["median"]
+          )
+          if "xla" in entries:
+            entry["over_xla_python_per_seed"] = (
+              median / entries["xla"]["python_per_seed"]["step_seconds"]["median"]
+            )
+      by_count[str(count)] = {"peak_flops_per_second": peak_rate, "conv_impls": entries}
+    networks[network] = {"flops_per_seed_step": flops, "seeds": by_count}
+  return {
+    "multi_seed": {
+      "steps_per_call": options.multi_seed_steps,
+      "modes": list(workloads.MULTI_SEED_MODES),
+      "networks": networks,
+    }
+  }
+
+
 def _ratios(results: Dict) -> Dict[str, Dict[str, float]]:
   ratios: Dict[str, Dict[str, float]] = {}
   steps = results.get("steps", {})
@@ -340,6 +414,14 @@ def _ratios(results: Dict) -> Dict[str, Dict[str, float]]:
       ratios.setdefault("fraction_of_peak", {})[name] = entry["fraction_of_peak"]
   for name, entry in results.get("loop", {}).items():
     ratios.setdefault("loop_over_bare_step", {})[name] = entry["fraction_of_bare_step"]
+  for network, entry in results.get("multi_seed", {}).get("networks", {}).items():
+    for count, per_count in entry["seeds"].items():
+      for impl, modes in per_count["conv_impls"].items():
+        for mode in ("vmap", "vmap_scan"):
+          key = f"{network}/S={count}/{impl}/{mode}"
+          ratios.setdefault("multi_seed_over_python_per_seed", {})[key] = modes[mode][
+            "over_python_per_seed"
+          ]
   return ratios
 
 
@@ -352,6 +434,7 @@ _SECTION_RUNNERS: Tuple[Tuple[Tuple[str, ...], Callable[[Options, Dict], Dict]],
   (("eval",), _eval),
   (("evaluate_cli",), _evaluate_cli),
   (("scaling",), _scaling),
+  (("multi_seed",), _multi_seed),
 )
 
 

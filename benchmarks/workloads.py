@@ -345,3 +345,90 @@ def run_child(args: List[str], num_cpu_devices: int) -> Dict[str, object]:
       )
     with open(output, encoding="utf-8") as f:
       return json.load(f)
+
+
+# The multi-seed section's networks: harness name -> `hallucination_bases` config argument.
+MULTI_SEED_NETWORKS = {"shapes_gan": "simple_shapes,gan", "shapes_ae": "simple_shapes,ae"}
+SHAPES_IMAGE_SHAPE = (32, 32, 1)
+# How the S seeds' steps run: one seed per compiled call from Python, all S vmapped in one
+# call per step, or all S vmapped with the steps of a chunk under `lax.scan`.
+MULTI_SEED_MODES = ("python_per_seed", "vmap", "vmap_scan")
+
+
+@dataclasses.dataclass
+class MultiSeedRun:
+  """S seeds of one network advanced by `steps_per_call` steps per `run()`, ready to time."""
+
+  network: str
+  conv_impl: str
+  mode: str
+  num_seeds: int
+  steps_per_call: int
+  first_call_seconds: float  # Compilation + the first `run()`.
+  run: Callable[[], None]  # `steps_per_call` steps of every seed, blocking.
+
+
+def multi_seed_flops_per_step(network: str, conv_impl: str) -> Optional[float]:
+  """XLA's FLOPs of one single-seed train step of `network` (cost analysis; None if absent)."""
+  trainer = _multi_seed_trainer(network, conv_impl, 1, "python_per_seed")
+  states = trainer.init()
+  step = trainer._single_step()  # pylint: disable=protected-access  (the compiled step itself)
+  compiled = step.lower(
+    states, trainer.keys["train"], trainer.keys["data"], trainer._samples, trainer._labels
+  ).compile()  # pylint: disable=protected-access
+  try:
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost["flops"]) if cost and "flops" in cost else None
+  except Exception:  # pylint: disable=broad-except  (backends without cost analysis)
+    return None
+
+
+def _multi_seed_trainer(network: str, conv_impl: str, num_seeds: int, mode: str):
+  from aigc_jax.training.family import get_family
+  from aigc_jax.training.multi_seed import MultiSeedTrainer
+  from experiments.configs import hallucination_bases
+
+  config = hallucination_bases.get_config(MULTI_SEED_NETWORKS[network])
+  config.model.conv_impl = conv_impl
+  family = get_family(config, SHAPES_IMAGE_SHAPE)
+  rng = np.random.default_rng(0)
+  num_examples = 600
+  samples = (rng.random((num_examples,) + SHAPES_IMAGE_SHAPE) < 0.3).astype(np.float32)
+  labels = rng.integers(0, 4, num_examples).astype(np.int32)
+  return MultiSeedTrainer(
+    family,
+    samples,
+    labels,
+    batch_size=config.train.batch_size,
+    seeds=range(num_seeds),
+    seeds_per_call=1 if mode == "python_per_seed" else None,
+    scan_steps=mode == "vmap_scan",
+  )
+
+
+def multi_seed_run(
+  network: str, conv_impl: str, num_seeds: int, mode: str, steps_per_call: int
+) -> MultiSeedRun:
+  """`training.multi_seed.MultiSeedTrainer` on random 32x32 binary images, as the shapes
+  benchmark trains: `mode` is one of `MULTI_SEED_MODES`, `conv_impl` is `model.conv_impl`."""
+  if mode not in MULTI_SEED_MODES:
+    raise ValueError(f"unknown mode {mode!r}; choose from {', '.join(MULTI_SEED_MODES)}")
+  trainer = _multi_seed_trainer(network, conv_impl, num_seeds, mode)
+  holder = {"states": trainer.init()}
+
+  def run():
+    holder["states"], metrics = trainer.run(holder["states"], steps_per_call)
+    jax.block_until_ready((holder["states"], metrics))
+
+  start = time.perf_counter()
+  run()
+  return MultiSeedRun(
+    network=network,
+    conv_impl=conv_impl,
+    mode=mode,
+    num_seeds=num_seeds,
+    steps_per_call=steps_per_call,
+    first_call_seconds=time.perf_counter() - start,
+    run=run,
+  )

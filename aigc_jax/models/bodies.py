@@ -19,6 +19,11 @@ float32; parameters stay float32, BatchNorm statistics are computed in float32, 
 returns float32, so losses are float32), and, for encoders, `spectral_norm` (every Dense / Conv weight divided by its
 largest singular value, Miyato et al. 2018; the power-iteration vectors live in
 `batch_stats`, advance one iteration per call with `train=True` and stay fixed otherwise).
+
+The convolutional bodies also take `conv_impl` (`config.model.conv_impl`): "xla" (flax's
+convolution ops, the default), "matmul" (the same layers, parameters and values computed
+as strided slices and one matrix product, `conv_matmul`: the fast form on XLA:CPU inside
+`lax.scan` and under `vmap` over seeds) or "auto" ("matmul" on a CPU backend, else "xla").
 """
 
 import math
@@ -28,6 +33,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from aigc_jax.errors import ConfigError, UnknownNameError
+from aigc_jax.models import conv_matmul
 from aigc_jax.models.conv_transpose import ConvTranspose
 from aigc_jax.registry import Registry, unknown_name_message
 
@@ -110,6 +116,15 @@ def _apply(body: nn.Module, layer: nn.Module, x, train: bool):
   if getattr(body, "spectral_norm", False):
     return nn.SpectralNorm(layer)(x, update_stats=train)
   return layer(x)
+
+
+def _conv_impl(body: nn.Module) -> str:
+  """`body.conv_impl` resolved to "xla" or "matmul" (an unknown name: one line, the choices)."""
+  if body.conv_impl not in conv_matmul.CONV_IMPLS:
+    raise UnknownNameError(
+      unknown_name_message("convolution implementation", body.conv_impl, conv_matmul.CONV_IMPLS)
+    )
+  return conv_matmul.resolve_conv_impl(body.conv_impl)
 
 
 def _float32(x):
@@ -200,10 +215,13 @@ class ConvEncoder(nn.Module):
   norm_epsilon: float = 1e-5
   spectral_norm: bool = False
   dtype: Optional[Any] = None  # Compute dtype; None = float32 (see the module docstring).
+  conv_impl: str = "xla"  # xla, matmul or auto (see the module docstring).
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     act = ACTIVATIONS.get(self.activation)
+    # None is flax's own lax.conv_general_dilated: "xla" builds exactly flax's layer.
+    conv_op = conv_matmul.conv_general_dilated if _conv_impl(self) == "matmul" else None
     for i, width in enumerate(self.widths):
       conv = nn.Conv(
         width,
@@ -213,6 +231,7 @@ class ConvEncoder(nn.Module):
         use_bias=i == 0 or _hidden_bias(self),
         kernel_init=_kernel_init(self),
         dtype=self.dtype,
+        conv_general_dilated=conv_op,
       )
       x = _apply(self, conv, x, train)
       if i > 0:
@@ -247,11 +266,14 @@ class ConvDecoder(nn.Module):
   norm_momentum: float = 0.9
   norm_epsilon: float = 1e-5
   dtype: Optional[Any] = None  # Compute dtype; None = float32 (see the module docstring).
+  conv_impl: str = "xla"  # xla, matmul or auto (see the module docstring).
 
   @nn.compact
   def __call__(self, z, train: bool = False):
     act = ACTIVATIONS.get(self.activation)
     init, bias = _kernel_init(self), _hidden_bias(self)
+    # Only a non-default implementation is passed, so "xla" builds the layers exactly as before.
+    matmul = {"implementation": "matmul"} if _conv_impl(self) == "matmul" else {}
     height, width, channels = self.output_shape
     scale = 2 ** len(self.widths)
     if height % scale or width % scale:
@@ -276,11 +298,18 @@ class ConvDecoder(nn.Module):
         use_bias=bias,
         kernel_init=init,
         dtype=self.dtype,
+        **matmul,
       )(x)
       x = act(_norm(self)(x, train))
     return _float32(
       ConvTranspose(
-        channels, (4, 4), strides=(2, 2), padding="SAME", kernel_init=init, dtype=self.dtype
+        channels,
+        (4, 4),
+        strides=(2, 2),
+        padding="SAME",
+        kernel_init=init,
+        dtype=self.dtype,
+        **matmul,
       )(x)
     )
 

@@ -26,6 +26,10 @@ masks, dtypes and precision. Anything else (`kernel_dilation` > 1, `transpose_ke
 'CIRCULAR' padding, `preferred_element_type`) falls back to flax's plain op. Reverse-mode
 derivatives of any order work (the backward pass is itself differentiable); forward mode
 (`jax.jvp`, `jax.jacfwd`) does not, as for every `jax.custom_vjp`.
+
+`implementation="matmul"` computes the same values as one matrix product and a scatter of
+its taps instead (`conv_matmul.conv_transpose`, plain autodiff): the fast form inside
+`lax.scan` and under `vmap` over seeds on XLA:CPU, where convolutions take slow paths.
 """
 
 import functools
@@ -36,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax.linen.linear import canonicalize_padding
+
+from aigc_jax.models import conv_matmul
 
 _SPATIAL = "HWD"  # Spatial dimension letters of the channels-last layouts (1-3 dims).
 
@@ -138,8 +144,11 @@ class ConvTranspose(nn.ConvTranspose):
   """`flax.linen.ConvTranspose` with the fast backward pass of `conv_transpose`.
 
   Same attributes, parameters and forward values as flax's module (see the module
-  docstring for what falls back to flax's plain op).
+  docstring for what falls back to flax's plain op). `implementation`: "xla" (the
+  convolution ops above) or "matmul" (`conv_matmul.conv_transpose`: a GEMM and a scatter).
   """
+
+  implementation: str = "xla"
 
   def uses_fast_backward(self) -> bool:
     """Whether this configuration takes the custom-VJP path (False: flax's plain op)."""
@@ -189,7 +198,17 @@ class ConvTranspose(nn.ConvTranspose):
     padding = canonicalize_padding(self.padding, num_spatial)
     if not isinstance(padding, str):
       padding = tuple(tuple(int(p) for p in pair) for pair in padding)
-    y = conv_transpose(inputs, kernel, strides, padding, self.precision)
+    if self.implementation == "matmul":
+      pairs = [padding] * num_spatial if isinstance(padding, str) else padding
+      dilated_padding = tuple(
+        transposed_conv_padding(size, stride, pad)
+        for size, stride, pad in zip(kernel_size, strides, pairs)
+      )
+      y = conv_matmul.conv_transpose(inputs, kernel, strides, dilated_padding, self.precision)
+    elif self.implementation == "xla":
+      y = conv_transpose(inputs, kernel, strides, padding, self.precision)
+    else:
+      raise ValueError(f"implementation must be 'xla' or 'matmul', got {self.implementation!r}")
 
     if bias is not None:
       y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))

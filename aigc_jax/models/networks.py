@@ -7,6 +7,10 @@ body-specific ones such as the maxout body's `pieces`); each option is passed to
 `compute_dtype` (`config.model.compute_dtype`) names the dtype of activations and matrix
 products: "float32" (the default; the body is built exactly as without it) or "bfloat16"
 (for accelerators: parameters, optimiser states and losses stay float32).
+
+`conv_impl` (`config.model.conv_impl`) picks how the convolutional bodies compute their
+convolutions: "xla", "matmul" or "auto" (`bodies`' docstring); bodies without convolutions
+(those without a `conv_impl` option) are built as without it.
 """
 
 from typing import Optional, Tuple
@@ -38,9 +42,11 @@ def _dtype_option(compute_dtype: str) -> dict:
   return {} if dtype is None else {"dtype": dtype}
 
 
-def _build(registry, body_config, compute_dtype: str, **kwargs) -> nn.Module:
+def _build(registry, body_config, compute_dtype: str, conv_impl: str, **kwargs) -> nn.Module:
   body_class = registry.get(body_config.body)
   kwargs.update(_dtype_option(compute_dtype))
+  if "conv_impl" in getattr(body_class, "__dataclass_fields__", {}):
+    kwargs["conv_impl"] = conv_impl
   try:
     return body_class(**_options(body_config), **kwargs)
   except TypeError as e:  # An option this body does not have.
@@ -56,16 +62,19 @@ def build_encoder(
   batch_axis_name: Optional[str],
   spectral_norm: bool = False,
   compute_dtype: str = "float32",
+  conv_impl: str = "xla",
 ) -> nn.Module:
   """Encoder body `[B, *sample_shape] -> [B, out_features]` named by `body_config.body`.
 
   `spectral_norm`: normalise every layer's weight by its largest singular value (the GAN
-  discriminator's option, Miyato et al. 2018). `compute_dtype`: see the module docstring.
+  discriminator's option, Miyato et al. 2018). `compute_dtype`, `conv_impl`: see the module
+  docstring.
   """
   return _build(
     ENCODERS,
     body_config,
     compute_dtype,
+    conv_impl,
     out_features=out_features,
     batch_axis_name=batch_axis_name,
     spectral_norm=spectral_norm,
@@ -77,13 +86,15 @@ def build_decoder(
   output_shape: Tuple[int, ...],
   batch_axis_name: Optional[str],
   compute_dtype: str = "float32",
+  conv_impl: str = "xla",
 ) -> nn.Module:
   """Decoder body `[B, D] -> [B, *output_shape]` named by `body_config.body`;
-  `compute_dtype`: see the module docstring."""
+  `compute_dtype`, `conv_impl`: see the module docstring."""
   return _build(
     DECODERS,
     body_config,
     compute_dtype,
+    conv_impl,
     output_shape=tuple(output_shape),
     batch_axis_name=batch_axis_name,
   )

@@ -124,9 +124,14 @@ def _make_family(
     2 * latent_dim if variational else latent_dim,
     noise.BATCH_AXIS,
     compute_dtype=model_cfg.compute_dtype,
+    conv_impl=model_cfg.conv_impl,
   )
   decoder = build_decoder(
-    model_cfg.decoder, sample_shape, noise.BATCH_AXIS, compute_dtype=model_cfg.compute_dtype
+    model_cfg.decoder,
+    sample_shape,
+    noise.BATCH_AXIS,
+    compute_dtype=model_cfg.compute_dtype,
+    conv_impl=model_cfg.conv_impl,
   )
   model_cls = VAE if variational else Autoencoder
   model = model_cls(encoder=encoder, decoder=decoder)

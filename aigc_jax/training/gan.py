@@ -299,7 +299,11 @@ def make_gan_family(
   feature_dim = model_cfg.encoder.widths[-1] if projection else 0
   generator = Generator(
     build_decoder(
-      model_cfg.decoder, sample_shape, noise.BATCH_AXIS, compute_dtype=model_cfg.compute_dtype
+      model_cfg.decoder,
+      sample_shape,
+      noise.BATCH_AXIS,
+      compute_dtype=model_cfg.compute_dtype,
+      conv_impl=model_cfg.conv_impl,
     ),
     output=setup.output,
     num_classes=setup.num_classes,
@@ -311,6 +315,7 @@ def make_gan_family(
       noise.BATCH_AXIS,
       spectral_norm=spectral_norm,
       compute_dtype=model_cfg.compute_dtype,
+      conv_impl=model_cfg.conv_impl,
     ),
     conditioning=model_cfg.conditioning,
     num_classes=setup.num_classes,

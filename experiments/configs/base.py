@@ -83,6 +83,11 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Dtype of activations and matrix products: float32, or bfloat16 for GPUs and TPUs
   # (parameters, optimiser states and losses stay float32; slower than float32 on most CPUs).
   config.model.compute_dtype = "float32"
+  # How the conv bodies compute convolutions: xla (flax's ops; on a CPU the fastest for one
+  # seed stepped from Python), matmul (slices and one matrix product: same parameters and
+  # values; on a CPU about 20x faster than xla under lax.scan, 2-4x slower from Python) or
+  # auto (matmul on a CPU backend, xla elsewhere). See docs/benchmarks.md (multi_seed).
+  config.model.conv_impl = "xla"
   # Encoder: AE/VAE encoder or GAN discriminator. Decoder: AE/VAE decoder or GAN generator.
   config.model.encoder = body("mlp", (400,), "relu")
   config.model.decoder = body("mlp", (400,), "relu")
