@@ -1,7 +1,8 @@
 """The benchmark harness: how fast the reference networks train and evaluate, and against what.
 
-  python -m benchmarks.run                          # everything (about 10 minutes on 2 cores)
-  python -m benchmarks.run --quick                  # every section, few steps (about 1 minute)
+  python -m benchmarks.run                          # everything (about 10 minutes on 2 cores,
+                                                    # and 5-10 more for the diffusion section)
+  python -m benchmarks.run --quick                  # every section, few steps (a few minutes)
   python -m benchmarks.run --only=steps,torch --networks=dcgan28
   python -m benchmarks.run --cores=1 --parallel=pmap   # one core; pmap instead of the default
   python -m benchmarks.run --only=diffusion --diffusion_networks=ddpm_mlp   # one network's
