@@ -13,6 +13,11 @@ Sections (`--only`, comma-separated; default all):
                 the fraction of a float32 matrix product's FLOP/s timed in the same rounds
   torch         the PyTorch twins of the networks (benchmarks/torch_reference.py, extra
                 `.[bench]`), timed in the same rounds as the JAX steps; jax/torch ratios
+  diffusion     the diffusion family (`--diffusion_networks`): train steps of the 2-D denoiser
+                (batch 10,000 as the Aithal protocol, 512 as the benchmark) and the 32x32
+                UNet (batch 64), and sampler samples/s (1,000 ancestral steps on 10,000
+                points; DDIM over 50 steps on 64 images), each against its PyTorch twin
+                (benchmarks/torch_diffusion.py) in the same rounds; fraction of peak
   loop          `training.train_and_evaluate` with logging and checkpointing on, against
                 the bare step timed just before and after it
   input         `data.create_iterator` batches/s, and the host-to-device copy of a batch
@@ -21,11 +26,6 @@ Sections (`--only`, comma-separated; default all):
   evaluate_cli  the whole `python -m experiments.evaluate` on a short default VAE run
   scaling       samples/s of the bare steps at 1, 2, 4 and 8 devices (on a CPU, forced host
                 devices, one process per count)
-  diffusion     the diffusion family (`--diffusion_networks`): train steps of the 2-D denoiser
-                (batch 10,000 as the Aithal protocol, 512 as the benchmark) and the 32x32
-                UNet (batch 64), and sampler samples/s (1,000 ancestral steps on 10,000
-                points; DDIM over 50 steps on 64 images), each against its PyTorch twin
-                (benchmarks/torch_diffusion.py) in the same rounds; fraction of peak
 
 Networks (`--networks`): mlp_vae, dcgan28, conv_ae (the `conv_ae_mnist` networks), each on
 random data of its shape for steps and on `digits28` for the loop (MNIST needs a download).
