@@ -15,6 +15,90 @@ def _table(header: List[str], rows: List[List[str]]) -> List[str]:
   )
 
 
+def _diffusion_tables(diffusion: Dict) -> List[str]:
+  twin = diffusion["torch"]
+  peak = diffusion["peak"].get("flops_per_second")
+  lines = [
+    "## Diffusion: denoiser train steps and samplers against their PyTorch twins",
+    "",
+    (
+      f"PyTorch {twin['version']}, {twin['threads']} threads"
+      if "version" in twin
+      else f"PyTorch: {twin['skipped']}"
+    )
+    + (
+      f"; matrix-product peak {peak / 1e9:.0f} GFLOP/s (float32 "
+      f"{diffusion['peak']['matmul_size']}^3, timed in the same rounds)."
+      if peak
+      else "."
+    ),
+    "",
+  ]
+  percent = lambda e: f"{100 * e['fraction_of_peak']:.1f}%" if "fraction_of_peak" in e else "-"
+  ratio = lambda e: f"{e['jax_over_torch']:.2f}x" if "jax_over_torch" in e else "-"
+  if diffusion["train_steps"]:
+    rows = [
+      [
+        workload,
+        str(e["batch_size"]),
+        f"{e['first_call_seconds']:.2f}",
+        _ms(e["step_seconds"]),
+        f"{e['samples_per_second']:.0f}",
+        percent(e),
+        _ms(e["torch_step_seconds"]) if "torch_step_seconds" in e else "-",
+        f"{e['torch_samples_per_second']:.0f}" if "torch_samples_per_second" in e else "-",
+        ratio(e),
+      ]
+      for workload, e in diffusion["train_steps"].items()
+    ]
+    lines += _table(
+      [
+        "train step",
+        "batch",
+        "compile + 1st step s",
+        "step ms",
+        "samples/s",
+        "of peak",
+        "torch step ms",
+        "torch samples/s",
+        "jax / torch",
+      ],
+      rows,
+    )
+  if diffusion["sampling"]:
+    rows = [
+      [
+        workload,
+        f"{e['sampler']}, {e['num_steps']} steps",
+        str(e["num_samples"]),
+        f"{e['first_call_seconds']:.2f}",
+        f"{e['seconds']['median']:.2f}",
+        f"{e['samples_per_second']:.0f}",
+        percent(e),
+        f"{e['torch_seconds']['median']:.2f}" if "torch_seconds" in e else "-",
+        f"{e['torch_samples_per_second']:.0f}" if "torch_samples_per_second" in e else "-",
+        ratio(e),
+      ]
+      for workload, e in diffusion["sampling"].items()
+    ]
+    lines += _table(
+      [
+        "sampler",
+        "steps",
+        "samples",
+        "compile + 1st call s",
+        "call s",
+        "samples/s",
+        "of peak",
+        "torch call s",
+        "torch samples/s",
+        "jax / torch",
+      ],
+      rows,
+    )
+  return lines
+
+
 def to_markdown(results: Dict) -> str:
   machine = results["machine"]
   lines = [
@@ -89,6 +173,8 @@ def to_markdown(results: Dict) -> str:
     )
   if "skipped" in results.get("torch", {}):
     lines += [f"PyTorch: {results['torch']['skipped']}", ""]
+  if "diffusion" in results:
+    lines += _diffusion_tables(results["diffusion"])
   if "loop" in results:
     lines += ["## Training loop (`train_and_evaluate`, logging and checkpointing on)", ""]
     rows = [

@@ -1,9 +1,11 @@
 """The benchmark harness: how fast the reference networks train and evaluate, and against what.
 
-  python -m benchmarks.run                          # everything (about 10 minutes on 2 cores)
-  python -m benchmarks.run --quick                  # every section, few steps (about 1 minute)
+  python -m benchmarks.run                          # everything (about 10 minutes on 2 cores,
+                                                    # and 5-10 more for the diffusion section)
+  python -m benchmarks.run --quick                  # every section, few steps (a few minutes)
   python -m benchmarks.run --only=steps,torch --networks=dcgan28
   python -m benchmarks.run --cores=1 --parallel=pmap   # one core; pmap instead of the default
+  python -m benchmarks.run --only=diffusion --diffusion_networks=ddpm_mlp   # one network's
   python -m benchmarks.run --quick --output_dir=/tmp/bench   # anywhere but the committed files
 
 Sections (`--only`, comma-separated; default all):
@@ -11,6 +13,11 @@ Sections (`--only`, comma-separated; default all):
                 the fraction of a float32 matrix product's FLOP/s timed in the same rounds
   torch         the PyTorch twins of the networks (benchmarks/torch_reference.py, extra
                 `.[bench]`), timed in the same rounds as the JAX steps; jax/torch ratios
+  diffusion     the diffusion family (`--diffusion_networks`): train steps of the 2-D denoiser
+                (batch 10,000 as the Aithal protocol, 512 as the benchmark) and the 32x32
+                UNet (batch 64), and sampler samples/s (1,000 ancestral steps on 10,000
+                points; DDIM over 50 steps on 64 images), each against its PyTorch twin
+                (benchmarks/torch_diffusion.py) in the same rounds; fraction of peak
   loop          `training.train_and_evaluate` with logging and checkpointing on, against
                 the bare step timed just before and after it
   input         `data.create_iterator` batches/s, and the host-to-device copy of a batch
@@ -62,8 +69,19 @@ from absl import app, flags
 
 from experiments import cli
 
-SECTIONS = ("steps", "torch", "loop", "input", "eval", "evaluate_cli", "scaling", "multi_seed")
+SECTIONS = (
+  "steps",
+  "torch",
+  "loop",
+  "input",
+  "eval",
+  "evaluate_cli",
+  "scaling",
+  "diffusion",
+  "multi_seed",
+)
 NETWORKS = ("mlp_vae", "dcgan28", "conv_ae")
+DIFFUSION_NETWORKS = ("ddpm_mlp", "ddpm_unet32")  # benchmarks/diffusion_workloads.py.
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 EXIT_INTERRUPTED_SAVED = 75  # The project's exit codes: experiments/cli.py.
 EXIT_NOTHING_SAVED = 130
@@ -84,6 +102,23 @@ class Options:
   loop_windows: int = 10  # Logging windows per loop run (the first and last are left out).
   loop_saves: int = 4  # Checkpoints per loop run (asynchronous, as by default).
   input_batches: int = 200
+  diffusion_networks: Tuple[str, ...] = DIFFUSION_NETWORKS
+  # Per workload (`network/setting`, benchmarks/diffusion_workloads.py): the train batch;
+  # samples per sampler call and its steps.
+  diffusion_batches: Dict[str, int] = dataclasses.field(
+    default_factory=lambda: {
+      "ddpm_mlp/aithal": 10_000,  # The Aithal protocol's batch.
+      "ddpm_mlp/benchmark": 512,  # The hallucination benchmark's 2-D diffusion base.
+      "ddpm_unet32/shapes": 64,
+    }
+  )
+  diffusion_samples: Dict[str, int] = dataclasses.field(
+    default_factory=lambda: {"ddpm_mlp/aithal": 10_000, "ddpm_unet32/shapes": 64}
+  )
+  diffusion_sampling_steps: Dict[str, int] = dataclasses.field(
+    default_factory=lambda: {"ddpm_mlp/aithal": 1_000, "ddpm_unet32/shapes": 50}
+  )
+  diffusion_sampling_rounds: int = 3  # Alternating rounds; one sampler call each per round.
   ssim_images: int = 10_000
   prdc_features: int = 10_000
   prdc_width: int = 64
@@ -109,6 +144,13 @@ class Options:
       loop_steps={"mlp_vae": 12, "dcgan28": 12, "conv_ae": 12},
       loop_windows=4,
       input_batches=10,
+      diffusion_batches={
+        "ddpm_mlp/aithal": 10_000,
+        "ddpm_mlp/benchmark": 512,
+        "ddpm_unet32/shapes": 8,
+      },
+      diffusion_samples={"ddpm_mlp/aithal": 1_000, "ddpm_unet32/shapes": 8},
+      diffusion_sampling_rounds=1,
       ssim_images=1000,
       prdc_features=1000,
       eval_repeats=1,
@@ -220,6 +262,84 @@ def _steps_and_torch(options: Options, bare_steps: Dict) -> Dict[str, object]:
       "networks": torch_results,
     }
   return results
+
+
+def _diffusion(options: Options, bare_steps: Dict) -> Dict[str, object]:
+  """The diffusion train steps and samplers, JAX and the PyTorch twin in alternating rounds
+  beside the matmul peak (benchmarks/diffusion_workloads.py names the workloads)."""
+  del bare_steps  # Networks of their own.
+  from benchmarks import diffusion_workloads as dw
+  from benchmarks import timing, workloads
+
+  with_torch = _torch_available()
+  if with_torch:
+    import torch
+
+    torch.set_num_threads(timing.usable_cores())
+    twin = {"version": torch.__version__, "threads": torch.get_num_threads()}
+  else:
+    twin = {"skipped": "PyTorch is not installed: pip install -e '.[bench]'"}
+  batches, samples = options.diffusion_batches, options.diffusion_samples
+  peak_flops, peak_run = workloads.matmul_peak(options.matmul_size)
+  train_steps, sampling, all_peak_seconds = {}, {}, []
+  for workload in dw.selected(options.diffusion_networks, batches):
+    bare = dw.train_step(workload, batches[workload], options.parallel_mode)
+    runners = {"peak": peak_run, "jax": bare.run}
+    if with_torch:
+      runners["torch"] = dw.torch_train_step(workload, batches[workload])
+    counts = {k: timing.calls_per_round(fn, options.round_seconds) for k, fn in runners.items()}
+    counts["peak"] = 1
+    seconds = timing.interleaved(runners, counts, options.rounds)
+    all_peak_seconds += seconds["peak"]
+    entry = _step_entry(bare, seconds["jax"], seconds["peak"], peak_flops)
+    if with_torch:
+      summary = timing.summarize(seconds["torch"])
+      entry["torch_step_seconds"] = summary
+      entry["torch_samples_per_second"] = bare.batch_size / summary["median"]
+      entry["jax_over_torch"] = entry["samples_per_second"] / entry["torch_samples_per_second"]
+    train_steps[workload] = entry
+  for workload in dw.selected(options.diffusion_networks, samples):
+    num, num_steps = samples[workload], options.diffusion_sampling_steps[workload]
+    jax_sampler = dw.sampler(workload, num, num_steps)
+    runners = {"peak": peak_run, "jax": jax_sampler.run}
+    if with_torch:
+      runners["torch"] = dw.torch_sampler(workload, num, num_steps)
+      timing.time_calls(runners["torch"], 1)  # Warm-up, as the first JAX call was.
+    seconds = timing.interleaved(
+      runners, dict.fromkeys(runners, 1), options.diffusion_sampling_rounds
+    )
+    all_peak_seconds += seconds["peak"]
+    summary = timing.summarize(seconds["jax"])
+    entry = {
+      "sampler": jax_sampler.sampler,
+      "num_samples": num,
+      "num_steps": num_steps,
+      "first_call_seconds": jax_sampler.first_call_seconds,
+      "seconds": summary,
+      "samples_per_second": num / summary["median"],
+      "flops_per_call": jax_sampler.flops_per_call,
+    }
+    if jax_sampler.flops_per_call is not None:
+      peak_rate = peak_flops / timing.summarize(seconds["peak"])["median"]
+      entry["flops_per_second"] = jax_sampler.flops_per_call / summary["median"]
+      entry["fraction_of_peak"] = entry["flops_per_second"] / peak_rate
+    if with_torch:
+      torch_summary = timing.summarize(seconds["torch"])
+      entry["torch_seconds"] = torch_summary
+      entry["torch_samples_per_second"] = num / torch_summary["median"]
+      entry["jax_over_torch"] = entry["samples_per_second"] / entry["torch_samples_per_second"]
+    sampling[workload] = entry
+  peak = {"matmul_size": options.matmul_size}
+  if all_peak_seconds:
+    peak["flops_per_second"] = peak_flops / timing.summarize(all_peak_seconds)["median"]
+  return {
+    "diffusion": {
+      "torch": twin,
+      "peak": peak,
+      "train_steps": train_steps,
+      "sampling": sampling,
+    }
+  }
 
 
 def _loop(options: Options, bare_steps: Dict) -> Dict[str, object]:
@@ -412,6 +532,12 @@ def _ratios(results: Dict) -> Dict[str, Dict[str, float]]:
       )
     if "fraction_of_peak" in entry:
       ratios.setdefault("fraction_of_peak", {})[name] = entry["fraction_of_peak"]
+  diffusion = results.get("diffusion", {})
+  for part in ("train_steps", "sampling"):
+    for workload, entry in diffusion.get(part, {}).items():
+      for ratio in ("jax_over_torch", "fraction_of_peak"):
+        if ratio in entry:
+          ratios.setdefault(f"diffusion_{part}_{ratio}", {})[workload] = entry[ratio]
   for name, entry in results.get("loop", {}).items():
     ratios.setdefault("loop_over_bare_step", {})[name] = entry["fraction_of_bare_step"]
   for network, entry in results.get("multi_seed", {}).get("networks", {}).items():
@@ -429,6 +555,7 @@ def _ratios(results: Dict) -> Dict[str, Dict[str, float]]:
 # "torch" are timed together, in the same rounds.
 _SECTION_RUNNERS: Tuple[Tuple[Tuple[str, ...], Callable[[Options, Dict], Dict]], ...] = (
   (("steps", "torch"), _steps_and_torch),
+  (("diffusion",), _diffusion),
   (("loop",), _loop),
   (("input",), _input),
   (("eval",), _eval),
@@ -452,11 +579,16 @@ def run_benchmarks(
   """
   from benchmarks import timing
 
-  unknown = (set(options.sections) - set(SECTIONS)) | (set(options.networks) - set(NETWORKS))
+  unknown = (
+    (set(options.sections) - set(SECTIONS))
+    | (set(options.networks) - set(NETWORKS))
+    | (set(options.diffusion_networks) - set(DIFFUSION_NETWORKS))
+  )
   if unknown:
     raise ValueError(
       f"unknown sections or networks {sorted(unknown)}; sections: "
-      f"{', '.join(SECTIONS)}; networks: {', '.join(NETWORKS)}"
+      f"{', '.join(SECTIONS)}; networks: {', '.join(NETWORKS)}; diffusion networks: "
+      f"{', '.join(DIFFUSION_NETWORKS)}"
     )
   results = {} if results is None else results
   results.update(
@@ -541,6 +673,11 @@ def mark_interrupted(results: Dict, options: Options, signal_name: str) -> None:
 
 _ONLY = flags.DEFINE_list("only", list(SECTIONS), f"Sections to run: {', '.join(SECTIONS)}.")
 _NETWORKS = flags.DEFINE_list("networks", list(NETWORKS), f"Networks: {', '.join(NETWORKS)}.")
+_DIFFUSION_NETWORKS = flags.DEFINE_list(
+  "diffusion_networks",
+  list(DIFFUSION_NETWORKS),
+  f"Networks of the diffusion section: {', '.join(DIFFUSION_NETWORKS)}.",
+)
 _QUICK = flags.DEFINE_bool("quick", False, "Few steps and small evaluation sets.")
 _ROUNDS = flags.DEFINE_integer("rounds", None, "Alternating timing rounds (default 12; 2 quick).")
 _ROUND_SECONDS = flags.DEFINE_float("round_seconds", None, "Seconds per contender per round.")
@@ -596,6 +733,9 @@ def flag_problem() -> Optional[str]:
   for problem in (
     _unknown_names("only", _ONLY.value, SECTIONS, "section"),
     _unknown_names("networks", _NETWORKS.value, NETWORKS, "network"),
+    _unknown_names(
+      "diffusion_networks", _DIFFUSION_NETWORKS.value, DIFFUSION_NETWORKS, "diffusion network"
+    ),
   ):
     if problem:
       return problem
@@ -693,6 +833,7 @@ def main(argv: Sequence[str]) -> None:
   overrides = {
     "sections": tuple(_ONLY.value),
     "networks": tuple(_NETWORKS.value),
+    "diffusion_networks": tuple(_DIFFUSION_NETWORKS.value),
     "data_dir": _DATA_DIR.value,
     "parallel_mode": _PARALLEL.value,
   }

@@ -61,24 +61,32 @@ class BareStep:
 
 
 def bare_step(
-  name: str, devices: Optional[Sequence] = None, seed: int = 0, parallel_mode: Optional[str] = None
+  name: str,
+  devices: Optional[Sequence] = None,
+  seed: int = 0,
+  parallel_mode: Optional[str] = None,
+  config: Optional[ml_collections.ConfigDict] = None,
+  sample_shape: Sequence[int] = IMAGE_SHAPE,
 ) -> BareStep:
   """The train step of network `name` as the loop compiles it, on a random batch.
 
   `devices`: the devices to run on (default: all local ones); the config's global batch is
   split over them. `parallel_mode`: "auto", "pmap" or "shard_map" (default: the config's).
+  `config` and `sample_shape`: another network than the reference ones (default: `name`'s
+  config, on images of `IMAGE_SHAPE`), e.g. the diffusion workloads'.
   """
   from aigc_jax.training.family import get_family
   from aigc_jax.training.parallel import PARALLEL_MODES
 
-  config = network_config(name)
+  config = network_config(name) if config is None else config
+  sample_shape = tuple(sample_shape)
   devices = list(devices) if devices is not None else jax.local_devices()
   parallel = PARALLEL_MODES.get(parallel_mode or config.train.parallel)(devices)
-  family = get_family(config, IMAGE_SHAPE)
+  family = get_family(config, sample_shape)
   num_devices, batch_size = len(devices), config.train.batch_size
   rng = np.random.default_rng(seed)
   host_batch = {
-    "image": rng.random((num_devices, batch_size // num_devices) + IMAGE_SHAPE, np.float32),
+    "image": rng.random((num_devices, batch_size // num_devices) + sample_shape, np.float32),
     "label": rng.integers(0, 10, (num_devices, batch_size // num_devices)).astype(np.int32),
     "mask": np.ones((num_devices, batch_size // num_devices), np.float32),
   }

@@ -20,6 +20,10 @@ CHEAP = ("--quick", "--only=eval", "--networks=mlp_vae")
     ("--only=steps,evall", "unknown section 'evall'"),
     ("--only=", "--only names no section"),
     ("--networks=dcgan", "--networks: unknown network 'dcgan' (did you mean 'dcgan28'?)"),
+    (
+      "--diffusion_networks=ddpm_mpl",
+      "--diffusion_networks: unknown diffusion network 'ddpm_mpl' (did you mean 'ddpm_mlp'?)",
+    ),
     ("--cores=0", "--cores=0: this process may use"),
     ("--cores=100000", "--cores=100000: this process may use"),
     ("--rounds=0", "--rounds=0: must be an integer >= 1"),
