@@ -134,21 +134,27 @@ def filtering_plot(plan, records):
         for score, summary in measured.get("generation", {}).get("filtering", {}).items():
           if np.isfinite(np.asarray(summary["hallucinations_removed"], np.float64)).all():
             curves.setdefault(score, []).append(summary)
-    for score, summaries in sorted(curves.items()):
-      kept = np.mean([s["valid_kept"] for s in summaries], axis=0)
-      removed = np.mean([s["hallucinations_removed"] for s in summaries], axis=0)
-      ax.plot(kept, removed, label=f"{score} ({len(summaries)} models)", lw=1.2)
-    ax.scatter(*AITHAL_POINT, marker="*", c="k", s=40, label="Aithal et al. (diffusion)")
-    # Padded: curves often run along 0 or 1, where an unpadded frame would hide them.
-    ax.set_xlim(*FRACTION_LIMITS)
-    ax.set_ylim(*FRACTION_LIMITS)
-    ax.set_xlabel("fraction of valid samples kept", fontsize=7)
-    ax.set_ylabel("fraction of hallucinations removed", fontsize=7)
-    ax.set_title(dataset, fontsize=8)
-    ax.legend(fontsize=6)
-    ax.tick_params(labelsize=6)
+    _filter_panel(ax, curves, dataset, "models", "valid", "Aithal et al. (diffusion)")
   fig.tight_layout()
   return fig
+
+
+def _filter_panel(ax, curves: Dict[str, List], title: str, unit: str, kept_what: str, paper: str):
+  """Each score's filtering curve, the mean of its summaries (`evaluators.filtering_summary`
+  entries) over `unit`s, with Aithal et al.'s operating point."""
+  for score, summaries in sorted(curves.items()):
+    kept = np.mean([s["valid_kept"] for s in summaries], axis=0)
+    removed = np.mean([s["hallucinations_removed"] for s in summaries], axis=0)
+    ax.plot(kept, removed, label=f"{score} ({len(summaries)} {unit})", lw=1.2)
+  ax.scatter(*AITHAL_POINT, marker="*", c="k", s=40, label=paper)
+  # Padded: curves often run along 0 or 1, where an unpadded frame would hide them.
+  ax.set_xlim(*FRACTION_LIMITS)
+  ax.set_ylim(*FRACTION_LIMITS)
+  ax.set_xlabel(f"fraction of {kept_what} samples kept", fontsize=7)
+  ax.set_ylabel("fraction of hallucinations removed", fontsize=7)
+  ax.set_title(title, fontsize=8)
+  ax.legend(fontsize=6)
+  ax.tick_params(labelsize=6)
 
 
 def pacgan_figure(path, plan, records) -> str:
@@ -272,22 +278,14 @@ def aithal_figures(out_dir: str, datasets, records, sizes: Dict[str, Any], mixtu
   fig, axes = _panels(len(datasets), columns=2, size=3.6)
   for ax, dataset in zip(axes, datasets):
     per_seed = records[f"aithal_steps_{dataset}"]["curve"][-1]["per_seed"]
-    for score in ("variance", "realism"):
-      summaries = [
+    curves = {
+      score: [
         m["filters"][score] for m in per_seed if m["filters"][score]["removed_at_96"] is not None
       ]
-      if summaries:
-        kept = np.mean([s["valid_kept"] for s in summaries], axis=0)
-        removed = np.mean([s["hallucinations_removed"] for s in summaries], axis=0)
-        ax.plot(kept, removed, lw=1.2, label=f"{score} ({len(summaries)} seeds)")
-    ax.scatter(*AITHAL_POINT, marker="*", c="k", s=40, label="Aithal et al. (paper)")
-    ax.set_xlim(*FRACTION_LIMITS)
-    ax.set_ylim(*FRACTION_LIMITS)
-    ax.set_xlabel("fraction of in-support samples kept", fontsize=7)
-    ax.set_ylabel("fraction of hallucinations removed", fontsize=7)
-    ax.set_title(dataset, fontsize=8)
-    ax.legend(fontsize=6)
-    ax.tick_params(labelsize=6)
+      for score in ("variance", "realism")
+    }
+    curves = {score: summaries for score, summaries in curves.items() if summaries}
+    _filter_panel(ax, curves, dataset, "seeds", "in-support", "Aithal et al. (paper)")
   fig.tight_layout()
   paths.append(os.path.join(out_dir, "figures", "aithal_filtering.png"))
   fig.savefig(paths[-1], dpi=110)
