@@ -129,8 +129,10 @@ MODE_RED = (220, 0, 0)  # The true modes' crosses.
 
 def points_radius(points, modes=None) -> float:
   """Half the side of square axes centred at 0 that hold every point and mode: 1.1 * the
-  largest |coordinate| of either."""
-  extent = [np.max(np.abs(np.asarray(points, np.float64)), initial=0.0)]
+  largest finite |coordinate| of either (a diverged sample, NaN or inf, is not drawn)."""
+  points = np.asarray(points, np.float64).reshape(-1, 2)
+  points = points[np.isfinite(points).all(axis=1)]
+  extent = [np.max(np.abs(points), initial=0.0)]
   if modes is not None:
     extent.append(np.max(np.abs(np.asarray(modes, np.float64)), initial=0.0))
   return 1.1 * max(float(max(extent)), 1e-6)

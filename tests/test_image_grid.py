@@ -60,3 +60,12 @@ def test_labelled_rows_put_each_class_beside_its_row(tmp_path):
     assert (band < 128).sum() > 3, row
   with pytest.raises(ValueError, match="do not make 5 equal rows"):
     image_grid.save_labelled_rows(str(tmp_path / "bad.png"), images, list("01234"))
+
+
+def test_diverged_samples_are_left_out_of_the_points_figure():
+  """An untrained diffusion chain can end at NaN or inf: the figure draws the finite points
+  on the axes they alone set (before, the tick labels of an inf radius raised)."""
+  points = np.array([[1.0, 0.5], [np.nan, 0.0], [np.inf, 2.0], [-1.0, -1.0]])
+  assert image_grid.points_radius(points) == pytest.approx(1.1)
+  figure = image_grid.points_figure(points)
+  np.testing.assert_array_equal(figure, image_grid.points_figure(points[[0, 3]]))
