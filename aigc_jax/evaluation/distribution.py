@@ -7,7 +7,10 @@ is jittable and works on the accelerator. The k-NN metrics compute Euclidean dis
 block padded), so memory is O(chunk_size^2 + N k) and 50,000 x 50,000 never needs the full
 matrix (chunk_size 1024: 4 MiB per block). Distances come from |x|^2 + |y|^2 - 2 x.y in
 float32 at HIGHEST matmul precision (no TF32 on GPUs), after subtracting the real set's mean
-from both sets to reduce cancellation.
+from both sets to reduce cancellation; for features of at most `DIRECT_MAX_DIM` dimensions
+(points) from the differences themselves: there the identity cancels to 0 for dense sets
+(1-D points at distance 1 from the mean with neighbours 1e-5 apart: 1e-10 below float32's
+1e-7), which made every k-NN radius 0.
 """
 
 import functools
@@ -19,6 +22,7 @@ import numpy as np
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 DEFAULT_CHUNK_SIZE = 1024
+DIRECT_MAX_DIM = 8  # Distances from differences up to this dimension ([c, c, D] per block).
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,11 +189,15 @@ def _blockwise(
 
     def step(carry, block):
       ref_block, ref_sq, valid_block, values_block = block
-      sq_dist = (
-        query_sq_norms[:, None]
-        + ref_sq[None, :]
-        - 2.0 * jnp.matmul(query_block, ref_block.T, precision=_HIGHEST)
-      )
+      if query_block.shape[-1] <= DIRECT_MAX_DIM:
+        differences = query_block[:, None, :] - ref_block[None, :, :]
+        sq_dist = jnp.sum(jnp.square(differences), axis=-1)
+      else:
+        sq_dist = (
+          query_sq_norms[:, None]
+          + ref_sq[None, :]
+          - 2.0 * jnp.matmul(query_block, ref_block.T, precision=_HIGHEST)
+        )
       dist = jnp.sqrt(jnp.maximum(sq_dist, 0.0))
       return update(carry, dist, valid_block, values_block), None
 

@@ -268,3 +268,19 @@ def test_kid_near_zero_for_one_distribution_and_positive_for_a_shift():
   assert float(shift_mean) > 5 * float(shift_std) > 0
   with pytest.raises(ValueError, match="subset_size"):
     distribution.kernel_inception_distance(real, same, 0, subset_size=1000)
+
+
+def test_knn_radii_of_dense_points_are_their_float64_distances():
+  """1-D points 1 from their mean with neighbours ~1e-5 apart: |x|^2 + |y|^2 - 2xy cancels to
+  0 in float32 (every radius was 0, every realism score 0); differences do not."""
+  rng = np.random.RandomState(0)
+  points = np.concatenate([rng.normal(m, 0.05, 3_000) for m in (1.0, 2.0, 3.0)])[:, None]
+  points = points.astype(np.float32)
+  radii = np.asarray(distribution.knn_radii(points, k=3, chunk_size=512))
+  gaps = np.abs(points.astype(np.float64) - points.astype(np.float64).T)
+  want = np.sort(gaps, axis=1)[:, 3]  # The 3rd nearest other point (index 0 is itself).
+  np.testing.assert_allclose(radii, want, rtol=1e-4, atol=1e-7)
+  assert np.all(radii > 0)
+  between = np.array([[1.5]], np.float32)
+  realism = np.asarray(distribution.realism_score(points, np.concatenate([points[:200], between])))
+  assert np.median(realism[:200]) >= 1.0 and realism[200] < 0.01  # Was 0 for all of them.
