@@ -298,7 +298,6 @@ def train_and_measure(
   record = {
     "settings": settings,
     "curve": curve,
-    "train_seconds_per_step": None,
     "samples": np.round(stored, 4).tolist(),
   }
   if size is None:

@@ -27,6 +27,14 @@ AITHAL_POINT = (0.96, 0.95)  # Valid kept, hallucinations removed (Aithal et al.
 FRACTION_LIMITS = (-0.02, 1.02)  # Axes of fractions, padded so that 0 and 1 stay visible.
 
 
+def _save(fig, path: str) -> str:
+  """Lays `fig` out, writes it to `path` (110 dpi PNG), closes it; returns `path`."""
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
 def _panels(count: int, columns: int = 4, size: float = 3.0):
   rows = max(1, -(-count // columns))
   columns = min(columns, max(count, 1))
@@ -50,10 +58,7 @@ def points_figure(path, dataset, mixture, items) -> str:
     ax.set_aspect("equal")
     ax.tick_params(labelsize=6)
   fig.suptitle(f"{dataset}: samples (blue valid, red crosses hallucinated)", fontsize=9)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return _save(fig, path)
 
 
 def outlined_grid(images: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -77,10 +82,7 @@ def shapes_figure(path, items) -> str:
     ax.imshow(outlined_grid(samples, valid), interpolation="nearest")
     ax.set_title(f"{name}: {np.mean(~valid):.3f} hallucinated (red)", fontsize=8)
     ax.axis("off")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return _save(fig, path)
 
 
 def calibration_figure(path, rows: List[Dict[str, Any]]) -> str:
@@ -109,10 +111,7 @@ def calibration_figure(path, rows: List[Dict[str, Any]]) -> str:
     ax.set_ylabel("estimate", fontsize=7)
     ax.tick_params(labelsize=6)
   axes[0].legend(fontsize=6)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return _save(fig, path)
 
 
 def filtering_figure(path, plan, records) -> str:
@@ -178,10 +177,7 @@ def pacgan_figure(path, plan, records) -> str:
       axes[row, col].set_xlabel("step", fontsize=7)
       axes[row, col].legend(fontsize=6)
       axes[row, col].tick_params(labelsize=6)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return _save(fig, path)
 
 
 def write_all(out_dir: str, plan, records, setups) -> List[str]:
@@ -270,10 +266,7 @@ def aithal_figures(out_dir: str, datasets, records, sizes: Dict[str, Any], mixtu
       ax.set_ylabel("hallucination rate", fontsize=7)
       ax.tick_params(labelsize=6)
       ax.legend(fontsize=6)
-  fig.tight_layout()
-  paths.append(os.path.join(out_dir, "figures", "aithal_curves.png"))
-  fig.savefig(paths[-1], dpi=110)
-  plt.close(fig)
+  paths.append(_save(fig, os.path.join(out_dir, "figures", "aithal_curves.png")))
 
   fig, axes = _panels(len(datasets), columns=2, size=3.6)
   for ax, dataset in zip(axes, datasets):
@@ -286,10 +279,7 @@ def aithal_figures(out_dir: str, datasets, records, sizes: Dict[str, Any], mixtu
     }
     curves = {score: summaries for score, summaries in curves.items() if summaries}
     _filter_panel(ax, curves, dataset, "seeds", "in-support", "Aithal et al. (paper)")
-  fig.tight_layout()
-  paths.append(os.path.join(out_dir, "figures", "aithal_filtering.png"))
-  fig.savefig(paths[-1], dpi=110)
-  plt.close(fig)
+  paths.append(_save(fig, os.path.join(out_dir, "figures", "aithal_filtering.png")))
 
   fig, axes = _panels(len(datasets), columns=2, size=3.6)
   for ax, dataset in zip(axes, datasets):
@@ -314,8 +304,5 @@ def aithal_figures(out_dir: str, datasets, records, sizes: Dict[str, Any], mixtu
       ax.legend(fontsize=6)
     ax.set_title(f"{dataset}: {int((~valid).sum())} of {len(samples)} off support", fontsize=8)
     ax.tick_params(labelsize=6)
-  fig.tight_layout()
-  paths.append(os.path.join(out_dir, "figures", "aithal_samples.png"))
-  fig.savefig(paths[-1], dpi=110)
-  plt.close(fig)
+  paths.append(_save(fig, os.path.join(out_dir, "figures", "aithal_samples.png")))
   return paths
