@@ -107,13 +107,6 @@ def between_modes(dataset: str, samples: np.ndarray) -> np.ndarray:
   return inside & ~np.asarray(mixture.support_check(samples))
 
 
-def doubling_checkpoints(num_steps: int, num_points: int = MIN_CHECKPOINTS) -> Tuple[int, ...]:
-  """round(num_steps / 2^k) for k = num_points - 1 .. 0 (distinct, >= 1): each interval one
-  doubling of training, as the convergence rule reads it, and the training-points curve's
-  step (a halving of the cap) among them."""
-  return tuple(sorted({max(1, int(round(num_steps / 2.0**k))) for k in range(num_points)}))
-
-
 @dataclasses.dataclass(frozen=True)
 class Plan:
   """What one `--protocol aithal` run does (the defaults: the authors' budget)."""
@@ -262,7 +255,11 @@ def train_and_measure(
   reference = points[np.random.RandomState(0).permutation(len(points))[:REALISM_REFERENCE]]
   key = jax.random.PRNGKey(SAMPLE_KEY)
   sampler = diffusion.make_sampler(config.model, shape)
-  checkpoints = doubling_checkpoints(settings["steps"]) if size is None else (settings["steps"],)
+  checkpoints = (
+    convergence.doubling_checkpoints(settings["steps"], MIN_CHECKPOINTS)
+    if size is None
+    else (settings["steps"],)
+  )
   states, done, curve, losses = trainer.init(), 0, [], []
   start = time.time()
   for step in checkpoints:
@@ -450,7 +447,7 @@ def table_rows(records: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
         "removed_at_96_realism": final["removed_at_96_realism"],
         "seconds": record["seconds"],
         "converged": bool(check.converged),
-        "last_doubling_change": float(check.change),
+        "last_doubling_change": float(check.last_mean - check.reference_mean),
       }
     )
   return rows

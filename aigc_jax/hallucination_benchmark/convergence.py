@@ -26,7 +26,7 @@ Pure numpy: the runner, the tables and the tests call it without jax.
 
 import dataclasses
 import math
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -158,6 +158,13 @@ def log_spaced_steps(cap: int, num_points: int = 8, first: int = 1) -> np.ndarra
   for i in range(num_points - 2, -1, -1):  # ...and backward, so that the last stays the cap.
     steps[i] = min(steps[i], steps[i + 1] - 1)
   return steps
+
+
+def doubling_checkpoints(num_steps: int, num_points: int = 8) -> Tuple[int, ...]:
+  """round(num_steps / 2^k) for k = num_points - 1 .. 0 (distinct, >= 1), ascending: each
+  interval one doubling of training, so the rule's reference point is exactly half the last
+  step. The benchmark's standard protocol and Aithal et al.'s protocol measure at these."""
+  return tuple(sorted({max(1, int(round(num_steps / 2.0**k))) for k in range(num_points)}))
 
 
 def next_budget(trained_steps: int, converged: bool, cap: int) -> Optional[int]:

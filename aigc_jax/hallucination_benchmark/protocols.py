@@ -1,15 +1,15 @@
 """The two protocols: which settings, seeds, steps, checkpoints and sample counts.
 
-* `standard`: every family (ae, vae, gan, diffusion) and every discovered variant on each known-support
-  dataset, `STANDARD_SEEDS` seeds, the budgets of `hallucination_bases.py`, measured at 5%,
-  25% and 100% of training (early, middle, final: the calibration needs models whose exact
-  rate varies widely).
+* `standard`: every family (ae, vae, gan, diffusion) and every discovered variant on each
+  known-support dataset, `STANDARD_SEEDS` seeds, the budgets of `hallucination_bases.py`,
+  measured at 8 checkpoints a doubling apart (1/128 .. 1 of training: the learning curve the
+  convergence rule reads, and calibration models whose exact rates vary widely).
 * `pacgan`: the PacGAN authors' 2-D protocol (Lin et al. 2018): GAN with pack sizes 1-4 on
   the ring and the grid, 400,000 steps, 10 trials, 2,500 samples from a fixed z set, measured
   every `eval_every` steps (the curve of modes captured and high-quality fraction).
 * `quick` (the standard protocol, reduced for CI, about 100 s on 2 cores): two seeds, 100
-  steps on the ring and 20 on shapes, 300 samples, latent GMMs fitted to 1,000 training
-  codes, and the settings in `QUICK_SETTINGS`.
+  steps on the ring and 20 on shapes, measured at 5%, 25% and 100%, 300 samples, latent
+  GMMs fitted to 1,000 training codes, and the settings in `QUICK_SETTINGS`.
 """
 
 import dataclasses
@@ -19,14 +19,19 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import ml_collections
 
 from aigc_jax.errors import UnknownNameError
-from aigc_jax.hallucination_benchmark import variants as variants_lib
+from aigc_jax.hallucination_benchmark import convergence, variants as variants_lib
 
 PROTOCOLS = ("standard", "pacgan")
 STANDARD_DATASETS = ("simple_shapes", "gaussian_ring8", "gaussian_grid25")
 # Seeds per setting: fewer on shapes, whose convolutional steps cost ~50x a 2-D step on a CPU.
 STANDARD_SEEDS = {"gaussian_ring8": 3, "gaussian_grid25": 3, "simple_shapes": 2}
 STANDARD_SAMPLES = {"gaussian_ring8": 1_000, "gaussian_grid25": 1_000, "simple_shapes": 1_000}
-CHECKPOINT_FRACTIONS = (0.05, 0.25, 1.0)
+# Checkpoints of the standard protocol: 8 steps a doubling apart (1/128 .. 1 of the budget),
+# the learning curve the convergence rule reads (`convergence.check_convergence`) and the
+# calibration's models, whose exact rates vary widely along it. --quick measures 3 (5%, 25%,
+# 100%): enough for the rule's one doubling and cheaper in CI.
+STANDARD_CHECKPOINTS = 8
+QUICK_CHECKPOINT_FRACTIONS = (0.05, 0.25, 1.0)
 
 QUICK_DATASETS = ("gaussian_ring8", "simple_shapes")
 QUICK_SEEDS = 2
@@ -152,7 +157,9 @@ def standard_plan(
         base,
         range(num_seeds),
         num_steps,
-        settings_lib.checkpoint_steps(num_steps, CHECKPOINT_FRACTIONS),
+        settings_lib.checkpoint_steps(num_steps, QUICK_CHECKPOINT_FRACTIONS)
+        if quick
+        else convergence.doubling_checkpoints(num_steps, STANDARD_CHECKPOINTS),
         path,
         knobs,
       )

@@ -15,6 +15,19 @@ On simple_shapes each setting row also says why its invalid samples are invalid
 mixed: exclusive, summing to 1) and `invalid_reason_<reason>_fraction` for each of the
 parser's reasons (an image may have several), each beside its `_count`.
 
+Each setting row says whether it trained long enough, and each variant row whether it
+differs from its family by more than the seeds' spread:
+* `converged` ("yes" / "no"; "" when the checkpoints cannot tell), judged on
+  `convergence_rate` (the support rate; the AE's reconstruction rate) by
+  `convergence.check_convergence` over the per-seed learning curve: the change
+  `last_doubling_change` from `convergence_reference_step` (at or below half the last step)
+  to the last checkpoint, against `convergence_threshold`;
+* per exact rate, `<rate>_delta_vs_family` (variant minus its family's base row on the same
+  dataset, mean over seeds), its 95% Welch interval over seeds (`_delta_ci_low` / `_high`)
+  and `_delta_verdict`: better / worse where the interval excludes 0, else "no measurable
+  change" ("" with fewer than 2 seeds on a side). Latent GMM rows are compared with the
+  family's base row too.
+
 filtering.csv: per (dataset, filter score), the hallucinations removed at 99 / 96 / 90 / 75%
 of valid samples kept (`filtering_rows`).
 
@@ -30,10 +43,10 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from aigc_jax.evaluation import calibration, hallucination, shapes_invalid_kinds
+from aigc_jax.evaluation import calibration, hallucination, shapes_invalid_kinds, statistics
 from aigc_jax.evaluation.reference import Reference
 from aigc_jax.evaluation.statistics import mean_and_standard_error
-from aigc_jax.hallucination_benchmark import measure
+from aigc_jax.hallucination_benchmark import convergence, measure
 from aigc_jax.hallucination_benchmark.protocols import Plan
 from aigc_jax.hallucination_benchmark.settings import Setting
 
@@ -43,6 +56,8 @@ FILTER_SCORES = ("realism", "confidence", "discriminator", "trajectory_variance"
 # The evaluation runner's estimator (`evaluation.report`: k = 3, training-split reference);
 # its calibration against the exact rate is in docs/hallucination_benchmark.md, "Calibration".
 DEFAULT_ESTIMATOR = "manifold_hallucination_rate"
+# The confidence of each "delta vs family" interval (Welch, over seeds).
+DELTA_CONFIDENCE = 0.95
 # Filtering table: hallucinations removed while keeping at least these fractions of valid.
 FILTER_KEPT_TARGETS = (0.99, 0.96, 0.9, 0.75)
 CALIBRATION_COLUMNS = (
@@ -149,6 +164,7 @@ def setting_row(
     )
     for name in reconstruction[0]["estimated"]:
       row.update(_floored_columns(name, [r["estimated"][name] for r in reconstruction], reference))
+  row.update(convergence_columns(record))
   row["config"] = setting.config_json()
   return row
 
@@ -322,6 +338,25 @@ def _fmt_estimate(row, name) -> str:
   return f"{_fmt_mean_se(row, name)} (floor {_fmt(row.get(name + '_floor'))})"
 
 
+def _fmt_delta(row) -> str:
+  name = row.get("convergence_rate") or "support_hallucination_rate"
+  verdict = row.get(f"{name}_delta_verdict")
+  if verdict is None:
+    return "–"  # A family's base row, or no base row to compare with.
+  if not verdict:
+    return "n/a (under 2 seeds)"
+  return (
+    f"{row[f'{name}_delta_vs_family']:+.3f} [{row[f'{name}_delta_ci_low']:+.3f}, "
+    f"{row[f'{name}_delta_ci_high']:+.3f}] {verdict}"
+  )
+
+
+def _fmt_converged(row) -> str:
+  if not row.get("converged"):
+    return "n/a (too few checkpoints)"
+  return f"{row['converged']} ({row['last_doubling_change']:+.3f})"
+
+
 def _fmt_invalid_kinds(row) -> str:
   """ "0.120 / 0.800 / 0.080 of 412": the kinds' fractions of the invalid samples."""
   if "invalid_count" not in row:
@@ -348,7 +383,12 @@ def results_markdown(
     "On simple_shapes, \"invalid\": the fractions of the invalid samples (pooled over "
     "seeds) that are mode interpolation only (another region's shape, two shapes in a "
     "region), rendering artifacts only (fragment, blend, noise, stray pixels, blank), or "
-    "both (`evaluation.shapes_invalid_kinds`).",
+    "both (`evaluation.shapes_invalid_kinds`). \"exact rate - family's\": a variant's exact "
+    "rate (support; the AE's: reconstruction) minus its family's base row, mean over seeds, "
+    "with the 95% Welch interval over seeds; better / worse only where the interval "
+    "excludes 0. \"converged\": the exact rate moved by less than max(2 standard errors, "
+    "0.01) between the last checkpoint and the one at or below half its steps (the change "
+    "in brackets; `convergence.check_convergence`).",
     "",
   ]
   for dataset in plan.datasets:
@@ -372,7 +412,11 @@ def results_markdown(
     ]
     if not mixture:
       header += ["unrecognisable", "class flip", "invalid: mode interpolation / artifact / both"]
-    header += ["removed at 96% kept (best filter)"]
+    header += [
+      "removed at 96% kept (best filter)",
+      "exact rate - family's [95% CI]",
+      "converged (last doubling)",
+    ]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in (r for r in rows if r["dataset"] == dataset):
       if row["status"] != "ok":
@@ -405,6 +449,7 @@ def results_markdown(
       }
       best = max(filters, key=filters.get) if filters else None
       cells.append(f"{filters[best]:.3f} ({best})" if best else "–")
+      cells += [_fmt_delta(row), _fmt_converged(row)]
       lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
   if summary:
@@ -460,11 +505,15 @@ def results_markdown(
 def write_all(out_dir: str, plan: Plan, records, setups) -> Dict[str, Any]:
   """Writes results.csv / .md / .json and calibration.csv; returns the results dict."""
   rows, cal_rows = [], []
+  bases = {s.key: r for s, r in records if s.name == s.family and not s.variant}
   for dataset in plan.datasets:
     rows.append(real_data_row(dataset, setups[dataset]))
     for setting, record in records:
       if setting.dataset == dataset:
         rows.append(setting_row(setting, record, setups[dataset]))
+        base = bases.get(family_base_key(setting))
+        if base is not None and base is not record:
+          rows[-1].update(difference_columns(record, base))
         cal_rows += calibration_rows(setting, record, setups[dataset].reference)
   summary = calibration_summary(cal_rows)
   filters = filtering_rows(records)
@@ -508,6 +557,88 @@ def write_all(out_dir: str, plan: Plan, records, setups) -> Dict[str, Any]:
   with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
     json.dump(results, f, indent=1, default=float)
   return results
+
+
+def _seed_rate(measurement: Dict[str, Any], name: str) -> float:
+  """One seed's exact rate `name` from its measurement at one checkpoint (NaN: not there)."""
+  group = "generation" if name == "support_hallucination_rate" else "reconstruction"
+  try:
+    return float(measurement[group]["exact"][name]["rate"])
+  except (KeyError, TypeError):
+    return float("nan")
+
+
+def primary_rate(record: Dict[str, Any]) -> str:
+  """The exact rate a setting is judged by: the support rate of its samples, or the
+  reconstruction rate of a model that does not generate (the AE); "" when neither exists."""
+  final = final_measurements(record)
+  for name in EXACT_RATES:
+    if any(np.isfinite(_seed_rate(m, name)) for m in final):
+      return name
+  return ""
+
+
+def learning_curve(record: Dict[str, Any], name: str) -> Tuple[List[int], np.ndarray]:
+  """(steps [P], values [S, P]): the exact rate `name` of each seed at each checkpoint where
+  some seed has it (NaN where a seed does not)."""
+  steps, columns = [], []
+  for step, per_seed in sorted((record.get("checkpoints") or {}).items(), key=lambda x: int(x[0])):
+    values = [_seed_rate(m, name) for m in per_seed]
+    if any(np.isfinite(values)):
+      steps.append(int(step))
+      columns.append(values)
+  if not columns:
+    return [], np.zeros((0, 0))
+  width = max(len(c) for c in columns)
+  return steps, np.array([c + [np.nan] * (width - len(c)) for c in columns]).T
+
+
+def convergence_columns(record: Dict[str, Any]) -> Dict[str, Any]:
+  """`converged` ("yes" / "no"; "" when the curve cannot tell: under 2 points, or none at or
+  below half the last step), the rate it was judged on, and the rule's numbers
+  (`convergence.check_convergence` on the per-seed learning curve of `primary_rate`)."""
+  name = primary_rate(record)
+  out: Dict[str, Any] = {"converged": "", "convergence_rate": name}
+  steps, values = learning_curve(record, name) if name else ([], None)
+  if len(steps) < 2 or 2 * steps[0] > steps[-1]:
+    return out
+  check = convergence.check_convergence(steps, values)
+  out.update(
+    converged="yes" if check.converged else "no",
+    convergence_reference_step=check.reference_step,
+    last_doubling_change=check.last_mean - check.reference_mean,
+    convergence_threshold=check.threshold,
+  )
+  return out
+
+
+def family_base_key(setting: Setting) -> str:
+  """The key of the row a setting is compared with: its family's base setting on the same
+  dataset ("gan_hinge" -> "gan"; a latent GMM row "vae_beta+gmm10" -> "vae")."""
+  return f"{setting.dataset}/{setting.family}"
+
+
+def difference_columns(variant: Dict[str, Any], family: Dict[str, Any]) -> Dict[str, Any]:
+  """Per exact rate both records have: `<rate>_delta_vs_family` (mean over seeds of the
+  variant minus the family's), its 95% Welch interval (`_delta_ci_low` / `_high`, unequal
+  variances, `statistics.welch_difference_interval`) and `_delta_verdict` (better / worse
+  where the interval excludes 0, else "no measurable change"; "" with under 2 seeds a side)."""
+  out: Dict[str, Any] = {}
+  for name in EXACT_RATES:
+    a = [_seed_rate(m, name) for m in final_measurements(variant)]
+    b = [_seed_rate(m, name) for m in final_measurements(family)]
+    if not (np.isfinite(a).any() and np.isfinite(b).any()):
+      continue
+    try:
+      interval = statistics.welch_difference_interval(a, b, DELTA_CONFIDENCE)
+    except ValueError:  # Under 2 finite seeds on a side: no spread to judge by.
+      out[f"{name}_delta_verdict"] = ""
+      continue
+    out[f"{name}_delta_vs_family"] = interval.difference
+    out[f"{name}_delta_ci_low"] = interval.low
+    out[f"{name}_delta_ci_high"] = interval.high
+    out[f"{name}_delta_verdict"] = statistics.difference_verdict(interval)
+  return out
 
 
 def curve_over_steps(record: Dict[str, Any]) -> Dict[str, Any]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from aigc_jax.errors import UserError
-from aigc_jax.hallucination_benchmark import aithal
+from aigc_jax.hallucination_benchmark import aithal, convergence
 from experiments.configs import aithal_toy
 
 
@@ -60,8 +60,8 @@ def test_the_variance_filter_removes_samples_whose_prediction_swings_between_mod
 
 
 def test_checkpoints_double_up_to_the_cap():
-  assert aithal.doubling_checkpoints(2_000) == (16, 31, 62, 125, 250, 500, 1_000, 2_000)
-  assert aithal.doubling_checkpoints(4) == (1, 2, 4)
+  assert convergence.doubling_checkpoints(2_000) == (16, 31, 62, 125, 250, 500, 1_000, 2_000)
+  assert convergence.doubling_checkpoints(4) == (1, 2, 4)
 
 
 def _tiny_config(dataset):

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from aigc_jax.data import gaussian_mixtures
+from aigc_jax.evaluation import statistics
+from aigc_jax.hallucination_benchmark import convergence
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 CONFIGS = os.path.join(ROOT, "experiments", "configs")
@@ -259,3 +261,40 @@ def test_console_holds_no_library_logs(quick_run):
   *_, stderr = quick_run
   library_lines = [line for line in stderr.splitlines() if re.match(r"[IWE]\d{4} ", line)]
   assert not library_lines, library_lines[:5]
+
+
+def test_convergence_and_delta_vs_family_columns_recompute_from_the_saved_records(quick_run):
+  """The rule and Welch's interval, recomputed from the per-seed rates the run saved."""
+  run, rows, _, _ = quick_run
+  name = "support_hallucination_rate"
+
+  def per_seed(setting, step=None):
+    record = json.loads((run / "settings" / f"gaussian_ring8__{setting}.json").read_text())
+    checkpoints = record["checkpoints"]
+    steps = sorted(map(int, checkpoints))
+    curve = np.array(
+      [[m["generation"]["exact"][name]["rate"] for m in checkpoints[str(s)]] for s in steps]
+    ).T
+    return steps, curve
+
+  for setting in ("gan", "gan_mine", "diffusion"):
+    steps, curve = per_seed(setting)
+    check = convergence.check_convergence(steps, curve)
+    row = _row(rows, "gaussian_ring8", setting)
+    assert row["converged"] == ("yes" if check.converged else "no")
+    assert float(row["last_doubling_change"]) == pytest.approx(
+      check.last_mean - check.reference_mean
+    )
+  _, mine = per_seed("gan_mine")
+  _, gan = per_seed("gan")
+  interval = statistics.welch_difference_interval(mine[:, -1], gan[:, -1])
+  row = _row(rows, "gaussian_ring8", "gan_mine")
+  assert float(row[f"{name}_delta_vs_family"]) == pytest.approx(interval.difference)
+  assert float(row[f"{name}_delta_ci_low"]) == pytest.approx(interval.low)
+  assert float(row[f"{name}_delta_ci_high"]) == pytest.approx(interval.high)
+  assert row[f"{name}_delta_verdict"] == statistics.difference_verdict(interval)
+  assert _row(rows, "gaussian_ring8", "gan")[f"{name}_delta_verdict"] == ""  # The base row.
+  # A latent GMM row of the AE: the AE only reconstructs, so no support rate to compare with.
+  ae_gmm = _row(rows, "gaussian_ring8", "ae+gmm10")
+  assert ae_gmm[f"{name}_delta_verdict"] == ""
+  assert "exact rate - family's [95% CI]" in (run / "results.md").read_text()
