@@ -8,6 +8,9 @@
   estimator, the diagonal for reference.
 * `filtering.png`: fraction of hallucinations removed against fraction of valid samples kept,
   per dataset and score (mean over the final models), with Aithal et al.'s operating point.
+* `learning_curves.png`: per dataset, each setting's exact rate (mean over seeds, standard
+  error band) and, on the mixtures, its high-quality fraction against training steps
+  (log scale); rows the convergence rule did not pass are labelled "(unconverged)".
 * `pacgan_curve.png` (pacgan protocol): modes captured and high-quality fraction against steps.
 """
 
@@ -20,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
+from aigc_jax.evaluation import statistics  # pylint: disable=wrong-import-position
 from aigc_jax.hallucination_benchmark import folder, tables  # pylint: disable=wrong-import-position
 
 GRID_SIDE = 8
@@ -180,6 +184,47 @@ def pacgan_figure(path, plan, records) -> str:
   return _save(fig, path)
 
 
+def learning_curves_figure(path, plan, records) -> str:
+  return _save(learning_curves_plot(plan, records), path)
+
+
+def learning_curves_plot(plan, records):
+  """Per dataset: each setting's exact rate (`tables.primary_rate`: support; the AE's
+  reconstruction) against training steps, mean over seeds with a standard-error band, and on
+  the mixtures the high-quality fraction beside it; "(unconverged)" marks the rows the rule
+  did not pass."""
+  fig, axes = plt.subplots(
+    len(plan.datasets), 2, figsize=(9, 3.2 * len(plan.datasets)), squeeze=False
+  )
+  for row, dataset in enumerate(plan.datasets):
+    for setting, record in records:
+      name = tables.primary_rate(record) if setting.dataset == dataset else ""
+      if not name:
+        continue
+      steps, values = tables.learning_curve(record, name)
+      converged = tables.convergence_columns(record)["converged"]
+      label = setting.name + (" (unconverged)" if converged == "no" else "")
+      mean, se = np.array([statistics.mean_and_standard_error(column) for column in values.T]).T
+      se = np.nan_to_num(se)
+      (line,) = axes[row, 0].plot(steps, mean, marker="o", ms=2, lw=1, label=label)
+      axes[row, 0].fill_between(steps, mean - se, mean + se, color=line.get_color(), alpha=0.2)
+      curve = tables.curve_over_steps(record)
+      if "high_quality_fraction" in curve:
+        axes[row, 1].plot(curve["steps"], curve["high_quality_fraction"], lw=1, label=label)
+    axes[row, 0].set_title(f"{dataset}: exact hallucination rate", fontsize=8)
+    axes[row, 1].set_title(f"{dataset}: high-quality fraction", fontsize=8)
+    for ax in axes[row]:
+      ax.set_xscale("log")
+      ax.set_ylim(*FRACTION_LIMITS)
+      ax.set_xlabel("training step", fontsize=7)
+      ax.tick_params(labelsize=6)
+      if ax.lines:
+        ax.legend(fontsize=5)
+      else:
+        ax.axis("off")
+  return fig
+
+
 def write_all(out_dir: str, plan, records, setups) -> List[str]:
   directory = os.path.join(out_dir, "figures")
   os.makedirs(directory, exist_ok=True)
@@ -211,6 +256,9 @@ def write_all(out_dir: str, plan, records, setups) -> List[str]:
   if cal_rows:
     paths.append(calibration_figure(os.path.join(directory, "calibration.png"), cal_rows))
   paths.append(filtering_figure(os.path.join(directory, "filtering.png"), plan, records))
+  paths.append(
+    learning_curves_figure(os.path.join(directory, "learning_curves.png"), plan, records)
+  )
   if plan.protocol == "pacgan":
     paths.append(pacgan_figure(os.path.join(directory, "pacgan_curve.png"), plan, records))
   return paths

@@ -30,3 +30,30 @@ def test_filtering_curves_on_the_frame_stay_inside_the_axes():
   (line,) = ax.get_lines()
   assert list(line.get_ydata()) == [1.0, 1.0, 1.0]
   figures.plt.close(fig)
+
+
+def test_learning_curves_plot_the_mean_over_seeds_and_mark_the_unconverged():
+  def setting(name):
+    return Setting("gaussian_ring8", name, "gan", "", {}, None, (0, 1), (25, 50, 100))
+
+  def record(rates_per_step):
+    return {
+      "checkpoints": {
+        str(step): [
+          {"generation": {"exact": {"support_hallucination_rate": {"rate": r}}}} for r in rates
+        ]
+        for step, rates in rates_per_step.items()
+      }
+    }
+
+  flat = record({25: [0.3, 0.5], 50: [0.4, 0.4], 100: [0.4, 0.41]})
+  falling = record({25: [0.9, 0.9], 50: [0.8, 0.7], 100: [0.2, 0.3]})
+  records = [(setting("gan"), flat), (setting("gan_hinge"), falling)]
+  plan = protocols.Plan("standard", False, tuple(s for s, _ in records), {"gaussian_ring8": 300})
+  fig = figures.learning_curves_plot(plan, records)
+  lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+  assert set(lines) == {"gan", "gan_hinge (unconverged)"}
+  assert list(lines["gan"].get_xdata()) == [25, 50, 100]
+  assert list(lines["gan"].get_ydata()) == [0.4, 0.4, 0.405]
+  assert lines["gan_hinge (unconverged)"].get_ydata()[-1] == 0.25
+  figures.plt.close(fig)

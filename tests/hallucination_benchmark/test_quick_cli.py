@@ -128,6 +128,7 @@ def test_files_columns_and_the_registered_variant(quick_run):
     "figures/samples_simple_shapes.png",
     "figures/calibration.png",
     "figures/filtering.png",
+    "figures/learning_curves.png",
   ):
     assert os.path.getsize(run / name) > 0, name
   assert set(REQUIRED) <= set(rows[0])
